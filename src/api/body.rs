@@ -1,0 +1,65 @@
+//! Request bodies: JSON objects of at most 64 KiB.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A JSON object body. The size is checked from `Content-Length` before
+/// anything is read, and again while reading (for chunked bodies).
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY));
+        }
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("Bad JSON: {e}")))?;
+        match value {
+            Value::Object(map) => Ok(JsonObject(map)),
+            _ => Err(ApiError::BadRequest("Bad JSON: the body must be a JSON object".into())),
+        }
+    }
+}
+
+/// A string field; Jingl sends everything as strings, numbers are accepted
+/// where a string of digits is meant.
+pub fn string_field(field: &'static str, v: &Value) -> Result<String, ApiError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(ApiError::BadRequest(format!("{field}: must be a string"))),
+    }
+}
+
+/// A string field that `null` or `""` clears.
+pub fn optional_string_field(field: &'static str, v: &Value) -> Result<Option<String>, ApiError> {
+    match v {
+        Value::Null => Ok(None),
+        other => string_field(field, other).map(|s| Some(s).filter(|s| !s.is_empty())),
+    }
+}
+
+/// A whole number, as a JSON number or a string of digits.
+pub fn integer_field(field: &'static str, v: &Value) -> Result<i64, ApiError> {
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    n.ok_or_else(|| ApiError::BadRequest(format!("{field}: must be a whole number")))
+}

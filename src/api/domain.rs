@@ -1,0 +1,66 @@
+//! The caller's domain: the settings every phone of the domain is given.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+
+use super::auth::Caller;
+use super::body::{integer_field, string_field, JsonObject};
+use super::error::{ApiError, ApiResult};
+use super::ApiState;
+use crate::model::{Domain, DomainChanges, Transport};
+
+#[derive(Serialize)]
+pub struct DomainJson {
+    pub name: String,
+    pub sipserver: String,
+    pub sipport: u16,
+    pub siptransport: &'static str,
+    pub timezone: String,
+    pub ntpserver: String,
+}
+
+impl From<&Domain> for DomainJson {
+    fn from(d: &Domain) -> Self {
+        DomainJson {
+            name: d.name.clone(),
+            sipserver: d.sip_server.clone(),
+            sipport: d.sip_port,
+            siptransport: d.sip_transport.as_str(),
+            timezone: d.timezone.clone(),
+            ntpserver: d.ntp_server.clone(),
+        }
+    }
+}
+
+pub async fn show(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<DomainJson>> {
+    let d = state.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
+    Ok(Json(DomainJson::from(&d)))
+}
+
+/// Changes the domain's settings; every handset of the domain gets a new
+/// revision when something really changed.
+pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(body): JsonObject) -> ApiResult<Json<DomainJson>> {
+    caller.require_admin()?;
+    let mut c = DomainChanges::default();
+    for (key, v) in &body {
+        match key.as_str() {
+            "name" if string_field("name", v)? == caller.domain => {}
+            "name" => return Err(ApiError::BadRequest("name: a domain cannot be renamed".into())),
+            "sipserver" => c.sip_server = Some(string_field("sipserver", v)?),
+            "sipport" => {
+                let n = integer_field("sipport", v)?;
+                c.sip_port = Some(crate::model::domain::parse_port(&n.to_string())?);
+            }
+            "siptransport" => c.sip_transport = Some(Transport::parse("siptransport", &string_field("siptransport", v)?)?),
+            "timezone" => c.timezone = Some(string_field("timezone", v)?),
+            "ntpserver" => c.ntp_server = Some(string_field("ntpserver", v)?),
+            other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
+        }
+    }
+    let (d, changed) = state.store.update_domain(&caller.actor(), &caller.domain, &c).await?;
+    if !changed.is_empty() {
+        tracing::info!(user = %caller.user.login(), domain = %d.name, fields = %changed.join(","), "domain updated");
+    }
+    Ok(Json(DomainJson::from(&d)))
+}

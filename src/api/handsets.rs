@@ -1,0 +1,174 @@
+//! Handset Search / Select / Update, create and delete.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::auth::Caller;
+use super::body::{optional_string_field, string_field, JsonObject};
+use super::error::{ApiError, ApiResult};
+use super::{paging, ApiState};
+use crate::model::handset::parse_bool;
+use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
+use crate::store::handsets::{HandsetFilter, HandsetView};
+
+/// Handset Select's body: Jingl's fields, all strings, then ours (`mac`,
+/// `model`, `revision`).
+#[derive(Serialize)]
+pub struct HandsetJson {
+    pub extensionnumber: String,
+    pub name: String,
+    pub password: String,
+    pub location: String,
+    pub outgoingcli: String,
+    pub recording: &'static str,
+    pub notes: String,
+    pub status: String,
+    pub registrationipaddress: String,
+    pub mac: String,
+    pub model: String,
+    pub revision: i64,
+}
+
+impl From<&HandsetView> for HandsetJson {
+    fn from(v: &HandsetView) -> Self {
+        let h = &v.handset;
+        HandsetJson {
+            extensionnumber: h.extensionnumber.clone(),
+            name: h.name.clone(),
+            password: h.password.expose().to_string(),
+            location: h.location.clone(),
+            outgoingcli: h.outgoingcli.clone(),
+            recording: if h.recording { "true" } else { "false" },
+            notes: h.notes.clone(),
+            status: v.status.summary(),
+            registrationipaddress: v.status.registration_ip(),
+            mac: h.mac.map(|m| m.lower()).unwrap_or_default(),
+            model: h.model.clone().unwrap_or_default(),
+            revision: h.revision,
+        }
+    }
+}
+
+/// Jingl's call-control parameters of Handset Update. We provision phones;
+/// we do not control calls, and say so rather than ignore them.
+const CALL_CONTROL: &[&str] =
+    &["callcreate", "calltransferattended", "calltransferblind", "callmonitor", "callcoach", "callbarge"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    name: Option<String>,
+    location: Option<String>,
+    extensionnumber: Option<String>,
+    mac: Option<String>,
+    model: Option<String>,
+    afterid: Option<String>,
+    maxresults: Option<String>,
+    /// Read by [`Caller`]; listed so it is not an unknown parameter.
+    #[allow(dead_code)]
+    domain: Option<String>,
+}
+
+/// Parses query parameters, naming an unknown one in the 400.
+pub fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> ApiResult<T> {
+    Query::<T>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::BadRequest(format!("Bad query: {}", e.body_text().trim_start_matches("Failed to deserialize query string: "))))
+}
+
+pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<HandsetJson>>> {
+    let p: SearchParams = query(&uri)?;
+    let limit = paging::max_results(p.maxresults.as_deref())?;
+    let filter = HandsetFilter {
+        name: p.name.filter(|s| !s.is_empty()),
+        location: p.location.filter(|s| !s.is_empty()),
+        extension_prefix: p.extensionnumber.filter(|s| !s.is_empty()).map(|s| validate_extension(&s).map(|_| s)).transpose()?,
+        mac: p.mac.filter(|s| !s.is_empty()).map(|m| m.parse::<Mac>()).transpose().map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        model: p.model.filter(|s| !s.is_empty()),
+    };
+    let views = state.store.search_handsets(caller.domain_id, &filter, p.afterid.as_deref().filter(|s| !s.is_empty()), limit).await?;
+    Ok(Json(views.iter().map(HandsetJson::from).collect()))
+}
+
+pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Json<HandsetJson>> {
+    let view = state.store.handset(caller.domain_id, &ext).await?.ok_or(ApiError::NotFound("Handset not found"))?;
+    Ok(Json(HandsetJson::from(&view)))
+}
+
+pub async fn update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(ext): Path<String>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<HandsetJson>> {
+    caller.require_write()?;
+    let changes = parse_changes(&body, Some(&ext))?;
+    let (view, changed) = state.store.update_handset(&caller.actor(), caller.domain_id, &ext, &changes).await?;
+    if !changed.is_empty() {
+        tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, fields = %changed.join(","), revision = view.handset.revision, "handset updated");
+    }
+    Ok(Json(HandsetJson::from(&view)))
+}
+
+pub async fn create(State(state): State<ApiState>, caller: Caller, JsonObject(body): JsonObject) -> ApiResult<(StatusCode, Json<HandsetJson>)> {
+    caller.require_write()?;
+    let ext = match body.get("extensionnumber") {
+        Some(v) => string_field("extensionnumber", v)?,
+        None => return Err(ApiError::BadRequest("extensionnumber: is required".into())),
+    };
+    validate_extension(&ext)?;
+    let fields = parse_changes(&body, None)?;
+    let view = state.store.create_handset(&caller.actor(), caller.domain_id, NewHandset { extensionnumber: ext, fields }).await?;
+    tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %view.handset.extensionnumber, "handset created");
+    Ok((StatusCode::CREATED, Json(HandsetJson::from(&view))))
+}
+
+pub async fn delete(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<StatusCode> {
+    caller.require_write()?;
+    state.store.delete_handset(&caller.actor(), caller.domain_id, &ext).await?;
+    tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, "handset deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reads the handset fields of a create or update body. On update
+/// (`path_ext` given) an `extensionnumber` may be repeated but not changed.
+fn parse_changes(body: &Map<String, Value>, path_ext: Option<&str>) -> ApiResult<HandsetChanges> {
+    if let Some(cc) = body.keys().find(|k| CALL_CONTROL.contains(&k.as_str())) {
+        return Err(ApiError::NotImplemented(format!(
+            "{cc}: call control is not supported by this provisioning server; send it to the voice platform"
+        )));
+    }
+    let mut c = HandsetChanges::default();
+    for (key, v) in body {
+        match key.as_str() {
+            "extensionnumber" => {
+                if let Some(ext) = path_ext {
+                    if string_field("extensionnumber", v)? != ext {
+                        return Err(ApiError::BadRequest("extensionnumber: cannot be changed; create a new handset".into()));
+                    }
+                }
+            }
+            "name" => c.name = Some(string_field("name", v)?),
+            "password" => c.password = Some(Secret::new(string_field("password", v)?)),
+            "location" => c.location = Some(string_field("location", v)?),
+            "outgoingcli" => c.outgoingcli = Some(string_field("outgoingcli", v)?),
+            "recording" => c.recording = Some(parse_bool("recording", v)?),
+            "notes" => c.notes = Some(string_field("notes", v)?),
+            "mac" => {
+                c.mac = Some(
+                    optional_string_field("mac", v)?
+                        .map(|s| s.parse::<Mac>())
+                        .transpose()
+                        .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+                )
+            }
+            "model" => c.model = Some(optional_string_field("model", v)?),
+            other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
+        }
+    }
+    c.validate()?;
+    Ok(c)
+}

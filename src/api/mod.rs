@@ -1,0 +1,69 @@
+//! The REST API, compatible with Jingl's hosted-PBX handset API: Handset
+//! Search / Select / Update (plus create and delete), Handset Status Search /
+//! Select (plus the platform's status reports), the caller's domain, and the
+//! audit log. HTTPS only: plain HTTP gets `406 SSL must be used` before any
+//! credentials are read.
+
+pub mod audit;
+pub mod auth;
+pub mod body;
+pub mod domain;
+pub mod error;
+pub mod handsets;
+pub mod paging;
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::client::ClientInfo;
+use crate::store::Store;
+pub use error::{ApiError, ApiResult};
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub auth: Arc<auth::Authenticator>,
+}
+
+impl ApiState {
+    pub fn new(store: Store) -> Self {
+        ApiState { auth: Arc::new(auth::Authenticator::new(store.clone())), store }
+    }
+}
+
+/// The `/api` routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/handset", get(handsets::search).post(handsets::create))
+        .route(
+            "/api/handset/{extensionnumber}",
+            get(handsets::select).put(handsets::update).delete(handsets::delete),
+        )
+        .route("/api/handsetstatus", get(status::search))
+        .route("/api/handsetstatus/{extensionnumber}", get(status::select).put(status::report))
+        .route("/api/domain", get(domain::show).put(domain::update))
+        .route("/api/audit", get(audit::list))
+        .route("/api/{*rest}", axum::routing::any(not_found))
+        .layer(middleware::from_fn(require_tls))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("Not found")
+}
+
+/// Jingl's rule: the API is HTTPS only, and says so before it looks at
+/// credentials (which a plain-HTTP client has just sent in the clear).
+async fn require_tls(client: ClientInfo, request: Request, next: Next) -> Response {
+    if !client.tls {
+        return ApiError::SslRequired.into_response();
+    }
+    next.run(request).await
+}

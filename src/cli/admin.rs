@@ -1,0 +1,92 @@
+//! `autoprov db|domain|user …`: administration on the server's database.
+
+use std::io::BufRead;
+
+use super::{DomainCommand, UserCommand};
+use crate::config::Settings;
+use crate::model::domain::parse_sip_server;
+use crate::model::user::parse_login;
+use crate::model::{DomainChanges, Role, Secret, Transport};
+use crate::store::{Actor, Store};
+
+async fn open(settings: &Settings) -> anyhow::Result<Store> {
+    Ok(Store::open(&settings.database_url).await?)
+}
+
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let store = open(settings).await?;
+    store.close().await;
+    println!("Database {} is up to date", crate::store::redact_url(&settings.database_url));
+    Ok(())
+}
+
+pub async fn domain(settings: &Settings, command: DomainCommand) -> anyhow::Result<()> {
+    let store = open(settings).await?;
+    match command {
+        DomainCommand::Add { name, sip_server, transport } => {
+            let (host, port) = parse_sip_server(&sip_server)?;
+            let changes = DomainChanges {
+                sip_server: Some(host),
+                sip_port: port,
+                sip_transport: Some(Transport::parse("transport", &transport)?),
+                ..Default::default()
+            };
+            let d = store.create_domain(&Actor::cli(), &name, &changes).await?;
+            println!("Created domain {} (SIP server {}:{} over {})", d.name, d.sip_server, d.sip_port, d.sip_transport.as_str());
+        }
+        DomainCommand::List => {
+            println!("{:<24} {:<32} {:>5} {:<4} {}", "DOMAIN", "SIP SERVER", "PORT", "TRANSPORT", "TIME ZONE");
+            for d in store.list_domains().await? {
+                println!("{:<24} {:<32} {:>5} {:<9} {}", d.name, d.sip_server, d.sip_port, d.sip_transport.as_str(), d.timezone);
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+pub async fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
+    let store = open(settings).await?;
+    match command {
+        UserCommand::Add { login, superuser, role, password_stdin } => {
+            let (name, domain) = parse_login(&login)?;
+            let role = Role::parse(&role)?;
+            let (password, generated) = password(password_stdin)?;
+            let hash = crate::password::hash(&password);
+            let u = store.create_user(&Actor::cli(), &name, &domain, role, superuser, &hash).await?;
+            println!("Created {} ({}{})", u.login(), u.role.as_str(), if u.superuser { ", superuser" } else { "" });
+            if generated {
+                println!("Password: {}", password.expose());
+            }
+        }
+        UserCommand::List => {
+            println!("{:<40} {:<9} SUPERUSER", "USER", "ROLE");
+            for u in store.list_users().await? {
+                println!("{:<40} {:<9} {}", u.login(), u.role.as_str(), if u.superuser { "yes" } else { "no" });
+            }
+        }
+        UserCommand::Passwd { login, password_stdin } => {
+            let (name, domain) = parse_login(&login)?;
+            let (password, generated) = password(password_stdin)?;
+            store.set_user_password(&Actor::cli(), &name, &domain, &crate::password::hash(&password)).await?;
+            println!("Password of {name}@{domain} changed");
+            if generated {
+                println!("Password: {}", password.expose());
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// The password from stdin's first line, or a generated one.
+fn password(from_stdin: bool) -> anyhow::Result<(Secret, bool)> {
+    if !from_stdin {
+        return Ok((Secret::generate(24), true));
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let p = Secret::new(line.trim_end_matches(['\r', '\n']));
+    crate::password::check_strength(&p)?;
+    Ok((p, false))
+}

@@ -1,0 +1,120 @@
+//! The `autoprov` command line: `serve`, and the admin commands that work on
+//! the same database with the same settings.
+
+mod admin;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Settings, SettingsArgs};
+
+#[derive(Parser, Debug)]
+#[command(name = "autoprov", version, about = "Provisioning and auto-configuration server for SIP desk phones")]
+#[command(after_help = "Settings come from built-in defaults, then the --config TOML file, then AUTOPROV_* environment variables, then flags.\nAUTOPROV_ADMIN_PASSWORD sets the first superuser's password on an empty database.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server: phones over HTTP(S), the API over HTTPS.
+    Serve,
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Domains (tenants).
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// API users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Apply pending migrations and exit.
+    Migrate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCommand {
+    /// Create a domain.
+    Add {
+        name: String,
+        /// The SIP server its phones register with, HOST[:PORT].
+        #[arg(long, value_name = "HOST[:PORT]")]
+        sip_server: String,
+        #[arg(long, value_name = "udp|tcp|tls", default_value = "udp")]
+        transport: String,
+    },
+    /// List domains.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an API user; prints a generated password unless --password-stdin.
+    Add {
+        /// NAME@DOMAIN
+        login: String,
+        /// May act in every domain.
+        #[arg(long)]
+        superuser: bool,
+        #[arg(long, value_name = "admin|platform|readonly", default_value = "admin")]
+        role: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List API users.
+    List,
+    /// Set a user's password; prints a generated one unless --password-stdin.
+    Passwd {
+        /// NAME@DOMAIN
+        login: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Runs the command line; errors end in one line on stderr and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = Settings::resolve(&cli.settings).map_err(anyhow::Error::from).and_then(|settings| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)?
+            .block_on(run(cli.command, settings))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("autoprov: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve::serve(settings).await,
+        Command::Db(DbCommand::Migrate) => admin::migrate(&settings).await,
+        Command::Domain(c) => admin::domain(&settings, c).await,
+        Command::User(c) => admin::user(&settings, c).await,
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AUTOPROV_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,52 @@
+//! `autoprov serve`: start, say where we listen, wait for SIGTERM/SIGINT,
+//! shut down gracefully.
+
+use crate::config::Settings;
+use crate::server;
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let running = server::start(settings.clone()).await?;
+    if let Some(b) = &running.bootstrapped {
+        match (&b.generated_password, &b.password_file) {
+            (Some(p), Some(file)) => {
+                println!("Created superuser admin@default with password: {}", p.expose());
+                println!("(shown once; also written to {})", file.display());
+            }
+            _ => println!("Created superuser admin@default with the password from AUTOPROV_ADMIN_PASSWORD"),
+        }
+    }
+    println!("Database: {}", crate::store::redact_url(&settings.database_url));
+    if let Some(a) = running.http_addr {
+        println!("HTTP  listening on {a}");
+    }
+    if let Some(a) = running.https_addr {
+        println!("HTTPS listening on {a}");
+    }
+    println!("TLS certificate {} SHA-256 fingerprint {}", running.tls_cert_path.display(), running.tls_fingerprint);
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, up to {:?} for requests in flight", server::SHUTDOWN_GRACE);
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,118 @@
+//! Who is on the other end of a request: the client's IP and whether the
+//! request reached us over TLS, believing `X-Forwarded-*` headers only from
+//! the configured trusted proxies.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+
+/// Attached by the server to every request of one listener.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    pub tls: bool,
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub tls: bool,
+}
+
+impl ClientInfo {
+    pub fn from_parts(peer: SocketAddr, listener: &Listener, headers: &HeaderMap) -> ClientInfo {
+        let peer_ip = canonical(peer.ip());
+        let trusted = |ip: &IpAddr| listener.trusted_proxies.iter().any(|net| net.contains(ip));
+        if !trusted(&peer_ip) {
+            return ClientInfo { ip: peer_ip, tls: listener.tls };
+        }
+        let tls = listener.tls
+            || headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+        // The client is the right-most address that is not one of our proxies.
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+            .map(canonical)
+            .collect::<Vec<_>>();
+        let ip = forwarded.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer_ip);
+        ClientInfo { ip, tls }
+    }
+}
+
+/// IPv4 peers on a dual-stack socket arrive as `::ffff:a.b.c.d`.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(info) = parts.extensions.get::<ClientInfo>() {
+            return Ok(*info);
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let listener = parts
+            .extensions
+            .get::<Listener>()
+            .cloned()
+            .unwrap_or(Listener { tls: false, trusted_proxies: Arc::from([]) });
+        let info = ClientInfo::from_parts(peer, &listener, &parts.headers);
+        parts.extensions.insert(info);
+        Ok(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(tls: bool, proxies: &[&str]) -> Listener {
+        Listener { tls, trusted_proxies: proxies.iter().map(|p| p.parse().unwrap()).collect() }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_claim_tls_or_another_ip() {
+        let h = headers(&[("x-forwarded-proto", "https"), ("x-forwarded-for", "203.0.113.9")]);
+        let info = ClientInfo::from_parts("198.51.100.1:4000".parse().unwrap(), &listener(false, &["10.0.0.0/8"]), &h);
+        assert_eq!(info, ClientInfo { ip: "198.51.100.1".parse().unwrap(), tls: false });
+    }
+
+    #[test]
+    fn trusted_proxies_forward_scheme_and_client() {
+        let h = headers(&[("x-forwarded-proto", "https"), ("x-forwarded-for", "1.2.3.4, 203.0.113.9, 10.0.0.2")]);
+        let info = ClientInfo::from_parts("10.0.0.1:4000".parse().unwrap(), &listener(false, &["10.0.0.0/8"]), &h);
+        assert_eq!(info, ClientInfo { ip: "203.0.113.9".parse().unwrap(), tls: true });
+    }
+
+    #[test]
+    fn mapped_ipv4_is_plain_ipv4() {
+        let info = ClientInfo::from_parts("[::ffff:192.0.2.7]:1".parse().unwrap(), &listener(true, &[]), &HeaderMap::new());
+        assert_eq!(info.ip, "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+}

@@ -1,0 +1,218 @@
+//! Settings: built-in defaults < TOML file (`--config`) < environment
+//! (`AUTOPROV_*`) < command-line flags. clap reads the last two (a flag wins
+//! over its environment variable); the file and the defaults fill the rest.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::model::Secret;
+
+/// A listener address, or `off` to disable the listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    On(SocketAddr),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        s.trim()
+            .parse()
+            .map(Listen::On)
+            .map_err(|_| format!("{s:?} is not ip:port (as 0.0.0.0:8443 or [::]:8443) or off"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Listen {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::On(a) => Some(a),
+        }
+    }
+}
+
+/// The settings flags and environment can give; shared by every subcommand
+/// so the CLI works on the same database as `serve`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SettingsArgs {
+    /// TOML settings file (keys as the long flags, with '_' for '-').
+    #[arg(long, global = true, env = "AUTOPROV_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the database, the self-signed certificate and the bootstrap
+    /// admin password live [default: ./autoprov-data].
+    #[arg(long, global = true, env = "AUTOPROV_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://FILE or postgres://USER:PASS@HOST/DB; plain DATABASE_URL is
+    /// read too [default: sqlite://<data dir>/autoprov.db].
+    #[arg(long, global = true, env = "AUTOPROV_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Plain HTTP listener for phones, or off [default: 0.0.0.0:8080].
+    #[arg(long, global = true, env = "AUTOPROV_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<Listen>,
+    /// HTTPS listener for phones, the API and the admin UI, or off
+    /// [default: 0.0.0.0:8443].
+    #[arg(long, global = true, env = "AUTOPROV_HTTPS_LISTEN", value_name = "ADDR")]
+    pub https_listen: Option<Listen>,
+    /// TFTP listener for phones, or off [default: 0.0.0.0:6969].
+    #[arg(long, global = true, env = "AUTOPROV_TFTP_LISTEN", value_name = "ADDR")]
+    pub tftp_listen: Option<Listen>,
+    /// PEM certificate chain for HTTPS [default: self-signed, made in the
+    /// data dir on first start].
+    #[arg(long, global = true, env = "AUTOPROV_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, global = true, env = "AUTOPROV_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (comma-separated CIDRs) whose X-Forwarded-Proto and
+    /// X-Forwarded-For are believed [default: none].
+    #[arg(long, global = true, env = "AUTOPROV_TRUSTED_PROXIES", value_name = "CIDRS", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<IpNet>>,
+}
+
+/// The TOML file: the same keys as [`SettingsArgs`].
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    http_listen: Option<Listen>,
+    https_listen: Option<Listen>,
+    tftp_listen: Option<Listen>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Vec<IpNet>>,
+}
+
+/// Resolved settings; everything else reads these.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub http_listen: Listen,
+    pub https_listen: Listen,
+    pub tftp_listen: Listen,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub trusted_proxies: Vec<IpNet>,
+    /// `AUTOPROV_ADMIN_PASSWORD`: the bootstrap superuser's password. Only
+    /// from the environment, never a flag (flags show in `ps`).
+    pub admin_password: Option<Secret>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read settings file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Layers the file (if any) under the flags and environment.
+    pub fn resolve(args: &SettingsArgs) -> Result<Settings, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./autoprov-data"));
+        let database_url = args
+            .database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("autoprov.db").display()));
+        let settings = Settings {
+            database_url,
+            http_listen: args.http_listen.or(file.http_listen).unwrap_or(Listen::On(([0, 0, 0, 0], 8080).into())),
+            https_listen: args.https_listen.or(file.https_listen).unwrap_or(Listen::On(([0, 0, 0, 0], 8443).into())),
+            tftp_listen: args.tftp_listen.or(file.tftp_listen).unwrap_or(Listen::On(([0, 0, 0, 0], 6969).into())),
+            tls_cert: args.tls_cert.clone().or(file.tls_cert),
+            tls_key: args.tls_key.clone().or(file.tls_key),
+            trusted_proxies: args.trusted_proxies.clone().or(file.trusted_proxies).unwrap_or_default(),
+            admin_password: std::env::var("AUTOPROV_ADMIN_PASSWORD").ok().filter(|s| !s.is_empty()).map(Secret::new),
+            data_dir,
+        };
+        if settings.tls_cert.is_some() != settings.tls_key.is_some() {
+            return Err(ConfigError::Invalid("tls_cert and tls_key go together: give both or neither".into()));
+        }
+        Ok(settings)
+    }
+
+    /// Defaults for a server in `data_dir` on loopback ephemeral ports: what
+    /// tests and embedders start from.
+    pub fn for_data_dir(data_dir: &Path) -> Settings {
+        let any = Listen::On(([127, 0, 0, 1], 0).into());
+        Settings {
+            data_dir: data_dir.to_path_buf(),
+            database_url: format!("sqlite://{}", data_dir.join("autoprov.db").display()),
+            http_listen: any,
+            https_listen: any,
+            tftp_listen: any,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
+            admin_password: None,
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    let err = |reason: String| ConfigError::File { path: path.to_path_buf(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_values() {
+        assert_eq!("off".parse::<Listen>().unwrap(), Listen::Off);
+        assert_eq!("127.0.0.1:69".parse::<Listen>().unwrap().addr().unwrap().port(), 69);
+        assert!("8080".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn file_sits_between_defaults_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("autoprov.toml");
+        std::fs::write(&path, "data_dir = \"/srv/prov\"\nhttp_listen = \"off\"\nhttps_listen = \"127.0.0.1:9443\"\n").unwrap();
+        let args = SettingsArgs {
+            config: Some(path),
+            https_listen: Some("127.0.0.1:10443".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/srv/prov"));
+        assert_eq!(s.http_listen, Listen::Off);
+        assert_eq!(s.https_listen.addr().unwrap().port(), 10443);
+        assert_eq!(s.tftp_listen.addr().unwrap().port(), 6969);
+        assert!(s.database_url == "sqlite:///srv/prov/autoprov.db" || std::env::var("DATABASE_URL").is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("autoprov.toml");
+        std::fs::write(&path, "htp_listen = \"off\"\n").unwrap();
+        let err = Settings::resolve(&SettingsArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("htp_listen"), "{err}");
+    }
+}

@@ -1,0 +1,33 @@
+//! autoprov: a provisioning server for SIP desk phones.
+//!
+//! Module map (each module does one job):
+//!
+//! - [`cli`]: the `autoprov` command line: `serve` and the admin commands.
+//! - [`config`]: one [`config::Settings`] from defaults < TOML file <
+//!   `AUTOPROV_*` environment < flags.
+//! - [`model`]: handsets, domains, users, status, MAC addresses and secrets:
+//!   types and validation, no I/O.
+//! - [`store`]: the sqlx pool over SQLite or PostgreSQL, migrations, and the
+//!   queries of each table; every write audits in its own transaction.
+//! - [`api`]: the Jingl-compatible REST API (HTTPS only), its Basic auth,
+//!   tenant scoping and error mapping.
+//! - [`guard`]: bounded strike tables that ban keys (users, IPs) that fail
+//!   too often.
+//! - [`client`]: who sent a request: client IP and TLS, believing
+//!   `X-Forwarded-*` only from trusted proxies.
+//! - [`password`]: argon2 hashes of API user passwords.
+//! - [`tls`]: rustls server config (ring provider), self-signed bootstrap.
+//! - [`bootstrap`]: the default domain and superuser of a fresh database.
+//! - [`server`]: wiring of listeners and graceful shutdown.
+
+pub mod api;
+pub mod bootstrap;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod guard;
+pub mod model;
+pub mod password;
+pub mod server;
+pub mod store;
+pub mod tls;

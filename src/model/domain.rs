@@ -1,0 +1,133 @@
+//! Domains (tenants) and the settings every phone of the domain is given.
+
+use super::status::Transport;
+use super::{validate_host, FieldError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Domain {
+    pub id: i64,
+    pub name: String,
+    pub sip_server: String,
+    pub sip_port: u16,
+    pub sip_transport: Transport,
+    pub timezone: String,
+    pub ntp_server: String,
+}
+
+/// A partial change of a domain's settings; `None` leaves a field alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DomainChanges {
+    pub sip_server: Option<String>,
+    pub sip_port: Option<u16>,
+    pub sip_transport: Option<Transport>,
+    pub timezone: Option<String>,
+    pub ntp_server: Option<String>,
+}
+
+/// Domain names are one DNS label: a user may log in as
+/// `name@mycompany.example.com` and we look up `mycompany`.
+pub fn validate_domain_name(s: &str) -> Result<(), FieldError> {
+    let ok = (1..=63).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-');
+    ok.then_some(()).ok_or_else(|| {
+        FieldError::new("domain", "must be 1-63 lower-case letters, digits or '-' (one DNS label)")
+    })
+}
+
+/// `HOST[:PORT]` as given to `autoprov domain add --sip-server`.
+pub fn parse_sip_server(s: &str) -> Result<(String, Option<u16>), FieldError> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+        return Ok((addr.ip().to_string(), Some(addr.port())));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            let port = parse_port(port)?;
+            validate_host("sipserver", host)?;
+            Ok((host.to_string(), Some(port)))
+        }
+        _ => {
+            let host = s.trim_start_matches('[').trim_end_matches(']');
+            validate_host("sipserver", host)?;
+            Ok((host.to_string(), None))
+        }
+    }
+}
+
+pub fn parse_port(s: &str) -> Result<u16, FieldError> {
+    match s.trim().parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(FieldError::new("sipport", "must be a port number from 1 to 65535")),
+    }
+}
+
+/// IANA time zone names (`Europe/London`, `Etc/GMT+5`, `UTC`).
+pub fn validate_timezone(s: &str) -> Result<(), FieldError> {
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'));
+    ok.then_some(()).ok_or_else(|| FieldError::new("timezone", "must be an IANA time zone name such as Europe/London"))
+}
+
+impl DomainChanges {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if let Some(s) = &self.sip_server {
+            if !s.is_empty() {
+                validate_host("sipserver", s)?;
+            }
+        }
+        if let Some(t) = &self.timezone {
+            validate_timezone(t)?;
+        }
+        if let Some(n) = &self.ntp_server {
+            if !n.is_empty() {
+                validate_host("ntpserver", n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the changes to `d` and names the fields whose value changed.
+    pub fn apply(&self, d: &mut Domain) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        set(&mut changed, "sipserver", &mut d.sip_server, &self.sip_server);
+        set(&mut changed, "sipport", &mut d.sip_port, &self.sip_port);
+        set(&mut changed, "siptransport", &mut d.sip_transport, &self.sip_transport);
+        set(&mut changed, "timezone", &mut d.timezone, &self.timezone);
+        set(&mut changed, "ntpserver", &mut d.ntp_server, &self.ntp_server);
+        changed
+    }
+}
+
+/// Sets `slot` to `new` when given and different, recording the field name.
+pub(crate) fn set<T: PartialEq + Clone>(changed: &mut Vec<&'static str>, name: &'static str, slot: &mut T, new: &Option<T>) {
+    if let Some(v) = new {
+        if slot != v {
+            *slot = v.clone();
+            changed.push(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_server_with_and_without_port() {
+        assert_eq!(parse_sip_server("sip.example.com").unwrap(), ("sip.example.com".into(), None));
+        assert_eq!(parse_sip_server("sip.example.com:5080").unwrap(), ("sip.example.com".into(), Some(5080)));
+        assert_eq!(parse_sip_server("192.0.2.1:5060").unwrap(), ("192.0.2.1".into(), Some(5060)));
+        assert_eq!(parse_sip_server("[2001:db8::1]:5060").unwrap(), ("2001:db8::1".into(), Some(5060)));
+        assert_eq!(parse_sip_server("2001:db8::1").unwrap(), ("2001:db8::1".into(), None));
+        assert!(parse_sip_server("sip.example.com:0").is_err());
+        assert!(parse_sip_server("bad host").is_err());
+    }
+
+    #[test]
+    fn domain_names() {
+        validate_domain_name("mycompany").unwrap();
+        assert!(validate_domain_name("MyCompany").is_err());
+        assert!(validate_domain_name("my.company").is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! The records autoprov keeps and the rules their fields obey. No I/O here:
+//! the API, the CLI and (later) the CSV importer all validate through these.
+
+pub mod domain;
+pub mod handset;
+pub mod mac;
+pub mod secret;
+pub mod status;
+pub mod user;
+
+pub use domain::{Domain, DomainChanges};
+pub use handset::{Handset, HandsetChanges, NewHandset};
+pub use mac::Mac;
+pub use secret::Secret;
+pub use status::{CallDirection, CallState, HandsetStatus, Transport};
+pub use user::{ApiUser, Role};
+
+/// A field that failed validation, with the reason in words an admin can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        FieldError { field, reason: reason.into() }
+    }
+}
+
+/// Extension numbers: 1–32 characters of digits, letters, `.`, `_`, `-`.
+pub fn validate_extension(s: &str) -> Result<(), FieldError> {
+    let ok = (1..=32).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then_some(()).ok_or_else(|| {
+        FieldError::new("extensionnumber", "must be 1-32 characters of digits, letters, '.', '_' or '-'")
+    })
+}
+
+/// Free text that ends up in phone configs (names, labels): bounded, and
+/// without control characters, which no vendor format can carry safely.
+pub fn validate_text(field: &'static str, s: &str, max_chars: usize) -> Result<(), FieldError> {
+    if s.chars().count() > max_chars {
+        return Err(FieldError::new(field, format!("must be at most {max_chars} characters")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Short identifiers (user names, domain names, models): ASCII letters,
+/// digits and `.`, `_`, `-`, `+`.
+pub fn validate_token(field: &'static str, s: &str, max: usize) -> Result<(), FieldError> {
+    let ok = (1..=max).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
+    ok.then_some(()).ok_or_else(|| {
+        FieldError::new(field, format!("must be 1-{max} characters of letters, digits, '.', '_', '-' or '+'"))
+    })
+}
+
+/// A host name or IP literal (no port).
+pub fn validate_host(field: &'static str, s: &str) -> Result<(), FieldError> {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let ok = (1..=253).contains(&s.len()) && s.split('.').all(label_ok);
+    ok.then_some(()).ok_or_else(|| FieldError::new(field, "must be a host name or an IP address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions() {
+        for ok in ["1", "100", "sales.desk_2-b", &"9".repeat(32)] {
+            validate_extension(ok).unwrap();
+        }
+        for bad in ["", "1 2", "ext/1", "é", &"9".repeat(33), "100\n"] {
+            assert!(validate_extension(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_refuses_control_characters_and_length() {
+        validate_text("name", "Zoë Smith", 10).unwrap();
+        assert!(validate_text("name", "a\nb", 10).is_err());
+        assert!(validate_text("name", "a\u{0}", 10).is_err());
+        assert!(validate_text("name", &"x".repeat(11), 10).is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        for ok in ["sip.example.com", "192.0.2.1", "2001:db8::1", "pbx"] {
+            validate_host("sipserver", ok).unwrap();
+        }
+        for bad in ["", "a..b", "-a.com", "a b", "host:5060", "x;y"] {
+            assert!(validate_host("sipserver", bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Wiring: open the store, bootstrap, load TLS, bind the listeners, serve,
+//! and shut down gracefully (stop accepting, let requests in flight finish
+//! for at most 10 s, close the database).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::{Extension, Router};
+use axum_server::tls_rustls::RustlsConfig;
+use axum_server::Handle;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, ApiState};
+use crate::bootstrap::{bootstrap_if_empty, Bootstrapped};
+use crate::client::{ClientInfo, Listener};
+use crate::config::Settings;
+use crate::store::Store;
+
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {addr} ({what}): {reason}")]
+    Bind { what: &'static str, addr: SocketAddr, reason: String },
+}
+
+/// A server that is up. Drop it and the listeners stay up; call
+/// [`RunningServer::shutdown`] to stop it cleanly.
+pub struct RunningServer {
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    pub tls_fingerprint: String,
+    pub tls_cert_path: std::path::PathBuf,
+    pub bootstrapped: Option<Bootstrapped>,
+    pub store: Store,
+    handles: Vec<Handle>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
+    let store = Store::open(&settings.database_url).await?;
+    let bootstrapped = bootstrap_if_empty(&store, &settings).await?;
+    let tls = crate::tls::load_or_create(&settings)?;
+    let app = router(ApiState::new(store.clone()));
+    let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.clone().into();
+
+    let mut server = RunningServer {
+        http_addr: None,
+        https_addr: None,
+        tls_fingerprint: tls.fingerprint.clone(),
+        tls_cert_path: tls.cert_path.clone(),
+        bootstrapped,
+        store,
+        handles: Vec::new(),
+        tasks: Vec::new(),
+    };
+    if let Some(addr) = settings.http_listen.addr() {
+        let listener = bind("HTTP", addr)?;
+        server.http_addr = Some(local_addr("HTTP", addr, &listener)?);
+        let app = app.clone().layer(Extension(Listener { tls: false, trusted_proxies: proxies.clone() }));
+        let handle = Handle::new();
+        let srv = axum_server::from_tcp(listener).handle(handle.clone());
+        server.tasks.push(tokio::spawn(srv.serve(app.into_make_service_with_connect_info::<SocketAddr>())));
+        server.handles.push(handle);
+    }
+    if let Some(addr) = settings.https_listen.addr() {
+        let listener = bind("HTTPS", addr)?;
+        server.https_addr = Some(local_addr("HTTPS", addr, &listener)?);
+        let app = app.clone().layer(Extension(Listener { tls: true, trusted_proxies: proxies.clone() }));
+        let handle = Handle::new();
+        let srv = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.config.clone())).handle(handle.clone());
+        server.tasks.push(tokio::spawn(srv.serve(app.into_make_service_with_connect_info::<SocketAddr>())));
+        server.handles.push(handle);
+    }
+    Ok(server)
+}
+
+fn router(api: ApiState) -> Router {
+    api::router(api)
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "Not found\n") })
+        .layer(middleware::from_fn(access_log))
+}
+
+/// One line per request: client, method, path, status, µs. Never headers
+/// (they carry credentials) and never the query string.
+async fn access_log(client: ClientInfo, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    tracing::info!(
+        target: "autoprov::access",
+        client = %client.ip,
+        tls = client.tls,
+        %method,
+        path = %path,
+        status = response.status().as_u16(),
+        us = started.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let err = |e: std::io::Error| StartError::Bind { what, addr, reason: e.to_string() };
+    let listener = TcpListener::bind(addr).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    Ok(listener)
+}
+
+fn local_addr(what: &'static str, addr: SocketAddr, l: &TcpListener) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|e| StartError::Bind { what, addr, reason: e.to_string() })
+}
+
+impl RunningServer {
+    /// Stops accepting, gives requests in flight up to [`SHUTDOWN_GRACE`],
+    /// then closes the database.
+    pub async fn shutdown(self) {
+        for h in &self.handles {
+            h.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        }
+        for t in self.tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "listener stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "listener task failed"),
+            }
+        }
+        self.store.close().await;
+    }
+}

@@ -1,0 +1,77 @@
+//! The audit log: who changed what, when and from where. Rows are written in
+//! the same transaction as the change they describe. Field *names* only:
+//! values (passwords above all) never reach this table.
+
+use std::net::IpAddr;
+
+use sqlx::{Any, FromRow, Transaction};
+
+use super::{now_ms, Result, Store};
+
+/// Who is making a change, for the audit row.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    /// `name@domain` of an API user, or `cli` for the command line.
+    pub login: String,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl Actor {
+    pub fn cli() -> Self {
+        Actor { login: format!("cli:{}", whoami()), client_ip: None }
+    }
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub extensionnumber: Option<String>,
+    pub client_ip: String,
+    pub fields: String,
+}
+
+pub(crate) async fn record(
+    tx: &mut Transaction<'_, Any>,
+    actor: &Actor,
+    domain_id: i64,
+    action: &str,
+    extensionnumber: Option<&str>,
+    fields: &[&str],
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, domain_id, action, extensionnumber, client_ip, fields) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(now_ms())
+    .bind(&actor.login)
+    .bind(domain_id)
+    .bind(action)
+    .bind(extensionnumber)
+    .bind(actor.client_ip.map(|ip| ip.to_string()).unwrap_or_default())
+    .bind(fields.join(","))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// A domain's audit rows in id order, after `after_id`.
+    pub async fn list_audit(&self, domain_id: i64, after_id: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        Ok(sqlx::query_as::<_, AuditRow>(
+            "SELECT id, at, actor, action, extensionnumber, client_ip, fields FROM audit \
+             WHERE domain_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(domain_id)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}

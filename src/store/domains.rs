@@ -1,0 +1,129 @@
+//! Domains (tenants) and their phone-wide settings.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{audit, now_ms, Actor, Result, Store, StoreError};
+use crate::model::{Domain, DomainChanges, Transport};
+
+const COLUMNS: &str = "id, name, sip_server, sip_port, sip_transport, timezone, ntp_server";
+
+fn domain_from_row(row: &AnyRow) -> Result<Domain> {
+    let port: i64 = row.try_get("sip_port")?;
+    let transport: String = row.try_get("sip_transport")?;
+    Ok(Domain {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        sip_server: row.try_get("sip_server")?,
+        sip_port: u16::try_from(port).map_err(|_| StoreError::Corrupt(format!("sip_port {port}")))?,
+        sip_transport: Transport::parse("sip_transport", &transport).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        timezone: row.try_get("timezone")?,
+        ntp_server: row.try_get("ntp_server")?,
+    })
+}
+
+impl Store {
+    pub async fn domain_by_name(&self, name: &str) -> Result<Option<Domain>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domain WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(domain_from_row).transpose()
+    }
+
+    pub async fn list_domains(&self) -> Result<Vec<Domain>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM domain ORDER BY name"))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(domain_from_row).collect()
+    }
+
+    pub async fn count_domains(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM domain").fetch_one(self.pool()).await?)
+    }
+
+    /// Creates a domain; 409-style `Conflict` when the name is taken.
+    pub async fn create_domain(&self, actor: &Actor, name: &str, settings: &DomainChanges) -> Result<Domain> {
+        crate::model::domain::validate_domain_name(name)?;
+        settings.validate()?;
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let inserted = sqlx::query("INSERT INTO domain (name, created_at, updated_at) VALUES ($1, $2, $2) RETURNING id")
+            .bind(name)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await;
+        let id: i64 = match inserted {
+            Ok(row) => row.try_get("id")?,
+            Err(e) if super::is_unique_violation(&e, "name") => {
+                return Err(StoreError::Conflict(format!("domain {name} exists already")))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut domain = Domain {
+            id,
+            name: name.to_string(),
+            sip_server: String::new(),
+            sip_port: 5060,
+            sip_transport: Transport::Udp,
+            timezone: "UTC".into(),
+            ntp_server: "pool.ntp.org".into(),
+        };
+        settings.apply(&mut domain);
+        write_settings(&mut tx, &domain, now).await?;
+        audit::record(&mut tx, actor, id, "domain.create", None, &[]).await?;
+        tx.commit().await?;
+        Ok(domain)
+    }
+
+    /// Changes a domain's settings. Every handset of the domain is configured
+    /// from them, so a real change bumps every handset's revision in the same
+    /// transaction. Returns the domain and the names of the changed fields.
+    pub async fn update_domain(&self, actor: &Actor, name: &str, changes: &DomainChanges) -> Result<(Domain, Vec<&'static str>)> {
+        changes.validate()?;
+        let mut tx = self.pool().begin().await?;
+        // Take the write lock first (see handsets::update_handset for why).
+        let locked = sqlx::query("UPDATE domain SET updated_at = updated_at WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() == 0 {
+            return Err(StoreError::NotFound("Domain not found"));
+        }
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domain WHERE name = $1"))
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut domain = domain_from_row(&row)?;
+        let changed = changes.apply(&mut domain);
+        if !changed.is_empty() {
+            let now = now_ms();
+            write_settings(&mut tx, &domain, now).await?;
+            sqlx::query("UPDATE handset SET revision = revision + 1, updated_at = $1 WHERE domain_id = $2")
+                .bind(now)
+                .bind(domain.id)
+                .execute(&mut *tx)
+                .await?;
+            audit::record(&mut tx, actor, domain.id, "domain.update", None, &changed).await?;
+        }
+        tx.commit().await?;
+        Ok((domain, changed))
+    }
+}
+
+async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE domain SET sip_server = $1, sip_port = $2, sip_transport = $3, timezone = $4, ntp_server = $5, updated_at = $6 \
+         WHERE id = $7",
+    )
+    .bind(&d.sip_server)
+    .bind(i64::from(d.sip_port))
+    .bind(d.sip_transport.as_str())
+    .bind(&d.timezone)
+    .bind(&d.ntp_server)
+    .bind(now)
+    .bind(d.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Handset records: select, search with keyset paging, create, update (with
+//! the revision rule) and delete. Every write records its audit row in the
+//! same transaction.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::status::status_from_row;
+use super::{audit, is_unique_violation, like_escape, now_ms, Actor, Result, Store, StoreError};
+use crate::model::{Handset, HandsetChanges, HandsetStatus, Mac, NewHandset, Secret};
+
+/// A handset with its last known status, as Handset Select shows it.
+#[derive(Clone, Debug)]
+pub struct HandsetView {
+    pub handset: Handset,
+    pub status: HandsetStatus,
+}
+
+/// Handset Search filters; `None` matches everything.
+#[derive(Clone, Debug, Default)]
+pub struct HandsetFilter {
+    /// Substring of the name, case-insensitive.
+    pub name: Option<String>,
+    /// Substring of the location, case-insensitive.
+    pub location: Option<String>,
+    /// Prefix of the extension number.
+    pub extension_prefix: Option<String>,
+    pub mac: Option<Mac>,
+    pub model: Option<String>,
+}
+
+const SELECT_VIEW: &str = "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, \
+    h.recording, h.notes, h.mac, h.model, h.revision, s.state, s.calldirection, s.calldurationseconds, \
+    s.otherpartyphonenumber, s.app, s.registration_address, s.registration_transport, s.updated_at AS status_updated_at \
+    FROM handset h LEFT JOIN handset_status s ON s.handset_id = h.id";
+
+const SELECT_HANDSET: &str = "SELECT id, domain_id, extensionnumber, name, password, location, outgoingcli, recording, \
+    notes, mac, model, revision FROM handset";
+
+pub(crate) fn handset_from_row(row: &AnyRow) -> Result<Handset> {
+    let mac: Option<String> = row.try_get("mac")?;
+    Ok(Handset {
+        id: row.try_get("id")?,
+        domain_id: row.try_get("domain_id")?,
+        extensionnumber: row.try_get("extensionnumber")?,
+        name: row.try_get("name")?,
+        password: Secret::new(row.try_get::<String, _>("password")?),
+        location: row.try_get("location")?,
+        outgoingcli: row.try_get("outgoingcli")?,
+        recording: row.try_get::<i64, _>("recording")? != 0,
+        notes: row.try_get("notes")?,
+        mac: mac
+            .map(|m| m.parse::<Mac>().map_err(|e| StoreError::Corrupt(format!("handset mac {m:?}: {e}"))))
+            .transpose()?,
+        model: row.try_get("model")?,
+        revision: row.try_get("revision")?,
+    })
+}
+
+fn view_from_row(row: &AnyRow) -> Result<HandsetView> {
+    Ok(HandsetView { handset: handset_from_row(row)?, status: status_from_row(row)? })
+}
+
+/// Maps a unique violation on insert or update to the API's 409 messages.
+fn conflict_or(e: sqlx::Error) -> StoreError {
+    if is_unique_violation(&e, "mac") {
+        StoreError::Conflict("MAC already in use".into())
+    } else if is_unique_violation(&e, "extension") {
+        StoreError::Conflict("Extension number already exists in this domain".into())
+    } else {
+        e.into()
+    }
+}
+
+impl Store {
+    pub async fn handset(&self, domain_id: i64, ext: &str) -> Result<Option<HandsetView>> {
+        let row = sqlx::query(&format!("{SELECT_VIEW} WHERE h.domain_id = $1 AND h.extensionnumber = $2"))
+            .bind(domain_id)
+            .bind(ext)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(view_from_row).transpose()
+    }
+
+    /// One page of a domain's handsets in extension order, strictly after
+    /// `after` (keyset paging: stable while rows are added or removed).
+    pub async fn search_handsets(
+        &self,
+        domain_id: i64,
+        filter: &HandsetFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<HandsetView>> {
+        let mut sql = format!("{SELECT_VIEW} WHERE h.domain_id = $1");
+        let mut binds: Vec<String> = Vec::new();
+        let mut bind = |sql: &mut String, clause: &str, value: String| {
+            binds.push(value);
+            sql.push_str(&clause.replace("$?", &format!("${}", binds.len() + 1)));
+        };
+        if let Some(name) = &filter.name {
+            bind(&mut sql, " AND lower(h.name) LIKE $? ESCAPE '\\'", format!("%{}%", like_escape(&name.to_lowercase())));
+        }
+        if let Some(loc) = &filter.location {
+            bind(&mut sql, " AND lower(h.location) LIKE $? ESCAPE '\\'", format!("%{}%", like_escape(&loc.to_lowercase())));
+        }
+        if let Some(prefix) = &filter.extension_prefix {
+            // Extension numbers are ASCII below '~', so [prefix, prefix~) is
+            // exactly the prefix range, and it uses the unique index.
+            bind(&mut sql, " AND h.extensionnumber >= $?", prefix.clone());
+            bind(&mut sql, " AND h.extensionnumber < $?", format!("{prefix}~"));
+        }
+        if let Some(mac) = &filter.mac {
+            bind(&mut sql, " AND h.mac = $?", mac.lower());
+        }
+        if let Some(model) = &filter.model {
+            bind(&mut sql, " AND h.model = $?", model.clone());
+        }
+        if let Some(after) = after {
+            bind(&mut sql, " AND h.extensionnumber > $?", after.to_string());
+        }
+        sql.push_str(&format!(" ORDER BY h.extensionnumber LIMIT ${}", binds.len() + 2));
+        let mut q = sqlx::query(&sql).bind(domain_id);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(limit).fetch_all(self.pool()).await?;
+        rows.iter().map(view_from_row).collect()
+    }
+
+    pub async fn create_handset(&self, actor: &Actor, domain_id: i64, new: NewHandset) -> Result<HandsetView> {
+        let mut fields: Vec<&'static str> = Vec::new();
+        let f = &new.fields;
+        for (name, given) in [
+            ("name", f.name.is_some()),
+            ("password", f.password.is_some()),
+            ("location", f.location.is_some()),
+            ("outgoingcli", f.outgoingcli.is_some()),
+            ("recording", f.recording.is_some()),
+            ("notes", f.notes.is_some()),
+            ("mac", f.mac.is_some()),
+            ("model", f.model.is_some()),
+        ] {
+            if given {
+                fields.push(name);
+            }
+        }
+        let h = new.into_handset(domain_id)?;
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO handset (domain_id, extensionnumber, name, password, location, outgoingcli, recording, notes, mac, model, \
+             revision, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+        )
+        .bind(domain_id)
+        .bind(&h.extensionnumber)
+        .bind(&h.name)
+        .bind(h.password.expose())
+        .bind(&h.location)
+        .bind(&h.outgoingcli)
+        .bind(i64::from(h.recording))
+        .bind(&h.notes)
+        .bind(h.mac.map(|m| m.lower()))
+        .bind(&h.model)
+        .bind(h.revision)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        let id: i64 = row.try_get("id")?;
+        audit::record(&mut tx, actor, domain_id, "handset.create", Some(&h.extensionnumber), &fields).await?;
+        tx.commit().await?;
+        Ok(HandsetView { handset: Handset { id, ..h }, status: HandsetStatus::default() })
+    }
+
+    /// Handset Update: applies the given fields, bumps `revision` by exactly
+    /// one when the phone's config changes, and audits the changed names.
+    pub async fn update_handset(
+        &self,
+        actor: &Actor,
+        domain_id: i64,
+        ext: &str,
+        changes: &HandsetChanges,
+    ) -> Result<(HandsetView, Vec<&'static str>)> {
+        changes.validate()?;
+        let mut tx = self.pool().begin().await?;
+        let mut h = lock_handset(&mut tx, domain_id, ext).await?;
+        let changed = changes.apply(&mut h);
+        if !changed.is_empty() {
+            sqlx::query(
+                "UPDATE handset SET name = $1, password = $2, location = $3, outgoingcli = $4, recording = $5, notes = $6, \
+                 mac = $7, model = $8, revision = $9, updated_at = $10 WHERE id = $11",
+            )
+            .bind(&h.name)
+            .bind(h.password.expose())
+            .bind(&h.location)
+            .bind(&h.outgoingcli)
+            .bind(i64::from(h.recording))
+            .bind(&h.notes)
+            .bind(h.mac.map(|m| m.lower()))
+            .bind(&h.model)
+            .bind(h.revision)
+            .bind(now_ms())
+            .bind(h.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_or)?;
+            audit::record(&mut tx, actor, domain_id, "handset.update", Some(ext), &changed).await?;
+        }
+        tx.commit().await?;
+        let view = self.handset(domain_id, ext).await?.ok_or(StoreError::NotFound("Handset not found"))?;
+        Ok((view, changed))
+    }
+
+    pub async fn delete_handset(&self, actor: &Actor, domain_id: i64, ext: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let deleted = sqlx::query("DELETE FROM handset WHERE domain_id = $1 AND extensionnumber = $2")
+            .bind(domain_id)
+            .bind(ext)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("Handset not found"));
+        }
+        audit::record(&mut tx, actor, domain_id, "handset.delete", Some(ext), &[]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Takes the handset's row lock, then reads the row.
+///
+/// The lock comes from a no-op `UPDATE` rather than `SELECT … FOR UPDATE`
+/// because it works the same on both databases: PostgreSQL locks the row,
+/// SQLite takes its write lock at the first write of the transaction (and
+/// waits for it under `busy_timeout`). A read first would leave SQLite with
+/// a read snapshot that cannot be upgraded while another writer commits, so
+/// concurrent updates would fail with `SQLITE_BUSY` instead of queueing.
+pub(crate) async fn lock_handset(tx: &mut Transaction<'_, Any>, domain_id: i64, ext: &str) -> Result<Handset> {
+    let locked = sqlx::query("UPDATE handset SET revision = revision WHERE domain_id = $1 AND extensionnumber = $2")
+        .bind(domain_id)
+        .bind(ext)
+        .execute(&mut **tx)
+        .await?;
+    if locked.rows_affected() == 0 {
+        return Err(StoreError::NotFound("Handset not found"));
+    }
+    let row = sqlx::query(&format!("{SELECT_HANDSET} WHERE domain_id = $1 AND extensionnumber = $2"))
+        .bind(domain_id)
+        .bind(ext)
+        .fetch_one(&mut **tx)
+        .await?;
+    handset_from_row(&row)
+}

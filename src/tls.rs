@@ -1,0 +1,152 @@
+//! The HTTPS server's rustls configuration: the ring provider only, TLS 1.3
+//! and 1.2, HTTP/1.1. Without a configured certificate a self-signed one is
+//! made with rcgen on first start and reused afterwards.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+use sha2::{Digest, Sha256};
+
+use crate::config::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS certificate {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("TLS set-up: {0}")]
+    Setup(String),
+}
+
+pub struct TlsMaterial {
+    pub config: Arc<ServerConfig>,
+    /// SHA-256 of the leaf certificate, `AA:BB:…`, for installers to pin.
+    pub fingerprint: String,
+    pub cert_path: PathBuf,
+    pub self_signed_created: bool,
+}
+
+/// The ring provider, the only one this crate compiles in.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+pub fn load_or_create(settings: &Settings) -> Result<TlsMaterial, TlsError> {
+    let (cert_path, key_path, created) = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone(), false),
+        _ => {
+            let dir = settings.data_dir.join("tls");
+            let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+            let created = if c.exists() && k.exists() {
+                false
+            } else {
+                create_self_signed(&dir, &c, &k)?;
+                true
+            };
+            (c, k, created)
+        }
+    };
+    let certs = read_certs(&cert_path)?;
+    let key = read_key(&key_path)?;
+    let fingerprint = fingerprint(&certs[0]);
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::File { path: key_path.clone(), reason: e.to_string() })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsMaterial { config: Arc::new(config), fingerprint, cert_path, self_signed_created: created })
+}
+
+fn create_self_signed(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
+    let err = |path: &Path, e: &dyn std::fmt::Display| TlsError::File { path: path.to_path_buf(), reason: e.to_string() };
+    std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && !names.iter().any(|n| n == host) {
+            names.push(host.to_string());
+        }
+    }
+    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Setup(e.to_string()))?;
+    write_private(key_path, cert.key_pair.serialize_pem().as_bytes()).map_err(|e| err(key_path, &e))?;
+    std::fs::write(cert_path, cert.cert.pem()).map_err(|e| err(cert_path, &e))?;
+    Ok(())
+}
+
+/// Writes a file that only its owner can read (mode 0600 from the start,
+/// never world-readable for an instant).
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let err = |reason: String| TlsError::File { path: path.to_path_buf(), reason };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no CERTIFICATE block found".into()));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let err = |reason: String| TlsError::File { path: path.to_path_buf(), reason };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err("no PRIVATE KEY block found".into()))
+}
+
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    Sha256::digest(cert.as_ref()).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_is_made_once_with_a_private_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::for_data_dir(dir.path());
+        let first = load_or_create(&settings).unwrap();
+        assert!(first.self_signed_created);
+        let second = load_or_create(&settings).unwrap();
+        assert!(!second.self_signed_created);
+        assert_eq!(first.fingerprint, second.fingerprint);
+        assert_eq!(first.fingerprint.len(), 32 * 3 - 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("tls/key.pem")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_broken_certificate_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::for_data_dir(dir.path());
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "garbage").unwrap();
+        settings.tls_cert = Some(bad.clone());
+        settings.tls_key = Some(bad);
+        let err = load_or_create(&settings).err().unwrap().to_string();
+        assert!(err.contains("bad.pem") && err.contains("CERTIFICATE"), "{err}");
+    }
+}
