@@ -106,21 +106,18 @@ impl HandsetStatus {
     /// Jingl's one-line `status` of Handset Select: `idle`, `ringing`,
     /// `connected to 0409123456`, `unavailable`, …
     pub fn summary(&self) -> String {
-        let other = self.otherpartyphonenumber.as_str();
-        let with = |verb: &str| {
-            if other.is_empty() {
-                verb.to_string()
-            } else {
-                format!("{verb} {other}")
-            }
+        // (alone, followed by the other party's number)
+        let (alone, with) = match self.state {
+            CallState::Idle => return "idle".into(),
+            CallState::Unavailable => return "unavailable".into(),
+            CallState::Ringing => ("ringing", "ringing from"),
+            CallState::Calling => ("calling", "calling"),
+            CallState::OnCall => ("connected", "connected to"),
+            CallState::OnHold => ("on hold", "on hold with"),
         };
-        match self.state {
-            CallState::Idle => "idle".into(),
-            CallState::Ringing => with("ringing from"),
-            CallState::Calling => with("calling"),
-            CallState::OnCall => with("connected to"),
-            CallState::OnHold => with("on hold with"),
-            CallState::Unavailable => "unavailable".into(),
+        match self.otherpartyphonenumber.as_str() {
+            "" => alone.into(),
+            other => format!("{with} {other}"),
         }
     }
 

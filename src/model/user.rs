@@ -50,7 +50,9 @@ impl ApiUser {
     }
 }
 
-/// Splits `name@domain` into its lower-cased parts, validating both.
+/// Splits `name@domain` into its lower-cased parts, validating both. The
+/// domain may be a full host name (`mycompany.example.com`): Jingl's logins
+/// are written that way, and the API looks up its first label.
 pub fn parse_login(login: &str) -> Result<(String, String), FieldError> {
     let (name, domain) = login
         .rsplit_once('@')
@@ -58,7 +60,13 @@ pub fn parse_login(login: &str) -> Result<(String, String), FieldError> {
     let name = name.to_ascii_lowercase();
     let domain = domain.to_ascii_lowercase();
     super::validate_token("user", &name, 64)?;
-    super::domain::validate_domain_name(&domain)?;
+    match domain.split_once('.') {
+        Some((label, _)) => {
+            super::domain::validate_domain_name(label)?;
+            super::validate_host("domain", &domain)?;
+        }
+        None => super::domain::validate_domain_name(&domain)?,
+    }
     Ok((name, domain))
 }
 

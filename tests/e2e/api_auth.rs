@@ -1,0 +1,181 @@
+//! Transport and authentication rules: HTTPS only, Basic `user@domain`,
+//! roles, failed-login bans, and the shape of internal errors.
+
+use std::net::IpAddr;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::both_backends;
+use crate::harness::{https_client, https_client_from, plain_client, read, Backend, TestServer, ADMIN};
+
+both_backends!(plain_http_is_refused_before_credentials, credentials_and_roles, failed_logins_are_limited);
+
+async fn plain_http_is_refused_before_credentials(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let plain = plain_client();
+    // Wrong credentials over plain HTTP, many times: each is a 406, and none
+    // counts as a failed login (they were never read).
+    for _ in 0..15 {
+        let resp = plain.get(srv.plain_url("/api/handset/100")).basic_auth(ADMIN.0, Some("wrong")).send().await.unwrap();
+        let (s, v) = read(resp).await;
+        assert_eq!((s, v), (StatusCode::NOT_ACCEPTABLE, json!({"error": "SSL must be used"})));
+    }
+    for path in ["/api/handset", "/api/nosuchthing", "/api/domain"] {
+        let resp = plain.put(srv.plain_url(path)).body("garbage").send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE, "{path}");
+    }
+    let (s, _) = srv.get("/api/handset").await;
+    assert_eq!(s, StatusCode::OK, "the admin is not banned");
+    // An untrusted peer cannot claim TLS with X-Forwarded-Proto.
+    let resp = plain
+        .get(srv.plain_url("/api/handset"))
+        .header("x-forwarded-proto", "https")
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE);
+    srv.stop().await;
+
+    // A trusted reverse proxy terminating TLS can.
+    let srv = TestServer::start_with(b, |s| s.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    let resp = plain
+        .get(srv.plain_url("/api/handset"))
+        .header("x-forwarded-proto", "https")
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = plain.get(srv.plain_url("/api/handset")).basic_auth(ADMIN.0, Some(ADMIN.1)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE, "without the header it is still plain HTTP");
+    srv.stop().await;
+}
+
+async fn credentials_and_roles(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.add_user("reader@acme", "reader-password-1", "readonly", false).await;
+    srv.add_user("pbx@acme", "platform-password-1", "platform", false).await;
+    srv.add_user("boss@acme", "boss-password-123", "admin", false).await;
+
+    // No or bad credentials: 401 with the Basic challenge.
+    let resp = srv.client.get(srv.url("/api/handset")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["www-authenticate"], "Basic realm=\"autoprov\"");
+    for (user, pass) in [("admin@default", "wrong"), ("nobody@default", "x"), ("admin", ADMIN.1), ("admin@nosuch", ADMIN.1)] {
+        let (s, v) = srv.call(Method::GET, "/api/handset", (user, pass), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{user}");
+        assert!(v["error"].is_string());
+    }
+    for header in ["Bearer abc", "Basic !!!", "Basic", "Basic YWRtaW5AZGVmYXVsdA=="] {
+        let resp = srv.client.get(srv.url("/api/handset")).header("authorization", header).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{header}");
+    }
+    // The domain may be given as a full host name.
+    let (s, _) = srv.call(Method::GET, "/api/handset", ("admin@default.example.com", ADMIN.1), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = srv.call(Method::GET, "/api/handset", ("Boss@ACME.voice.example.net", "boss-password-123"), None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // readonly: reads yes, writes 403.
+    let reader = ("reader@acme", "reader-password-1");
+    let boss = ("boss@acme", "boss-password-123");
+    let pbx = ("pbx@acme", "platform-password-1");
+    let (s, _) = srv.call(Method::POST, "/api/handset", boss, Some(json!({"extensionnumber": "100"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = srv.call(Method::GET, "/api/handset/100", reader, None).await;
+    assert_eq!(s, StatusCode::OK);
+    for (m, path, body) in [
+        (Method::PUT, "/api/handset/100", json!({"name": "x"})),
+        (Method::POST, "/api/handset", json!({"extensionnumber": "101"})),
+        (Method::DELETE, "/api/handset/100", json!(null)),
+        (Method::PUT, "/api/handsetstatus/100", json!({"state": "Idle"})),
+        (Method::PUT, "/api/domain", json!({"timezone": "Europe/London"})),
+    ] {
+        let (s, v) = srv.call(m.clone(), path, reader, Some(body)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{m} {path}: {v}");
+    }
+    // platform: handsets and status yes, domain settings and audit no.
+    let (s, _) = srv.call(Method::PUT, "/api/handsetstatus/100", pbx, Some(json!({"state": "Idle"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = srv.call(Method::PUT, "/api/handset/100", pbx, Some(json!({"name": "Desk"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = srv.call(Method::PUT, "/api/domain", pbx, Some(json!({"timezone": "Europe/London"}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = srv.call(Method::GET, "/api/audit", pbx, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = srv.call(Method::GET, "/api/audit", boss, None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Unknown API paths are a JSON 404.
+    let (s, v) = srv.get("/api/nosuchthing").await;
+    assert_eq!((s, v), (StatusCode::NOT_FOUND, json!({"error": "Not found"})));
+    srv.stop().await;
+}
+
+async fn failed_logins_are_limited(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.add_user("victim@acme", "victim-password-1", "admin", false).await;
+    srv.add_user("other@acme", "other-password-12", "admin", false).await;
+    let cert = srv.running().tls_cert_path.clone();
+    let from = |ip: &str| https_client_from(&cert, None, Some(ip.parse::<IpAddr>().unwrap()));
+    let call = |client: reqwest::Client, user: &'static str, pass: &'static str| {
+        let url = srv.url("/api/handset");
+        async move { client.get(url).basic_auth(user, Some(pass)).send().await.unwrap().status() }
+    };
+
+    // Per user: ten failures from several addresses are 401, the eleventh 429,
+    // and then even the right password is refused, from anywhere.
+    for i in 0..10 {
+        let ip = format!("127.0.1.{}", i + 1);
+        assert_eq!(call(from(&ip), "victim@acme", "guess").await, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let resp = from("127.0.1.20").get(srv.url("/api/handset")).basic_auth("victim@acme", Some("guess")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    assert_eq!(call(srv.client.clone(), "victim@acme", "victim-password-1").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(call(srv.client.clone(), "other@acme", "other-password-12").await, StatusCode::OK, "other users are unaffected");
+
+    // Per IP: eleven failures with different user names ban the address,
+    // even for a correct login from it; other addresses are unaffected.
+    let attacker = from("127.0.2.1");
+    for i in 0..11 {
+        let user: &'static str = Box::leak(format!("user{i}@acme").into_boxed_str());
+        let want = if i < 10 { StatusCode::UNAUTHORIZED } else { StatusCode::TOO_MANY_REQUESTS };
+        assert_eq!(call(attacker.clone(), user, "guess").await, want, "attempt {i}");
+    }
+    assert_eq!(call(attacker.clone(), "other@acme", "other-password-12").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(call(from("127.0.2.2"), "other@acme", "other-password-12").await, StatusCode::OK);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn tls_12_and_13_are_both_served() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let cert = srv.running().tls_cert_path.clone();
+    for (name, versions) in [("1.2", &[&rustls::version::TLS12][..]), ("1.3", &[&rustls::version::TLS13][..])] {
+        let client = https_client(&cert, Some(versions));
+        let resp = client.get(srv.url("/api/handset")).basic_auth(ADMIN.0, Some(ADMIN.1)).send().await;
+        assert_eq!(resp.map(|r| r.status()).unwrap_or_else(|e| panic!("TLS {name}: {e:?}")), StatusCode::OK, "TLS {name}");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn internal_errors_carry_an_id_and_no_internals() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    srv.create_handset(json!({"extensionnumber": "100"})).await;
+    // Corrupt the row behind the server's back.
+    sqlx::query("UPDATE handset SET mac = 'not-a-mac' WHERE extensionnumber = '100'")
+        .execute(srv.running().store.pool())
+        .await
+        .unwrap();
+    let (s, v) = srv.get("/api/handset/100").await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(v["error"], "Internal server error");
+    assert_eq!(v["requestid"].as_str().unwrap().len(), 16);
+    assert!(!v.to_string().contains("not-a-mac"), "{v}");
+    srv.stop().await;
+}

@@ -1,0 +1,173 @@
+//! The `autoprov` binary: bootstrap, admin commands, start-up errors and
+//! graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn autoprov(data: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_autoprov"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AUTOPROV_DATA_DIR", data)
+        .env("AUTOPROV_HTTP_LISTEN", "127.0.0.1:0")
+        .env("AUTOPROV_HTTPS_LISTEN", "127.0.0.1:0")
+        .env("AUTOPROV_TFTP_LISTEN", "off");
+    c
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Starts `serve`, returns the child and the lines it printed up to the
+/// HTTPS address.
+fn serve(data: &std::path::Path) -> (Child, Vec<String>) {
+    let mut child = autoprov(data).arg("serve").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lines = Vec::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+        if line.starts_with("TLS certificate") {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, lines)
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
+    assert!(ok);
+}
+
+#[tokio::test]
+async fn first_start_bootstraps_an_admin_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, lines) = serve(dir.path());
+    let printed = lines.iter().find_map(|l| l.strip_prefix("Created superuser admin@default with password: ")).map(str::to_string);
+    let password = printed.unwrap_or_else(|| panic!("no password line in {lines:?}"));
+    assert!(password.len() >= 16);
+    let file = dir.path().join("admin-password");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), password);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let https = lines.iter().find_map(|l| l.strip_prefix("HTTPS listening on ")).expect("HTTPS line").to_string();
+    let fingerprint = lines.iter().find(|l| l.contains("SHA-256 fingerprint")).expect("fingerprint line");
+    assert!(fingerprint.split_whitespace().last().unwrap().len() == 95, "{fingerprint}");
+
+    let cert = dir.path().join("tls/cert.pem");
+    let client = crate::harness::https_client(&cert, None);
+    let port = https.rsplit(':').next().unwrap();
+    let resp = client.get(format!("https://localhost:{port}/api/handset")).basic_auth("admin@default", Some(&password)).send().await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "[]");
+
+    sigterm(&child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "server did not stop within the grace period");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+
+    // A second start reuses everything and prints no new password.
+    let (mut child, lines) = serve(dir.path());
+    assert!(!lines.iter().any(|l| l.contains("Created superuser")), "{lines:?}");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn admin_commands_work_on_the_server_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |args: &[&str], stdin: Option<&str>| {
+        let (ok, out, err) = run(autoprov(dir.path()).args(args), stdin);
+        assert!(ok, "{args:?} failed: {err}");
+        out
+    };
+    ok(&["db", "migrate"], None);
+    let out = ok(&["domain", "add", "acme", "--sip-server", "sip.acme.example:5080", "--transport", "tcp"], None);
+    assert!(out.contains("sip.acme.example:5080 over tcp"), "{out}");
+    let out = ok(&["domain", "list"], None);
+    assert!(out.lines().any(|l| l.starts_with("acme ") && l.contains("5080")), "{out}");
+
+    let out = ok(&["user", "add", "boss@acme", "--role", "admin"], None);
+    let generated = out.lines().find_map(|l| l.strip_prefix("Password: ")).expect("generated password").to_string();
+    assert!(generated.len() >= 16);
+    ok(&["user", "add", "pbx@acme", "--role", "platform", "--password-stdin"], Some("platform-password-1\n"));
+    ok(&["user", "add", "root@acme", "--superuser", "--password-stdin"], Some("superuser-password\n"));
+    let out = ok(&["user", "list"], None);
+    assert!(out.lines().any(|l| l.starts_with("pbx@acme") && l.contains("platform")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("root@acme") && l.ends_with("yes")), "{out}");
+    assert!(!out.contains(&generated), "user list never shows passwords");
+    ok(&["user", "passwd", "boss@acme", "--password-stdin"], Some("a-brand-new-password\n"));
+
+    // Refusals say why, in one line, with a failing exit code.
+    for (args, stdin, word) in [
+        (&["domain", "add", "acme", "--sip-server", "x.example"][..], None, "exists"),
+        (&["domain", "add", "Bad Name", "--sip-server", "x.example"][..], None, "domain"),
+        (&["domain", "add", "ok", "--sip-server", "bad host"][..], None, "sipserver"),
+        (&["user", "add", "boss@acme"][..], None, "exists"),
+        (&["user", "add", "x@nosuch"][..], None, "Domain not found"),
+        (&["user", "add", "x@acme", "--role", "god"][..], None, "role"),
+        (&["user", "add", "y@acme", "--password-stdin"][..], Some("short\n"), "at least"),
+        (&["user", "passwd", "ghost@acme"][..], None, "User not found"),
+    ] {
+        let (ok, _, err) = run(autoprov(dir.path()).args(args), stdin);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.starts_with("autoprov: ") && err.trim().lines().count() == 1 && err.contains(word), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn startup_failures_are_one_line_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (vec![("AUTOPROV_DATABASE_URL", "postgres://autoprov:hunter2@127.0.0.1:1/none".into())], "cannot open database"),
+        (vec![("AUTOPROV_DATABASE_URL", "mysql://x".into())], "sqlite:// or postgres://"),
+        (vec![("AUTOPROV_HTTPS_LISTEN", "not-an-address".into())], "not-an-address"),
+        (vec![("AUTOPROV_CONFIG", dir.path().join("missing.toml").display().to_string())], "missing.toml"),
+    ];
+    for (env, word) in cases {
+        let mut cmd = autoprov(dir.path());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let (ok, _, err) = run(cmd.arg("serve"), None);
+        assert!(!ok, "{env:?}");
+        assert!(err.contains(word), "{env:?}: {err}");
+        assert!(!err.contains("hunter2"), "the database password is not printed: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // A port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (ok, _, err) = run(autoprov(dir.path()).env("AUTOPROV_HTTPS_LISTEN", &addr).arg("serve"), None);
+    assert!(!ok && err.contains(&addr) && err.trim().lines().count() == 1, "{err}");
+}
+
+#[test]
+fn settings_are_documented_in_serve_help() {
+    let (ok, out, _) = run(Command::new(env!("CARGO_BIN_EXE_autoprov")).args(["serve", "--help"]), None);
+    assert!(ok);
+    for word in ["AUTOPROV_DATA_DIR", "AUTOPROV_DATABASE_URL", "AUTOPROV_HTTP_LISTEN", "AUTOPROV_HTTPS_LISTEN", "AUTOPROV_TFTP_LISTEN", "AUTOPROV_TLS_CERT", "AUTOPROV_TLS_KEY", "--config"] {
+        assert!(out.contains(word), "{word} missing from serve --help");
+    }
+}

@@ -1,0 +1,231 @@
+//! Starting servers and talking to them.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use autoprov::config::{Listen, Settings};
+use autoprov::server::{self, RunningServer};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const ADMIN: (&str, &str) = ("admin@default", "admin-password-for-tests");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `NAME::sqlite` and `NAME::postgres` tests from
+/// `async fn NAME(backend: Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::harness::Backend::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if !$crate::harness::postgres_enabled() {
+                        return;
+                    }
+                    super::$name($crate::harness::Backend::Postgres).await;
+                }
+            }
+        )+
+    };
+}
+
+pub fn postgres_enabled() -> bool {
+    match std::env::var("AUTOPROV_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => true,
+        _ => {
+            eprintln!("PostgreSQL run not enabled: set AUTOPROV_TEST_POSTGRES_URL=postgres://… to run it");
+            false
+        }
+    }
+}
+
+/// A fresh, empty database for one test.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend, dir: &std::path::Path) -> TestDb {
+        match backend {
+            Backend::Sqlite => TestDb { url: format!("sqlite://{}", dir.join("autoprov.db").display()), _dir: None },
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let admin_url = std::env::var("AUTOPROV_TEST_POSTGRES_URL").expect("AUTOPROV_TEST_POSTGRES_URL");
+                let name = format!("autoprov_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+                let mut conn = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| panic!("AUTOPROV_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+                conn.close().await.ok();
+                let (base, _) = admin_url.rsplit_once('/').expect("database URL ends in /DBNAME");
+                TestDb { url: format!("{base}/{name}"), _dir: None }
+            }
+        }
+    }
+}
+
+pub struct TestServer {
+    pub backend: Backend,
+    pub settings: Settings,
+    pub server: Option<RunningServer>,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TestDb::new(backend, dir.path()).await;
+        let mut settings = Settings::for_data_dir(dir.path());
+        settings.database_url = db.url;
+        settings.tftp_listen = Listen::Off;
+        settings.admin_password = Some(autoprov::model::Secret::new(ADMIN.1));
+        adjust(&mut settings);
+        let server = server::start(settings.clone()).await.expect("server starts");
+        let client = https_client(&server.tls_cert_path, None);
+        TestServer { backend, settings, server: Some(server), client, dir }
+    }
+
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("server is running")
+    }
+
+    pub fn https(&self) -> SocketAddr {
+        self.running().https_addr.unwrap()
+    }
+
+    pub fn http(&self) -> SocketAddr {
+        self.running().http_addr.unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https().port())
+    }
+
+    pub fn plain_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http().port())
+    }
+
+    /// Stops the server gracefully and starts it again on the same data.
+    pub async fn restart(&mut self) {
+        self.server.take().unwrap().shutdown().await;
+        let server = server::start(self.settings.clone()).await.expect("server restarts");
+        self.client = https_client(&server.tls_cert_path, None);
+        self.server = Some(server);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    /// A request as `login:password`, returning status and JSON body
+    /// (`Value::Null` when the body is empty).
+    pub async fn call(&self, method: Method, path: &str, auth: (&str, &str), body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path)).basic_auth(auth.0, Some(auth.1));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        read(resp).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, ADMIN, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, ADMIN, Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, ADMIN, Some(body)).await
+    }
+
+    /// Creates handset `ext` as the superuser; panics unless 201.
+    pub async fn create_handset(&self, body: Value) -> Value {
+        let (status, v) = self.post("/api/handset", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    /// Creates a domain and a user in it through the library, as the CLI does.
+    pub async fn add_user(&self, login: &str, password: &str, role: &str, superuser: bool) {
+        let store = &self.running().store;
+        let (name, domain) = autoprov::model::user::parse_login(login).unwrap();
+        let actor = autoprov::store::Actor { login: "test".into(), client_ip: None };
+        if store.domain_by_name(&domain).await.unwrap().is_none() {
+            store.create_domain(&actor, &domain, &Default::default()).await.unwrap();
+        }
+        let hash = autoprov::password::hash(&autoprov::model::Secret::new(password));
+        let role = autoprov::model::Role::parse(role).unwrap();
+        store.create_user(&actor, &name, &domain, role, superuser, &hash).await.unwrap();
+    }
+}
+
+/// A plain-HTTP client (reqwest still wants a TLS provider to build).
+pub fn plain_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text}"))
+    };
+    (status, value)
+}
+
+/// A client that trusts exactly the server's certificate, over rustls with
+/// the ring provider; `versions` restricts the TLS versions it offers.
+pub fn https_client(cert: &std::path::Path, versions: Option<&[&'static rustls::SupportedProtocolVersion]>) -> reqwest::Client {
+    https_client_from(cert, versions, None)
+}
+
+pub fn https_client_from(
+    cert: &std::path::Path,
+    versions: Option<&[&'static rustls::SupportedProtocolVersion]>,
+    local: Option<std::net::IpAddr>,
+) -> reqwest::Client {
+    let pem = std::fs::read(cert).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let versions = versions.unwrap_or(rustls::ALL_VERSIONS);
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut b = reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy();
+    if let Some(ip) = local {
+        b = b.local_address(ip);
+    }
+    b.build().unwrap()
+}
