@@ -15,6 +15,9 @@
 //!   too often.
 //! - [`client`]: who sent a request: client IP and TLS, believing
 //!   `X-Forwarded-*` only from trusted proxies.
+//! - [`profiles`]: vendor profiles (`vendor-profiles/*.toml`) and request
+//!   identification from file name and User-Agent.
+//! - [`render`]: the askama templates of each vendor and their contexts.
 //! - [`password`]: argon2 hashes of API user passwords.
 //! - [`tls`]: rustls server config (ring provider), self-signed bootstrap.
 //! - [`bootstrap`]: the default domain and superuser of a fresh database.
@@ -28,6 +31,8 @@ pub mod config;
 pub mod guard;
 pub mod model;
 pub mod password;
+pub mod profiles;
+pub mod render;
 pub mod server;
 pub mod store;
 pub mod tls;

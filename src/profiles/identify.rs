@@ -1,0 +1,125 @@
+//! Identification: which family, file, MAC and model a request is for, from
+//! its file name and (over HTTP) its User-Agent. No I/O: the caller may pass
+//! the family of the handset that owns the MAC as a hint.
+
+use super::{FileSpec, Profile, Profiles};
+use crate::model::Mac;
+
+/// What a User-Agent says about the phone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserAgentInfo {
+    pub family: String,
+    pub model: String,
+    pub firmware: String,
+    /// Only when the family's pattern captures one and it is a valid MAC.
+    pub mac: Option<Mac>,
+}
+
+/// A file name one profile serves.
+#[derive(Clone, Debug)]
+pub struct Candidate<'p> {
+    pub profile: &'p Profile,
+    pub file: &'p FileSpec,
+    pub mac: Option<Mac>,
+    pub code: Option<String>,
+    pub model: Option<String>,
+}
+
+/// The request, identified.
+#[derive(Clone, Debug)]
+pub struct Identified<'p> {
+    pub profile: &'p Profile,
+    pub file: &'p FileSpec,
+    /// The MAC in the file name (per-phone files only).
+    pub mac: Option<Mac>,
+    /// The model: from the file name, else from the User-Agent.
+    pub model: Option<String>,
+    pub code: Option<String>,
+    pub user_agent: Option<UserAgentInfo>,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifyError {
+    #[error("no vendor serves a file of this name")]
+    UnknownFile,
+    #[error("the User-Agent's MAC {ua} is not the file's MAC {file}")]
+    MacMismatch { file: Mac, ua: Mac },
+}
+
+/// File names longer than this are refused before any matching.
+pub const MAX_FILE_NAME: usize = 128;
+
+impl Profiles {
+    /// The first family whose User-Agent pattern matches.
+    pub fn parse_user_agent(&self, ua: &str) -> Option<UserAgentInfo> {
+        for p in self.iter() {
+            for re in &p.ua_matchers {
+                if let Some(c) = re.captures(ua) {
+                    return Some(UserAgentInfo {
+                        family: p.family.clone(),
+                        model: c.name("model").map(|m| m.as_str().to_string()).unwrap_or_default(),
+                        firmware: c.name("firmware").map(|m| m.as_str().to_string()).unwrap_or_default(),
+                        mac: c.name("mac").and_then(|m| m.as_str().parse().ok()),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Every (family, file) that serves `name`.
+    pub fn candidates(&self, name: &str) -> Vec<Candidate<'_>> {
+        if name.len() > MAX_FILE_NAME {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for p in self.iter() {
+            for f in &p.files {
+                let Some(c) = f.matcher.as_ref().and_then(|m| m.captures(name)) else { continue };
+                let mac = match c.name("mac").map(|m| m.as_str().parse::<Mac>()) {
+                    Some(Ok(mac)) => Some(mac),
+                    // A zero or multicast "MAC" in the name is no phone's file.
+                    Some(Err(_)) => continue,
+                    None => None,
+                };
+                let code = c.name("code").map(|m| m.as_str().to_string());
+                if let Some(code) = &code {
+                    if p.model_by_code(code).is_none() {
+                        continue;
+                    }
+                }
+                let model = c
+                    .name("model")
+                    .map(|m| m.as_str().to_string())
+                    .or_else(|| code.as_deref().and_then(|code| p.model_by_code(code)).map(|(name, _)| name.clone()));
+                out.push(Candidate { profile: p, file: f, mac, code, model });
+            }
+        }
+        out
+    }
+
+    /// Identifies a request for `name`. Among several families serving the
+    /// same name (`<mac>.cfg` is Yealink's, Fanvil's and Polycom's), the
+    /// User-Agent decides, then `hint_family` (the family of the handset's
+    /// model), then the MAC's OUI, then profile order.
+    pub fn identify<'p>(&'p self, name: &str, user_agent: Option<&str>, hint_family: Option<&str>) -> Result<Identified<'p>, IdentifyError> {
+        let candidates = self.candidates(name);
+        let ua = user_agent.and_then(|ua| self.parse_user_agent(ua));
+        let pick = |pred: &dyn Fn(&Candidate<'_>) -> bool| candidates.iter().find(|c| pred(c)).cloned();
+        let chosen = ua
+            .as_ref()
+            .and_then(|ua| pick(&|c| c.profile.family == ua.family))
+            .or_else(|| hint_family.and_then(|f| pick(&|c| c.profile.family == f)))
+            .or_else(|| pick(&|c| c.mac.is_some_and(|m| c.profile.owns_oui(&m))))
+            .or_else(|| candidates.first().cloned())
+            .ok_or(IdentifyError::UnknownFile)?;
+        if let (Some(file), Some(ua_mac)) = (chosen.mac, ua.as_ref().and_then(|u| u.mac)) {
+            if file != ua_mac && ua.as_ref().is_some_and(|u| u.family == chosen.profile.family) {
+                return Err(IdentifyError::MacMismatch { file, ua: ua_mac });
+            }
+        }
+        let user_agent = ua.filter(|u| u.family == chosen.profile.family);
+        let model = chosen.model.or_else(|| user_agent.as_ref().map(|u| u.model.clone()).filter(|m| !m.is_empty()));
+        Ok(Identified { profile: chosen.profile, file: chosen.file, mac: chosen.mac, model, code: chosen.code, user_agent })
+    }
+}

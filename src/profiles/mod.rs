@@ -1,0 +1,318 @@
+//! Vendor profiles: everything autoprov knows about a vendor family, as data
+//! (`vendor-profiles/<family>.toml`). A new model of a known family is a
+//! TOML edit; a new family is a TOML file and its templates.
+//!
+//! The profiles in `vendor-profiles/` are built into the binary; a directory
+//! named by `AUTOPROV_PROFILES_DIR` replaces any of them by family name (and
+//! may add families whose templates are built in). Every profile is
+//! validated at start-up: a bad one stops the server, naming file and fault.
+
+pub mod identify;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use regex::Regex;
+use serde::Deserialize;
+
+pub use identify::{Identified, UserAgentInfo};
+
+/// The built-in profiles, embedded at compile time.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("yealink.toml", include_str!("../../vendor-profiles/yealink.toml")),
+    ("polycom.toml", include_str!("../../vendor-profiles/polycom.toml")),
+    ("snom.toml", include_str!("../../vendor-profiles/snom.toml")),
+    ("cisco.toml", include_str!("../../vendor-profiles/cisco.toml")),
+    ("grandstream.toml", include_str!("../../vendor-profiles/grandstream.toml")),
+    ("fanvil.toml", include_str!("../../vendor-profiles/fanvil.toml")),
+];
+
+/// How a vendor's config format carries values, which decides how extra
+/// settings are escaped or refused.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `key = value` lines (Yealink, Fanvil).
+    Keyvalue,
+    /// XML elements or attributes (Polycom, Cisco, Grandstream, Snom XML).
+    Xml,
+}
+
+/// Whether the family has a call-recording feature of its own.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Recording {
+    /// The template maps `recording` to the vendor's own keys.
+    Native,
+    /// No such feature: the flag is carried as a documented comment or
+    /// custom key, so a change still changes the file.
+    Carried,
+}
+
+/// One file the phones of a family ask for.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// The name with placeholders: `{mac}` (12 lower-case hex digits),
+    /// `{MAC}` (upper-case), `{code}` (a model's code), `{model}` (a model
+    /// name). A name with a MAC is a per-phone file; any other is common.
+    pub name: String,
+    /// The built-in template that renders it (see `render::templates`).
+    pub template: String,
+    #[serde(skip)]
+    pub(crate) matcher: Option<Regex>,
+}
+
+impl FileSpec {
+    pub fn per_phone(&self) -> bool {
+        self.name.contains("{mac}") || self.name.contains("{MAC}")
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The code the family uses for the model in common file names
+    /// (Yealink's `y0000000000NN.cfg`).
+    pub code: Option<String>,
+    /// Line keys, for templates that lay them out.
+    #[serde(default)]
+    pub lines: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub family: String,
+    pub vendor: String,
+    /// The administrator guide(s) the key names come from.
+    pub guide: String,
+    pub content_type: String,
+    pub format: Format,
+    pub recording: Recording,
+    /// OUIs (first 6 hex digits of the MAC) the vendor ships with.
+    pub mac_ouis: Vec<String>,
+    /// The port the phone listens on for SIP by default (push target when
+    /// only its fetch address is known).
+    pub sip_port: u16,
+    /// `Event:` of the resync NOTIFY, and its rebooting variant.
+    pub notify_event: String,
+    pub notify_reboot_event: String,
+    /// Regexes over the User-Agent, tried in order, with named groups
+    /// `model`, `firmware` and (only where the phone really sends its MAC
+    /// there) `mac`.
+    pub user_agents: Vec<String>,
+    pub files: Vec<FileSpec>,
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelSpec>,
+    #[serde(skip)]
+    pub(crate) ua_matchers: Vec<Regex>,
+    #[serde(skip)]
+    pub source: String,
+}
+
+impl Profile {
+    pub fn model(&self, name: &str) -> Option<(&String, &ModelSpec)> {
+        self.models.get_key_value(name).or_else(|| self.models.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+    }
+
+    pub fn model_by_code(&self, code: &str) -> Option<(&String, &ModelSpec)> {
+        self.models.iter().find(|(_, m)| m.code.as_deref() == Some(code))
+    }
+
+    pub fn owns_oui(&self, mac: &crate::model::Mac) -> bool {
+        let oui = &mac.lower()[..6];
+        self.mac_ouis.iter().any(|o| o.eq_ignore_ascii_case(oui))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("vendor profile {file}: {reason}")]
+pub struct ProfileError {
+    pub file: String,
+    pub reason: String,
+}
+
+/// All profiles, validated. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Profiles {
+    families: Arc<Vec<Profile>>,
+}
+
+impl Profiles {
+    /// The built-in profiles, replaced or extended by `dir`'s `*.toml`.
+    pub fn load(dir: Option<&Path>) -> Result<Profiles, ProfileError> {
+        let mut sources: BTreeMap<String, (String, String)> = BUILT_IN
+            .iter()
+            .map(|(file, text)| (file.to_string(), (format!("vendor-profiles/{file} (built in)"), text.to_string())))
+            .collect();
+        if let Some(dir) = dir {
+            let err = |reason: String| ProfileError { file: dir.display().to_string(), reason };
+            let entries = std::fs::read_dir(dir).map_err(|e| err(e.to_string()))?;
+            let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            paths.sort();
+            for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| ProfileError { file: path.display().to_string(), reason: e.to_string() })?;
+                let file = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+                sources.insert(file, (path.display().to_string(), text));
+            }
+        }
+        let mut families = Vec::new();
+        for (file, (source, text)) in sources {
+            let profile = parse(&file, &source, &text)?;
+            if families.iter().any(|p: &Profile| p.family == profile.family) {
+                return Err(ProfileError { file: source, reason: format!("family {} is defined twice", profile.family) });
+            }
+            families.push(profile);
+        }
+        Ok(Profiles { families: Arc::new(families) })
+    }
+
+    pub fn built_in() -> Profiles {
+        Profiles::load(None).expect("built-in vendor profiles are valid (checked by tests)")
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Profile> {
+        self.families.iter()
+    }
+
+    pub fn family(&self, name: &str) -> Option<&Profile> {
+        self.families.iter().find(|p| p.family == name)
+    }
+
+    /// Finds the family of a model name, written `T46S` or `yealink/T46S`.
+    pub fn family_of_model(&self, model: &str) -> Option<&Profile> {
+        if let Some((family, m)) = model.split_once('/') {
+            return self.family(family).filter(|p| p.model(m).is_some());
+        }
+        self.families.iter().find(|p| p.model(model).is_some())
+    }
+}
+
+fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> {
+    let err = |reason: String| ProfileError { file: source.to_string(), reason };
+    let mut p: Profile = toml::from_str(text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))?;
+    p.source = source.to_string();
+    if format!("{}.toml", p.family) != file {
+        return Err(err(format!("family {:?} must be defined in {}.toml", p.family, p.family)));
+    }
+    if !p.family.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) || p.family.is_empty() {
+        return Err(err("family must be lower-case letters and digits".into()));
+    }
+    for oui in &p.mac_ouis {
+        if oui.len() != 6 || !oui.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err(format!("mac_ouis: {oui:?} is not 6 hex digits")));
+        }
+    }
+    for (what, v) in [("notify_event", &p.notify_event), ("notify_reboot_event", &p.notify_reboot_event), ("content_type", &p.content_type)] {
+        if v.is_empty() || v.chars().any(|c| c.is_control()) {
+            return Err(err(format!("{what} must be a non-empty single line")));
+        }
+    }
+    if p.user_agents.is_empty() {
+        return Err(err("user_agents: at least one pattern is needed".into()));
+    }
+    for (i, pattern) in p.user_agents.iter().enumerate() {
+        let ua = Regex::new(pattern).map_err(|e| err(format!("user_agents[{i}]: {e}")))?;
+        for group in ["model", "firmware"] {
+            if !ua.capture_names().flatten().any(|n| n == group) {
+                return Err(err(format!("user_agents[{i}]: the pattern has no (?P<{group}>…) group")));
+            }
+        }
+        p.ua_matchers.push(ua);
+    }
+    if p.files.is_empty() {
+        return Err(err("files: at least one file is needed".into()));
+    }
+    for f in &mut p.files {
+        if !crate::render::templates::exists(&f.template) {
+            return Err(err(format!("files: template {:?} for {:?} is not built in", f.template, f.name)));
+        }
+        f.matcher = Some(file_matcher(&f.name).map_err(|reason| err(format!("files: {:?}: {reason}", f.name)))?);
+        if f.name.contains("{code}") && !p.models.values().any(|m| m.code.is_some()) {
+            return Err(err(format!("files: {:?} uses {{code}} but no model has a code", f.name)));
+        }
+    }
+    for (name, _) in &p.models {
+        crate::model::validate_token("model", name, 64).map_err(|e| err(format!("models.{name}: {e}")))?;
+    }
+    Ok(p)
+}
+
+/// `{mac}.cfg` → `^(?P<mac>[0-9a-fA-F]{12})\.cfg$`. Phones are not always
+/// consistent about the case of the MAC, so both cases are accepted.
+fn file_matcher(name: &str) -> Result<Regex, String> {
+    let mut re = String::from("^");
+    let mut rest = name;
+    while let Some(start) = rest.find('{') {
+        re.push_str(&regex::escape(&rest[..start]));
+        let end = rest[start..].find('}').ok_or("unclosed {")? + start;
+        re.push_str(match &rest[start + 1..end] {
+            "mac" | "MAC" => "(?P<mac>[0-9a-fA-F]{12})",
+            "code" => "(?P<code>[0-9A-Za-z]{1,16})",
+            "model" => "(?P<model>[A-Za-z0-9_+-]{1,64})",
+            other => return Err(format!("unknown placeholder {{{other}}}")),
+        });
+        rest = &rest[end + 1..];
+    }
+    re.push_str(&regex::escape(rest));
+    re.push('$');
+    if re.matches("(?P<mac>").count() > 1 {
+        return Err("more than one MAC placeholder".into());
+    }
+    Regex::new(&re).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_profiles_are_valid() {
+        let p = Profiles::built_in();
+        let families: Vec<_> = p.iter().map(|p| p.family.as_str()).collect();
+        for f in ["yealink", "polycom", "snom", "cisco", "grandstream", "fanvil"] {
+            assert!(families.contains(&f), "{f} missing from {families:?}");
+        }
+    }
+
+    #[test]
+    fn file_patterns() {
+        let m = file_matcher("y0000000000{code}.cfg").unwrap();
+        assert_eq!(&m.captures("y000000000028.cfg").unwrap()["code"], "28");
+        let m = file_matcher("snom{model}-{MAC}.htm").unwrap();
+        let c = m.captures("snomD785-000413AABBCC.htm").unwrap();
+        assert_eq!((&c["model"], &c["mac"]), ("D785", "000413AABBCC"));
+        assert!(file_matcher("{mac}{mac}").is_err());
+        assert!(file_matcher("{serial}.cfg").is_err());
+    }
+
+    #[test]
+    fn a_bad_override_stops_loading_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = BUILT_IN.iter().find(|(f, _)| *f == "yealink.toml").unwrap().1;
+        std::fs::write(dir.path().join("yealink.toml"), good.replace("notify_event = ", "notify_evnt = ")).unwrap();
+        let e = Profiles::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(e.contains("yealink.toml") && e.contains("notify_evnt"), "{e}");
+
+        std::fs::write(dir.path().join("yealink.toml"), good.replace("[models.", "[models.\"bad model\"]\n[models.")).unwrap();
+        assert!(Profiles::load(Some(dir.path())).is_err());
+
+        std::fs::write(dir.path().join("yealink.toml"), good.replace(".cfg\"\ntemplate = \"yealink/", ".cfg\"\ntemplate = \"nosuch/")).unwrap();
+        let e = Profiles::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(e.contains("not built in"), "{e}");
+    }
+
+    #[test]
+    fn an_override_can_add_a_model_without_code_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = BUILT_IN.iter().find(|(f, _)| *f == "yealink.toml").unwrap().1;
+        std::fs::write(dir.path().join("yealink.toml"), format!("{good}\n[models.T99X]\ncode = \"99\"\n")).unwrap();
+        let p = Profiles::load(Some(dir.path())).unwrap();
+        assert_eq!(p.family_of_model("T99X").unwrap().family, "yealink");
+        assert_eq!(p.family_of_model("yealink/T99X").unwrap().family, "yealink");
+        assert!(p.family_of_model("polycom/T99X").is_none());
+    }
+}
