@@ -83,6 +83,25 @@ pub struct SettingsArgs {
     /// X-Forwarded-For are believed [default: none].
     #[arg(long, global = true, env = "AUTOPROV_TRUSTED_PROXIES", value_name = "CIDRS", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<IpNet>>,
+    /// The base URL phones are told to come back to, as
+    /// https://prov.example.com/ [default: the address the phone used].
+    #[arg(long, global = true, env = "AUTOPROV_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// A path prefix under which phones' files are also served, as /prov
+    /// [default: none; files are always served at the root].
+    #[arg(long, global = true, env = "AUTOPROV_PROVISION_PREFIX", value_name = "PATH")]
+    pub provision_prefix: Option<String>,
+    /// A directory of vendor profile TOML files that replace or add to the
+    /// built-in ones [default: built-in only].
+    #[arg(long, global = true, env = "AUTOPROV_PROFILES_DIR", value_name = "DIR")]
+    pub profiles_dir: Option<PathBuf>,
+    /// How many unknown devices are kept; the oldest are evicted
+    /// [default: 10000].
+    #[arg(long, global = true, env = "AUTOPROV_UNKNOWN_DEVICE_CAP", value_name = "N")]
+    pub unknown_device_cap: Option<u32>,
+    /// Minutes between a phone's own periodic config checks [default: 1440].
+    #[arg(long, global = true, env = "AUTOPROV_RESYNC_MINUTES", value_name = "MIN")]
+    pub resync_minutes: Option<u32>,
 }
 
 /// The TOML file: the same keys as [`SettingsArgs`].
@@ -97,6 +116,11 @@ struct FileSettings {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<IpNet>>,
+    public_url: Option<String>,
+    provision_prefix: Option<String>,
+    profiles_dir: Option<PathBuf>,
+    unknown_device_cap: Option<u32>,
+    resync_minutes: Option<u32>,
 }
 
 /// Resolved settings; everything else reads these.
@@ -113,6 +137,15 @@ pub struct Settings {
     /// `AUTOPROV_ADMIN_PASSWORD`: the bootstrap superuser's password. Only
     /// from the environment, never a flag (flags show in `ps`).
     pub admin_password: Option<Secret>,
+    /// Base URL written into configs, ending in `/`.
+    pub public_url: Option<String>,
+    /// `/prov`-style prefix (no trailing `/`), or `None`.
+    pub provision_prefix: Option<String>,
+    pub profiles_dir: Option<PathBuf>,
+    pub unknown_device_cap: u32,
+    pub resync_minutes: u32,
+    /// How often recorded fetches are written to the database.
+    pub fetch_flush_interval: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +179,12 @@ impl Settings {
             tls_key: args.tls_key.clone().or(file.tls_key),
             trusted_proxies: args.trusted_proxies.clone().or(file.trusted_proxies).unwrap_or_default(),
             admin_password: std::env::var("AUTOPROV_ADMIN_PASSWORD").ok().filter(|s| !s.is_empty()).map(Secret::new),
+            public_url: args.public_url.clone().or(file.public_url).map(normalise_public_url).transpose()?,
+            provision_prefix: args.provision_prefix.clone().or(file.provision_prefix).map(normalise_prefix).transpose()?.flatten(),
+            profiles_dir: args.profiles_dir.clone().or(file.profiles_dir),
+            unknown_device_cap: args.unknown_device_cap.or(file.unknown_device_cap).unwrap_or(10_000),
+            resync_minutes: args.resync_minutes.or(file.resync_minutes).unwrap_or(1440).clamp(1, 44_640),
+            fetch_flush_interval: std::time::Duration::from_secs(1),
             data_dir,
         };
         if settings.tls_cert.is_some() != settings.tls_key.is_some() {
@@ -168,8 +207,37 @@ impl Settings {
             tls_key: None,
             trusted_proxies: Vec::new(),
             admin_password: None,
+            public_url: None,
+            provision_prefix: None,
+            profiles_dir: None,
+            unknown_device_cap: 10_000,
+            resync_minutes: 1440,
+            fetch_flush_interval: std::time::Duration::from_millis(50),
         }
     }
+}
+
+/// `https://prov.example.com` → `https://prov.example.com/`; it goes into
+/// phone configs verbatim, so only a plain http(s)/tftp URL is accepted.
+fn normalise_public_url(url: String) -> Result<String, ConfigError> {
+    let ok_scheme = ["http://", "https://", "tftp://"].iter().any(|s| url.starts_with(s));
+    let ok_chars = url.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:/[]@%".contains(&b));
+    if !ok_scheme || !ok_chars || url.len() > 200 {
+        return Err(ConfigError::Invalid(format!("public_url {url:?} must be an http://, https:// or tftp:// URL")));
+    }
+    Ok(if url.ends_with('/') { url } else { format!("{url}/") })
+}
+
+/// `prov/` → `/prov`; `/` or empty → none.
+fn normalise_prefix(prefix: String) -> Result<Option<String>, ConfigError> {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    if !trimmed.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b)) || trimmed.contains("..") {
+        return Err(ConfigError::Invalid(format!("provision_prefix {prefix:?} must be a plain path such as /prov")));
+    }
+    Ok(Some(format!("/{trimmed}")))
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {

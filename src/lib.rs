@@ -31,6 +31,7 @@ pub mod config;
 pub mod guard;
 pub mod model;
 pub mod password;
+pub mod provision;
 pub mod profiles;
 pub mod render;
 pub mod server;

@@ -12,12 +12,15 @@ use axum::response::Response;
 use axum::{Extension, Router};
 use axum_server::tls_rustls::RustlsConfig;
 use axum_server::Handle;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::bootstrap::{bootstrap_if_empty, Bootstrapped};
 use crate::client::{ClientInfo, Listener};
 use crate::config::Settings;
+use crate::profiles::Profiles;
+use crate::provision::Provisioner;
 use crate::store::Store;
 
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -30,6 +33,8 @@ pub enum StartError {
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Profiles(#[from] crate::profiles::ProfileError),
     #[error("cannot listen on {addr} ({what}): {reason}")]
     Bind { what: &'static str, addr: SocketAddr, reason: String },
 }
@@ -43,16 +48,29 @@ pub struct RunningServer {
     pub tls_cert_path: std::path::PathBuf,
     pub bootstrapped: Option<Bootstrapped>,
     pub store: Store,
+    pub provisioner: Arc<Provisioner>,
     handles: Vec<Handle>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    /// Background workers (the fetch recorder), stopped after the listeners.
+    stop_workers: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
+    let profiles = Profiles::load(settings.profiles_dir.as_deref())?;
     let store = Store::open(&settings.database_url).await?;
     let bootstrapped = bootstrap_if_empty(&store, &settings).await?;
     let tls = crate::tls::load_or_create(&settings)?;
-    let app = router(ApiState::new(store.clone()));
+    let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, settings.public_url.clone(), settings.resync_minutes));
+    let app = router(ApiState::new(store.clone()), provisioner.clone(), settings.provision_prefix.clone());
     let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.clone().into();
+    let (stop_workers, stop) = watch::channel(false);
+    let workers = vec![tokio::spawn(provisioner.recorder.clone().run(
+        store.clone(),
+        settings.fetch_flush_interval,
+        i64::from(settings.unknown_device_cap),
+        stop,
+    ))];
 
     let mut server = RunningServer {
         http_addr: None,
@@ -61,8 +79,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         tls_cert_path: tls.cert_path.clone(),
         bootstrapped,
         store,
+        provisioner,
         handles: Vec::new(),
         tasks: Vec::new(),
+        stop_workers,
+        workers,
     };
     if let Some(addr) = settings.http_listen.addr() {
         let listener = bind("HTTP", addr)?;
@@ -85,15 +106,19 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     Ok(server)
 }
 
-fn router(api: ApiState) -> Router {
+fn router(api: ApiState, provisioner: Arc<Provisioner>, prefix: Option<String>) -> Router {
     api::router(api)
-        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "Not found\n") })
+        .merge(crate::provision::http::router(provisioner, prefix))
         .layer(middleware::from_fn(access_log))
 }
 
-/// One line per request: client, method, path, status, µs. Never headers
-/// (they carry credentials) and never the query string.
+/// One line per API request: client, method, path, status, µs. Never
+/// headers (they carry credentials) and never the query string. Phones'
+/// requests are logged by the provisioner, with what it identified.
 async fn access_log(client: ClientInfo, request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -134,6 +159,10 @@ impl RunningServer {
                 Ok(Err(e)) => tracing::warn!(error = %e, "listener stopped with an error"),
                 Err(e) => tracing::warn!(error = %e, "listener task failed"),
             }
+        }
+        let _ = self.stop_workers.send(true);
+        for w in self.workers {
+            let _ = w.await;
         }
         self.store.close().await;
     }

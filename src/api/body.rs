@@ -9,11 +9,15 @@ use super::error::ApiError;
 
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// A JSON object body. The size is checked from `Content-Length` before
-/// anything is read, and again while reading (for chunked bodies).
+/// A JSON object body.
 pub struct JsonObject(pub Map<String, Value>);
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+/// Any JSON body (an object, or an array for bulk calls). The size is
+/// checked from `Content-Length` before anything is read, and again while
+/// reading (for chunked bodies).
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
@@ -28,8 +32,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
             .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("Bad JSON: {e}")))?;
-        match value {
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::BadRequest(format!("Bad JSON: {e}")))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match JsonBody::from_request(req, state).await?.0 {
             Value::Object(map) => Ok(JsonObject(map)),
             _ => Err(ApiError::BadRequest("Bad JSON: the body must be a JSON object".into())),
         }

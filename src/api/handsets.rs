@@ -2,12 +2,13 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::auth::Caller;
-use super::body::{optional_string_field, string_field, JsonObject};
+use super::body::{optional_string_field, string_field, JsonBody, JsonObject};
 use super::error::{ApiError, ApiResult};
 use super::{paging, ApiState};
 use crate::model::handset::parse_bool;
@@ -30,6 +31,11 @@ pub struct HandsetJson {
     pub mac: String,
     pub model: String,
     pub revision: i64,
+    /// When the phone last fetched its file (RFC 3339), `""` if never.
+    pub lastprovisioned: String,
+    /// The model and firmware the phone reported on its last fetch.
+    pub devicemodel: String,
+    pub firmware: String,
 }
 
 impl From<&HandsetView> for HandsetJson {
@@ -48,8 +54,17 @@ impl From<&HandsetView> for HandsetJson {
             mac: h.mac.map(|m| m.lower()).unwrap_or_default(),
             model: h.model.clone().unwrap_or_default(),
             revision: h.revision,
+            lastprovisioned: v.last_fetch.as_ref().map(|f| rfc3339(f.at)).unwrap_or_default(),
+            devicemodel: v.last_fetch.as_ref().map(|f| f.model.clone()).unwrap_or_default(),
+            firmware: v.last_fetch.as_ref().map(|f| f.firmware.clone()).unwrap_or_default(),
         }
     }
+}
+
+/// Unix milliseconds as `2026-11-26T20:43:58Z`.
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Jingl's call-control parameters of Handset Update. We provision phones;
@@ -113,17 +128,62 @@ pub async fn update(
     Ok(Json(HandsetJson::from(&view)))
 }
 
-pub async fn create(State(state): State<ApiState>, caller: Caller, JsonObject(body): JsonObject) -> ApiResult<(StatusCode, Json<HandsetJson>)> {
+/// Create: a JSON object makes one handset; an array of them (at most
+/// [`MAX_BULK`], within the body limit) makes all of them in one transaction
+/// or none, and a failure names the array index.
+pub async fn create(State(state): State<ApiState>, caller: Caller, JsonBody(body): JsonBody) -> ApiResult<Response> {
     caller.require_write()?;
+    let (items, bulk) = match body {
+        Value::Object(map) => (vec![map], false),
+        Value::Array(items) if (1..=MAX_BULK).contains(&items.len()) => {
+            let maps = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::Object(m) => Ok(m),
+                    _ => Err(ApiError::BadRequest(format!("[{i}]: each element must be a JSON object"))),
+                })
+                .collect::<ApiResult<Vec<_>>>()?;
+            (maps, true)
+        }
+        Value::Array(_) => return Err(ApiError::BadRequest(format!("a bulk create takes 1 to {MAX_BULK} handsets"))),
+        _ => return Err(ApiError::BadRequest("Bad JSON: the body must be a JSON object or an array of them".into())),
+    };
+    let at = |i: usize, e: ApiError| if bulk { prefix_error(i, e) } else { e };
+    let mut new = Vec::with_capacity(items.len());
+    for (i, body) in items.iter().enumerate() {
+        new.push(new_handset(body).map_err(|e| at(i, e))?);
+    }
+    let created = state.store.create_handsets(&caller.actor(), caller.domain_id, new).await.map_err(|(i, e)| at(i, e.into()))?;
+    tracing::info!(user = %caller.user.login(), domain = %caller.domain, count = created.len(), "handsets created");
+    let json: Vec<HandsetJson> = created.iter().map(HandsetJson::from).collect();
+    Ok(if bulk {
+        (StatusCode::CREATED, Json(json)).into_response()
+    } else {
+        (StatusCode::CREATED, Json(json.into_iter().next())).into_response()
+    })
+}
+
+/// The most handsets one bulk create takes.
+pub const MAX_BULK: usize = 1000;
+
+fn new_handset(body: &Map<String, Value>) -> ApiResult<NewHandset> {
     let ext = match body.get("extensionnumber") {
         Some(v) => string_field("extensionnumber", v)?,
         None => return Err(ApiError::BadRequest("extensionnumber: is required".into())),
     };
     validate_extension(&ext)?;
-    let fields = parse_changes(&body, None)?;
-    let view = state.store.create_handset(&caller.actor(), caller.domain_id, NewHandset { extensionnumber: ext, fields }).await?;
-    tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %view.handset.extensionnumber, "handset created");
-    Ok((StatusCode::CREATED, Json(HandsetJson::from(&view))))
+    Ok(NewHandset { extensionnumber: ext, fields: parse_changes(body, None)? })
+}
+
+/// `[3]: …` for the fourth element of a bulk call.
+fn prefix_error(i: usize, e: ApiError) -> ApiError {
+    match e {
+        ApiError::BadRequest(m) => ApiError::BadRequest(format!("[{i}]: {m}")),
+        ApiError::Conflict(m) => ApiError::Conflict(format!("[{i}]: {m}")),
+        ApiError::NotImplemented(m) => ApiError::NotImplemented(format!("[{i}]: {m}")),
+        other => other,
+    }
 }
 
 pub async fn delete(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<StatusCode> {

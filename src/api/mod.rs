@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod devices;
 pub mod domain;
 pub mod error;
 pub mod handsets;
@@ -50,6 +51,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/handsetstatus/{extensionnumber}", get(status::select).put(status::report))
         .route("/api/domain", get(domain::show).put(domain::update))
         .route("/api/audit", get(audit::list))
+        .route("/api/device", get(devices::list))
         .route("/api/{*rest}", axum::routing::any(not_found))
         .layer(middleware::from_fn(require_tls))
         .with_state(state)

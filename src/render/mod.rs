@@ -64,3 +64,90 @@ pub struct CommonContext<'a> {
     pub resync_jitter_seconds: u32,
     pub notify_event: &'a str,
 }
+
+use crate::model::{Domain, Handset};
+use crate::profiles::Profile;
+
+/// How often phones re-check their config on their own, and how much random
+/// delay spreads a site's checks out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResyncPolicy {
+    pub minutes: u32,
+    pub jitter_seconds: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {0} is not a per-phone template")]
+    NotPerPhone(String),
+    #[error("template {0} is not a common template")]
+    NotCommon(String),
+    #[error("template {name}: {reason}")]
+    Template { name: String, reason: String },
+}
+
+/// Renders a per-phone file for `handset` in `domain`.
+#[allow(clippy::too_many_arguments)]
+pub fn render_phone(
+    profile: &Profile,
+    template: &str,
+    handset: &Handset,
+    domain: &Domain,
+    model: &str,
+    base_url: &str,
+    resync: ResyncPolicy,
+    settings: &[(String, String)],
+) -> Result<String, RenderError> {
+    let mac = handset.mac.map(|m| (m.lower(), m.upper())).unwrap_or_default();
+    let display_name = if handset.name.is_empty() { handset.extensionnumber.as_str() } else { handset.name.as_str() };
+    let c = PhoneContext {
+        mac: &mac.0,
+        mac_upper: &mac.1,
+        model,
+        extension: &handset.extensionnumber,
+        auth_user: &handset.extensionnumber,
+        password: handset.password.expose(),
+        display_name,
+        label: display_name,
+        outgoing_cli: &handset.outgoingcli,
+        recording: handset.recording,
+        sip_server: &domain.sip_server,
+        sip_port: domain.sip_port,
+        sip_transport: domain.sip_transport.as_str(),
+        timezone: &domain.timezone,
+        ntp_server: &domain.ntp_server,
+        provisioning_url: base_url,
+        resync_minutes: resync.minutes,
+        resync_jitter_seconds: resync.jitter_seconds,
+        revision: handset.revision,
+        notify_event: &profile.notify_event,
+        settings,
+    };
+    match templates::render_phone(template, &c) {
+        Some(r) => r.map_err(|e| RenderError::Template { name: template.into(), reason: e.to_string() }),
+        None => Err(RenderError::NotPerPhone(template.into())),
+    }
+}
+
+/// Renders a common file (the phone is not identified yet).
+pub fn render_common(
+    profile: &Profile,
+    template: &str,
+    model: &str,
+    code: &str,
+    base_url: &str,
+    resync: ResyncPolicy,
+) -> Result<String, RenderError> {
+    let c = CommonContext {
+        model,
+        code,
+        provisioning_url: base_url,
+        resync_minutes: resync.minutes,
+        resync_jitter_seconds: resync.jitter_seconds,
+        notify_event: &profile.notify_event,
+    };
+    match templates::render_common(template, &c) {
+        Some(r) => r.map_err(|e| RenderError::Template { name: template.into(), reason: e.to_string() }),
+        None => Err(RenderError::NotCommon(template.into())),
+    }
+}

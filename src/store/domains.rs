@@ -8,18 +8,25 @@ use crate::model::{Domain, DomainChanges, Transport};
 
 const COLUMNS: &str = "id, name, sip_server, sip_port, sip_transport, timezone, ntp_server";
 
-fn domain_from_row(row: &AnyRow) -> Result<Domain> {
-    let port: i64 = row.try_get("sip_port")?;
-    let transport: String = row.try_get("sip_transport")?;
+/// Reads a domain from `row`, whose columns are named `<prefix><column>`
+/// (a join aliases them `domain_…`).
+pub(crate) fn domain_from_row_prefixed(row: &AnyRow, prefix: &str) -> Result<Domain> {
+    let col = |c: &str| format!("{prefix}{c}");
+    let port: i64 = row.try_get(col("sip_port").as_str())?;
+    let transport: String = row.try_get(col("sip_transport").as_str())?;
     Ok(Domain {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        sip_server: row.try_get("sip_server")?,
+        id: row.try_get(col("id").as_str())?,
+        name: row.try_get(col("name").as_str())?,
+        sip_server: row.try_get(col("sip_server").as_str())?,
         sip_port: u16::try_from(port).map_err(|_| StoreError::Corrupt(format!("sip_port {port}")))?,
         sip_transport: Transport::parse("sip_transport", &transport).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        timezone: row.try_get("timezone")?,
-        ntp_server: row.try_get("ntp_server")?,
+        timezone: row.try_get(col("timezone").as_str())?,
+        ntp_server: row.try_get(col("ntp_server").as_str())?,
     })
+}
+
+fn domain_from_row(row: &AnyRow) -> Result<Domain> {
+    domain_from_row_prefixed(row, "")
 }
 
 impl Store {

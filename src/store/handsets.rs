@@ -5,15 +5,18 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::devices::LastFetch;
 use super::status::status_from_row;
 use super::{audit, is_unique_violation, like_escape, now_ms, Actor, Result, Store, StoreError};
 use crate::model::{Handset, HandsetChanges, HandsetStatus, Mac, NewHandset, Secret};
 
-/// A handset with its last known status, as Handset Select shows it.
+/// A handset with its last known status and its phone's last fetch, as
+/// Handset Select shows it.
 #[derive(Clone, Debug)]
 pub struct HandsetView {
     pub handset: Handset,
     pub status: HandsetStatus,
+    pub last_fetch: Option<LastFetch>,
 }
 
 /// Handset Search filters; `None` matches everything.
@@ -31,8 +34,10 @@ pub struct HandsetFilter {
 
 const SELECT_VIEW: &str = "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, \
     h.recording, h.notes, h.mac, h.model, h.revision, s.state, s.calldirection, s.calldurationseconds, \
-    s.otherpartyphonenumber, s.app, s.registration_address, s.registration_transport, s.updated_at AS status_updated_at \
-    FROM handset h LEFT JOIN handset_status s ON s.handset_id = h.id";
+    s.otherpartyphonenumber, s.app, s.registration_address, s.registration_transport, s.updated_at AS status_updated_at, \
+    dv.last_seen AS fetched_at, dv.revision AS fetched_revision, dv.model AS device_model, dv.firmware AS device_firmware \
+    FROM handset h LEFT JOIN handset_status s ON s.handset_id = h.id \
+    LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id";
 
 const SELECT_HANDSET: &str = "SELECT id, domain_id, extensionnumber, name, password, location, outgoingcli, recording, \
     notes, mac, model, revision FROM handset";
@@ -58,7 +63,16 @@ pub(crate) fn handset_from_row(row: &AnyRow) -> Result<Handset> {
 }
 
 fn view_from_row(row: &AnyRow) -> Result<HandsetView> {
-    Ok(HandsetView { handset: handset_from_row(row)?, status: status_from_row(row)? })
+    let last_fetch = match row.try_get::<Option<i64>, _>("fetched_at")? {
+        None => None,
+        Some(at) => Some(LastFetch {
+            at,
+            revision: row.try_get::<Option<i64>, _>("fetched_revision")?.unwrap_or(0),
+            model: row.try_get::<Option<String>, _>("device_model")?.unwrap_or_default(),
+            firmware: row.try_get::<Option<String>, _>("device_firmware")?.unwrap_or_default(),
+        }),
+    };
+    Ok(HandsetView { handset: handset_from_row(row)?, status: status_from_row(row)?, last_fetch })
 }
 
 /// Maps a unique violation on insert or update to the API's 409 messages.
@@ -128,48 +142,26 @@ impl Store {
     }
 
     pub async fn create_handset(&self, actor: &Actor, domain_id: i64, new: NewHandset) -> Result<HandsetView> {
-        let mut fields: Vec<&'static str> = Vec::new();
-        let f = &new.fields;
-        for (name, given) in [
-            ("name", f.name.is_some()),
-            ("password", f.password.is_some()),
-            ("location", f.location.is_some()),
-            ("outgoingcli", f.outgoingcli.is_some()),
-            ("recording", f.recording.is_some()),
-            ("notes", f.notes.is_some()),
-            ("mac", f.mac.is_some()),
-            ("model", f.model.is_some()),
-        ] {
-            if given {
-                fields.push(name);
-            }
+        let mut created = self.create_handsets(actor, domain_id, vec![new]).await.map_err(|(_, e)| e)?;
+        Ok(created.remove(0))
+    }
+
+    /// Creates several handsets in one transaction: all or none. On failure
+    /// the error comes with the index of the handset that caused it.
+    pub async fn create_handsets(
+        &self,
+        actor: &Actor,
+        domain_id: i64,
+        new: Vec<NewHandset>,
+    ) -> std::result::Result<Vec<HandsetView>, (usize, StoreError)> {
+        let mut tx = self.pool().begin().await.map_err(|e| (0, e.into()))?;
+        let mut created = Vec::with_capacity(new.len());
+        for (i, n) in new.into_iter().enumerate() {
+            let view = insert_handset(&mut tx, actor, domain_id, n).await.map_err(|e| (i, e))?;
+            created.push(view);
         }
-        let h = new.into_handset(domain_id)?;
-        let now = now_ms();
-        let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(
-            "INSERT INTO handset (domain_id, extensionnumber, name, password, location, outgoingcli, recording, notes, mac, model, \
-             revision, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
-        )
-        .bind(domain_id)
-        .bind(&h.extensionnumber)
-        .bind(&h.name)
-        .bind(h.password.expose())
-        .bind(&h.location)
-        .bind(&h.outgoingcli)
-        .bind(i64::from(h.recording))
-        .bind(&h.notes)
-        .bind(h.mac.map(|m| m.lower()))
-        .bind(&h.model)
-        .bind(h.revision)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(conflict_or)?;
-        let id: i64 = row.try_get("id")?;
-        audit::record(&mut tx, actor, domain_id, "handset.create", Some(&h.extensionnumber), &fields).await?;
-        tx.commit().await?;
-        Ok(HandsetView { handset: Handset { id, ..h }, status: HandsetStatus::default() })
+        tx.commit().await.map_err(|e| (0, e.into()))?;
+        Ok(created)
     }
 
     /// Handset Update: applies the given fields, bumps `revision` by exactly
@@ -225,6 +217,46 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id: i64, new: NewHandset) -> Result<HandsetView> {
+    let f = &new.fields;
+    let fields: Vec<&'static str> = [
+        ("name", f.name.is_some()),
+        ("password", f.password.is_some()),
+        ("location", f.location.is_some()),
+        ("outgoingcli", f.outgoingcli.is_some()),
+        ("recording", f.recording.is_some()),
+        ("notes", f.notes.is_some()),
+        ("mac", f.mac.is_some()),
+        ("model", f.model.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
+    let h = new.into_handset(domain_id)?;
+    let row = sqlx::query(
+        "INSERT INTO handset (domain_id, extensionnumber, name, password, location, outgoingcli, recording, notes, mac, model, \
+         revision, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+    )
+    .bind(domain_id)
+    .bind(&h.extensionnumber)
+    .bind(&h.name)
+    .bind(h.password.expose())
+    .bind(&h.location)
+    .bind(&h.outgoingcli)
+    .bind(i64::from(h.recording))
+    .bind(&h.notes)
+    .bind(h.mac.map(|m| m.lower()))
+    .bind(&h.model)
+    .bind(h.revision)
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(conflict_or)?;
+    let id: i64 = row.try_get("id")?;
+    audit::record(tx, actor, domain_id, "handset.create", Some(&h.extensionnumber), &fields).await?;
+    Ok(HandsetView { handset: Handset { id, ..h }, status: HandsetStatus::default(), last_fetch: None })
 }
 
 /// Takes the handset's row lock, then reads the row.

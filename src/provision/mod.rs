@@ -1,0 +1,263 @@
+//! Serving phones: one function, [`Provisioner::fetch`], turns a request
+//! (peer, file name, User-Agent, protocol) into the file's bytes or a typed
+//! refusal. The HTTP(S) front end (`http`) and the TFTP one (`crate::tftp`)
+//! only translate to and from it.
+//!
+//! identify → guard → render → record: the scan guard bans source IPs that
+//! miss too often; known phones' fetches and unknown MACs are recorded
+//! (write-behind, see `recorder`) for Handset Select and for installers.
+
+pub mod http;
+pub mod names;
+pub mod recorder;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::guard::strikes::Strike;
+use crate::guard::{StrikePolicy, StrikeTable};
+use crate::model::Mac;
+use crate::profiles::identify::IdentifyError;
+use crate::profiles::Profiles;
+use crate::render::{self, ResyncPolicy};
+use crate::store::devices::FetchRecord;
+use crate::store::{now_ms, Store};
+use recorder::FetchRecorder;
+
+/// More than 20 misses (unknown MAC, refused file) from one source IP within
+/// 10 minutes ban it for 15 minutes. The table holds at most 65,536 IPs.
+pub const SCAN_POLICY: StrikePolicy = StrikePolicy {
+    threshold: 20,
+    window: Duration::from_secs(10 * 60),
+    ban: Duration::from_secs(15 * 60),
+    capacity: 65_536,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Https,
+    Tftp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+            Protocol::Tftp => "tftp",
+        }
+    }
+}
+
+/// A phone's request, as any front end sees it.
+#[derive(Debug)]
+pub struct FetchRequest<'a> {
+    pub peer: IpAddr,
+    /// The file name as received (checked by [`names::clean`]).
+    pub file: &'a str,
+    pub user_agent: Option<&'a str>,
+    pub protocol: Protocol,
+    /// The base URL the phone used (`scheme://host[:port]/[prefix/]`),
+    /// written into configs unless a public URL is configured.
+    pub base_url: String,
+}
+
+/// A file to send.
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub body: Bytes,
+    pub content_type: String,
+    /// A strong validator: changes exactly when the bytes change.
+    pub etag: String,
+    pub last_modified: SystemTime,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("source address banned by the scan guard")]
+    Banned,
+    #[error("bad file name: {0}")]
+    BadName(&'static str),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub struct Provisioner {
+    store: Store,
+    profiles: Profiles,
+    scan_guard: StrikeTable<IpAddr>,
+    pub recorder: Arc<FetchRecorder>,
+    public_url: Option<String>,
+    resync: ResyncPolicy,
+    /// Common files depend only on the binary and the settings.
+    started_at: SystemTime,
+}
+
+impl Provisioner {
+    pub fn new(store: Store, profiles: Profiles, public_url: Option<String>, resync_minutes: u32) -> Self {
+        Provisioner {
+            store,
+            profiles,
+            scan_guard: StrikeTable::new(SCAN_POLICY),
+            recorder: Arc::new(FetchRecorder::default()),
+            public_url,
+            // Spread over a tenth of the period, at most 10 minutes.
+            resync: ResyncPolicy { minutes: resync_minutes, jitter_seconds: (resync_minutes * 6).clamp(1, 600) },
+            started_at: SystemTime::now(),
+        }
+    }
+
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
+    /// Serves one request, logging one line for it.
+    pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Served, Refusal> {
+        let started = Instant::now();
+        let mut facts = Facts::default();
+        let result = self.fetch_inner(req, &mut facts).await;
+        let (outcome, bytes) = match &result {
+            Ok(s) => ("served", s.body.len()),
+            Err(Refusal::Banned) => ("banned", 0),
+            Err(Refusal::BadName(_)) => ("bad-name", 0),
+            Err(Refusal::NotFound(_)) => ("not-found", 0),
+            Err(Refusal::Forbidden(_)) => ("forbidden", 0),
+            Err(Refusal::Internal(_)) => ("error", 0),
+        };
+        tracing::info!(
+            target: "autoprov::provision",
+            peer = %req.peer,
+            proto = req.protocol.as_str(),
+            file = %req.file.escape_debug().to_string().chars().take(140).collect::<String>(),
+            mac = %facts.mac.map(|m| m.lower()).unwrap_or_default(),
+            vendor = facts.vendor.unwrap_or(""),
+            result = outcome,
+            bytes,
+            us = started.elapsed().as_micros() as u64,
+        );
+        result
+    }
+
+    async fn fetch_inner<'s>(&'s self, req: &FetchRequest<'_>, facts: &mut Facts<'s>) -> Result<Served, Refusal> {
+        let now = Instant::now();
+        if self.scan_guard.banned(&req.peer, now).is_some() {
+            return Err(Refusal::Banned);
+        }
+        let result = self.identify_and_render(req, facts).await;
+        if let Err(Refusal::BadName(_) | Refusal::NotFound(_) | Refusal::Forbidden(_)) = &result {
+            if self.scan_guard.strike(&req.peer, now) == Strike::Banned {
+                // One fail2ban-friendly line per ban.
+                tracing::warn!(
+                    target: "autoprov::guard",
+                    "scan-guard ban ip={} misses>{} window={}s ban={}s",
+                    req.peer,
+                    SCAN_POLICY.threshold,
+                    SCAN_POLICY.window.as_secs(),
+                    SCAN_POLICY.ban.as_secs()
+                );
+            }
+        }
+        result
+    }
+
+    async fn identify_and_render<'s>(&'s self, req: &FetchRequest<'_>, facts: &mut Facts<'s>) -> Result<Served, Refusal> {
+        let name = names::clean(req.file)?;
+        let candidates = self.profiles.candidates(name);
+        if candidates.is_empty() {
+            return Err(Refusal::NotFound("no vendor uses a file of this name"));
+        }
+        let base_url = self.public_url.as_deref().unwrap_or(&req.base_url);
+        let Some(mac) = candidates[0].mac else {
+            // A common file: no phone record involved.
+            let id = self.profiles.identify(name, req.user_agent, None).map_err(|e| identify_refusal(e, req))?;
+            facts.vendor = Some(id.profile.family.as_str());
+            let body = render::render_common(
+                id.profile,
+                &id.file.template,
+                id.model.as_deref().unwrap_or(""),
+                id.code.as_deref().unwrap_or(""),
+                base_url,
+                self.resync,
+            )
+            .map_err(|e| Refusal::Internal(e.to_string()))?;
+            return Ok(served(body, &id.profile.content_type, self.started_at));
+        };
+        facts.mac = Some(mac);
+        let phone = self.store.handset_for_phone(&mac).await.map_err(|e| Refusal::Internal(e.to_string()))?;
+        let hint = phone
+            .as_ref()
+            .and_then(|(h, _, _)| h.model.as_deref())
+            .and_then(|m| self.profiles.family_of_model(m))
+            .map(|p| p.family.clone());
+        let id = self.profiles.identify(name, req.user_agent, hint.as_deref()).map_err(|e| identify_refusal(e, req))?;
+        facts.vendor = Some(id.profile.family.as_str());
+        let ua = id.user_agent.clone();
+        let mut record = FetchRecord {
+            mac,
+            handset_id: None,
+            ip: req.peer.to_string(),
+            user_agent: req.user_agent.unwrap_or("").chars().take(256).collect(),
+            vendor: id.profile.family.clone(),
+            model: id.model.clone().unwrap_or_default(),
+            firmware: ua.map(|u| u.firmware).unwrap_or_default(),
+            file: name.to_string(),
+            protocol: req.protocol.as_str(),
+            revision: None,
+            first_seen: now_ms(),
+            last_seen: now_ms(),
+            count: 1,
+        };
+        let Some((handset, domain, changed_at)) = phone else {
+            self.recorder.record(record);
+            return Err(Refusal::NotFound("no handset has this MAC"));
+        };
+        let model = handset
+            .model
+            .as_deref()
+            .map(|m| m.rsplit('/').next().unwrap_or(m).to_string())
+            .or(id.model.clone())
+            .unwrap_or_default();
+        let body = render::render_phone(id.profile, &id.file.template, &handset, &domain, &model, base_url, self.resync, &[])
+            .map_err(|e| Refusal::Internal(e.to_string()))?;
+        record.handset_id = Some(handset.id);
+        record.revision = Some(handset.revision);
+        self.recorder.record(record);
+        Ok(served(body, &id.profile.content_type, UNIX_EPOCH + Duration::from_millis(changed_at.max(0) as u64)))
+    }
+}
+
+fn identify_refusal(e: IdentifyError, req: &FetchRequest<'_>) -> Refusal {
+    match e {
+        IdentifyError::UnknownFile => Refusal::NotFound("no vendor uses a file of this name"),
+        IdentifyError::MacMismatch { file, ua } => {
+            tracing::warn!(peer = %req.peer, file_mac = %file, ua_mac = %ua, "User-Agent MAC disagrees with the file name");
+            Refusal::Forbidden(format!("the User-Agent's MAC {ua} is not the requested file's MAC {file}"))
+        }
+    }
+}
+
+fn served(body: String, content_type: &str, last_modified: SystemTime) -> Served {
+    let digest = Sha256::digest(body.as_bytes());
+    Served {
+        etag: format!("\"{}\"", hex::encode(&digest[..16])),
+        body: Bytes::from(body),
+        content_type: content_type.to_string(),
+        last_modified,
+    }
+}
+
+/// What the log line says about a request.
+#[derive(Default)]
+struct Facts<'s> {
+    mac: Option<Mac>,
+    vendor: Option<&'s str>,
+}

@@ -1,0 +1,182 @@
+//! Devices: every MAC that asked for its per-phone file. Fetches are written
+//! in batches (see `provision::recorder`), upserted by MAC; unknown devices
+//! are capped, oldest evicted, so a scan cannot bloat the database.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::domains::domain_from_row_prefixed;
+use super::handsets::handset_from_row;
+use super::{Result, Store};
+use crate::model::{Domain, Handset, Mac};
+
+/// One coalesced fetch (or several of the same MAC) to record.
+#[derive(Clone, Debug)]
+pub struct FetchRecord {
+    pub mac: Mac,
+    /// The handset the file was served as; `None` for an unknown MAC.
+    pub handset_id: Option<i64>,
+    pub ip: String,
+    pub user_agent: String,
+    pub vendor: String,
+    pub model: String,
+    pub firmware: String,
+    pub file: String,
+    pub protocol: &'static str,
+    pub revision: Option<i64>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: i64,
+}
+
+/// A device row as the API shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeviceRow {
+    pub mac: String,
+    pub state: &'static str,
+    pub extensionnumber: Option<String>,
+    pub ip: String,
+    pub useragent: String,
+    pub vendor: String,
+    pub model: String,
+    pub firmware: String,
+    pub lastfile: String,
+    pub protocol: String,
+    pub revision: Option<i64>,
+    pub firstseen: i64,
+    pub lastseen: i64,
+    pub fetchcount: i64,
+}
+
+/// What a handset's last fetch said, for Handset Select.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LastFetch {
+    pub at: i64,
+    pub revision: i64,
+    pub model: String,
+    pub firmware: String,
+}
+
+const DOMAIN_COLUMNS: &str = "d.name AS domain_name, d.sip_server AS domain_sip_server, d.sip_port AS domain_sip_port, \
+    d.sip_transport AS domain_sip_transport, d.timezone AS domain_timezone, d.ntp_server AS domain_ntp_server, \
+    d.updated_at AS domain_updated_at";
+
+impl Store {
+    /// The handset that owns `mac`, with its domain: everything a per-phone
+    /// file is rendered from, in one indexed query.
+    pub async fn handset_for_phone(&self, mac: &Mac) -> Result<Option<(Handset, Domain, i64)>> {
+        let row = sqlx::query(&format!(
+            "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, h.recording, \
+             h.notes, h.mac, h.model, h.revision, h.updated_at, {DOMAIN_COLUMNS} \
+             FROM handset h JOIN domain d ON d.id = h.domain_id WHERE h.mac = $1"
+        ))
+        .bind(mac.lower())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let handset = handset_from_row(&row)?;
+        let domain = domain_from_row_prefixed(&row, "domain_")?;
+        let changed_at = row.try_get::<i64, _>("updated_at")?.max(row.try_get("domain_updated_at")?);
+        Ok(Some((handset, domain, changed_at)))
+    }
+
+    /// Writes a batch of fetches in one transaction, then evicts the oldest
+    /// unknown devices beyond `unknown_cap`.
+    pub async fn record_fetches(&self, batch: &[FetchRecord], unknown_cap: i64) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        for f in batch {
+            sqlx::query(
+                "INSERT INTO device (mac, handset_id, ip, user_agent, vendor, model, firmware, last_file, protocol, revision, \
+                 first_seen, last_seen, fetch_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (mac) DO UPDATE SET handset_id = excluded.handset_id, ip = excluded.ip, \
+                 user_agent = excluded.user_agent, vendor = excluded.vendor, \
+                 model = CASE WHEN excluded.model = '' THEN device.model ELSE excluded.model END, \
+                 firmware = CASE WHEN excluded.firmware = '' THEN device.firmware ELSE excluded.firmware END, \
+                 last_file = excluded.last_file, protocol = excluded.protocol, revision = excluded.revision, \
+                 last_seen = excluded.last_seen, fetch_count = device.fetch_count + excluded.fetch_count",
+            )
+            .bind(f.mac.lower())
+            .bind(f.handset_id)
+            .bind(&f.ip)
+            .bind(&f.user_agent)
+            .bind(&f.vendor)
+            .bind(&f.model)
+            .bind(&f.firmware)
+            .bind(&f.file)
+            .bind(f.protocol)
+            .bind(f.revision)
+            .bind(f.first_seen)
+            .bind(f.last_seen)
+            .bind(f.count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if batch.iter().any(|f| f.handset_id.is_none()) {
+            let cutoff: Option<i64> = sqlx::query_scalar(
+                "SELECT last_seen FROM device WHERE handset_id IS NULL ORDER BY last_seen DESC LIMIT 1 OFFSET $1",
+            )
+            .bind(unknown_cap)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(cutoff) = cutoff {
+                sqlx::query("DELETE FROM device WHERE handset_id IS NULL AND last_seen <= $1")
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Devices in MAC order after `after`: unknown ones (no handset), or the
+    /// known ones of one domain.
+    pub async fn list_devices(&self, scope: DeviceScope, after: Option<&Mac>, limit: i64) -> Result<Vec<DeviceRow>> {
+        let after = after.map(|m| m.lower()).unwrap_or_default();
+        let (filter, domain_id) = match scope {
+            DeviceScope::Unknown => ("dv.handset_id IS NULL AND $2 = 0", 0),
+            DeviceScope::Known(domain_id) => ("h.domain_id = $2", domain_id),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT dv.mac, dv.ip, dv.user_agent, dv.vendor, dv.model, dv.firmware, dv.last_file, dv.protocol, dv.revision, \
+             dv.first_seen, dv.last_seen, dv.fetch_count, h.extensionnumber \
+             FROM device dv LEFT JOIN handset h ON h.id = dv.handset_id \
+             WHERE {filter} AND dv.mac > $1 ORDER BY dv.mac LIMIT $3"
+        ))
+        .bind(after)
+        .bind(domain_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum DeviceScope {
+    Unknown,
+    Known(i64),
+}
+
+fn device_from_row(r: &AnyRow) -> Result<DeviceRow> {
+    let ext: Option<String> = r.try_get("extensionnumber")?;
+    Ok(DeviceRow {
+        mac: r.try_get("mac")?,
+        state: if ext.is_some() { "known" } else { "unknown" },
+        extensionnumber: ext,
+        ip: r.try_get("ip")?,
+        useragent: r.try_get("user_agent")?,
+        vendor: r.try_get("vendor")?,
+        model: r.try_get("model")?,
+        firmware: r.try_get("firmware")?,
+        lastfile: r.try_get("last_file")?,
+        protocol: r.try_get("protocol")?,
+        revision: r.try_get("revision")?,
+        firstseen: r.try_get("first_seen")?,
+        lastseen: r.try_get("last_seen")?,
+        fetchcount: r.try_get("fetch_count")?,
+    })
+}
