@@ -19,6 +19,9 @@
 //!   identification from file name and User-Agent.
 //! - [`render`]: the askama templates of each vendor and their contexts.
 //! - [`password`]: argon2 hashes of API user passwords.
+//! - [`provision`]: serving phones: identify → scan guard → render →
+//!   record, behind the HTTP(S) front end (`provision::http`).
+//! - [`tftp`]: the read-only TFTP front end (options, windows, netascii).
 //! - [`tls`]: rustls server config (ring provider), self-signed bootstrap.
 //! - [`bootstrap`]: the default domain and superuser of a fresh database.
 //! - [`server`]: wiring of listeners and graceful shutdown.
@@ -36,4 +39,5 @@ pub mod profiles;
 pub mod render;
 pub mod server;
 pub mod store;
+pub mod tftp;
 pub mod tls;

@@ -12,6 +12,7 @@ use axum::response::Response;
 use axum::{Extension, Router};
 use axum_server::tls_rustls::RustlsConfig;
 use axum_server::Handle;
+use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -22,6 +23,7 @@ use crate::config::Settings;
 use crate::profiles::Profiles;
 use crate::provision::Provisioner;
 use crate::store::Store;
+use crate::tftp::TftpServer;
 
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -44,6 +46,7 @@ pub enum StartError {
 pub struct RunningServer {
     pub http_addr: Option<SocketAddr>,
     pub https_addr: Option<SocketAddr>,
+    pub tftp_addr: Option<SocketAddr>,
     pub tls_fingerprint: String,
     pub tls_cert_path: std::path::PathBuf,
     pub bootstrapped: Option<Bootstrapped>,
@@ -58,6 +61,11 @@ pub struct RunningServer {
 
 pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let profiles = Profiles::load(settings.profiles_dir.as_deref())?;
+    // Every socket is bound before anything is spawned: a port in use stops
+    // start-up cleanly, with nothing left running.
+    let http = settings.http_listen.addr().map(|a| bind_tcp("HTTP", a)).transpose()?;
+    let https = settings.https_listen.addr().map(|a| bind_tcp("HTTPS", a)).transpose()?;
+    let tftp = settings.tftp_listen.addr().map(bind_udp).transpose()?;
     let store = Store::open(&settings.database_url).await?;
     let bootstrapped = bootstrap_if_empty(&store, &settings).await?;
     let tls = crate::tls::load_or_create(&settings)?;
@@ -65,43 +73,47 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let app = router(ApiState::new(store.clone()), provisioner.clone(), settings.provision_prefix.clone());
     let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.clone().into();
     let (stop_workers, stop) = watch::channel(false);
-    let workers = vec![tokio::spawn(provisioner.recorder.clone().run(
-        store.clone(),
-        settings.fetch_flush_interval,
-        i64::from(settings.unknown_device_cap),
-        stop,
-    ))];
-
     let mut server = RunningServer {
-        http_addr: None,
-        https_addr: None,
+        http_addr: http.as_ref().map(|(_, a)| *a),
+        https_addr: https.as_ref().map(|(_, a)| *a),
+        tftp_addr: tftp.as_ref().map(|(_, a)| *a),
         tls_fingerprint: tls.fingerprint.clone(),
         tls_cert_path: tls.cert_path.clone(),
         bootstrapped,
-        store,
-        provisioner,
+        store: store.clone(),
+        provisioner: provisioner.clone(),
         handles: Vec::new(),
         tasks: Vec::new(),
         stop_workers,
-        workers,
+        workers: Vec::new(),
     };
-    if let Some(addr) = settings.http_listen.addr() {
-        let listener = bind("HTTP", addr)?;
-        server.http_addr = Some(local_addr("HTTP", addr, &listener)?);
+    server.workers.push(tokio::spawn(provisioner.recorder.clone().run(
+        store,
+        settings.fetch_flush_interval,
+        i64::from(settings.unknown_device_cap),
+        stop,
+    )));
+    if let Some((listener, _)) = http {
         let app = app.clone().layer(Extension(Listener { tls: false, trusted_proxies: proxies.clone() }));
         let handle = Handle::new();
         let srv = axum_server::from_tcp(listener).handle(handle.clone());
         server.tasks.push(tokio::spawn(srv.serve(app.into_make_service_with_connect_info::<SocketAddr>())));
         server.handles.push(handle);
     }
-    if let Some(addr) = settings.https_listen.addr() {
-        let listener = bind("HTTPS", addr)?;
-        server.https_addr = Some(local_addr("HTTPS", addr, &listener)?);
+    if let Some((listener, _)) = https {
         let app = app.clone().layer(Extension(Listener { tls: true, trusted_proxies: proxies.clone() }));
         let handle = Handle::new();
         let srv = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.config.clone())).handle(handle.clone());
         server.tasks.push(tokio::spawn(srv.serve(app.into_make_service_with_connect_info::<SocketAddr>())));
         server.handles.push(handle);
+    }
+    if let Some((socket, addr)) = tftp {
+        let socket = UdpSocket::from_std(socket).map_err(|e| StartError::Bind { what: "TFTP", addr, reason: e.to_string() })?;
+        let tftp = TftpServer::new(socket, provisioner, settings.public_url.clone());
+        let mut stop = server.stop_workers.subscribe();
+        server.workers.push(tokio::spawn(tftp.run(async move {
+            let _ = stop.changed().await;
+        })));
     }
     Ok(server)
 }
@@ -135,15 +147,20 @@ async fn access_log(client: ClientInfo, request: Request, next: Next) -> Respons
     response
 }
 
-fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
     let err = |e: std::io::Error| StartError::Bind { what, addr, reason: e.to_string() };
     let listener = TcpListener::bind(addr).map_err(err)?;
     listener.set_nonblocking(true).map_err(err)?;
-    Ok(listener)
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
 }
 
-fn local_addr(what: &'static str, addr: SocketAddr, l: &TcpListener) -> Result<SocketAddr, StartError> {
-    l.local_addr().map_err(|e| StartError::Bind { what, addr, reason: e.to_string() })
+fn bind_udp(addr: SocketAddr) -> Result<(std::net::UdpSocket, SocketAddr), StartError> {
+    let err = |e: std::io::Error| StartError::Bind { what: "TFTP", addr, reason: e.to_string() };
+    let socket = std::net::UdpSocket::bind(addr).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    let local = socket.local_addr().map_err(err)?;
+    Ok((socket, local))
 }
 
 impl RunningServer {

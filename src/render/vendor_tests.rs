@@ -1,1 +1,416 @@
+//! The built-in vendor profiles and templates against the vendors' formats
+//! and the captured phone requests (`../shared/fixtures/phone-requests.tsv`).
 
+use super::templates;
+use super::{CommonContext, PhoneContext};
+use crate::profiles::{Format, Profile, Profiles};
+
+const FAMILIES: [&str; 6] = ["yealink", "polycom", "snom", "cisco", "grandstream", "fanvil"];
+
+const EXTENSION: &str = "4201";
+const AUTH_USER: &str = "auth4201";
+const PASSWORD: &str = "p4ss#w0rd!$%";
+const DISPLAY_NAME: &str = "Zoë & \"Bob\" <Desk>";
+const LABEL: &str = "Desk & <1> 'front'";
+const SERVER: &str = "sip.example.net";
+const PROV_URL: &str = "https://prov.example.com/";
+const REVISION: i64 = 73519;
+
+/// Extra settings in each vendor's own key syntax.
+fn sample_settings(family: &str) -> Vec<(String, String)> {
+    let pairs: &[(&str, &str)] = match family {
+        "yealink" => &[("features.dnd.enable", "1"), ("lang.gui", "English & more")],
+        "polycom" => &[("up.backlight.idleIntensity", "1"), ("lcl.ml.lang", "English <UK>")],
+        "snom" => &[("language", "English & more"), ("web_language", "English")],
+        "cisco" => &[("Text_Logo", "Acme & <Co>"), ("Time_Zone", "GMT+01:00")],
+        "grandstream" => &[("P1362", "en"), ("P64", "TZc+1 & <x>")],
+        "fanvil" => &[("Default Language", "en"), ("SIP1 Enable Rport", "1")],
+        other => panic!("no sample settings for {other}"),
+    };
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn phone<'a>(profile: &'a Profile, settings: &'a [(String, String)]) -> PhoneContext<'a> {
+    PhoneContext {
+        mac: "0c1d2e3f4a5b",
+        mac_upper: "0C1D2E3F4A5B",
+        model: "",
+        extension: EXTENSION,
+        auth_user: AUTH_USER,
+        password: PASSWORD,
+        display_name: DISPLAY_NAME,
+        label: LABEL,
+        outgoing_cli: "+441632960000",
+        recording: true,
+        sip_server: SERVER,
+        sip_port: 5062,
+        sip_transport: "udp",
+        timezone: "Europe/London",
+        ntp_server: "ntp.example.org",
+        provisioning_url: PROV_URL,
+        resync_minutes: 1440,
+        resync_jitter_seconds: 600,
+        revision: REVISION,
+        notify_event: &profile.notify_event,
+        settings,
+    }
+}
+
+fn render_phone(template: &str, c: &PhoneContext<'_>) -> String {
+    templates::render_phone(template, c)
+        .unwrap_or_else(|| panic!("{template} is not a per-phone template"))
+        .unwrap_or_else(|e| panic!("{template}: {e}"))
+}
+
+/// The (key, value) pairs a rendered file sets, parsed in the vendor's format.
+fn parse(profile: &Profile, body: &str) -> Result<Vec<(String, String)>, String> {
+    match (profile.format, profile.family.as_str()) {
+        (Format::Xml, _) => parse_xml(body),
+        (Format::Keyvalue, "yealink") => parse_yealink(body),
+        (Format::Keyvalue, "fanvil") => parse_fanvil(body),
+        (Format::Keyvalue, other) => Err(format!("no key/value parser for {other}")),
+    }
+}
+
+/// Every element's text and every attribute, as (name, value). Comments
+/// are not entries, so a value only in a comment does not count.
+fn parse_xml(body: &str) -> Result<Vec<(String, String)>, String> {
+    if !body.starts_with("<?xml") {
+        return Err("the XML declaration must come first".into());
+    }
+    let doc = roxmltree::Document::parse(body).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for node in doc.descendants().filter(|n| n.is_element()) {
+        let text: String = node.children().filter(|c| c.is_text()).filter_map(|c| c.text()).collect();
+        if !text.trim().is_empty() {
+            out.push((node.tag_name().name().to_string(), text.trim().to_string()));
+        }
+        for a in node.attributes() {
+            out.push((a.name().to_string(), a.value().to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Yealink CFG: `#!version:1.0.0.1` first, then `#` comments and
+/// `key = value` lines.
+fn parse_yealink(body: &str) -> Result<Vec<(String, String)>, String> {
+    let mut lines = body.lines();
+    if lines.next() != Some("#!version:1.0.0.1") {
+        return Err("the first line must be #!version:1.0.0.1".into());
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| format!("line {}: no '=': {line:?}", i + 2))?;
+        let k = k.trim();
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            return Err(format!("line {}: bad key {k:?}", i + 2));
+        }
+        out.push((k.to_string(), v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+/// Fanvil text config: `<<VOIP CONFIG FILE>>Version:…` first,
+/// `<… MODULE>` sections, `--List--  :` markers, `#` comments,
+/// `Key   :value` lines inside a section, `<<END OF FILE>>` last.
+fn parse_fanvil(body: &str) -> Result<Vec<(String, String)>, String> {
+    let lines: Vec<&str> = body.lines().collect();
+    if !lines.first().is_some_and(|l| l.starts_with("<<VOIP CONFIG FILE>>Version:")) {
+        return Err("the first line must be <<VOIP CONFIG FILE>>Version:…".into());
+    }
+    if lines.iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim()) != Some("<<END OF FILE>>") {
+        return Err("the last line must be <<END OF FILE>>".into());
+    }
+    let mut out = Vec::new();
+    let mut in_section = false;
+    for (i, line) in lines[1..lines.len()].iter().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') || t == "<<END OF FILE>>" {
+            continue;
+        }
+        if t.starts_with('<') && t.ends_with(" MODULE>") {
+            in_section = true;
+            continue;
+        }
+        if t.starts_with("--") && t.trim_end_matches(':').trim_end().ends_with("--") {
+            continue;
+        }
+        let (k, v) = line.split_once(':').ok_or_else(|| format!("line {}: no ':': {line:?}", i + 2))?;
+        if !in_section {
+            return Err(format!("line {}: {line:?} is outside any module", i + 2));
+        }
+        let k = k.trim();
+        if k.is_empty() || k.starts_with('<') {
+            return Err(format!("line {}: bad key {k:?}", i + 2));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+fn has_value(entries: &[(String, String)], want: &str) -> bool {
+    entries.iter().any(|(_, v)| v == want)
+}
+
+/// A Polycom master configuration: it only lists the file with the account.
+fn check_master(profile: &Profile, file: &str, body: &str, mac: &str) {
+    let doc = roxmltree::Document::parse(body).unwrap_or_else(|e| panic!("{file}: {e}\n{body}"));
+    let app = doc.root_element();
+    assert_eq!(app.tag_name().name(), "APPLICATION", "{file}");
+    let listed = app.attribute("CONFIG_FILES").unwrap_or_else(|| panic!("{file}: no CONFIG_FILES"));
+    for name in listed.split(',').map(str::trim) {
+        let name = name.replace("[PHONE_MAC_ADDRESS]", mac);
+        let served = Profiles::built_in()
+            .candidates(&name)
+            .iter()
+            .any(|c| c.profile.family == profile.family && c.file.per_phone());
+        assert!(served, "{file} lists {name}, which {} does not serve", profile.family);
+    }
+}
+
+#[test]
+fn every_per_phone_file_renders_in_the_vendor_format() {
+    let profiles = Profiles::built_in();
+    for family in FAMILIES {
+        let profile = profiles.family(family).unwrap_or_else(|| panic!("{family} missing"));
+        let settings = sample_settings(family);
+        let per_phone: Vec<_> = profile.files.iter().filter(|f| f.per_phone()).collect();
+        assert!(!per_phone.is_empty(), "{family} serves no per-phone file");
+        for f in per_phone {
+            let what = format!("{family} {} ({})", f.name, f.template);
+            assert!(templates::is_per_phone(&f.template), "{what}: not a per-phone template");
+            let base = phone(profile, &settings);
+            let body = render_phone(&f.template, &base);
+            assert!(body.contains(&REVISION.to_string()), "{what}: no revision\n{body}");
+
+            if body.contains("<APPLICATION") {
+                check_master(profile, &what, &body, base.mac);
+                continue;
+            }
+
+            let entries = parse(profile, &body).unwrap_or_else(|e| panic!("{what}: {e}\n{body}"));
+            for (name, want) in [("extension", EXTENSION), ("auth user", AUTH_USER), ("password", PASSWORD), ("display name", DISPLAY_NAME), ("label", LABEL)] {
+                assert!(has_value(&entries, want), "{what}: the {name} {want:?} is not a value\n{body}");
+            }
+            assert!(
+                entries.iter().any(|(_, v)| v == SERVER || v.starts_with(&format!("{SERVER}:"))),
+                "{what}: the SIP server is not a value\n{body}"
+            );
+            assert!(entries.iter().any(|(_, v)| v.contains("5062")), "{what}: no SIP port\n{body}");
+            assert!(entries.iter().any(|(_, v)| v.contains("ntp.example.org")), "{what}: no NTP server\n{body}");
+            assert!(body.contains("Europe/London"), "{what}: no time zone\n{body}");
+            assert!(entries.iter().any(|(_, v)| v.contains("prov.example.com")), "{what}: no provisioning server\n{body}");
+            for (k, v) in &settings {
+                assert!(entries.iter().any(|(ek, ev)| ek == k && ev.trim() == v), "{what}: extra setting {k}={v} missing\n{body}");
+            }
+
+            let differs = |label: &str, c: PhoneContext<'_>| {
+                let other = render_phone(&f.template, &c);
+                assert_ne!(other, body, "{what}: changing the {label} does not change the file");
+                parse(profile, &other).unwrap_or_else(|e| panic!("{what} with another {label}: {e}\n{other}"));
+            };
+            differs("recording", PhoneContext { recording: false, ..phone(profile, &settings) });
+            differs("extension", PhoneContext { extension: "4202", ..phone(profile, &settings) });
+            differs("password", PhoneContext { password: "other-secret", ..phone(profile, &settings) });
+            differs("SIP server", PhoneContext { sip_server: "sip2.example.net", ..phone(profile, &settings) });
+            differs("display name", PhoneContext { display_name: "Someone Else", ..phone(profile, &settings) });
+            differs("outgoing CLI", PhoneContext { outgoing_cli: "", ..phone(profile, &settings) });
+            let tcp = render_phone(&f.template, &PhoneContext { sip_transport: "tcp", ..phone(profile, &settings) });
+            let tls = render_phone(&f.template, &PhoneContext { sip_transport: "tls", ..phone(profile, &settings) });
+            assert!(body != tcp && tcp != tls && body != tls, "{what}: the transport is not mapped");
+
+            let bare = render_phone(&f.template, &PhoneContext { settings: &[], outgoing_cli: "", ..phone(profile, &settings) });
+            parse(profile, &bare).unwrap_or_else(|e| panic!("{what} without extras: {e}\n{bare}"));
+        }
+    }
+}
+
+#[test]
+fn every_common_file_renders_in_the_vendor_format() {
+    let profiles = Profiles::built_in();
+    for family in FAMILIES {
+        let profile = profiles.family(family).unwrap();
+        for f in profile.files.iter().filter(|f| !f.per_phone()) {
+            let what = format!("{family} {} ({})", f.name, f.template);
+            assert!(!templates::is_per_phone(&f.template), "{what}: a common file needs a common template");
+            let (model, code) = if f.name.contains("{code}") {
+                let (m, spec) = profile.models.iter().find(|(_, m)| m.code.is_some()).unwrap();
+                (m.as_str(), spec.code.as_deref().unwrap())
+            } else if f.name.contains("{model}") {
+                (profile.models.keys().next().map(String::as_str).unwrap_or("X1"), "")
+            } else {
+                ("", "")
+            };
+            let c = CommonContext {
+                model,
+                code,
+                provisioning_url: PROV_URL,
+                resync_minutes: 1440,
+                resync_jitter_seconds: 600,
+                notify_event: &profile.notify_event,
+            };
+            let body = templates::render_common(&f.template, &c)
+                .unwrap_or_else(|| panic!("{what}: not a common template"))
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            if body.contains("<APPLICATION") {
+                check_master(profile, &what, &body, "0004f2aabbcc");
+                continue;
+            }
+            let entries = parse(profile, &body).unwrap_or_else(|e| panic!("{what}: {e}\n{body}"));
+            assert!(entries.iter().any(|(_, v)| v.contains("prov.example.com")), "{what}: no provisioning server\n{body}");
+            let slower = templates::render_common(&f.template, &CommonContext { resync_minutes: 60, ..c }).unwrap().unwrap();
+            assert_ne!(slower, body, "{what}: the periodic check is not written");
+        }
+    }
+}
+
+struct Row {
+    family: String,
+    model: String,
+    firmware: String,
+    user_agent: String,
+    mac: String,
+    files: Vec<String>,
+}
+
+fn fixture_rows() -> Vec<Row> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/phone-requests.tsv");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let col: Vec<&str> = l.split('\t').collect();
+            assert!(col.len() >= 7, "short fixture row {l:?}");
+            Row {
+                family: col[0].to_string(),
+                model: col[1].to_string(),
+                firmware: col[2].to_string(),
+                user_agent: col[3].to_string(),
+                mac: col[4].to_string(),
+                files: col[6].split_whitespace().map(str::to_string).collect(),
+            }
+        })
+        .filter(|r| FAMILIES.contains(&r.family.as_str()))
+        .collect()
+}
+
+fn squash(s: &str) -> String {
+    s.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).flat_map(char::to_lowercase).collect()
+}
+
+#[test]
+fn every_fixture_user_agent_is_identified() {
+    let profiles = Profiles::built_in();
+    let rows = fixture_rows();
+    assert!(rows.len() > 90, "only {} rows for the six families", rows.len());
+    for r in rows.iter().filter(|r| !r.user_agent.is_empty()) {
+        let ua = &r.user_agent;
+        let info = profiles.parse_user_agent(ua).unwrap_or_else(|| panic!("{ua:?} is not identified"));
+        assert_eq!(info.family, r.family, "{ua:?}");
+        assert!(info.firmware.eq_ignore_ascii_case(&r.firmware), "{ua:?}: firmware {:?}, want {:?}", info.firmware, r.firmware);
+        // The fixture writes some models differently from the phone
+        // ("SPA-942" vs SPA942, "VVX_400" vs VVX400): then what the phone
+        // says is what counts.
+        assert!(
+            info.model.eq_ignore_ascii_case(&r.model) || (ua.contains(&info.model) && squash(&info.model) == squash(&r.model)),
+            "{ua:?}: model {:?}, want {:?}",
+            info.model,
+            r.model
+        );
+        let carries_mac = ua.to_lowercase().replace(':', "").contains(&r.mac);
+        let got = info.mac.map(|m| m.lower());
+        if carries_mac {
+            assert_eq!(got.as_deref(), Some(r.mac.as_str()), "{ua:?}: the MAC is not taken");
+        } else {
+            assert_eq!(got, None, "{ua:?}: something that is not the MAC is taken as one");
+        }
+    }
+    // The trap: a serial number that looks like a MAC.
+    let linksys = profiles.parse_user_agent("Linksys/SPA-942-6.1.5(a) (88019FA42805)").unwrap();
+    assert_eq!((linksys.family.as_str(), linksys.mac), ("cisco", None));
+}
+
+#[test]
+fn every_fixture_file_name_is_identified() {
+    let profiles = Profiles::built_in();
+    let mut per_mac_served = 0;
+    for r in fixture_rows() {
+        let ua = (!r.user_agent.is_empty()).then_some(r.user_agent.as_str());
+        let mut served_here = 0;
+        for file in &r.files {
+            let candidates = profiles.candidates(file);
+            let ours: Vec<_> = candidates.iter().filter(|c| c.profile.family == r.family).collect();
+            if ours.is_empty() {
+                continue;
+            }
+            let id = profiles
+                .identify(file, ua, None)
+                .unwrap_or_else(|e| panic!("{file} for {:?}: {e}", r.user_agent));
+            assert_eq!(id.profile.family, r.family, "{file} for {:?}", r.user_agent);
+            if ours.iter().any(|c| c.file.per_phone()) {
+                served_here += 1;
+                assert!(id.file.per_phone(), "{file}: taken as a common file");
+                assert_eq!(id.mac.map(|m| m.lower()).as_deref(), Some(r.mac.as_str()), "{file}");
+                // Over TFTP, or when the User-Agent is unknown, the name
+                // (and the OUI) must do.
+                let by_name = profiles.identify(file, None, None).unwrap();
+                assert_eq!(by_name.profile.family, r.family, "{file} without a User-Agent");
+                assert_eq!(by_name.mac.map(|m| m.lower()).as_deref(), Some(r.mac.as_str()), "{file}");
+            } else {
+                assert!(!id.file.per_phone(), "{file}: taken as a per-phone file");
+            }
+        }
+        if ua.is_some() {
+            assert!(served_here > 0, "no per-phone file served to {:?} ({:?})", r.user_agent, r.files);
+        }
+        per_mac_served += served_here;
+    }
+    assert!(per_mac_served > 90, "{per_mac_served}");
+}
+
+#[test]
+fn model_codes_resolve_to_the_fixture_models() {
+    let profiles = Profiles::built_in();
+    for (file, family, model) in [
+        ("y000000000066.cfg", "yealink", "T46S"),
+        ("y000000000065.cfg", "yealink", "T48S"),
+        ("y000000000096.cfg", "yealink", "T54W"),
+        ("y000000000028.cfg", "yealink", "T46G"),
+        ("y000000000000.cfg", "yealink", "T28P"),
+        ("y000000000124.cfg", "yealink", "T33G"),
+        ("F0V0V6700000.cfg", "fanvil", "V67"),
+        ("spa504G.cfg", "cisco", "504G"),
+        ("cfggrp2614.xml", "grandstream", "grp2614"),
+        ("snomD785.htm", "snom", "D785"),
+    ] {
+        let id = profiles.identify(file, None, None).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!((id.profile.family.as_str(), id.model.as_deref()), (family, Some(model)), "{file}");
+        assert!(!id.file.per_phone(), "{file}");
+    }
+    assert!(profiles.identify("y000000000999.cfg", None, None).is_err());
+}
+
+#[test]
+#[ignore = "prints every rendered file; run with --ignored --nocapture"]
+fn dump_rendered_files() {
+    let profiles = Profiles::built_in();
+    for family in FAMILIES {
+        let profile = profiles.family(family).unwrap();
+        let settings = sample_settings(family);
+        for f in &profile.files {
+            let body = if f.per_phone() {
+                render_phone(&f.template, &phone(profile, &settings))
+            } else {
+                let c = CommonContext { model: "M1", code: "", provisioning_url: PROV_URL, resync_minutes: 1440, resync_jitter_seconds: 600, notify_event: &profile.notify_event };
+                templates::render_common(&f.template, &c).unwrap().unwrap()
+            };
+            println!("===== {family} {} ({})\n{body}", f.name, f.template);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Phones over TFTP: a small read-only TFTP server on the provisioner.
+//!
+//! Why our own and not async-tftp (which DESIGN.md named): its handler never
+//! sees the transfer mode, so netascii files cannot be converted; it answers
+//! every request it refuses with an error packet, while a banned scanner
+//! must get no answer at all; and it opens files under one global mutex and
+//! runs every transfer on one executor thread. Here each transfer is its own
+//! tokio task with its own socket (a new TID, as RFC 1350 asks).
+
+pub mod packet;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+
+use crate::provision::{FetchRequest, Protocol, Provisioner, Refusal};
+use packet::{ErrorCode, Mode, Packet, RequestedOptions};
+
+/// Transfers in flight at once; requests beyond are answered "busy".
+const MAX_TRANSFERS: usize = 4096;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_RETRIES: u32 = 5;
+const MAX_BLKSIZE: u64 = 65_464;
+const MAX_WINDOW: u64 = 64;
+
+pub struct TftpServer {
+    socket: Arc<UdpSocket>,
+    provisioner: Arc<Provisioner>,
+    public_url: Option<String>,
+    in_flight: Arc<Mutex<HashSet<SocketAddr>>>,
+    slots: Arc<Semaphore>,
+}
+
+impl TftpServer {
+    pub fn new(socket: UdpSocket, provisioner: Arc<Provisioner>, public_url: Option<String>) -> Self {
+        TftpServer {
+            socket: Arc::new(socket),
+            provisioner,
+            public_url,
+            in_flight: Arc::default(),
+            slots: Arc::new(Semaphore::new(MAX_TRANSFERS)),
+        }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Receives requests until `stop` resolves. Transfers in flight finish
+    /// on their own (each is bounded by its retries).
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let (len, peer) = tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "tftp receive error");
+                        continue;
+                    }
+                },
+                _ = &mut stop => return,
+            };
+            match Packet::parse(&buf[..len]) {
+                Some(Packet::Read { file, mode, options }) => self.start_read(peer, file, mode, options),
+                Some(Packet::Write { file }) => {
+                    tracing::info!(target: "autoprov::provision", %peer, file = %file.escape_debug(), proto = "tftp", result = "write-refused");
+                    let _ = self.socket.send_to(&packet::error(ErrorCode::AccessViolation, "read-only server: write requests are refused"), peer).await;
+                }
+                // Stray ACKs, errors and garbage at the listening port are dropped.
+                _ => tracing::debug!(%peer, len, "tftp: ignored datagram"),
+            }
+        }
+    }
+
+    fn start_read(&self, peer: SocketAddr, file: String, mode: Mode, options: RequestedOptions) {
+        // A client retransmitting its request while we work on it.
+        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(peer) {
+            return;
+        }
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+            let socket = self.socket.clone();
+            tokio::spawn(async move {
+                let _ = socket.send_to(&packet::error(ErrorCode::NotDefined, "server busy, try again"), peer).await;
+            });
+            return;
+        };
+        let provisioner = self.provisioner.clone();
+        let in_flight = self.in_flight.clone();
+        let local_ip = self.socket.local_addr().map(|a| a.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+        let public_url = self.public_url.clone();
+        tokio::spawn(async move {
+            let result = serve_read(&provisioner, peer, local_ip, public_url, &file, mode, options).await;
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "tftp transfer ended early");
+            }
+            in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_read(
+    provisioner: &Provisioner,
+    peer: SocketAddr,
+    local_ip: std::net::IpAddr,
+    public_url: Option<String>,
+    file: &str,
+    mode: Mode,
+    options: RequestedOptions,
+) -> std::io::Result<()> {
+    // The transfer's own socket: a new TID, and (once connected) the source
+    // address the phone reaches us on, which goes into its config.
+    let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
+    socket.connect(peer).await?;
+    let base_url = public_url.unwrap_or_else(|| match socket.local_addr() {
+        Ok(SocketAddr::V6(a)) => format!("tftp://[{}]/", a.ip()),
+        Ok(a) => format!("tftp://{}/", a.ip()),
+        Err(_) => "tftp://localhost/".into(),
+    });
+    let req = FetchRequest { peer: peer.ip(), file, user_agent: None, protocol: Protocol::Tftp, base_url };
+    let body = match provisioner.fetch(&req).await {
+        Ok(served) => served.body,
+        // A banned scanner gets nothing at all.
+        Err(Refusal::Banned) => return Ok(()),
+        Err(Refusal::Forbidden(_)) => return send_error(&socket, ErrorCode::AccessViolation, "access denied").await,
+        Err(Refusal::Internal(_)) => return send_error(&socket, ErrorCode::NotDefined, "internal error").await,
+        Err(Refusal::NotFound(_) | Refusal::BadName(_)) => return send_error(&socket, ErrorCode::FileNotFound, "file not found").await,
+    };
+    let body = match mode {
+        Mode::Octet => body,
+        Mode::Netascii => Bytes::from(packet::to_netascii(&body)),
+    };
+    Transfer::negotiate(socket, body, &options).run().await
+}
+
+async fn send_error(socket: &UdpSocket, code: ErrorCode, message: &str) -> std::io::Result<()> {
+    socket.send(&packet::error(code, message)).await.map(|_| ())
+}
+
+/// One read transfer, after the file is known.
+struct Transfer {
+    socket: UdpSocket,
+    body: Bytes,
+    blksize: usize,
+    window: u16,
+    timeout: Duration,
+    /// Options to acknowledge (OACK) before the first data block.
+    oack: Vec<(&'static str, u64)>,
+}
+
+impl Transfer {
+    fn negotiate(socket: UdpSocket, body: Bytes, o: &RequestedOptions) -> Transfer {
+        let mut oack = Vec::new();
+        let blksize = match o.blksize {
+            Some(n) if n >= 8 => {
+                let n = n.min(MAX_BLKSIZE);
+                oack.push(("blksize", n));
+                n as usize
+            }
+            _ => 512,
+        };
+        let timeout = match o.timeout {
+            Some(n @ 1..=255) => {
+                oack.push(("timeout", n));
+                Duration::from_secs(n)
+            }
+            _ => DEFAULT_TIMEOUT,
+        };
+        if o.tsize.is_some() {
+            oack.push(("tsize", body.len() as u64));
+        }
+        let window = match o.windowsize {
+            Some(n) if n >= 1 => {
+                let n = n.min(MAX_WINDOW);
+                oack.push(("windowsize", n));
+                n as u16
+            }
+            _ => 1,
+        };
+        Transfer { socket, body, blksize, window, timeout, oack }
+    }
+
+    /// Block `n` (1-based) of the body; the last one may be empty.
+    fn block(&self, n: u64) -> &[u8] {
+        let start = ((n - 1) as usize * self.blksize).min(self.body.len());
+        let end = (start + self.blksize).min(self.body.len());
+        &self.body[start..end]
+    }
+
+    async fn run(self) -> std::io::Result<()> {
+        // A body of exactly k blocks ends with an empty block k+1.
+        let blocks = self.body.len() as u64 / self.blksize as u64 + 1;
+        // The OACK is answered with ACK 0: a window of one "block 0".
+        if !self.oack.is_empty() && self.send_window(&[packet::oack(&self.oack)], 0).await?.is_none() {
+            return Ok(());
+        }
+        // `next` is the first block not yet acknowledged (absolute number).
+        let mut next: u64 = 1;
+        while next <= blocks {
+            let last = (next + u64::from(self.window) - 1).min(blocks);
+            let datagrams: Vec<Bytes> = (next..=last).map(|n| packet::data(n as u16, self.block(n))).collect();
+            match self.send_window(&datagrams, next).await? {
+                Some(acked) => next = acked + 1,
+                None => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `datagrams` (blocks `first…`, or the OACK as block 0) until an
+    /// ACK moves the window:
+    /// returns the highest block acknowledged, or `None` when the client gave
+    /// up or went silent.
+    async fn send_window(&self, datagrams: &[Bytes], first: u64) -> std::io::Result<Option<u64>> {
+        let last = first + datagrams.len() as u64 - 1;
+        let mut buf = [0u8; 1024];
+        for _ in 0..=MAX_RETRIES {
+            for d in datagrams {
+                self.socket.send(d).await?;
+            }
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            loop {
+                let len = match tokio::time::timeout_at(deadline, self.socket.recv(&mut buf)).await {
+                    Err(_) => break, // timeout: resend the window
+                    Ok(Err(_)) => return Ok(None),
+                    Ok(Ok(len)) => len,
+                };
+                match Packet::parse(&buf[..len]) {
+                    Some(Packet::Ack(n)) => {
+                        // Block numbers are 16 bits and wrap; find the
+                        // acknowledged block within this window.
+                        if let Some(acked) = (first..=last).rev().find(|b| *b as u16 == n) {
+                            return Ok(Some(acked));
+                        }
+                        // An ACK of an older block (duplicate): ignore it, so
+                        // a late duplicate cannot start a packet storm.
+                    }
+                    Some(Packet::Error { .. }) => return Ok(None),
+                    _ => {}
+                }
+            }
+        }
+        Ok(None)
+    }
+}
