@@ -1,6 +1,8 @@
 //! Request bodies: JSON objects of at most 64 KiB.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use serde_json::{Map, Value};
@@ -8,6 +10,41 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// A body over the limit but under this is read and thrown away before the
+/// 413 goes out. Closing a connection with unread data makes the kernel
+/// reset it, and a reset can destroy the 413 before the client reads it;
+/// reading a little more (as nginx's lingering close does) lets the client
+/// see why it was refused.
+const MAX_DRAIN: usize = 1024 * 1024;
+
+async fn read_limited(body: Body) -> Result<Bytes, ApiError> {
+    let mut body = body;
+    let mut buf = BytesMut::new();
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > MAX_DRAIN {
+                    break;
+                }
+                if seen <= MAX_BODY {
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+        Ok::<_, ApiError>(())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .map_err(|_| ApiError::BadRequest("the body was not sent in time".into()))??;
+    if seen > MAX_BODY {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY));
+    }
+    Ok(buf.freeze())
+}
 
 /// A JSON object body.
 pub struct JsonObject(pub Map<String, Value>);
@@ -26,12 +63,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        if declared.is_some_and(|n| n > MAX_DRAIN as u64) {
             return Err(ApiError::PayloadTooLarge(MAX_BODY));
         }
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY))?;
+        let bytes = read_limited(req.into_body()).await?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::BadRequest(format!("Bad JSON: {e}")))
     }
 }

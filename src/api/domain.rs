@@ -8,6 +8,9 @@ use super::auth::Caller;
 use super::body::{integer_field, string_field, JsonObject};
 use super::error::{ApiError, ApiResult};
 use super::ApiState;
+use std::collections::BTreeMap;
+
+use crate::model::settings::{self, ExtraSettings};
 use crate::model::{Domain, DomainChanges, Transport};
 
 #[derive(Serialize)]
@@ -18,6 +21,10 @@ pub struct DomainJson {
     pub siptransport: &'static str,
     pub timezone: String,
     pub ntpserver: String,
+    /// Extra vendor settings for every phone of the domain.
+    pub settings: ExtraSettings,
+    /// Extra settings per model, over the domain's.
+    pub modelsettings: BTreeMap<String, ExtraSettings>,
 }
 
 impl From<&Domain> for DomainJson {
@@ -29,6 +36,8 @@ impl From<&Domain> for DomainJson {
             siptransport: d.sip_transport.as_str(),
             timezone: d.timezone.clone(),
             ntpserver: d.ntp_server.clone(),
+            settings: d.settings.clone(),
+            modelsettings: d.model_settings.clone(),
         }
     }
 }
@@ -55,6 +64,15 @@ pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(bo
             "siptransport" => c.sip_transport = Some(Transport::parse("siptransport", &string_field("siptransport", v)?)?),
             "timezone" => c.timezone = Some(string_field("timezone", v)?),
             "ntpserver" => c.ntp_server = Some(string_field("ntpserver", v)?),
+            "settings" => c.settings = Some(settings::from_json("settings", v)?),
+            "modelsettings" => {
+                let obj = v.as_object().ok_or_else(|| ApiError::BadRequest("modelsettings: must be an object of model → settings".into()))?;
+                let mut per_model = BTreeMap::new();
+                for (model, s) in obj {
+                    per_model.insert(model.clone(), settings::from_json("modelsettings", s)?);
+                }
+                c.model_settings = Some(per_model);
+            }
             other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
         }
     }

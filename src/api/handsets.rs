@@ -12,6 +12,7 @@ use super::body::{optional_string_field, string_field, JsonBody, JsonObject};
 use super::error::{ApiError, ApiResult};
 use super::{paging, ApiState};
 use crate::model::handset::parse_bool;
+use crate::model::settings::{self, ExtraSettings};
 use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
 use crate::store::handsets::{HandsetFilter, HandsetView};
 
@@ -36,6 +37,8 @@ pub struct HandsetJson {
     /// The model and firmware the phone reported on its last fetch.
     pub devicemodel: String,
     pub firmware: String,
+    /// Extra vendor settings of this handset (over the domain's and model's).
+    pub settings: ExtraSettings,
 }
 
 impl From<&HandsetView> for HandsetJson {
@@ -57,6 +60,7 @@ impl From<&HandsetView> for HandsetJson {
             lastprovisioned: v.last_fetch.as_ref().map(|f| rfc3339(f.at)).unwrap_or_default(),
             devicemodel: v.last_fetch.as_ref().map(|f| f.model.clone()).unwrap_or_default(),
             firmware: v.last_fetch.as_ref().map(|f| f.firmware.clone()).unwrap_or_default(),
+            settings: h.settings.clone(),
         }
     }
 }
@@ -226,6 +230,7 @@ fn parse_changes(body: &Map<String, Value>, path_ext: Option<&str>) -> ApiResult
                 )
             }
             "model" => c.model = Some(optional_string_field("model", v)?),
+            "settings" => c.settings = Some(settings::from_json("settings", v)?),
             other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
         }
     }

@@ -1,5 +1,8 @@
 //! Domains (tenants) and the settings every phone of the domain is given.
 
+use std::collections::BTreeMap;
+
+use super::settings::ExtraSettings;
 use super::status::Transport;
 use super::{validate_host, FieldError};
 
@@ -12,6 +15,10 @@ pub struct Domain {
     pub sip_transport: Transport,
     pub timezone: String,
     pub ntp_server: String,
+    /// Extra vendor settings for every phone of the domain (bottom layer).
+    pub settings: ExtraSettings,
+    /// Extra settings per model name (middle layer).
+    pub model_settings: BTreeMap<String, ExtraSettings>,
 }
 
 /// A partial change of a domain's settings; `None` leaves a field alone.
@@ -22,6 +29,8 @@ pub struct DomainChanges {
     pub sip_transport: Option<Transport>,
     pub timezone: Option<String>,
     pub ntp_server: Option<String>,
+    pub settings: Option<ExtraSettings>,
+    pub model_settings: Option<BTreeMap<String, ExtraSettings>>,
 }
 
 /// Domain names are one DNS label: a user may log in as
@@ -84,6 +93,13 @@ impl DomainChanges {
                 validate_host("ntpserver", n)?;
             }
         }
+        if let Some(s) = &self.settings {
+            super::settings::validate("settings", s)?;
+        }
+        for (model, s) in self.model_settings.iter().flatten() {
+            super::validate_token("modelsettings", model, 64)?;
+            super::settings::validate("modelsettings", s)?;
+        }
         Ok(())
     }
 
@@ -95,6 +111,8 @@ impl DomainChanges {
         set(&mut changed, "siptransport", &mut d.sip_transport, &self.sip_transport);
         set(&mut changed, "timezone", &mut d.timezone, &self.timezone);
         set(&mut changed, "ntpserver", &mut d.ntp_server, &self.ntp_server);
+        set(&mut changed, "settings", &mut d.settings, &self.settings);
+        set(&mut changed, "modelsettings", &mut d.model_settings, &self.model_settings);
         changed
     }
 }

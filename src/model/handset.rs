@@ -2,12 +2,13 @@
 //! what goes into that phone's config.
 
 use super::domain::set;
+use super::settings::ExtraSettings;
 use super::{validate_extension, validate_text, validate_token, FieldError, Mac, Secret};
 
 /// Fields whose change alters what the phone is configured with: a change to
 /// any of them bumps the handset's `revision`. `location` and `notes` are
 /// for people, not phones.
-pub const CONFIG_FIELDS: &[&str] = &["name", "password", "outgoingcli", "recording", "mac", "model"];
+pub const CONFIG_FIELDS: &[&str] = &["name", "password", "outgoingcli", "recording", "mac", "model", "settings"];
 
 /// The length of generated SIP passwords.
 pub const GENERATED_PASSWORD_LEN: usize = 20;
@@ -26,6 +27,8 @@ pub struct Handset {
     pub mac: Option<Mac>,
     pub model: Option<String>,
     pub revision: i64,
+    /// Extra vendor settings of this handset (the top layer).
+    pub settings: ExtraSettings,
 }
 
 /// A partial change (Handset Update) or, with `extensionnumber`, a creation.
@@ -40,6 +43,7 @@ pub struct HandsetChanges {
     pub notes: Option<String>,
     pub mac: Option<Option<Mac>>,
     pub model: Option<Option<String>>,
+    pub settings: Option<ExtraSettings>,
 }
 
 /// A handset to create.
@@ -69,6 +73,9 @@ impl HandsetChanges {
         if let Some(Some(v)) = &self.model {
             validate_token("model", v, 64)?;
         }
+        if let Some(v) = &self.settings {
+            super::settings::validate("settings", v)?;
+        }
         Ok(())
     }
 
@@ -85,6 +92,7 @@ impl HandsetChanges {
         set(&mut changed, "notes", &mut h.notes, &self.notes);
         set(&mut changed, "mac", &mut h.mac, &self.mac);
         set(&mut changed, "model", &mut h.model, &self.model);
+        set(&mut changed, "settings", &mut h.settings, &self.settings);
         if changed.iter().any(|f| CONFIG_FIELDS.contains(f)) {
             h.revision += 1;
         }
@@ -100,6 +108,7 @@ impl HandsetChanges {
             && self.notes.is_none()
             && self.mac.is_none()
             && self.model.is_none()
+            && self.settings.is_none()
     }
 }
 
@@ -123,6 +132,7 @@ impl NewHandset {
             mac: f.mac.flatten(),
             model: f.model.flatten(),
             revision: 1,
+            settings: f.settings.unwrap_or_default(),
         })
     }
 }

@@ -5,6 +5,7 @@ pub mod domain;
 pub mod handset;
 pub mod mac;
 pub mod secret;
+pub mod settings;
 pub mod status;
 pub mod user;
 

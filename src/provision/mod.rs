@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::guard::strikes::Strike;
 use crate::guard::{StrikePolicy, StrikeTable};
-use crate::model::Mac;
+use crate::model::{settings, Mac};
 use crate::profiles::identify::IdentifyError;
 use crate::profiles::Profiles;
 use crate::render::{self, ResyncPolicy};
@@ -226,7 +226,10 @@ impl Provisioner {
             .map(|m| m.rsplit('/').next().unwrap_or(m).to_string())
             .or(id.model.clone())
             .unwrap_or_default();
-        let body = render::render_phone(id.profile, &id.file.template, &handset, &domain, &model, base_url, self.resync, &[])
+        let no_settings = Default::default();
+        let model_settings = domain.model_settings.get(&model).unwrap_or(&no_settings);
+        let settings = settings::layered(&[&domain.settings, model_settings, &handset.settings]);
+        let body = render::render_phone(id.profile, &id.file.template, &handset, &domain, &model, base_url, self.resync, &settings)
             .map_err(|e| Refusal::Internal(e.to_string()))?;
         record.handset_id = Some(handset.id);
         record.revision = Some(handset.revision);

@@ -59,7 +59,7 @@ pub struct LastFetch {
 
 const DOMAIN_COLUMNS: &str = "d.name AS domain_name, d.sip_server AS domain_sip_server, d.sip_port AS domain_sip_port, \
     d.sip_transport AS domain_sip_transport, d.timezone AS domain_timezone, d.ntp_server AS domain_ntp_server, \
-    d.updated_at AS domain_updated_at";
+    d.settings AS domain_settings, d.model_settings AS domain_model_settings, d.updated_at AS domain_updated_at";
 
 impl Store {
     /// The handset that owns `mac`, with its domain: everything a per-phone
@@ -67,7 +67,7 @@ impl Store {
     pub async fn handset_for_phone(&self, mac: &Mac) -> Result<Option<(Handset, Domain, i64)>> {
         let row = sqlx::query(&format!(
             "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, h.recording, \
-             h.notes, h.mac, h.model, h.revision, h.updated_at, {DOMAIN_COLUMNS} \
+             h.notes, h.mac, h.model, h.revision, h.settings, h.updated_at, {DOMAIN_COLUMNS} \
              FROM handset h JOIN domain d ON d.id = h.domain_id WHERE h.mac = $1"
         ))
         .bind(mac.lower())

@@ -4,9 +4,10 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{audit, now_ms, Actor, Result, Store, StoreError};
+use crate::model::settings;
 use crate::model::{Domain, DomainChanges, Transport};
 
-const COLUMNS: &str = "id, name, sip_server, sip_port, sip_transport, timezone, ntp_server";
+const COLUMNS: &str = "id, name, sip_server, sip_port, sip_transport, timezone, ntp_server, settings, model_settings";
 
 /// Reads a domain from `row`, whose columns are named `<prefix><column>`
 /// (a join aliases them `domain_…`).
@@ -22,6 +23,9 @@ pub(crate) fn domain_from_row_prefixed(row: &AnyRow, prefix: &str) -> Result<Dom
         sip_transport: Transport::parse("sip_transport", &transport).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         timezone: row.try_get(col("timezone").as_str())?,
         ntp_server: row.try_get(col("ntp_server").as_str())?,
+        settings: settings::from_text(&row.try_get::<String, _>(col("settings").as_str())?).map_err(StoreError::Corrupt)?,
+        model_settings: serde_json::from_str(&row.try_get::<String, _>(col("model_settings").as_str())?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
     })
 }
 
@@ -75,6 +79,8 @@ impl Store {
             sip_transport: Transport::Udp,
             timezone: "UTC".into(),
             ntp_server: "pool.ntp.org".into(),
+            settings: Default::default(),
+            model_settings: Default::default(),
         };
         settings.apply(&mut domain);
         write_settings(&mut tx, &domain, now).await?;
@@ -120,8 +126,8 @@ impl Store {
 
 async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, now: i64) -> Result<()> {
     sqlx::query(
-        "UPDATE domain SET sip_server = $1, sip_port = $2, sip_transport = $3, timezone = $4, ntp_server = $5, updated_at = $6 \
-         WHERE id = $7",
+        "UPDATE domain SET sip_server = $1, sip_port = $2, sip_transport = $3, timezone = $4, ntp_server = $5, updated_at = $6, \
+         settings = $8, model_settings = $9 WHERE id = $7",
     )
     .bind(&d.sip_server)
     .bind(i64::from(d.sip_port))
@@ -130,6 +136,8 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     .bind(&d.ntp_server)
     .bind(now)
     .bind(d.id)
+    .bind(settings::to_text(&d.settings))
+    .bind(serde_json::to_string(&d.model_settings).unwrap_or_else(|_| "{}".into()))
     .execute(&mut **tx)
     .await?;
     Ok(())

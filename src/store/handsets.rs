@@ -8,6 +8,7 @@ use sqlx::{Any, Row, Transaction};
 use super::devices::LastFetch;
 use super::status::status_from_row;
 use super::{audit, is_unique_violation, like_escape, now_ms, Actor, Result, Store, StoreError};
+use crate::model::settings;
 use crate::model::{Handset, HandsetChanges, HandsetStatus, Mac, NewHandset, Secret};
 
 /// A handset with its last known status and its phone's last fetch, as
@@ -33,14 +34,14 @@ pub struct HandsetFilter {
 }
 
 const SELECT_VIEW: &str = "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, \
-    h.recording, h.notes, h.mac, h.model, h.revision, s.state, s.calldirection, s.calldurationseconds, \
+    h.recording, h.notes, h.mac, h.model, h.revision, h.settings, s.state, s.calldirection, s.calldurationseconds, \
     s.otherpartyphonenumber, s.app, s.registration_address, s.registration_transport, s.updated_at AS status_updated_at, \
     dv.last_seen AS fetched_at, dv.revision AS fetched_revision, dv.model AS device_model, dv.firmware AS device_firmware \
     FROM handset h LEFT JOIN handset_status s ON s.handset_id = h.id \
     LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id";
 
 const SELECT_HANDSET: &str = "SELECT id, domain_id, extensionnumber, name, password, location, outgoingcli, recording, \
-    notes, mac, model, revision FROM handset";
+    notes, mac, model, revision, settings FROM handset";
 
 pub(crate) fn handset_from_row(row: &AnyRow) -> Result<Handset> {
     let mac: Option<String> = row.try_get("mac")?;
@@ -59,6 +60,7 @@ pub(crate) fn handset_from_row(row: &AnyRow) -> Result<Handset> {
             .transpose()?,
         model: row.try_get("model")?,
         revision: row.try_get("revision")?,
+        settings: settings::from_text(&row.try_get::<String, _>("settings")?).map_err(StoreError::Corrupt)?,
     })
 }
 
@@ -180,7 +182,7 @@ impl Store {
         if !changed.is_empty() {
             sqlx::query(
                 "UPDATE handset SET name = $1, password = $2, location = $3, outgoingcli = $4, recording = $5, notes = $6, \
-                 mac = $7, model = $8, revision = $9, updated_at = $10 WHERE id = $11",
+                 mac = $7, model = $8, revision = $9, updated_at = $10, settings = $12 WHERE id = $11",
             )
             .bind(&h.name)
             .bind(h.password.expose())
@@ -193,6 +195,7 @@ impl Store {
             .bind(h.revision)
             .bind(now_ms())
             .bind(h.id)
+            .bind(settings::to_text(&h.settings))
             .execute(&mut *tx)
             .await
             .map_err(conflict_or)?;
@@ -230,6 +233,7 @@ async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id:
         ("notes", f.notes.is_some()),
         ("mac", f.mac.is_some()),
         ("model", f.model.is_some()),
+        ("settings", f.settings.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, given)| given.then_some(name))
@@ -237,7 +241,7 @@ async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id:
     let h = new.into_handset(domain_id)?;
     let row = sqlx::query(
         "INSERT INTO handset (domain_id, extensionnumber, name, password, location, outgoingcli, recording, notes, mac, model, \
-         revision, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+         revision, created_at, updated_at, settings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) RETURNING id",
     )
     .bind(domain_id)
     .bind(&h.extensionnumber)
@@ -251,6 +255,7 @@ async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id:
     .bind(&h.model)
     .bind(h.revision)
     .bind(now_ms())
+    .bind(settings::to_text(&h.settings))
     .fetch_one(&mut **tx)
     .await
     .map_err(conflict_or)?;

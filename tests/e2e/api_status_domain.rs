@@ -75,7 +75,7 @@ async fn domain_settings_bump_every_handset(b: Backend) {
     let change = json!({"sipserver": "sip.example.com", "sipport": 5080, "siptransport": "TLS", "timezone": "Australia/Sydney", "ntpserver": "ntp.example.com"});
     let (s, d) = srv.put("/api/domain", change.clone()).await;
     assert_eq!(s, StatusCode::OK, "{d}");
-    assert_eq!(d, json!({"name": "default", "sipserver": "sip.example.com", "sipport": 5080, "siptransport": "tls", "timezone": "Australia/Sydney", "ntpserver": "ntp.example.com"}));
+    assert_eq!(d, json!({"name": "default", "sipserver": "sip.example.com", "sipport": 5080, "siptransport": "tls", "timezone": "Australia/Sydney", "ntpserver": "ntp.example.com", "settings": {}, "modelsettings": {}}));
     for ext in ["100", "101", "102"] {
         let (_, h) = srv.get(&format!("/api/handset/{ext}")).await;
         assert_eq!(h["revision"], 2, "{ext}");
