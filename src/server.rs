@@ -69,7 +69,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let store = Store::open(&settings.database_url).await?;
     let bootstrapped = bootstrap_if_empty(&store, &settings).await?;
     let tls = crate::tls::load_or_create(&settings)?;
-    let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, settings.public_url.clone(), settings.resync_minutes));
+    let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, &settings));
     let app = router(ApiState::new(store.clone()), provisioner.clone(), settings.provision_prefix.clone());
     let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.clone().into();
     let (stop_workers, stop) = watch::channel(false);

@@ -2,6 +2,7 @@
 //! the same database with the same settings.
 
 mod admin;
+mod phones;
 mod serve;
 
 use std::process::ExitCode;
@@ -33,6 +34,35 @@ pub enum Command {
     /// API users.
     #[command(subcommand)]
     User(UserCommand),
+    /// List vendor families, their models and the files phones ask for.
+    Profiles,
+    /// Print exactly the bytes a phone would receive (installers' preview).
+    Render {
+        /// The phone's MAC, in any usual spelling.
+        mac: String,
+        /// The file name the phone asks for [default: its family's
+        /// per-phone file].
+        file: Option<String>,
+        /// The base URL the phone used [default: the public URL, else
+        /// http://localhost:<HTTP port>/].
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// Phones that fetched their files.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// List devices: unknown ones (no handset has their MAC), or a domain's.
+    List {
+        #[arg(long, value_name = "known|unknown", default_value = "unknown")]
+        state: String,
+        /// The domain whose known devices to list.
+        #[arg(long, default_value = "default")]
+        domain: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -108,6 +138,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Db(DbCommand::Migrate) => admin::migrate(&settings).await,
         Command::Domain(c) => admin::domain(&settings, c).await,
         Command::User(c) => admin::user(&settings, c).await,
+        Command::Profiles => phones::profiles(&settings),
+        Command::Render { mac, file, url } => phones::render(&settings, &mac, file.as_deref(), url).await,
+        Command::Device(DeviceCommand::List { state, domain }) => phones::devices(&settings, &state, &domain).await,
     }
 }
 

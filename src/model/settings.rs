@@ -2,9 +2,11 @@
 //! templates write, at domain < model < handset level.
 //!
 //! The same keys reach key/value files (`key = value` lines) and XML files
-//! (element or attribute names), so keys are restricted to what is safe in
-//! both, and values to one line: no value can end its line or element and
-//! start another. XML templates escape values; key/value templates need not.
+//! (element or attribute names), so keys are restricted to letters, digits,
+//! `.`, `_`, `-` and single inner spaces (Fanvil's keys have them; XML
+//! formats skip such keys when rendering), and values to one line: no value
+//! can end its line or element and start another. XML templates escape
+//! values; key/value templates need not.
 
 use std::collections::BTreeMap;
 
@@ -22,11 +24,13 @@ pub fn validate(field: &'static str, settings: &ExtraSettings) -> Result<(), Fie
     for (k, v) in settings {
         let key_ok = (1..=128).contains(&k.len())
             && k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && !k.ends_with(' ')
+            && !k.contains("  ")
+            && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b' '));
         if !key_ok {
             return Err(FieldError::new(
                 field,
-                format!("key {k:?} must start with a letter or '_' and have only letters, digits, '.', '_' or '-' (at most 128)"),
+                format!("key {k:?} must start with a letter or '_' and have only letters, digits, '.', '_', '-' or single inner spaces (at most 128)"),
             ));
         }
         if v.chars().count() > 1024 {
@@ -82,7 +86,7 @@ mod tests {
 
     #[test]
     fn refuses_what_could_break_a_format() {
-        for bad in [json!({"a\nb": "1"}), json!({"x": "1\nadmin.password = x"}), json!({"<x>": "1"}), json!({"a b": "1"}), json!({"1abc": "1"}), json!({"": "1"}), json!({"k": ["list"]}), json!({"k": "v\u{0}"})] {
+        for bad in [json!({"a\nb": "1"}), json!({"x": "1\nadmin.password = x"}), json!({"<x>": "1"}), json!({"a  b": "1"}), json!({"a ": "1"}), json!({"1abc": "1"}), json!({"": "1"}), json!({"k": ["list"]}), json!({"k": "v\u{0}"})] {
             assert!(from_json("settings", &bad).is_err(), "{bad}");
         }
         let ok = from_json("settings", &json!({"features.dnd.enable": 1, "P8": "x & <y>", "Resync_On_Reset": true})).unwrap();

@@ -95,6 +95,9 @@ impl Profiles {
                 out.push(Candidate { profile: p, file: f, mac, code, model });
             }
         }
+        // A name with a MAC in it is a phone's own file, whatever looser
+        // common pattern (`cfg{model}.xml`) it also fits.
+        out.sort_by_key(|c| c.mac.is_none());
         out
     }
 

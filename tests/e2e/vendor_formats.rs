@@ -1,9 +1,11 @@
 //! The built-in vendor profiles and templates against the vendors' formats
-//! and the captured phone requests (`../shared/fixtures/phone-requests.tsv`).
+//! and the captured phone requests (`tests/fixtures/phone-requests.tsv`, a copy of the team's shared fixture).
 
-use super::templates;
-use super::{CommonContext, PhoneContext};
-use crate::profiles::{Format, Profile, Profiles};
+use autoprov::profiles::{Profile, Profiles};
+use autoprov::render::templates;
+use autoprov::render::{CommonContext, PhoneContext};
+
+use crate::formats::{has_value, parse};
 
 const FAMILIES: [&str; 6] = ["yealink", "polycom", "snom", "cisco", "grandstream", "fanvil"];
 
@@ -60,101 +62,6 @@ fn render_phone(template: &str, c: &PhoneContext<'_>) -> String {
     templates::render_phone(template, c)
         .unwrap_or_else(|| panic!("{template} is not a per-phone template"))
         .unwrap_or_else(|e| panic!("{template}: {e}"))
-}
-
-/// The (key, value) pairs a rendered file sets, parsed in the vendor's format.
-fn parse(profile: &Profile, body: &str) -> Result<Vec<(String, String)>, String> {
-    match (profile.format, profile.family.as_str()) {
-        (Format::Xml, _) => parse_xml(body),
-        (Format::Keyvalue, "yealink") => parse_yealink(body),
-        (Format::Keyvalue, "fanvil") => parse_fanvil(body),
-        (Format::Keyvalue, other) => Err(format!("no key/value parser for {other}")),
-    }
-}
-
-/// Every element's text and every attribute, as (name, value). Comments
-/// are not entries, so a value only in a comment does not count.
-fn parse_xml(body: &str) -> Result<Vec<(String, String)>, String> {
-    if !body.starts_with("<?xml") {
-        return Err("the XML declaration must come first".into());
-    }
-    let doc = roxmltree::Document::parse(body).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for node in doc.descendants().filter(|n| n.is_element()) {
-        let text: String = node.children().filter(|c| c.is_text()).filter_map(|c| c.text()).collect();
-        if !text.trim().is_empty() {
-            out.push((node.tag_name().name().to_string(), text.trim().to_string()));
-        }
-        for a in node.attributes() {
-            out.push((a.name().to_string(), a.value().to_string()));
-        }
-    }
-    Ok(out)
-}
-
-/// Yealink CFG: `#!version:1.0.0.1` first, then `#` comments and
-/// `key = value` lines.
-fn parse_yealink(body: &str) -> Result<Vec<(String, String)>, String> {
-    let mut lines = body.lines();
-    if lines.next() != Some("#!version:1.0.0.1") {
-        return Err("the first line must be #!version:1.0.0.1".into());
-    }
-    let mut out = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (k, v) = line.split_once('=').ok_or_else(|| format!("line {}: no '=': {line:?}", i + 2))?;
-        let k = k.trim();
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
-            return Err(format!("line {}: bad key {k:?}", i + 2));
-        }
-        out.push((k.to_string(), v.trim().to_string()));
-    }
-    Ok(out)
-}
-
-/// Fanvil text config: `<<VOIP CONFIG FILE>>Version:…` first,
-/// `<… MODULE>` sections, `--List--  :` markers, `#` comments,
-/// `Key   :value` lines inside a section, `<<END OF FILE>>` last.
-fn parse_fanvil(body: &str) -> Result<Vec<(String, String)>, String> {
-    let lines: Vec<&str> = body.lines().collect();
-    if !lines.first().is_some_and(|l| l.starts_with("<<VOIP CONFIG FILE>>Version:")) {
-        return Err("the first line must be <<VOIP CONFIG FILE>>Version:…".into());
-    }
-    if lines.iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim()) != Some("<<END OF FILE>>") {
-        return Err("the last line must be <<END OF FILE>>".into());
-    }
-    let mut out = Vec::new();
-    let mut in_section = false;
-    for (i, line) in lines[1..lines.len()].iter().enumerate() {
-        let t = line.trim();
-        if t.is_empty() || t.starts_with('#') || t == "<<END OF FILE>>" {
-            continue;
-        }
-        if t.starts_with('<') && t.ends_with(" MODULE>") {
-            in_section = true;
-            continue;
-        }
-        if t.starts_with("--") && t.trim_end_matches(':').trim_end().ends_with("--") {
-            continue;
-        }
-        let (k, v) = line.split_once(':').ok_or_else(|| format!("line {}: no ':': {line:?}", i + 2))?;
-        if !in_section {
-            return Err(format!("line {}: {line:?} is outside any module", i + 2));
-        }
-        let k = k.trim();
-        if k.is_empty() || k.starts_with('<') {
-            return Err(format!("line {}: bad key {k:?}", i + 2));
-        }
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
-}
-
-fn has_value(entries: &[(String, String)], want: &str) -> bool {
-    entries.iter().any(|(_, v)| v == want)
 }
 
 /// A Polycom master configuration: it only lists the file with the account.
@@ -279,7 +186,7 @@ struct Row {
 }
 
 fn fixture_rows() -> Vec<Row> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/phone-requests.tsv");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/phone-requests.tsv");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
         .skip(1)
@@ -394,23 +301,4 @@ fn model_codes_resolve_to_the_fixture_models() {
         assert!(!id.file.per_phone(), "{file}");
     }
     assert!(profiles.identify("y000000000999.cfg", None, None).is_err());
-}
-
-#[test]
-#[ignore = "prints every rendered file; run with --ignored --nocapture"]
-fn dump_rendered_files() {
-    let profiles = Profiles::built_in();
-    for family in FAMILIES {
-        let profile = profiles.family(family).unwrap();
-        let settings = sample_settings(family);
-        for f in &profile.files {
-            let body = if f.per_phone() {
-                render_phone(&f.template, &phone(profile, &settings))
-            } else {
-                let c = CommonContext { model: "M1", code: "", provisioning_url: PROV_URL, resync_minutes: 1440, resync_jitter_seconds: 600, notify_event: &profile.notify_event };
-                templates::render_common(&f.template, &c).unwrap().unwrap()
-            };
-            println!("===== {family} {} ({})\n{body}", f.name, f.template);
-        }
-    }
 }

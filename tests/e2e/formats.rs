@@ -1,0 +1,103 @@
+//! Parsers for the vendors' config formats, to check what the server
+//! renders: XML (Polycom, snom, Cisco, Grandstream), Yealink CFG and
+//! Fanvil's text config. Each returns the (key, value) pairs a file sets.
+
+#![allow(dead_code)]
+
+use autoprov::profiles::{Format, Profile};
+
+/// The (key, value) pairs a rendered file sets, parsed in the vendor's format.
+pub fn parse(profile: &Profile, body: &str) -> Result<Vec<(String, String)>, String> {
+    match (profile.format, profile.family.as_str()) {
+        (Format::Xml, _) => parse_xml(body),
+        (Format::Keyvalue, "yealink") => parse_yealink(body),
+        (Format::Keyvalue, "fanvil") => parse_fanvil(body),
+        (Format::Keyvalue, other) => Err(format!("no key/value parser for {other}")),
+    }
+}
+
+/// Every element's text and every attribute, as (name, value). Comments
+/// are not entries, so a value only in a comment does not count.
+pub fn parse_xml(body: &str) -> Result<Vec<(String, String)>, String> {
+    if !body.starts_with("<?xml") {
+        return Err("the XML declaration must come first".into());
+    }
+    let doc = roxmltree::Document::parse(body).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for node in doc.descendants().filter(|n| n.is_element()) {
+        let text: String = node.children().filter(|c| c.is_text()).filter_map(|c| c.text()).collect();
+        if !text.trim().is_empty() {
+            out.push((node.tag_name().name().to_string(), text.trim().to_string()));
+        }
+        for a in node.attributes() {
+            out.push((a.name().to_string(), a.value().to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Yealink CFG: `#!version:1.0.0.1` first, then `#` comments and
+/// `key = value` lines.
+pub fn parse_yealink(body: &str) -> Result<Vec<(String, String)>, String> {
+    let mut lines = body.lines();
+    if lines.next() != Some("#!version:1.0.0.1") {
+        return Err("the first line must be #!version:1.0.0.1".into());
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| format!("line {}: no '=': {line:?}", i + 2))?;
+        let k = k.trim();
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            return Err(format!("line {}: bad key {k:?}", i + 2));
+        }
+        out.push((k.to_string(), v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+/// Fanvil text config: `<<VOIP CONFIG FILE>>Version:…` first,
+/// `<… MODULE>` sections, `--List--  :` markers, `#` comments,
+/// `Key   :value` lines inside a section, `<<END OF FILE>>` last.
+pub fn parse_fanvil(body: &str) -> Result<Vec<(String, String)>, String> {
+    let lines: Vec<&str> = body.lines().collect();
+    if !lines.first().is_some_and(|l| l.starts_with("<<VOIP CONFIG FILE>>Version:")) {
+        return Err("the first line must be <<VOIP CONFIG FILE>>Version:…".into());
+    }
+    if lines.iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim()) != Some("<<END OF FILE>>") {
+        return Err("the last line must be <<END OF FILE>>".into());
+    }
+    let mut out = Vec::new();
+    let mut in_section = false;
+    for (i, line) in lines[1..lines.len()].iter().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') || t == "<<END OF FILE>>" {
+            continue;
+        }
+        if t.starts_with('<') && t.ends_with(" MODULE>") {
+            in_section = true;
+            continue;
+        }
+        if t.starts_with("--") && t.trim_end_matches(':').trim_end().ends_with("--") {
+            continue;
+        }
+        let (k, v) = line.split_once(':').ok_or_else(|| format!("line {}: no ':': {line:?}", i + 2))?;
+        if !in_section {
+            return Err(format!("line {}: {line:?} is outside any module", i + 2));
+        }
+        let k = k.trim();
+        if k.is_empty() || k.starts_with('<') {
+            return Err(format!("line {}: bad key {k:?}", i + 2));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+pub fn has_value(entries: &[(String, String)], want: &str) -> bool {
+    entries.iter().any(|(_, v)| v == want)
+}
+
