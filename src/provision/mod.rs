@@ -25,7 +25,7 @@ use crate::model::{settings, Mac};
 use crate::profiles::identify::IdentifyError;
 use crate::profiles::Profiles;
 use crate::render::{self, ResyncPolicy};
-use crate::store::devices::FetchRecord;
+use crate::store::devices::{FetchRecord, PhoneRecord};
 use crate::store::{now_ms, Store};
 use recorder::FetchRecorder;
 
@@ -199,7 +199,7 @@ impl Provisioner {
         let phone = self.store.handset_for_phone(&mac).await.map_err(|e| Refusal::Internal(e.to_string()))?;
         let hint = phone
             .as_ref()
-            .and_then(|(h, _, _)| h.model.as_deref())
+            .and_then(|p| p.handset.model.as_deref())
             .and_then(|m| self.profiles.family_of_model(m))
             .map(|p| p.family.clone());
         let id = self.profiles.identify(name, req.user_agent, hint.as_deref()).map_err(|e| identify_refusal(e, req))?;
@@ -220,17 +220,20 @@ impl Provisioner {
             last_seen: now_ms(),
             count: 1,
         };
-        let Some((handset, domain, changed_at)) = phone else {
+        let Some(PhoneRecord { handset, domain, changed_at, reported_model }) = phone else {
             if record_fetch {
                 self.recorder.record(record);
             }
             return Err(Refusal::NotFound("no handset has this MAC"));
         };
+        // The model an admin set, else what the phone says now, else what it
+        // said before (so a TFTP fetch gets the same file as an HTTP one).
         let model = handset
             .model
             .as_deref()
             .map(|m| m.rsplit('/').next().unwrap_or(m).to_string())
             .or(id.model.clone())
+            .or(reported_model)
             .unwrap_or_default();
         let no_settings = Default::default();
         let model_settings = domain.model_settings.get(&model).unwrap_or(&no_settings);
@@ -264,7 +267,7 @@ impl Provisioner {
     /// from the handset's model, else from the MAC's OUI.
     async fn default_file(&self, mac: &Mac) -> Result<String, Refusal> {
         let phone = self.store.handset_for_phone(mac).await.map_err(|e| Refusal::Internal(e.to_string()))?;
-        let (handset, _, _) = phone.ok_or(Refusal::NotFound("no handset has this MAC"))?;
+        let handset = phone.ok_or(Refusal::NotFound("no handset has this MAC"))?.handset;
         let profile = handset
             .model
             .as_deref()

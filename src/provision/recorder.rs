@@ -34,8 +34,14 @@ impl FetchRecorder {
         let len = pending.len();
         match pending.get_mut(&rec.mac) {
             Some(existing) => {
+                // The newest fetch wins, but a TFTP fetch (no User-Agent)
+                // does not erase the model and firmware an HTTP one reported;
+                // the database upsert follows the same rule.
+                let keep = |new: String, old: &mut String| if new.is_empty() { std::mem::take(old) } else { new };
+                let model = keep(rec.model, &mut existing.model);
+                let firmware = keep(rec.firmware, &mut existing.firmware);
                 let (first_seen, count) = (existing.first_seen, existing.count);
-                *existing = FetchRecord { first_seen, count: count + rec.count, ..rec };
+                *existing = FetchRecord { first_seen, count: count + rec.count, model, firmware, ..rec };
             }
             None if len >= MAX_PENDING => {
                 self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -10,6 +10,18 @@ use super::handsets::handset_from_row;
 use super::{Result, Store};
 use crate::model::{Domain, Handset, Mac};
 
+/// Everything a phone's own file is rendered from.
+#[derive(Clone, Debug)]
+pub struct PhoneRecord {
+    pub handset: Handset,
+    pub domain: Domain,
+    /// When the handset or its domain last changed (Unix ms).
+    pub changed_at: i64,
+    /// The model the phone reported on an earlier fetch (TFTP requests
+    /// carry no User-Agent).
+    pub reported_model: Option<String>,
+}
+
 /// One coalesced fetch (or several of the same MAC) to record.
 #[derive(Clone, Debug)]
 pub struct FetchRecord {
@@ -64,11 +76,12 @@ const DOMAIN_COLUMNS: &str = "d.name AS domain_name, d.sip_server AS domain_sip_
 impl Store {
     /// The handset that owns `mac`, with its domain: everything a per-phone
     /// file is rendered from, in one indexed query.
-    pub async fn handset_for_phone(&self, mac: &Mac) -> Result<Option<(Handset, Domain, i64)>> {
+    pub async fn handset_for_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>> {
         let row = sqlx::query(&format!(
             "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, h.recording, \
-             h.notes, h.mac, h.model, h.revision, h.settings, h.updated_at, {DOMAIN_COLUMNS} \
-             FROM handset h JOIN domain d ON d.id = h.domain_id WHERE h.mac = $1"
+             h.notes, h.mac, h.model, h.revision, h.settings, h.updated_at, {DOMAIN_COLUMNS}, dv.model AS reported_model \
+             FROM handset h JOIN domain d ON d.id = h.domain_id \
+             LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id WHERE h.mac = $1"
         ))
         .bind(mac.lower())
         .fetch_optional(self.pool())
@@ -77,7 +90,8 @@ impl Store {
         let handset = handset_from_row(&row)?;
         let domain = domain_from_row_prefixed(&row, "domain_")?;
         let changed_at = row.try_get::<i64, _>("updated_at")?.max(row.try_get("domain_updated_at")?);
-        Ok(Some((handset, domain, changed_at)))
+        let reported_model = row.try_get::<Option<String>, _>("reported_model")?.filter(|m| !m.is_empty());
+        Ok(Some(PhoneRecord { handset, domain, changed_at, reported_model }))
     }
 
     /// Writes a batch of fetches in one transaction, then evicts the oldest

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use autoprov::config::{Listen, Settings};
+use autoprov::config::Settings;
 use autoprov::server::{self, RunningServer};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -98,7 +98,6 @@ impl TestServer {
         let db = TestDb::new(backend, dir.path()).await;
         let mut settings = Settings::for_data_dir(dir.path());
         settings.database_url = db.url;
-        settings.tftp_listen = Listen::Off;
         settings.admin_password = Some(autoprov::model::Secret::new(ADMIN.1));
         adjust(&mut settings);
         let server = server::start(settings.clone()).await.expect("server starts");

@@ -14,4 +14,7 @@ mod api_status_domain;
 mod cli;
 mod formats;
 mod lifecycle;
+mod provisioning;
+mod tftp;
+mod tftp_client;
 mod vendor_formats;

@@ -1,0 +1,342 @@
+//! Phones fetching their files over HTTP, HTTPS and TFTP, for every family.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use autoprov::profiles::Profiles;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::formats::{has_value, parse};
+use crate::harness::{https_client_from, plain_client, Backend, TestServer};
+use crate::tftp_client::{self, TftpError};
+
+/// One phone of each family: its real User-Agent, the per-phone file that
+/// carries its account, and a common file it asks for.
+pub struct Phone {
+    pub family: &'static str,
+    /// The model as the installer sets it on the handset.
+    pub model: &'static str,
+    pub ua: &'static str,
+    pub mac: &'static str,
+    pub file: &'static str,
+    pub common: &'static str,
+}
+
+pub const PHONES: [Phone; 6] = [
+    Phone { family: "yealink", model: "T46S", ua: "Yealink SIP-T46S 66.86.0.15 00:15:65:aa:bb:01", mac: "001565aabb01", file: "001565aabb01.cfg", common: "y000000000066.cfg" },
+    Phone { family: "polycom", model: "VVX410", ua: "FileTransport PolycomVVX-VVX_410-UA/5.9.0.9373 Type/Application", mac: "0004f2aabb02", file: "0004f2aabb02-phone.cfg", common: "000000000000.cfg" },
+    Phone { family: "snom", model: "D785", ua: "Mozilla/4.0 (compatible; snomD785-SIP 10.1.54.13 2010.12-00004-g9ba52f5 000413AABB03 SXM:0 UXM:0)", mac: "000413aabb03", file: "snomD785-000413AABB03.htm", common: "snomD785.htm" },
+    Phone { family: "cisco", model: "SPA508G", ua: "Cisco/SPA508G-7.4.4 (0002FDAABB04)(CBT141400UK)", mac: "0002fdaabb04", file: "0002fdaabb04.xml", common: "spa508G.cfg" },
+    Phone { family: "grandstream", model: "GXP2170", ua: "Grandstream Model HW GXP2170 SW 1.0.11.85 DevId 000b82aabb05", mac: "000b82aabb05", file: "cfg000b82aabb05.xml", common: "cfg.xml" },
+    Phone { family: "fanvil", model: "X4", ua: "Fanvil X4 2.10.2.6887 0c383eaabb06", mac: "0c383eaabb06", file: "0c383eaabb06.cfg", common: "F0V0V6500000.cfg" },
+];
+
+const DISPLAY: &str = "Zoë & Co <Desk>";
+
+both_backends!(
+    every_family_over_http_https_and_tftp,
+    conditional_requests_and_changes,
+    unknown_phones_are_recorded_for_installers,
+    a_user_agent_for_another_mac_is_refused,
+    layered_settings_reach_the_file,
+);
+
+pub async fn http_get(srv: &TestServer, file: &str, ua: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let mut req = plain_client().get(srv.plain_url(&format!("/{file}")));
+    if let Some(ua) = ua {
+        req = req.header("user-agent", ua);
+    }
+    let resp = req.send().await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    (status, headers, resp.text().await.unwrap())
+}
+
+async fn create_phones(srv: &TestServer) {
+    let (s, _) = srv.put("/api/domain", json!({"sipserver": "sip.example.net", "sipport": 5062})).await;
+    assert_eq!(s, StatusCode::OK);
+    for (i, p) in PHONES.iter().enumerate() {
+        srv.create_handset(json!({"extensionnumber": format!("2{i}00"), "name": DISPLAY, "password": format!("Secret-{i}-pw"), "mac": p.mac, "model": p.model}))
+            .await;
+    }
+}
+
+/// Waits for the write-behind recorder to show a fetch on Handset Select.
+pub async fn wait_for_fetch(srv: &TestServer, ext: &str) -> Value {
+    for _ in 0..100 {
+        let (_, h) = srv.get(&format!("/api/handset/{ext}")).await;
+        if h["lastprovisioned"] != "" {
+            return h;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no fetch recorded for {ext}");
+}
+
+async fn every_family_over_http_https_and_tftp(b: Backend) {
+    let srv = TestServer::start(b).await;
+    create_phones(&srv).await;
+    let profiles = Profiles::built_in();
+    let https = https_client_from(&srv.running().tls_cert_path, None, None);
+    let tftp = srv.running().tftp_addr.unwrap();
+    let http_base = format!("http://127.0.0.1:{}/", srv.http().port());
+    let https_base = format!("https://localhost:{}/", srv.https().port());
+    for (i, p) in PHONES.iter().enumerate() {
+        let profile = profiles.family(p.family).unwrap();
+        let (s, headers, body) = http_get(&srv, p.file, Some(p.ua)).await;
+        assert_eq!(s, StatusCode::OK, "{}: {body}", p.family);
+        assert_eq!(headers["content-type"], profile.content_type.as_str(), "{}", p.family);
+        let entries = parse(profile, &body).unwrap_or_else(|e| panic!("{} {}: {e}\n{body}", p.family, p.file));
+        for want in [format!("2{i}00"), format!("Secret-{i}-pw"), DISPLAY.to_string()] {
+            assert!(has_value(&entries, &want), "{} {}: no value {want:?} in\n{body}", p.family, p.file);
+        }
+        // Some vendors write the server as host:port.
+        assert!(entries.iter().any(|(_, v)| v.starts_with("sip.example.net")), "{}: no SIP server in\n{body}", p.family);
+        assert!(body.contains(&http_base[7..]), "{}: the config sends the phone back where it came from", p.family);
+
+        // The same file over HTTPS and TFTP: only the server address differs.
+        let resp = https.get(srv.url(&format!("/{}", p.file))).header("user-agent", p.ua).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let over_https = resp.text().await.unwrap();
+        assert_eq!(same_but_server(&over_https, &https_base), same_but_server(&body, &http_base), "{}", p.family);
+        let over_tftp = String::from_utf8(tftp_client::get(tftp, p.file).await.unwrap()).unwrap();
+        assert_eq!(same_but_server(&over_tftp, "tftp://127.0.0.1/"), same_but_server(&body, &http_base), "{}", p.family);
+        if let Some(client) = real_tftp_client() {
+            let got = real_tftp_get(&client, tftp.port(), p.file);
+            assert_eq!(got, over_tftp.as_bytes(), "{}: {client} got other bytes", p.family);
+        }
+
+        // The family's common file.
+        let (s, _, common) = http_get(&srv, p.common, Some(p.ua)).await;
+        assert_eq!(s, StatusCode::OK, "{} {}", p.family, p.common);
+        parse(profile, &common).unwrap_or_else(|e| panic!("{} {}: {e}\n{common}", p.family, p.common));
+
+        let h = wait_for_fetch(&srv, &format!("2{i}00")).await;
+        assert_eq!(h["revision"], 1);
+        assert!(!h["devicemodel"].as_str().unwrap().is_empty(), "{}: {h}", p.family);
+    }
+    srv.stop().await;
+}
+
+/// The file with the server address taken out: the base URL (some vendors
+/// write it without its scheme), and the keys in which vendors write the
+/// protocol of that address (Polycom, Grandstream, Fanvil).
+pub fn same_but_server(body: &str, base: &str) -> String {
+    let bare = base.split_once("://").map(|(_, rest)| rest).unwrap_or(base);
+    let body = body.replace(base, "BASE").replace(bare, "BASE");
+    let protocol_keys = regex::Regex::new(r#"(device\.prov\.serverType=")\d|(<P212>)\d|(Flash Protocol\s*:)\d"#).unwrap();
+    protocol_keys.replace_all(&body, "${1}${2}${3}PROTO").into_owned()
+}
+
+/// `AUTOPROV_TEST_TFTP_CLIENT` names a real TFTP client (tftp-hpa's `tftp`).
+pub fn real_tftp_client() -> Option<String> {
+    match std::env::var("AUTOPROV_TEST_TFTP_CLIENT") {
+        Ok(c) if !c.is_empty() => Some(c),
+        _ => {
+            eprintln!("real TFTP client test not enabled: set AUTOPROV_TEST_TFTP_CLIENT=/usr/bin/tftp");
+            None
+        }
+    }
+}
+
+pub fn real_tftp_get(client: &str, port: u16, file: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("got");
+    let status = std::process::Command::new(client)
+        .args(["127.0.0.1", &port.to_string(), "-m", "octet", "-c", "get", file, out.to_str().unwrap()])
+        .status()
+        .unwrap_or_else(|e| panic!("{client}: {e}"));
+    assert!(status.success(), "{client} failed for {file}");
+    std::fs::read(&out).unwrap()
+}
+
+async fn conditional_requests_and_changes(b: Backend) {
+    let srv = TestServer::start(b).await;
+    create_phones(&srv).await;
+    let p = &PHONES[0];
+    let (_, headers, body) = http_get(&srv, p.file, Some(p.ua)).await;
+    let etag = headers["etag"].to_str().unwrap().to_string();
+    let modified = headers["last-modified"].to_str().unwrap().to_string();
+    // The phone's own User-Agent on every request: it names the model,
+    // which is part of the file.
+    let client = reqwest::Client::builder().user_agent(p.ua).no_proxy().build().unwrap();
+    let url = srv.plain_url(&format!("/{}", p.file));
+
+    let resp = client.get(&url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(resp.headers()["etag"], etag.as_str());
+    let resp = client.get(&url).header("if-modified-since", &modified).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    let resp = client.get(&url).header("if-none-match", "\"something-else\"").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = client.head(&url).send().await.unwrap();
+    assert_eq!((resp.status(), resp.headers()["content-length"].to_str().unwrap()), (StatusCode::OK, body.len().to_string().as_str()));
+    assert!(resp.text().await.unwrap().is_empty());
+    let resp = client.post(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    // The same bytes give the same ETag; a changed handset changes both.
+    let (_, again, same) = http_get(&srv, p.file, Some(p.ua)).await;
+    assert_eq!((again["etag"].to_str().unwrap(), same.as_str()), (etag.as_str(), body.as_str()));
+    // Last-Modified has one-second resolution: make the change land in a later second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    srv.put("/api/handset/2000", json!({"name": "Renamed desk"})).await;
+    let (_, changed, new_body) = http_get(&srv, p.file, Some(p.ua)).await;
+    assert_ne!(changed["etag"].to_str().unwrap(), etag);
+    assert_ne!(new_body, body);
+    assert!(new_body.contains("Renamed desk"));
+    let resp = client.get(&url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "the old ETag no longer matches");
+    let resp = client.get(&url).header("if-modified-since", &modified).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "modified since the old date");
+    srv.stop().await;
+}
+
+async fn unknown_phones_are_recorded_for_installers(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.unknown_device_cap = 3).await;
+    srv.add_user("boss@acme", "boss-password-123", "admin", false).await;
+    let macs = ["001565c0ffe1", "001565c0ffe2", "001565c0ffe3", "001565c0ffe4", "001565c0ffe5"];
+    for (i, mac) in macs.iter().enumerate() {
+        let ua = format!("Yealink SIP-T54W 96.86.0.{i} {}", mac_colons(mac));
+        let (s, _, _) = http_get(&srv, &format!("{mac}.cfg"), Some(&ua)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        // Separate flushes, so "oldest" is well defined.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    http_get(&srv, "001565c0ffe5.cfg", Some("Yealink SIP-T54W 96.86.0.9 00:15:65:c0:ff:e5")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, devices) = srv.get("/api/device?state=unknown").await;
+    assert_eq!(s, StatusCode::OK);
+    let listed: Vec<&str> = devices.as_array().unwrap().iter().map(|d| d["mac"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["001565c0ffe3", "001565c0ffe4", "001565c0ffe5"], "capped at 3, oldest evicted");
+    let last = &devices[2];
+    assert_eq!((last["vendor"].as_str(), last["model"].as_str(), last["firmware"].as_str()), (Some("yealink"), Some("T54W"), Some("96.86.0.9")));
+    assert_eq!((last["fetchcount"].as_i64(), last["state"].as_str(), last["ip"].as_str()), (Some(2), Some("unknown"), Some("127.0.0.1")));
+    assert_eq!(last["lastfile"], "001565c0ffe5.cfg");
+    // Unknown devices belong to no tenant yet: only superusers list them.
+    let (s, _) = srv.call(Method::GET, "/api/device?state=unknown", ("boss@acme", "boss-password-123"), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Once a handset has the MAC, the phone is known and served.
+    srv.create_handset(json!({"extensionnumber": "300", "mac": "001565c0ffe5"})).await;
+    let (s, _, _) = http_get(&srv, "001565c0ffe5.cfg", Some("Yealink SIP-T54W 96.86.0.9 00:15:65:c0:ff:e5")).await;
+    assert_eq!(s, StatusCode::OK);
+    wait_for_fetch(&srv, "300").await;
+    let (_, known) = srv.get("/api/device?state=known").await;
+    assert_eq!(known[0]["extensionnumber"], "300");
+    srv.stop().await;
+}
+
+fn mac_colons(mac: &str) -> String {
+    mac.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":")
+}
+
+async fn a_user_agent_for_another_mac_is_refused(b: Backend) {
+    let srv = TestServer::start(b).await;
+    create_phones(&srv).await;
+    for (file, ua) in [
+        ("001565aabb01.cfg", "Yealink SIP-T46S 66.86.0.15 00:15:65:aa:bb:99"),
+        ("cfg000b82aabb05.xml", "Grandstream Model HW GXP2170 SW 1.0.11.85 DevId 000b82aabb99"),
+        ("snomD785-000413AABB03.htm", "Mozilla/4.0 (compatible; snomD785-SIP 10.1.54.13 2010.12-00004 000413AABB99 SXM:0)"),
+    ] {
+        let (s, _, body) = http_get(&srv, file, Some(ua)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{file}");
+        assert!(!body.contains("Secret"), "no config in a refusal");
+    }
+    // The Linksys serial-number trap: a 12-hex serial is not a MAC.
+    srv.create_handset(json!({"extensionnumber": "942", "mac": "000e08d41b7a"})).await;
+    let (s, _, _) = http_get(&srv, "000e08d41b7a.xml", Some("Linksys/SPA-942-6.1.5(a) (88019FA42805)")).await;
+    assert_eq!(s, StatusCode::OK);
+    srv.stop().await;
+}
+
+async fn layered_settings_reach_the_file(b: Backend) {
+    let srv = TestServer::start(b).await;
+    create_phones(&srv).await;
+    let (s, v) = srv
+        .put(
+            "/api/domain",
+            json!({"settings": {"lang.gui": "English", "features.dnd.enable": "0", "phone_setting.backlight_time": "60"},
+                   "modelsettings": {"T46S": {"features.dnd.enable": "1", "lang.wui": "French"}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = srv.put("/api/handset/2000", json!({"settings": {"lang.wui": "German", "custom.key": "x & <y>"}})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, _, body) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
+    let entries = parse(Profiles::built_in().family("yealink").unwrap(), &body).unwrap();
+    let value = |k: &str| entries.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    assert_eq!(value("lang.gui"), Some("English"), "domain layer");
+    assert_eq!(value("features.dnd.enable"), Some("1"), "model over domain");
+    assert_eq!(value("lang.wui"), Some("German"), "handset over model");
+    assert_eq!(value("custom.key"), Some("x & <y>"));
+    // XML vendors get the same values escaped, never raw.
+    let (_, _, xml) = http_get(&srv, PHONES[3].file, Some(PHONES[3].ua)).await;
+    roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+
+    // Values that could break a format are refused with the reason.
+    for bad in [json!({"settings": {"a": "1\nadmin.password = x"}}), json!({"settings": {"bad key!": "1"}}), json!({"settings": {"k": {"nested": 1}}})] {
+        let (s, v) = srv.put("/api/handset/2000", bad.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(v["error"].as_str().unwrap().contains("settings"), "{v}");
+    }
+    let (s, _) = srv.put("/api/domain", json!({"modelsettings": {"T46S": {"x": "a\rb"}}})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scan_guard_bans_and_lifts() {
+    let srv = TestServer::start_with(Backend::Sqlite, |s| {
+        s.scan_policy.ban = Duration::from_secs(2);
+    })
+    .await;
+    create_phones(&srv).await;
+    let scanner: IpAddr = "127.0.0.7".parse().unwrap();
+    let from_scanner = https_client_from(&srv.running().tls_cert_path, None, Some(scanner));
+    let url = |f: &str| srv.url(&format!("/{f}"));
+    for i in 0..21 {
+        let resp = from_scanner.get(url(&format!("001565{i:06x}.cfg"))).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "miss {i}");
+    }
+    // Banned now: even a known phone's file, over HTTP(S) and TFTP.
+    let resp = from_scanner.get(url(PHONES[0].file)).header("user-agent", PHONES[0].ua).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let tftp = srv.running().tftp_addr.unwrap();
+    let silent = tftp_client::get_raw(tftp, scanner, &tftp_client::rrq(PHONES[0].file, "octet", &[]), 512, 1).await;
+    assert_eq!(silent.err(), Some(TftpError::Silent), "a banned address gets no TFTP answer");
+    // Known phones elsewhere are unaffected.
+    let (s, _, _) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
+    assert_eq!(s, StatusCode::OK);
+    // The ban lifts.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let resp = from_scanner.get(url(PHONES[0].file)).header("user-agent", PHONES[0].ua).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_are_refused_cleanly() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    create_phones(&srv).await;
+    let long = "a".repeat(4096);
+    for (path, want) in [
+        ("/../../etc/passwd", StatusCode::BAD_REQUEST),
+        ("/..%2f..%2fetc%2fpasswd", StatusCode::BAD_REQUEST),
+        ("/001565aabb01.cfg%00", StatusCode::BAD_REQUEST),
+        ("/%ff%fe.cfg", StatusCode::BAD_REQUEST),
+        (&format!("/{long}.cfg"), StatusCode::BAD_REQUEST),
+        ("/000000000000.cfg.bak", StatusCode::NOT_FOUND),
+        ("/001565AABB01.CFG", StatusCode::NOT_FOUND),
+        ("/ffffffffffff.cfg", StatusCode::NOT_FOUND),
+    ] {
+        let resp = plain_client().get(srv.plain_url(path)).send().await.unwrap();
+        // A client may normalise "/../" away; either way nothing is served.
+        assert!(resp.status() == want || resp.status() == StatusCode::NOT_FOUND, "{}: {}", &path[..path.len().min(40)], resp.status());
+        assert!(!resp.text().await.unwrap().contains("Secret"));
+    }
+    // The server still serves real phones.
+    let (s, _, _) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
+    assert_eq!(s, StatusCode::OK);
+    srv.stop().await;
+}

@@ -1,0 +1,96 @@
+//! The TFTP front end, packet by packet: options, windows, netascii, write
+//! requests, unknown files and garbage.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::net::UdpSocket;
+
+use crate::harness::{Backend, TestServer};
+use crate::provisioning::{http_get, real_tftp_client, real_tftp_get, same_but_server, PHONES};
+use crate::tftp_client::{get, get_raw, rrq, TftpError};
+
+async fn server_with_phone() -> TestServer {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    srv.create_handset(json!({"extensionnumber": "100", "name": "Reception", "mac": PHONES[0].mac, "model": PHONES[0].model})).await;
+    srv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_are_negotiated() {
+    let srv = server_with_phone().await;
+    let tftp = srv.running().tftp_addr.unwrap();
+    let plain = get(tftp, PHONES[0].file).await.unwrap();
+    assert!(plain.len() > 600, "a file of several 512-byte blocks");
+
+    let req = rrq(PHONES[0].file, "octet", &[("blksize", "1428"), ("tsize", "0"), ("timeout", "2"), ("windowsize", "4")]);
+    let out = get_raw(tftp, [127, 0, 0, 1].into(), &req, 1428, 4).await.unwrap();
+    let oack: Vec<(&str, &str)> = out.oack.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let size = plain.len().to_string();
+    assert_eq!(oack, [("blksize", "1428"), ("timeout", "2"), ("tsize", size.as_str()), ("windowsize", "4")]);
+    assert_eq!(out.data, plain);
+
+    // Small blocks and a window of 4: the server sends four blocks per ACK.
+    let req = rrq(PHONES[0].file, "octet", &[("blksize", "16"), ("windowsize", "4")]);
+    let out = get_raw(tftp, [127, 0, 0, 1].into(), &req, 16, 4).await.unwrap();
+    assert_eq!(out.data, plain);
+    assert!(out.bursts.iter().rev().skip(1).all(|&n| n == 4), "{:?}", out.bursts);
+
+    // Out-of-range values are clamped or ignored, never an error.
+    let req = rrq(PHONES[0].file, "octet", &[("blksize", "4"), ("timeout", "0"), ("windowsize", "0"), ("colour", "red")]);
+    let out = get_raw(tftp, [127, 0, 0, 1].into(), &req, 512, 1).await.unwrap();
+    assert!(out.oack.is_empty(), "{:?}", out.oack);
+    assert_eq!(out.data, plain);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netascii_is_converted() {
+    let srv = server_with_phone().await;
+    let tftp = srv.running().tftp_addr.unwrap();
+    let octet = get(tftp, PHONES[0].file).await.unwrap();
+    let out = get_raw(tftp, [127, 0, 0, 1].into(), &rrq(PHONES[0].file, "netascii", &[]), 512, 1).await.unwrap();
+    let lines = octet.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(out.data.len(), octet.len() + lines);
+    assert_eq!(String::from_utf8(out.data).unwrap().replace("\r\n", "\n").into_bytes(), octet);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_garbage() {
+    let srv = server_with_phone().await;
+    let tftp = srv.running().tftp_addr.unwrap();
+    let local = [127, 0, 0, 1].into();
+    // A write request is refused with an error packet.
+    let mut wrq = rrq("001565aabb01.cfg", "octet", &[]);
+    wrq[1] = 2;
+    assert!(matches!(get_raw(tftp, local, &wrq, 512, 1).await, Err(TftpError::Error(2, _))));
+    // Unknown and hostile names: error 1.
+    for name in ["001565ffffff.cfg", "nosuchfile", "../../etc/passwd", "/etc/passwd", &"a".repeat(1000)] {
+        assert!(matches!(get_raw(tftp, local, &rrq(name, "octet", &[]), 512, 1).await, Err(TftpError::Error(1, _))), "{name}");
+    }
+    // Garbage, truncated requests, a 4 KiB name, stray ACKs: no answer, no crash.
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let long = rrq(&"b".repeat(4096), "octet", &[]);
+    for junk in [&b""[..], b"\x00", b"\x00\x01abc", b"\x00\x01abc\x00oct", b"\x00\x04\x00\x01", b"\xff\xff\xff\xff", &long, b"\x00\x01a\x00mail\x00"] {
+        socket.send_to(junk, tftp).await.unwrap();
+    }
+    let mut buf = [0u8; 600];
+    let answer = tokio::time::timeout(Duration::from_millis(500), socket.recv_from(&mut buf)).await;
+    assert!(answer.is_err(), "garbage got an answer");
+    // The server still serves.
+    assert!(get(tftp, PHONES[0].file).await.is_ok());
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_client_gets_the_same_file_as_http() {
+    let Some(client) = real_tftp_client() else { return };
+    let srv = server_with_phone().await;
+    let tftp = srv.running().tftp_addr.unwrap();
+    let got = String::from_utf8(real_tftp_get(&client, tftp.port(), PHONES[0].file)).unwrap();
+    let (_, _, body) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
+    let http_base = format!("http://127.0.0.1:{}/", srv.http().port());
+    assert_eq!(same_but_server(&got, "tftp://127.0.0.1/"), same_but_server(&body, &http_base));
+    srv.stop().await;
+}
