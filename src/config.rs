@@ -146,6 +146,9 @@ pub struct Settings {
     pub resync_minutes: u32,
     /// How often recorded fetches are written to the database.
     pub fetch_flush_interval: std::time::Duration,
+    /// How often provisioning caches read the change feed for changes made
+    /// by other processes or nodes.
+    pub change_poll_interval: std::time::Duration,
     /// The provisioning scan guard (not a flag: tests shorten it).
     pub scan_policy: crate::guard::StrikePolicy,
 }
@@ -187,6 +190,7 @@ impl Settings {
             unknown_device_cap: args.unknown_device_cap.or(file.unknown_device_cap).unwrap_or(10_000),
             resync_minutes: args.resync_minutes.or(file.resync_minutes).unwrap_or(1440).clamp(1, 44_640),
             fetch_flush_interval: std::time::Duration::from_secs(1),
+            change_poll_interval: std::time::Duration::from_millis(500),
             scan_policy: crate::provision::SCAN_POLICY,
             data_dir,
         };
@@ -216,6 +220,7 @@ impl Settings {
             unknown_device_cap: 10_000,
             resync_minutes: 1440,
             fetch_flush_interval: std::time::Duration::from_millis(50),
+            change_poll_interval: std::time::Duration::from_millis(100),
             scan_policy: crate::provision::SCAN_POLICY,
         }
     }

@@ -93,6 +93,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         i64::from(settings.unknown_device_cap),
         stop,
     )));
+    server.workers.push(tokio::spawn(provisioner.cache.clone().run(
+        server.store.clone(),
+        settings.change_poll_interval,
+        server.stop_workers.subscribe(),
+    )));
     if let Some((listener, _)) = http {
         let app = app.clone().layer(Extension(Listener { tls: false, trusted_proxies: proxies.clone() }));
         let handle = Handle::new();

@@ -7,6 +7,7 @@
 //! miss too often; known phones' fetches and unknown MACs are recorded
 //! (write-behind, see `recorder`) for Handset Select and for installers.
 
+pub mod cache;
 pub mod http;
 pub mod names;
 pub mod recorder;
@@ -27,6 +28,7 @@ use crate::profiles::Profiles;
 use crate::render::{self, ResyncPolicy};
 use crate::store::devices::{FetchRecord, PhoneRecord};
 use crate::store::{now_ms, Store};
+use cache::PhoneCache;
 use recorder::FetchRecorder;
 
 /// More than 20 misses (unknown MAC, refused file) from one source IP within
@@ -98,6 +100,7 @@ pub struct Provisioner {
     scan_policy: StrikePolicy,
     scan_guard: StrikeTable<IpAddr>,
     pub recorder: Arc<FetchRecorder>,
+    pub cache: Arc<PhoneCache>,
     public_url: Option<String>,
     resync: ResyncPolicy,
     /// Common files depend only on the binary and the settings.
@@ -108,11 +111,12 @@ impl Provisioner {
     pub fn new(store: Store, profiles: Profiles, settings: &Settings) -> Self {
         let resync_minutes = settings.resync_minutes;
         Provisioner {
-            store,
             profiles,
             scan_policy: settings.scan_policy,
             scan_guard: StrikeTable::new(settings.scan_policy),
             recorder: Arc::new(FetchRecorder::default()),
+            cache: Arc::new(PhoneCache::new(&store)),
+            store,
             public_url: settings.public_url.clone(),
             // Spread over a tenth of the period, at most 10 minutes.
             resync: ResyncPolicy { minutes: resync_minutes, jitter_seconds: (resync_minutes * 6).clamp(1, 600) },
@@ -196,7 +200,7 @@ impl Provisioner {
             return Ok(served(body, &id.profile.content_type, self.started_at));
         };
         facts.mac = Some(mac);
-        let phone = self.store.handset_for_phone(&mac).await.map_err(|e| Refusal::Internal(e.to_string()))?;
+        let phone = self.cache.phone(&self.store, &mac).await.map_err(|e| Refusal::Internal(e.to_string()))?;
         let hint = phone
             .as_ref()
             .and_then(|p| p.handset.model.as_deref())
@@ -220,12 +224,13 @@ impl Provisioner {
             last_seen: now_ms(),
             count: 1,
         };
-        let Some(PhoneRecord { handset, domain, changed_at, reported_model }) = phone else {
+        let Some(phone) = phone else {
             if record_fetch {
                 self.recorder.record(record);
             }
             return Err(Refusal::NotFound("no handset has this MAC"));
         };
+        let PhoneRecord { handset, domain, changed_at, reported_model } = &*phone;
         // The model an admin set, else what the phone says now, else what it
         // said before (so a TFTP fetch gets the same file as an HTTP one).
         let model = handset
@@ -233,19 +238,19 @@ impl Provisioner {
             .as_deref()
             .map(|m| m.rsplit('/').next().unwrap_or(m).to_string())
             .or(id.model.clone())
-            .or(reported_model)
+            .or(reported_model.clone())
             .unwrap_or_default();
         let no_settings = Default::default();
         let model_settings = domain.model_settings.get(&model).unwrap_or(&no_settings);
         let settings = settings::layered(&[&domain.settings, model_settings, &handset.settings]);
-        let body = render::render_phone(id.profile, &id.file.template, &handset, &domain, &model, base_url, self.resync, &settings)
+        let body = render::render_phone(id.profile, &id.file.template, handset, domain, &model, base_url, self.resync, &settings)
             .map_err(|e| Refusal::Internal(e.to_string()))?;
         record.handset_id = Some(handset.id);
         record.revision = Some(handset.revision);
         if record_fetch {
             self.recorder.record(record);
         }
-        Ok(served(body, &id.profile.content_type, UNIX_EPOCH + Duration::from_millis(changed_at.max(0) as u64)))
+        Ok(served(body, &id.profile.content_type, UNIX_EPOCH + Duration::from_millis((*changed_at).max(0) as u64)))
     }
 }
 

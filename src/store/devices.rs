@@ -14,7 +14,7 @@ use crate::model::{Domain, Handset, Mac};
 #[derive(Clone, Debug)]
 pub struct PhoneRecord {
     pub handset: Handset,
-    pub domain: Domain,
+    pub domain: std::sync::Arc<Domain>,
     /// When the handset or its domain last changed (Unix ms).
     pub changed_at: i64,
     /// The model the phone reported on an earlier fetch (TFTP requests
@@ -91,7 +91,7 @@ impl Store {
         let domain = domain_from_row_prefixed(&row, "domain_")?;
         let changed_at = row.try_get::<i64, _>("updated_at")?.max(row.try_get("domain_updated_at")?);
         let reported_model = row.try_get::<Option<String>, _>("reported_model")?.filter(|m| !m.is_empty());
-        Ok(Some(PhoneRecord { handset, domain, changed_at, reported_model }))
+        Ok(Some(PhoneRecord { handset, domain: std::sync::Arc::new(domain), changed_at, reported_model }))
     }
 
     /// Writes a batch of fetches in one transaction, then evicts the oldest

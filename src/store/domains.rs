@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::changes::{self, Change};
 use super::{audit, now_ms, Actor, Result, Store, StoreError};
 use crate::model::settings;
 use crate::model::{Domain, DomainChanges, Transport};
@@ -118,8 +119,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             audit::record(&mut tx, actor, domain.id, "domain.update", None, &changed).await?;
+            changes::record(&mut tx, &Change::Domain(domain.id)).await?;
         }
         tx.commit().await?;
+        if !changed.is_empty() {
+            self.note_local_change();
+        }
         Ok((domain, changed))
     }
 }

@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::changes::{self, Change};
 use super::devices::LastFetch;
 use super::status::status_from_row;
 use super::{audit, is_unique_violation, like_escape, now_ms, Actor, Result, Store, StoreError};
@@ -163,6 +164,9 @@ impl Store {
             created.push(view);
         }
         tx.commit().await.map_err(|e| (0, e.into()))?;
+        if created.iter().any(|v| v.handset.mac.is_some()) {
+            self.note_local_change();
+        }
         Ok(created)
     }
 
@@ -178,7 +182,10 @@ impl Store {
         changes.validate()?;
         let mut tx = self.pool().begin().await?;
         let mut h = lock_handset(&mut tx, domain_id, ext).await?;
+        let old_mac = h.mac;
+        let revision = h.revision;
         let changed = changes.apply(&mut h);
+        let config_changed = h.revision != revision;
         if !changed.is_empty() {
             sqlx::query(
                 "UPDATE handset SET name = $1, password = $2, location = $3, outgoingcli = $4, recording = $5, notes = $6, \
@@ -201,23 +208,34 @@ impl Store {
             .map_err(conflict_or)?;
             audit::record(&mut tx, actor, domain_id, "handset.update", Some(ext), &changed).await?;
         }
+        if config_changed {
+            for mac in [old_mac, h.mac].into_iter().flatten() {
+                changes::record(&mut tx, &Change::Phone(mac)).await?;
+            }
+        }
         tx.commit().await?;
+        if config_changed {
+            self.note_local_change();
+        }
         let view = self.handset(domain_id, ext).await?.ok_or(StoreError::NotFound("Handset not found"))?;
         Ok((view, changed))
     }
 
     pub async fn delete_handset(&self, actor: &Actor, domain_id: i64, ext: &str) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        let deleted = sqlx::query("DELETE FROM handset WHERE domain_id = $1 AND extensionnumber = $2")
+        let deleted = sqlx::query("DELETE FROM handset WHERE domain_id = $1 AND extensionnumber = $2 RETURNING mac")
             .bind(domain_id)
             .bind(ext)
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::NotFound("Handset not found"));
-        }
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("Handset not found"))?;
         audit::record(&mut tx, actor, domain_id, "handset.delete", Some(ext), &[]).await?;
+        let mac = deleted.try_get::<Option<String>, _>("mac")?.and_then(|m| m.parse::<Mac>().ok());
+        if let Some(mac) = mac {
+            changes::record(&mut tx, &Change::Phone(mac)).await?;
+        }
         tx.commit().await?;
+        self.note_local_change();
         Ok(())
     }
 }
@@ -261,6 +279,9 @@ async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id:
     .map_err(conflict_or)?;
     let id: i64 = row.try_get("id")?;
     audit::record(tx, actor, domain_id, "handset.create", Some(&h.extensionnumber), &fields).await?;
+    if let Some(mac) = h.mac {
+        changes::record(tx, &Change::Phone(mac)).await?;
+    }
     Ok(HandsetView { handset: Handset { id, ..h }, status: HandsetStatus::default(), last_fetch: None })
 }
 

@@ -7,6 +7,7 @@
 //! driver maps no SQLite boolean). Each table has its own module.
 
 pub mod audit;
+pub mod changes;
 pub mod devices;
 pub mod domains;
 pub mod handsets;
@@ -52,6 +53,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Commits of this process that changed phone configs (see `changes`).
+    local_changes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Unix time in milliseconds, the one time format in the database.
@@ -107,7 +110,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| unreachable(&e))?;
-        let store = Store { pool, backend };
+        let store = Store { pool, backend, local_changes: Default::default() };
         store.migrate().await?;
         Ok(store)
     }

@@ -105,6 +105,16 @@ impl TestServer {
         TestServer { backend, settings, server: Some(server), client, dir }
     }
 
+    /// A second node on the same database (its own data dir and ports).
+    pub async fn start_sharing(other: &TestServer) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::for_data_dir(dir.path());
+        settings.database_url = other.settings.database_url.clone();
+        let server = server::start(settings.clone()).await.expect("second node starts");
+        let client = https_client(&server.tls_cert_path, None);
+        TestServer { backend: other.backend, settings, server: Some(server), client, dir }
+    }
+
     pub fn running(&self) -> &RunningServer {
         self.server.as_ref().expect("server is running")
     }

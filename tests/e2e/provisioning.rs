@@ -41,6 +41,7 @@ both_backends!(
     unknown_phones_are_recorded_for_installers,
     a_user_agent_for_another_mac_is_refused,
     layered_settings_reach_the_file,
+    a_change_on_another_node_reaches_this_nodes_phones,
 );
 
 pub async fn http_get(srv: &TestServer, file: &str, ua: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, String) {
@@ -283,6 +284,46 @@ async fn layered_settings_reach_the_file(b: Backend) {
     let (s, _) = srv.put("/api/domain", json!({"modelsettings": {"T46S": {"x": "a\rb"}}})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     srv.stop().await;
+}
+
+async fn a_change_on_another_node_reaches_this_nodes_phones(b: Backend) {
+    let a = TestServer::start(b).await;
+    create_phones(&a).await;
+    let node_b = TestServer::start_sharing(&a).await;
+    let p = &PHONES[0];
+    let (s, _, before) = http_get(&node_b, p.file, Some(p.ua)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(before.contains(DISPLAY));
+    // Node B has the phone cached now; node A changes it, then the domain.
+    a.put("/api/handset/2000", json!({"name": "Changed on A"})).await;
+    let mut seen = false;
+    for _ in 0..50 {
+        let (_, _, now) = http_get(&node_b, p.file, Some(p.ua)).await;
+        if now.contains("Changed on A") {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "node B still serves the old name after 2.5 s");
+    a.put("/api/domain", json!({"sipserver": "sip2.example.net"})).await;
+    let mut seen = false;
+    for _ in 0..50 {
+        let (_, _, now) = http_get(&node_b, p.file, Some(p.ua)).await;
+        if now.contains("sip2.example.net") {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "node B still serves the old SIP server after 2.5 s");
+    // On the node that made the change it is immediate (A has it cached).
+    http_get(&a, p.file, Some(p.ua)).await;
+    a.put("/api/handset/2000", json!({"name": "Immediate"})).await;
+    let (_, _, now) = http_get(&a, p.file, Some(p.ua)).await;
+    assert!(now.contains("Immediate"));
+    node_b.stop().await;
+    a.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,157 @@
+//! The phones' records in memory, so a boot storm is served without a
+//! database query per request.
+//!
+//! Entries are loaded on first use (start-up stays instant however many
+//! handsets there are) and dropped when the change feed (`store::changes`)
+//! says they changed: at once for changes made by this process (the store
+//! counts its commits, and a lookup that sees a new count reads the feed
+//! first), within the poll interval for changes made by other processes or
+//! nodes. Each read of the feed overlaps the previous one by a few seconds,
+//! so a transaction that committed out of order is not missed; entries are
+//! also reloaded after `MAX_AGE` as a last resort.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Mutex};
+
+use crate::model::{Domain, Mac};
+use crate::store::changes::Change;
+use crate::store::devices::PhoneRecord;
+use crate::store::{now_ms, Result, Store};
+
+const OVERLAP_MS: i64 = 5_000;
+const MAX_AGE: Duration = Duration::from_secs(10 * 60);
+/// Feed rows older than this are pruned.
+const FEED_KEEP_MS: i64 = 10 * 60 * 1000;
+/// Beyond this many phones the cache starts over (memory stays bounded).
+const MAX_ENTRIES: usize = 250_000;
+
+struct Entry {
+    phone: Arc<PhoneRecord>,
+    loaded: Instant,
+}
+
+pub struct PhoneCache {
+    phones: RwLock<HashMap<Mac, Entry>>,
+    /// One shared copy of each domain's settings.
+    domains: RwLock<HashMap<i64, Arc<Domain>>>,
+    /// Bumped by every invalidation: a load that started before one must
+    /// not insert what it read.
+    generation: AtomicU64,
+    /// The store's local change count when the feed was last read.
+    synced_local: AtomicU64,
+    /// When the last feed read started (Unix ms).
+    last_read_ms: AtomicI64,
+    reading: Mutex<()>,
+}
+
+impl PhoneCache {
+    pub fn new(store: &Store) -> Self {
+        PhoneCache {
+            phones: RwLock::default(),
+            domains: RwLock::default(),
+            generation: AtomicU64::new(0),
+            synced_local: AtomicU64::new(store.local_change_count()),
+            last_read_ms: AtomicI64::new(now_ms()),
+            reading: Mutex::new(()),
+        }
+    }
+
+    /// The handset that owns `mac`, with its domain.
+    pub async fn phone(&self, store: &Store, mac: &Mac) -> Result<Option<Arc<PhoneRecord>>> {
+        if store.local_change_count() != self.synced_local.load(Ordering::Acquire) {
+            self.read_feed(store).await?;
+        }
+        {
+            let phones = self.phones.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = phones.get(mac).filter(|e| e.loaded.elapsed() < MAX_AGE) {
+                return Ok(Some(e.phone.clone()));
+            }
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let Some(mut record) = store.handset_for_phone(mac).await? else { return Ok(None) };
+        record.domain = self.shared_domain(record.domain);
+        let record = Arc::new(record);
+        let mut phones = self.phones.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            if phones.len() >= MAX_ENTRIES {
+                phones.clear();
+            }
+            phones.insert(*mac, Entry { phone: record.clone(), loaded: Instant::now() });
+        }
+        Ok(Some(record))
+    }
+
+    fn shared_domain(&self, domain: Arc<Domain>) -> Arc<Domain> {
+        let mut domains = self.domains.write().unwrap_or_else(|p| p.into_inner());
+        match domains.get(&domain.id) {
+            Some(known) if **known == *domain => known.clone(),
+            _ => {
+                domains.insert(domain.id, domain.clone());
+                domain
+            }
+        }
+    }
+
+    /// Reads the change feed since the last read (with overlap) and drops
+    /// what it names.
+    pub async fn read_feed(&self, store: &Store) -> Result<()> {
+        let _one_reader = self.reading.lock().await;
+        let local = store.local_change_count();
+        let started = now_ms();
+        let since = self.last_read_ms.load(Ordering::Acquire) - OVERLAP_MS;
+        let changes = store.changes_since(since).await?;
+        if !changes.is_empty() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            let mut phones = self.phones.write().unwrap_or_else(|p| p.into_inner());
+            for change in &changes {
+                match change {
+                    Change::Phone(mac) => {
+                        phones.remove(mac);
+                    }
+                    Change::Domain(id) => {
+                        phones.retain(|_, e| e.phone.domain.id != *id);
+                        self.domains.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+                    }
+                }
+            }
+        }
+        self.last_read_ms.store(started, Ordering::Release);
+        self.synced_local.store(local, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads the feed every `interval` (changes from other processes) and
+    /// prunes it every minute, until `stop` turns true.
+    pub async fn run(self: Arc<Self>, store: Store, interval: Duration, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_prune = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = self.read_feed(&store).await {
+                tracing::warn!(error = %e, "could not read the config change feed");
+            }
+            if last_prune.elapsed() > Duration::from_secs(60) {
+                last_prune = Instant::now();
+                if let Err(e) = store.prune_changes(now_ms() - FEED_KEEP_MS).await {
+                    tracing::warn!(error = %e, "could not prune the config change feed");
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.phones.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
