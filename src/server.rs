@@ -93,6 +93,12 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         i64::from(settings.unknown_device_cap),
         stop,
     )));
+    let (cache, warm_store) = (provisioner.cache.clone(), server.store.clone());
+    server.workers.push(tokio::spawn(async move {
+        if let Err(e) = cache.warm(&warm_store).await {
+            tracing::warn!(error = %e, "could not warm the provisioning cache");
+        }
+    }));
     server.workers.push(tokio::spawn(provisioner.cache.clone().run(
         server.store.clone(),
         settings.change_poll_interval,

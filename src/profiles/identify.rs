@@ -52,19 +52,16 @@ pub const MAX_FILE_NAME: usize = 128;
 impl Profiles {
     /// The first family whose User-Agent pattern matches.
     pub fn parse_user_agent(&self, ua: &str) -> Option<UserAgentInfo> {
-        for p in self.iter() {
-            for re in &p.ua_matchers {
-                if let Some(c) = re.captures(ua) {
-                    return Some(UserAgentInfo {
-                        family: p.family.clone(),
-                        model: c.name("model").map(|m| m.as_str().to_string()).unwrap_or_default(),
-                        firmware: c.name("firmware").map(|m| m.as_str().to_string()).unwrap_or_default(),
-                        mac: c.name("mac").and_then(|m| m.as_str().parse().ok()),
-                    });
-                }
-            }
-        }
-        None
+        let first = self.ua_set.matches(ua).into_iter().next()?;
+        let (pi, ui) = self.ua_index[first];
+        let p = &self.families[pi];
+        let c = p.ua_matchers[ui].captures(ua)?;
+        Some(UserAgentInfo {
+            family: p.family.clone(),
+            model: c.name("model").map(|m| m.as_str().to_string()).unwrap_or_default(),
+            firmware: c.name("firmware").map(|m| m.as_str().to_string()).unwrap_or_default(),
+            mac: c.name("mac").and_then(|m| m.as_str().parse().ok()),
+        })
     }
 
     /// Every (family, file) that serves `name`.
@@ -73,8 +70,10 @@ impl Profiles {
             return Vec::new();
         }
         let mut out = Vec::new();
-        for p in self.iter() {
-            for f in &p.files {
+        for i in self.file_set.matches(name).into_iter() {
+            let (pi, fi) = self.file_index[i];
+            let (p, f) = (&self.families[pi], &self.families[pi].files[fi]);
+            {
                 let Some(c) = f.matcher.as_ref().and_then(|m| m.captures(name)) else { continue };
                 let mac = match c.name("mac").map(|m| m.as_str().parse::<Mac>()) {
                     Some(Ok(mac)) => Some(mac),

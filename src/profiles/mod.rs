@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
 pub use identify::{Identified, UserAgentInfo};
@@ -138,6 +138,14 @@ pub struct ProfileError {
 #[derive(Clone, Debug)]
 pub struct Profiles {
     families: Arc<Vec<Profile>>,
+    /// Every file pattern of every family in one automaton, so a request
+    /// runs one match instead of one per pattern; `file_index` maps a set
+    /// index to (family, file).
+    file_set: Arc<RegexSet>,
+    file_index: Arc<Vec<(usize, usize)>>,
+    /// The same for User-Agent patterns: (family, pattern).
+    ua_set: Arc<RegexSet>,
+    ua_index: Arc<Vec<(usize, usize)>>,
 }
 
 impl Profiles {
@@ -167,7 +175,30 @@ impl Profiles {
             }
             families.push(profile);
         }
-        Ok(Profiles { families: Arc::new(families) })
+        let build = |patterns: Vec<String>| {
+            RegexSet::new(patterns).map_err(|e| ProfileError { file: "vendor-profiles".into(), reason: e.to_string() })
+        };
+        let mut file_patterns = Vec::new();
+        let mut file_index = Vec::new();
+        let mut ua_patterns = Vec::new();
+        let mut ua_index = Vec::new();
+        for (pi, p) in families.iter().enumerate() {
+            for (fi, f) in p.files.iter().enumerate() {
+                file_patterns.push(f.matcher.as_ref().map(|m| m.as_str().to_string()).unwrap_or_default());
+                file_index.push((pi, fi));
+            }
+            for (ui, u) in p.ua_matchers.iter().enumerate() {
+                ua_patterns.push(u.as_str().to_string());
+                ua_index.push((pi, ui));
+            }
+        }
+        Ok(Profiles {
+            file_set: Arc::new(build(file_patterns)?),
+            file_index: Arc::new(file_index),
+            ua_set: Arc::new(build(ua_patterns)?),
+            ua_index: Arc::new(ua_index),
+            families: Arc::new(families),
+        })
     }
 
     pub fn built_in() -> Profiles {

@@ -85,6 +85,43 @@ impl PhoneCache {
         Ok(Some(record))
     }
 
+    /// Loads every phone, page by page, so that a boot storm right after a
+    /// start finds them in memory. Runs beside serving; a page that an
+    /// invalidation overtook is skipped (its phones load on demand).
+    pub async fn warm(&self, store: &Store) -> Result<usize> {
+        let started = Instant::now();
+        let mut after = String::new();
+        let mut loaded = 0;
+        loop {
+            let generation = self.generation.load(Ordering::Acquire);
+            let page = store.phones_after(&after, 5000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.handset.mac.map(|m| m.lower()).unwrap_or_default();
+            let full = page.len() == 5000;
+            let page: Vec<(Mac, Arc<PhoneRecord>)> = page
+                .into_iter()
+                .filter_map(|mut r| {
+                    r.domain = self.shared_domain(r.domain.clone());
+                    Some((r.handset.mac?, Arc::new(r)))
+                })
+                .collect();
+            let mut phones = self.phones.write().unwrap_or_else(|p| p.into_inner());
+            if self.generation.load(Ordering::Acquire) == generation && phones.len() + page.len() <= MAX_ENTRIES {
+                let now = Instant::now();
+                loaded += page.len();
+                for (mac, phone) in page {
+                    phones.entry(mac).or_insert(Entry { phone, loaded: now });
+                }
+            }
+            drop(phones);
+            if !full {
+                break;
+            }
+        }
+        tracing::info!(phones = loaded, ms = started.elapsed().as_millis() as u64, "provisioning cache warmed");
+        Ok(loaded)
+    }
+
     fn shared_domain(&self, domain: Arc<Domain>) -> Arc<Domain> {
         let mut domains = self.domains.write().unwrap_or_else(|p| p.into_inner());
         match domains.get(&domain.id) {

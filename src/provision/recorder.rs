@@ -1,11 +1,19 @@
 //! Write-behind recording of phone fetches. A boot storm must not turn into
 //! one database write per request: fetches are coalesced per MAC in memory
-//! and written in one transaction per interval (and at shutdown). A crash
-//! loses at most one interval of "last seen" data, never a config change.
+//! and written in one transaction per interval (and at shutdown).
+//!
+//! A fetch that tells nothing new (same handset, revision, file, address,
+//! User-Agent as the last one written for that MAC, within a minute) is not
+//! written at once: its count and time are kept and written with the next
+//! real change or a minute later. So what matters (a new phone, a new
+//! revision fetched) reaches the database within one interval, while a
+//! phone polling the same file costs one row update a minute. A crash loses
+//! at most that: "last seen" data, never a config change.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -17,15 +25,33 @@ use crate::store::Store;
 /// flush: memory stays bounded even if the database stalls.
 const MAX_PENDING: usize = 100_000;
 
+/// How long a fetch that changes nothing may wait to be counted.
+const QUIET_WRITE_DELAY: Duration = Duration::from_secs(60);
+/// Beyond this many remembered MACs the memory of what was written starts
+/// over (everything is then written once more).
+const MAX_REMEMBERED: usize = 250_000;
+
+/// What was last written for one MAC.
+struct Written {
+    fingerprint: u64,
+    at: Instant,
+    /// Fetches since then that were not written, and the last one's time.
+    unwritten: i64,
+    last_seen: i64,
+}
+
+#[derive(Default)]
 pub struct FetchRecorder {
     pending: Mutex<HashMap<Mac, FetchRecord>>,
+    written: Mutex<HashMap<Mac, Written>>,
     dropped: std::sync::atomic::AtomicU64,
 }
 
-impl Default for FetchRecorder {
-    fn default() -> Self {
-        FetchRecorder { pending: Mutex::new(HashMap::new()), dropped: Default::default() }
-    }
+/// Everything of a fetch record but its time and count.
+fn fingerprint(r: &FetchRecord) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (r.handset_id, &r.ip, &r.user_agent, &r.vendor, &r.model, &r.firmware, &r.file, r.protocol, r.revision).hash(&mut h);
+    h.finish()
 }
 
 impl FetchRecorder {
@@ -52,21 +78,75 @@ impl FetchRecorder {
         }
     }
 
-    /// Writes everything pending now.
+    /// Writes what is due now: new information at once, quiet fetches'
+    /// counts once they are a minute old.
     pub async fn flush(&self, store: &Store, unknown_cap: i64) {
-        let batch: Vec<FetchRecord> = {
+        let pending: Vec<FetchRecord> = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             pending.drain().map(|(_, r)| r).collect()
         };
-        if batch.is_empty() {
-            return;
+        let (batch, counts) = {
+            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            if written.len() > MAX_REMEMBERED {
+                written.clear();
+            }
+            let now = Instant::now();
+            let mut batch = Vec::new();
+            for mut rec in pending {
+                let fp = fingerprint(&rec);
+                match written.get_mut(&rec.mac) {
+                    Some(w) if w.fingerprint == fp && now.duration_since(w.at) < QUIET_WRITE_DELAY => {
+                        w.unwritten += rec.count;
+                        w.last_seen = rec.last_seen;
+                    }
+                    other => {
+                        if let Some(w) = other {
+                            rec.count += w.unwritten;
+                        }
+                        written.insert(rec.mac, Written { fingerprint: fp, at: now, unwritten: 0, last_seen: rec.last_seen });
+                        batch.push(rec);
+                    }
+                }
+            }
+            let mut counts = Vec::new();
+            for (mac, w) in written.iter_mut() {
+                if w.unwritten > 0 && now.duration_since(w.at) >= QUIET_WRITE_DELAY {
+                    counts.push((*mac, w.unwritten, w.last_seen));
+                    w.unwritten = 0;
+                    w.at = now;
+                }
+            }
+            (batch, counts)
+        };
+        if !batch.is_empty() {
+            if let Err(e) = store.record_fetches(&batch, unknown_cap).await {
+                tracing::error!(error = %e, records = batch.len(), "could not record phone fetches");
+            }
         }
-        if let Err(e) = store.record_fetches(&batch, unknown_cap).await {
-            tracing::error!(error = %e, records = batch.len(), "could not record phone fetches");
+        if !counts.is_empty() {
+            if let Err(e) = store.add_fetch_counts(&counts).await {
+                tracing::error!(error = %e, records = counts.len(), "could not record phone fetch counts");
+            }
         }
         let dropped = self.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
         if dropped > 0 {
             tracing::warn!(dropped, "fetch records dropped: the database did not keep up");
+        }
+    }
+
+    /// Writes every quiet count now (at shutdown).
+    async fn flush_all(&self, store: &Store, unknown_cap: i64) {
+        self.flush(store, unknown_cap).await;
+        let counts: Vec<(Mac, i64, i64)> = {
+            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            written
+                .iter_mut()
+                .filter(|(_, w)| w.unwritten > 0)
+                .map(|(mac, w)| (*mac, std::mem::take(&mut w.unwritten), w.last_seen))
+                .collect()
+        };
+        if let Err(e) = store.add_fetch_counts(&counts).await {
+            tracing::error!(error = %e, "could not record phone fetch counts");
         }
     }
 
@@ -80,6 +160,6 @@ impl FetchRecorder {
                 _ = stop.changed() => break,
             }
         }
-        self.flush(&store, unknown_cap).await;
+        self.flush_all(&store, unknown_cap).await;
     }
 }

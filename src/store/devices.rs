@@ -69,29 +69,29 @@ pub struct LastFetch {
     pub firmware: String,
 }
 
-const DOMAIN_COLUMNS: &str = "d.name AS domain_name, d.sip_server AS domain_sip_server, d.sip_port AS domain_sip_port, \
-    d.sip_transport AS domain_sip_transport, d.timezone AS domain_timezone, d.ntp_server AS domain_ntp_server, \
-    d.settings AS domain_settings, d.model_settings AS domain_model_settings, d.updated_at AS domain_updated_at";
+/// Rows per upsert statement. Not more: SQLite looks parameters up by name
+/// in a list, so binding costs grow with the square of a statement's
+/// parameter count (250 rows took a third of the server's CPU in a boot
+/// storm; 32 rows make it vanish).
+const UPSERT_ROWS: usize = 32;
 
 impl Store {
     /// The handset that owns `mac`, with its domain: everything a per-phone
     /// file is rendered from, in one indexed query.
     pub async fn handset_for_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, h.recording, \
-             h.notes, h.mac, h.model, h.revision, h.settings, h.updated_at, {DOMAIN_COLUMNS}, dv.model AS reported_model \
-             FROM handset h JOIN domain d ON d.id = h.domain_id \
-             LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id WHERE h.mac = $1"
-        ))
-        .bind(mac.lower())
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let handset = handset_from_row(&row)?;
-        let domain = domain_from_row_prefixed(&row, "domain_")?;
-        let changed_at = row.try_get::<i64, _>("updated_at")?.max(row.try_get("domain_updated_at")?);
-        let reported_model = row.try_get::<Option<String>, _>("reported_model")?.filter(|m| !m.is_empty());
-        Ok(Some(PhoneRecord { handset, domain: std::sync::Arc::new(domain), changed_at, reported_model }))
+        let row = sqlx::query(&format!("{SELECT_PHONE} WHERE h.mac = $1")).bind(mac.lower()).fetch_optional(self.pool()).await?;
+        row.as_ref().map(phone_from_row).transpose()
+    }
+
+    /// Phones (handsets with a MAC) in MAC order after `after`: for warming
+    /// the provisioning cache page by page.
+    pub async fn phones_after(&self, after: &str, limit: i64) -> Result<Vec<PhoneRecord>> {
+        let rows = sqlx::query(&format!("{SELECT_PHONE} WHERE h.mac > $1 ORDER BY h.mac LIMIT $2"))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(phone_from_row).collect()
     }
 
     /// Writes a batch of fetches in one transaction, then evicts the oldest
@@ -101,32 +101,45 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool().begin().await?;
-        for f in batch {
-            sqlx::query(
+        // Many rows per statement: a boot storm records tens of thousands
+        // of fetches a second, and one statement per row would cost more
+        // than serving them. Rows are unique by MAC within a batch.
+        for chunk in batch.chunks(UPSERT_ROWS) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let params: Vec<String> = (1..=13).map(|c| format!("${}", r * 13 + c)).collect();
+                    format!("({})", params.join(", "))
+                })
+                .collect();
+            let sql = format!(
                 "INSERT INTO device (mac, handset_id, ip, user_agent, vendor, model, firmware, last_file, protocol, revision, \
-                 first_seen, last_seen, fetch_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 first_seen, last_seen, fetch_count) VALUES {} \
                  ON CONFLICT (mac) DO UPDATE SET handset_id = excluded.handset_id, ip = excluded.ip, \
                  user_agent = excluded.user_agent, vendor = excluded.vendor, \
                  model = CASE WHEN excluded.model = '' THEN device.model ELSE excluded.model END, \
                  firmware = CASE WHEN excluded.firmware = '' THEN device.firmware ELSE excluded.firmware END, \
                  last_file = excluded.last_file, protocol = excluded.protocol, revision = excluded.revision, \
                  last_seen = excluded.last_seen, fetch_count = device.fetch_count + excluded.fetch_count",
-            )
-            .bind(f.mac.lower())
-            .bind(f.handset_id)
-            .bind(&f.ip)
-            .bind(&f.user_agent)
-            .bind(&f.vendor)
-            .bind(&f.model)
-            .bind(&f.firmware)
-            .bind(&f.file)
-            .bind(f.protocol)
-            .bind(f.revision)
-            .bind(f.first_seen)
-            .bind(f.last_seen)
-            .bind(f.count)
-            .execute(&mut *tx)
-            .await?;
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for f in chunk {
+                q = q
+                    .bind(f.mac.lower())
+                    .bind(f.handset_id)
+                    .bind(f.ip.clone())
+                    .bind(f.user_agent.clone())
+                    .bind(f.vendor.clone())
+                    .bind(f.model.clone())
+                    .bind(f.firmware.clone())
+                    .bind(f.file.clone())
+                    .bind(f.protocol)
+                    .bind(f.revision)
+                    .bind(f.first_seen)
+                    .bind(f.last_seen)
+                    .bind(f.count);
+            }
+            q.execute(&mut *tx).await?;
         }
         if batch.iter().any(|f| f.handset_id.is_none()) {
             let cutoff: Option<i64> = sqlx::query_scalar(
@@ -141,6 +154,24 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds fetches that were only counted: (MAC, how many, last seen).
+    pub async fn add_fetch_counts(&self, counts: &[(Mac, i64, i64)]) -> Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        for (mac, count, last_seen) in counts {
+            sqlx::query("UPDATE device SET fetch_count = fetch_count + $1, last_seen = $2 WHERE mac = $3")
+                .bind(count)
+                .bind(last_seen)
+                .bind(mac.lower())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -167,6 +198,21 @@ impl Store {
         .await?;
         rows.iter().map(device_from_row).collect()
     }
+}
+
+const SELECT_PHONE: &str = "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, \
+    h.recording, h.notes, h.mac, h.model, h.revision, h.settings, h.updated_at, d.name AS domain_name, \
+    d.sip_server AS domain_sip_server, d.sip_port AS domain_sip_port, d.sip_transport AS domain_sip_transport, \
+    d.timezone AS domain_timezone, d.ntp_server AS domain_ntp_server, d.settings AS domain_settings, \
+    d.model_settings AS domain_model_settings, d.updated_at AS domain_updated_at, dv.model AS reported_model \
+    FROM handset h JOIN domain d ON d.id = h.domain_id LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id";
+
+fn phone_from_row(row: &AnyRow) -> Result<PhoneRecord> {
+    let handset = handset_from_row(row)?;
+    let domain = domain_from_row_prefixed(row, "domain_")?;
+    let changed_at = row.try_get::<i64, _>("updated_at")?.max(row.try_get("domain_updated_at")?);
+    let reported_model = row.try_get::<Option<String>, _>("reported_model")?.filter(|m| !m.is_empty());
+    Ok(PhoneRecord { handset, domain: std::sync::Arc::new(domain), changed_at, reported_model })
 }
 
 #[derive(Clone, Copy, Debug)]
