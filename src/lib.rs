@@ -24,7 +24,9 @@
 //! - [`tftp`]: the read-only TFTP front end (options, windows, netascii).
 //! - [`tls`]: rustls server config (ring provider), self-signed bootstrap.
 //! - [`bootstrap`]: the default domain and superuser of a fresh database.
-//! - [`server`]: wiring of listeners and graceful shutdown.
+//! - [`http_listener`]: HTTP/1.1 and HTTPS accept loops (`SO_REUSEPORT`, one
+//!   per core) on hyper, with graceful shutdown.
+//! - [`server`]: wiring of listeners and workers, and graceful shutdown.
 
 pub mod api;
 pub mod bootstrap;
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod guard;
+pub mod http_listener;
 pub mod model;
 pub mod password;
 pub mod provision;

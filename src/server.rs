@@ -10,8 +10,6 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::{Extension, Router};
-use axum_server::tls_rustls::RustlsConfig;
-use axum_server::Handle;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,6 +18,7 @@ use crate::api::{self, ApiState};
 use crate::bootstrap::{bootstrap_if_empty, Bootstrapped};
 use crate::client::{ClientInfo, Listener};
 use crate::config::Settings;
+use crate::http_listener;
 use crate::profiles::Profiles;
 use crate::provision::Provisioner;
 use crate::store::Store;
@@ -52,8 +51,9 @@ pub struct RunningServer {
     pub bootstrapped: Option<Bootstrapped>,
     pub store: Store,
     pub provisioner: Arc<Provisioner>,
-    handles: Vec<Handle>,
-    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    /// Accept loops (HTTP, HTTPS, TFTP), stopped first.
+    stop_listeners: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
     /// Background workers (the fetch recorder), stopped after the listeners.
     stop_workers: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
@@ -63,8 +63,9 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let profiles = Profiles::load(settings.profiles_dir.as_deref())?;
     // Every socket is bound before anything is spawned: a port in use stops
     // start-up cleanly, with nothing left running.
-    let http = settings.http_listen.addr().map(|a| bind_tcp("HTTP", a)).transpose()?;
-    let https = settings.https_listen.addr().map(|a| bind_tcp("HTTPS", a)).transpose()?;
+    let loops = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let http = settings.http_listen.addr().map(|a| bind_tcp("HTTP", a, loops)).transpose()?;
+    let https = settings.https_listen.addr().map(|a| bind_tcp("HTTPS", a, loops)).transpose()?;
     let tftp = settings.tftp_listen.addr().map(bind_udp).transpose()?;
     let store = Store::open(&settings.database_url).await?;
     let bootstrapped = bootstrap_if_empty(&store, &settings).await?;
@@ -73,6 +74,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let app = router(ApiState::new(store.clone()), provisioner.clone(), settings.provision_prefix.clone());
     let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.clone().into();
     let (stop_workers, stop) = watch::channel(false);
+    let (stop_listeners, _) = watch::channel(false);
     let mut server = RunningServer {
         http_addr: http.as_ref().map(|(_, a)| *a),
         https_addr: https.as_ref().map(|(_, a)| *a),
@@ -82,8 +84,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         bootstrapped,
         store: store.clone(),
         provisioner: provisioner.clone(),
-        handles: Vec::new(),
-        tasks: Vec::new(),
+        stop_listeners,
+        listeners: Vec::new(),
         stop_workers,
         workers: Vec::new(),
     };
@@ -104,25 +106,19 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         settings.change_poll_interval,
         server.stop_workers.subscribe(),
     )));
-    if let Some((listener, _)) = http {
-        let app = app.clone().layer(Extension(Listener { tls: false, trusted_proxies: proxies.clone() }));
-        let handle = Handle::new();
-        let srv = axum_server::from_tcp(listener).handle(handle.clone());
-        server.tasks.push(tokio::spawn(srv.serve(app.into_make_service_with_connect_info::<SocketAddr>())));
-        server.handles.push(handle);
-    }
-    if let Some((listener, _)) = https {
-        let app = app.clone().layer(Extension(Listener { tls: true, trusted_proxies: proxies.clone() }));
-        let handle = Handle::new();
-        let srv = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.config.clone())).handle(handle.clone());
-        server.tasks.push(tokio::spawn(srv.serve(app.into_make_service_with_connect_info::<SocketAddr>())));
-        server.handles.push(handle);
+    for (bound, tls_config) in [(http, None), (https, Some(tls.config.clone()))] {
+        let Some((sockets, addr)) = bound else { continue };
+        let app = app.clone().layer(Extension(Listener { tls: tls_config.is_some(), trusted_proxies: proxies.clone() }));
+        let what = if tls_config.is_some() { "HTTPS" } else { "HTTP" };
+        let loops = http_listener::serve(sockets, app, tls_config, server.stop_listeners.subscribe(), SHUTDOWN_GRACE)
+            .map_err(|e| StartError::Bind { what, addr, reason: e.to_string() })?;
+        server.listeners.extend(loops);
     }
     if let Some((socket, addr)) = tftp {
         let socket = UdpSocket::from_std(socket).map_err(|e| StartError::Bind { what: "TFTP", addr, reason: e.to_string() })?;
         let tftp = TftpServer::new(socket, provisioner, settings.public_url.clone());
-        let mut stop = server.stop_workers.subscribe();
-        server.workers.push(tokio::spawn(tftp.run(async move {
+        let mut stop = server.stop_listeners.subscribe();
+        server.listeners.push(tokio::spawn(tftp.run(async move {
             let _ = stop.changed().await;
         })));
     }
@@ -158,12 +154,8 @@ async fn access_log(client: ClientInfo, request: Request, next: Next) -> Respons
     response
 }
 
-fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
-    let err = |e: std::io::Error| StartError::Bind { what, addr, reason: e.to_string() };
-    let listener = TcpListener::bind(addr).map_err(err)?;
-    listener.set_nonblocking(true).map_err(err)?;
-    let local = listener.local_addr().map_err(err)?;
-    Ok((listener, local))
+fn bind_tcp(what: &'static str, addr: SocketAddr, count: usize) -> Result<(Vec<TcpListener>, SocketAddr), StartError> {
+    http_listener::bind(addr, count).map_err(|e| StartError::Bind { what, addr, reason: e.to_string() })
 }
 
 fn bind_udp(addr: SocketAddr) -> Result<(std::net::UdpSocket, SocketAddr), StartError> {
@@ -178,14 +170,10 @@ impl RunningServer {
     /// Stops accepting, gives requests in flight up to [`SHUTDOWN_GRACE`],
     /// then closes the database.
     pub async fn shutdown(self) {
-        for h in &self.handles {
-            h.graceful_shutdown(Some(SHUTDOWN_GRACE));
-        }
-        for t in self.tasks {
-            match t.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "listener stopped with an error"),
-                Err(e) => tracing::warn!(error = %e, "listener task failed"),
+        let _ = self.stop_listeners.send(true);
+        for t in self.listeners {
+            if let Err(e) = t.await {
+                tracing::warn!(error = %e, "listener task failed");
             }
         }
         let _ = self.stop_workers.send(true);
