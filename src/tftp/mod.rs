@@ -32,7 +32,10 @@ pub struct TftpServer {
     socket: Arc<UdpSocket>,
     provisioner: Arc<Provisioner>,
     public_url: Option<String>,
-    in_flight: Arc<Mutex<HashSet<SocketAddr>>>,
+    /// Transfers running, by client address and file: a request that
+    /// repeats one is the client retransmitting it, and is ignored. (Not by
+    /// address alone: a client's next socket may get the port of its last.)
+    in_flight: Arc<Mutex<HashSet<(SocketAddr, String)>>>,
     slots: Arc<Semaphore>,
 }
 
@@ -80,12 +83,12 @@ impl TftpServer {
     }
 
     fn start_read(&self, peer: SocketAddr, file: String, mode: Mode, options: RequestedOptions) {
-        // A client retransmitting its request while we work on it.
-        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(peer) {
+        let key = (peer, file.clone());
+        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
             return;
         }
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             let socket = self.socket.clone();
             tokio::spawn(async move {
                 let _ = socket.send_to(&packet::error(ErrorCode::NotDefined, "server busy, try again"), peer).await;
@@ -101,7 +104,7 @@ impl TftpServer {
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "tftp transfer ended early");
             }
-            in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+            in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             drop(permit);
         });
     }
