@@ -5,6 +5,9 @@ use crate::config::Settings;
 use crate::server;
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM that arrives while we start up must
+    // stop us gracefully too, not kill us.
+    let stop = shutdown_signal()?;
     let running = server::start(settings.clone()).await?;
     if let Some(b) = &running.bootstrapped {
         match (&b.generated_password, &b.password_file) {
@@ -26,30 +29,25 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         println!("TFTP  listening on {a}");
     }
     println!("TLS certificate {} SHA-256 fingerprint {}", running.tls_cert_path.display(), running.tls_fingerprint);
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: no new connections, up to {:?} for requests in flight", server::SHUTDOWN_GRACE);
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -156,6 +156,12 @@ fn startup_failures_are_one_line_reasons() {
         assert!(!err.contains("hunter2"), "the database password is not printed: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+    // A broken vendor profile stops start-up, naming the file.
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(profiles.join("yealink.toml"), "family = \"yealink\"\nvendor = 5\n").unwrap();
+    let (ok, _, err) = run(autoprov(dir.path()).env("AUTOPROV_PROFILES_DIR", &profiles).arg("serve"), None);
+    assert!(!ok && err.contains("yealink.toml") && err.trim().lines().count() == 1, "{err}");
     // A port in use.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
@@ -170,4 +176,58 @@ fn settings_are_documented_in_serve_help() {
     for word in ["AUTOPROV_DATA_DIR", "AUTOPROV_DATABASE_URL", "AUTOPROV_HTTP_LISTEN", "AUTOPROV_HTTPS_LISTEN", "AUTOPROV_TFTP_LISTEN", "AUTOPROV_TLS_CERT", "AUTOPROV_TLS_KEY", "--config"] {
         assert!(out.contains(word), "{word} missing from serve --help");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn render_prints_what_the_phone_gets_and_profiles_lists_the_files() {
+    use serde_json::json;
+    let srv = crate::harness::TestServer::start_with(crate::harness::Backend::Sqlite, |s| {
+        s.public_url = Some("https://prov.example.com/".into());
+    })
+    .await;
+    let phone = &crate::provisioning::PHONES[0];
+    srv.create_handset(json!({"extensionnumber": "100", "name": "Reception", "mac": phone.mac, "model": phone.model})).await;
+    let (status, _, served) = crate::provisioning::http_get(&srv, phone.file, Some(phone.ua)).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(served.contains("https://prov.example.com/"), "the public URL goes into the file");
+
+    let render = |args: &[&str]| {
+        let mut cmd = autoprov(srv.dir.path());
+        cmd.env("AUTOPROV_DATABASE_URL", &srv.settings.database_url).env("AUTOPROV_PUBLIC_URL", "https://prov.example.com/");
+        run(cmd.arg("render").args(args), None)
+    };
+    let mac_colons = "00:15:65:aa:bb:01";
+    let (ok, out, err) = render(&[mac_colons]);
+    assert!(ok, "{err}");
+    assert_eq!(out, served, "the preview is byte for byte what the phone got");
+    assert!(err.contains(phone.file), "{err}");
+    let (ok, out, _) = render(&[phone.mac, "y000000000066.cfg"]);
+    assert!(ok && out.starts_with("#!version:1.0.0.1"));
+    let (ok, _, err) = render(&["001565ffffff"]);
+    assert!(!ok && err.contains("no handset"), "{err}");
+    let (ok, _, err) = render(&["not-a-mac"]);
+    assert!(!ok && err.contains("MAC"), "{err}");
+
+    let (ok, out, _) = run(Command::new(env!("CARGO_BIN_EXE_autoprov")).arg("profiles"), None);
+    assert!(ok);
+    for family in ["yealink", "polycom", "snom", "cisco", "grandstream", "fanvil"] {
+        assert!(out.lines().any(|l| l.starts_with(family)), "{family} missing from:\n{out}");
+    }
+    assert!(out.contains("{mac}.cfg") && out.contains("y0000000000{code}.cfg"));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_list_shows_unknown_phones() {
+    let srv = crate::harness::TestServer::start(crate::harness::Backend::Sqlite).await;
+    let (s, _, _) = crate::provisioning::http_get(&srv, "0004f2123456.cfg", Some("FileTransport PolycomVVX-VVX_410-UA/5.9.0.9373 Type/Application")).await;
+    assert_eq!(s, reqwest::StatusCode::NOT_FOUND);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut cmd = autoprov(srv.dir.path());
+    cmd.env("AUTOPROV_DATABASE_URL", &srv.settings.database_url);
+    let (ok, out, err) = run(cmd.args(["device", "list", "--state", "unknown"]), None);
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.starts_with("0004f2123456")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("polycom") && line.contains("VVX_410") && line.contains("0004f2123456.cfg"), "{line}");
+    srv.stop().await;
 }

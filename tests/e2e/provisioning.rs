@@ -357,6 +357,22 @@ async fn the_scan_guard_bans_and_lifts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_served_under_the_prefix_too() {
+    let srv = TestServer::start_with(Backend::Sqlite, |s| s.provision_prefix = Some("/prov".into())).await;
+    create_phones(&srv).await;
+    let p = &PHONES[0];
+    let get = |path: String| plain_client().get(srv.plain_url(&path)).header("user-agent", p.ua).send();
+    let root = get(format!("/{}", p.file)).await.unwrap().text().await.unwrap();
+    let prefixed = get(format!("/prov/{}", p.file)).await.unwrap();
+    assert_eq!(prefixed.status(), StatusCode::OK);
+    let prefixed = prefixed.text().await.unwrap();
+    assert!(prefixed.contains(&format!("127.0.0.1:{}/prov/", srv.http().port())), "the phone comes back under the prefix");
+    assert_eq!(prefixed.replace("/prov/", "/"), root);
+    assert_eq!(get(format!("/other/{}", p.file)).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_names_are_refused_cleanly() {
     let srv = TestServer::start(Backend::Sqlite).await;
     create_phones(&srv).await;
