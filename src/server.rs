@@ -126,18 +126,13 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
 }
 
 fn router(api: ApiState, provisioner: Arc<Provisioner>, prefix: Option<String>) -> Router {
-    api::router(api)
-        .merge(crate::provision::http::router(provisioner, prefix))
-        .layer(middleware::from_fn(access_log))
+    api::router(api).layer(middleware::from_fn(access_log)).merge(crate::provision::http::router(provisioner, prefix))
 }
 
 /// One line per API request: client, method, path, status, µs. Never
 /// headers (they carry credentials) and never the query string. Phones'
 /// requests are logged by the provisioner, with what it identified.
 async fn access_log(client: ClientInfo, request: Request, next: Next) -> Response {
-    if !request.uri().path().starts_with("/api/") {
-        return next.run(request).await;
-    }
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();

@@ -146,6 +146,8 @@ pub struct Profiles {
     /// The same for User-Agent patterns: (family, pattern).
     ua_set: Arc<RegexSet>,
     ua_index: Arc<Vec<(usize, usize)>>,
+    /// Lower-cased model name → family index (the first family wins).
+    model_index: Arc<std::collections::HashMap<String, usize>>,
 }
 
 impl Profiles {
@@ -192,7 +194,14 @@ impl Profiles {
                 ua_index.push((pi, ui));
             }
         }
+        let mut model_index = std::collections::HashMap::new();
+        for (pi, p) in families.iter().enumerate() {
+            for name in p.models.keys() {
+                model_index.entry(name.to_ascii_lowercase()).or_insert(pi);
+            }
+        }
         Ok(Profiles {
+            model_index: Arc::new(model_index),
             file_set: Arc::new(build(file_patterns)?),
             file_index: Arc::new(file_index),
             ua_set: Arc::new(build(ua_patterns)?),
@@ -218,7 +227,7 @@ impl Profiles {
         if let Some((family, m)) = model.split_once('/') {
             return self.family(family).filter(|p| p.model(m).is_some());
         }
-        self.families.iter().find(|p| p.model(model).is_some())
+        self.model_index.get(&model.to_ascii_lowercase()).map(|&i| &self.families[i])
     }
 }
 

@@ -72,9 +72,8 @@ impl PhoneCache {
             }
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let Some(mut record) = store.handset_for_phone(mac).await? else { return Ok(None) };
-        record.domain = self.shared_domain(record.domain);
-        let record = Arc::new(record);
+        let Some(record) = store.handset_for_phone(mac).await? else { return Ok(None) };
+        let record = Arc::new(self.slim(record));
         let mut phones = self.phones.write().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) == generation {
             if phones.len() >= MAX_ENTRIES {
@@ -100,10 +99,7 @@ impl PhoneCache {
             let full = page.len() == 5000;
             let page: Vec<(Mac, Arc<PhoneRecord>)> = page
                 .into_iter()
-                .filter_map(|mut r| {
-                    r.domain = self.shared_domain(r.domain.clone());
-                    Some((r.handset.mac?, Arc::new(r)))
-                })
+                .filter_map(|r| Some((r.handset.mac?, Arc::new(self.slim(r)))))
                 .collect();
             let mut phones = self.phones.write().unwrap_or_else(|p| p.into_inner());
             if self.generation.load(Ordering::Acquire) == generation && phones.len() + page.len() <= MAX_ENTRIES {
@@ -120,6 +116,15 @@ impl PhoneCache {
         }
         tracing::info!(phones = loaded, ms = started.elapsed().as_millis() as u64, "provisioning cache warmed");
         Ok(loaded)
+    }
+
+    /// What a cached phone keeps: its domain shared with the other phones
+    /// of the domain, and no notes or location (no config carries them).
+    fn slim(&self, mut record: PhoneRecord) -> PhoneRecord {
+        record.domain = self.shared_domain(record.domain);
+        record.handset.notes = String::new();
+        record.handset.location = String::new();
+        record
     }
 
     fn shared_domain(&self, domain: Arc<Domain>) -> Arc<Domain> {

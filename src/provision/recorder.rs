@@ -83,7 +83,9 @@ impl FetchRecorder {
     pub async fn flush(&self, store: &Store, unknown_cap: i64) {
         let pending: Vec<FetchRecord> = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.drain().map(|(_, r)| r).collect()
+            // Take the map rather than drain it: a storm's worth of capacity
+            // would otherwise stay allocated.
+            std::mem::take(&mut *pending).into_values().collect()
         };
         let (batch, counts) = {
             let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
