@@ -187,22 +187,15 @@ impl Store {
         let changed = changes.apply(&mut h);
         let config_changed = h.revision != revision;
         if !changed.is_empty() {
-            sqlx::query(
-                "UPDATE handset SET name = $1, password = $2, location = $3, outgoingcli = $4, recording = $5, notes = $6, \
-                 mac = $7, model = $8, revision = $9, updated_at = $10, settings = $12 WHERE id = $11",
+            bind_columns(
+                sqlx::query(
+                    "UPDATE handset SET name = $1, password = $2, location = $3, outgoingcli = $4, recording = $5, notes = $6, \
+                     mac = $7, model = $8, revision = $9, settings = $10, updated_at = $11 WHERE id = $12",
+                ),
+                &h,
             )
-            .bind(&h.name)
-            .bind(h.password.expose())
-            .bind(&h.location)
-            .bind(&h.outgoingcli)
-            .bind(i64::from(h.recording))
-            .bind(&h.notes)
-            .bind(h.mac.map(|m| m.lower()))
-            .bind(&h.model)
-            .bind(h.revision)
             .bind(now_ms())
             .bind(h.id)
-            .bind(settings::to_text(&h.settings))
             .execute(&mut *tx)
             .await
             .map_err(conflict_or)?;
@@ -257,23 +250,17 @@ async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id:
     .filter_map(|(name, given)| given.then_some(name))
     .collect();
     let h = new.into_handset(domain_id)?;
-    let row = sqlx::query(
-        "INSERT INTO handset (domain_id, extensionnumber, name, password, location, outgoingcli, recording, notes, mac, model, \
-         revision, created_at, updated_at, settings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) RETURNING id",
+    let row = bind_columns(
+        sqlx::query(
+            "INSERT INTO handset (name, password, location, outgoingcli, recording, notes, mac, model, revision, settings, \
+             domain_id, extensionnumber, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
+        ),
+        &h,
     )
     .bind(domain_id)
     .bind(&h.extensionnumber)
-    .bind(&h.name)
-    .bind(h.password.expose())
-    .bind(&h.location)
-    .bind(&h.outgoingcli)
-    .bind(i64::from(h.recording))
-    .bind(&h.notes)
-    .bind(h.mac.map(|m| m.lower()))
-    .bind(&h.model)
-    .bind(h.revision)
     .bind(now_ms())
-    .bind(settings::to_text(&h.settings))
     .fetch_one(&mut **tx)
     .await
     .map_err(conflict_or)?;
@@ -283,6 +270,23 @@ async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id:
         changes::record(tx, &Change::Phone(mac)).await?;
     }
     Ok(HandsetView { handset: Handset { id, ..h }, status: HandsetStatus::default(), last_fetch: None })
+}
+
+/// Binds $1…$10: the columns a handset's create and update both write.
+fn bind_columns<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    h: &'q Handset,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(h.name.as_str())
+        .bind(h.password.expose())
+        .bind(h.location.as_str())
+        .bind(h.outgoingcli.as_str())
+        .bind(i64::from(h.recording))
+        .bind(h.notes.as_str())
+        .bind(h.mac.map(|m| m.lower()))
+        .bind(h.model.as_deref())
+        .bind(h.revision)
+        .bind(settings::to_text(&h.settings))
 }
 
 /// Takes the handset's row lock, then reads the row.

@@ -295,28 +295,23 @@ async fn a_change_on_another_node_reaches_this_nodes_phones(b: Backend) {
     assert_eq!(s, StatusCode::OK);
     assert!(before.contains(DISPLAY));
     // Node B has the phone cached now; node A changes it, then the domain.
+    let served_soon = |needle: &'static str| {
+        let node_b = &node_b;
+        async move {
+            for _ in 0..50 {
+                let (_, _, now) = http_get(node_b, p.file, Some(p.ua)).await;
+                if now.contains(needle) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
     a.put("/api/handset/2000", json!({"name": "Changed on A"})).await;
-    let mut seen = false;
-    for _ in 0..50 {
-        let (_, _, now) = http_get(&node_b, p.file, Some(p.ua)).await;
-        if now.contains("Changed on A") {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(seen, "node B still serves the old name after 2.5 s");
+    assert!(served_soon("Changed on A").await, "node B still serves the old name after 2.5 s");
     a.put("/api/domain", json!({"sipserver": "sip2.example.net"})).await;
-    let mut seen = false;
-    for _ in 0..50 {
-        let (_, _, now) = http_get(&node_b, p.file, Some(p.ua)).await;
-        if now.contains("sip2.example.net") {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(seen, "node B still serves the old SIP server after 2.5 s");
+    assert!(served_soon("sip2.example.net").await, "node B still serves the old SIP server after 2.5 s");
     // On the node that made the change it is immediate (A has it cached).
     http_get(&a, p.file, Some(p.ua)).await;
     a.put("/api/handset/2000", json!({"name": "Immediate"})).await;
