@@ -64,16 +64,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
         if let Some(info) = parts.extensions.get::<ClientInfo>() {
             return Ok(*info);
         }
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0)
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let listener = parts
-            .extensions
-            .get::<Listener>()
-            .cloned()
-            .unwrap_or(Listener { tls: false, trusted_proxies: Arc::from([]) });
+        let peer =
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let listener =
+            parts.extensions.get::<Listener>().cloned().unwrap_or(Listener { tls: false, trusted_proxies: Arc::from([]) });
         let info = ClientInfo::from_parts(peer, &listener, &parts.headers);
         parts.extensions.insert(info);
         Ok(info)

@@ -25,10 +25,7 @@ impl FromStr for Listen {
         if s.trim().eq_ignore_ascii_case("off") {
             return Ok(Listen::Off);
         }
-        s.trim()
-            .parse()
-            .map(Listen::On)
-            .map_err(|_| format!("{s:?} is not ip:port (as 0.0.0.0:8443 or [::]:8443) or off"))
+        s.trim().parse().map(Listen::On).map_err(|_| format!("{s:?} is not ip:port (as 0.0.0.0:8443 or [::]:8443) or off"))
     }
 }
 
@@ -185,7 +182,13 @@ impl Settings {
             trusted_proxies: args.trusted_proxies.clone().or(file.trusted_proxies).unwrap_or_default(),
             admin_password: std::env::var("AUTOPROV_ADMIN_PASSWORD").ok().filter(|s| !s.is_empty()).map(Secret::new),
             public_url: args.public_url.clone().or(file.public_url).map(normalise_public_url).transpose()?,
-            provision_prefix: args.provision_prefix.clone().or(file.provision_prefix).map(normalise_prefix).transpose()?.flatten(),
+            provision_prefix: args
+                .provision_prefix
+                .clone()
+                .or(file.provision_prefix)
+                .map(normalise_prefix)
+                .transpose()?
+                .flatten(),
             profiles_dir: args.profiles_dir.clone().or(file.profiles_dir),
             unknown_device_cap: args.unknown_device_cap.or(file.unknown_device_cap).unwrap_or(10_000),
             resync_minutes: args.resync_minutes.or(file.resync_minutes).unwrap_or(1440).clamp(1, 44_640),
@@ -271,11 +274,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("autoprov.toml");
         std::fs::write(&path, "data_dir = \"/srv/prov\"\nhttp_listen = \"off\"\nhttps_listen = \"127.0.0.1:9443\"\n").unwrap();
-        let args = SettingsArgs {
-            config: Some(path),
-            https_listen: Some("127.0.0.1:10443".parse().unwrap()),
-            ..Default::default()
-        };
+        let args =
+            SettingsArgs { config: Some(path), https_listen: Some("127.0.0.1:10443".parse().unwrap()), ..Default::default() };
         let s = Settings::resolve(&args).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("/srv/prov"));
         assert_eq!(s.http_listen, Listen::Off);

@@ -33,7 +33,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// started by mistake on the same port would silently share it.
 pub fn bind(addr: SocketAddr, count: usize) -> std::io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
     let mut bound = {
-        let probe = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        let probe =
+            socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
         probe.set_reuse_address(true)?;
         if addr.is_ipv6() {
             probe.set_only_v6(false).ok();
@@ -44,7 +45,8 @@ pub fn bind(addr: SocketAddr, count: usize) -> std::io::Result<(Vec<std::net::Tc
     };
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
-        let socket = socket2::Socket::new(socket2::Domain::for_address(bound), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        let socket =
+            socket2::Socket::new(socket2::Domain::for_address(bound), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
         socket.set_reuse_address(true)?;
         #[cfg(unix)]
         socket.set_reuse_port(true)?;
@@ -79,7 +81,13 @@ pub fn serve(
     Ok(tasks)
 }
 
-async fn accept_loop(listener: TcpListener, app: Router, tls: Option<TlsAcceptor>, mut stop: watch::Receiver<bool>, grace: Duration) {
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {

@@ -19,9 +19,7 @@ pub fn hash(password: &Secret) -> String {
 /// Constant-time check of `password` against a stored PHC string. A stored
 /// string that does not parse verifies nothing.
 pub fn verify(password: &Secret, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| Argon2::default().verify_password(password.expose().as_bytes(), &h).is_ok())
-        .unwrap_or(false)
+    PasswordHash::new(phc).map(|h| Argon2::default().verify_password(password.expose().as_bytes(), &h).is_ok()).unwrap_or(false)
 }
 
 /// Rules for passwords people choose for API users.

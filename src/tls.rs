@@ -95,9 +95,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let err = |reason: String| TlsError::File { path: path.to_path_buf(), reason };
     let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(e.to_string()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>().map_err(|e| err(e.to_string()))?;
     if certs.is_empty() {
         return Err(err("no CERTIFICATE block found".into()));
     }

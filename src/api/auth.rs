@@ -23,12 +23,8 @@ use crate::store::{Actor, Store};
 
 /// More than 10 failed logins for one user or from one IP within 5 minutes
 /// bans that user or IP for 5 minutes.
-pub const LOGIN_POLICY: StrikePolicy = StrikePolicy {
-    threshold: 10,
-    window: Duration::from_secs(5 * 60),
-    ban: Duration::from_secs(5 * 60),
-    capacity: 100_000,
-};
+pub const LOGIN_POLICY: StrikePolicy =
+    StrikePolicy { threshold: 10, window: Duration::from_secs(5 * 60), ban: Duration::from_secs(5 * 60), capacity: 100_000 };
 
 /// How long a verified (user, password hash, password) triple is trusted
 /// without running argon2 again. The stored hash is part of the key, so a

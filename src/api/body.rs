@@ -1,10 +1,10 @@
 //! Request bodies: JSON objects of at most 64 KiB.
 
 use axum::body::{Body, Bytes};
-use bytes::BytesMut;
-use http_body_util::BodyExt;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -58,11 +58,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_DRAIN as u64) {
             return Err(ApiError::PayloadTooLarge(MAX_BODY));
         }

@@ -66,7 +66,9 @@ pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(bo
             "ntpserver" => c.ntp_server = Some(string_field("ntpserver", v)?),
             "settings" => c.settings = Some(settings::from_json("settings", v)?),
             "modelsettings" => {
-                let obj = v.as_object().ok_or_else(|| ApiError::BadRequest("modelsettings: must be an object of model → settings".into()))?;
+                let obj = v
+                    .as_object()
+                    .ok_or_else(|| ApiError::BadRequest("modelsettings: must be an object of model → settings".into()))?;
                 let mut per_model = BTreeMap::new();
                 for (model, s) in obj {
                     per_model.insert(model.clone(), settings::from_json("modelsettings", s)?);

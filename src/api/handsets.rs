@@ -93,9 +93,9 @@ pub struct SearchParams {
 
 /// Parses query parameters, naming an unknown one in the 400.
 pub fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> ApiResult<T> {
-    Query::<T>::try_from_uri(uri)
-        .map(|q| q.0)
-        .map_err(|e| ApiError::BadRequest(format!("Bad query: {}", e.body_text().trim_start_matches("Failed to deserialize query string: "))))
+    Query::<T>::try_from_uri(uri).map(|q| q.0).map_err(|e| {
+        ApiError::BadRequest(format!("Bad query: {}", e.body_text().trim_start_matches("Failed to deserialize query string: ")))
+    })
 }
 
 pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<HandsetJson>>> {
@@ -105,10 +105,16 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
         name: p.name.filter(|s| !s.is_empty()),
         location: p.location.filter(|s| !s.is_empty()),
         extension_prefix: p.extensionnumber.filter(|s| !s.is_empty()).map(|s| validate_extension(&s).map(|_| s)).transpose()?,
-        mac: p.mac.filter(|s| !s.is_empty()).map(|m| m.parse::<Mac>()).transpose().map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        mac: p
+            .mac
+            .filter(|s| !s.is_empty())
+            .map(|m| m.parse::<Mac>())
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
         model: p.model.filter(|s| !s.is_empty()),
     };
-    let views = state.store.search_handsets(caller.domain_id, &filter, p.afterid.as_deref().filter(|s| !s.is_empty()), limit).await?;
+    let views =
+        state.store.search_handsets(caller.domain_id, &filter, p.afterid.as_deref().filter(|s| !s.is_empty()), limit).await?;
     Ok(Json(views.iter().map(HandsetJson::from).collect()))
 }
 

@@ -61,7 +61,8 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
     let p: StatusSearchParams = query(&uri)?;
     let limit = paging::max_results(p.maxresults.as_deref())?;
     let filter = HandsetFilter { extension_prefix: p.extensionnumber.filter(|s| !s.is_empty()), ..Default::default() };
-    let views = state.store.search_handsets(caller.domain_id, &filter, p.afterid.as_deref().filter(|s| !s.is_empty()), limit).await?;
+    let views =
+        state.store.search_handsets(caller.domain_id, &filter, p.afterid.as_deref().filter(|s| !s.is_empty()), limit).await?;
     Ok(Json(views.iter().map(StatusJson::from).collect()))
 }
 

@@ -13,7 +13,9 @@ use crate::config::{Settings, SettingsArgs};
 
 #[derive(Parser, Debug)]
 #[command(name = "autoprov", version, about = "Provisioning and auto-configuration server for SIP desk phones")]
-#[command(after_help = "Settings come from built-in defaults, then the --config TOML file, then AUTOPROV_* environment variables, then flags.\nAUTOPROV_ADMIN_PASSWORD sets the first superuser's password on an empty database.")]
+#[command(
+    after_help = "Settings come from built-in defaults, then the --config TOML file, then AUTOPROV_* environment variables, then flags.\nAUTOPROV_ADMIN_PASSWORD sets the first superuser's password on an empty database."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub settings: SettingsArgs,

@@ -59,7 +59,10 @@ pub async fn devices(settings: &Settings, state: &str, domain: &str) -> anyhow::
         }
         _ => anyhow::bail!("--state must be known or unknown"),
     };
-    println!("{:<12} {:<10} {:<16} {:<12} {:<14} {:<24} {:>6} LAST SEEN", "MAC", "EXTENSION", "IP", "VENDOR", "MODEL", "FILE", "COUNT");
+    println!(
+        "{:<12} {:<10} {:<16} {:<12} {:<14} {:<24} {:>6} LAST SEEN",
+        "MAC", "EXTENSION", "IP", "VENDOR", "MODEL", "FILE", "COUNT"
+    );
     let mut after: Option<Mac> = None;
     loop {
         let page = store.list_devices(scope, after.as_ref(), 1000).await?;

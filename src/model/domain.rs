@@ -39,9 +39,7 @@ pub fn validate_domain_name(s: &str) -> Result<(), FieldError> {
     let ok = (1..=63).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-');
-    ok.then_some(()).ok_or_else(|| {
-        FieldError::new("domain", "must be 1-63 lower-case letters, digits or '-' (one DNS label)")
-    })
+    ok.then_some(()).ok_or_else(|| FieldError::new("domain", "must be 1-63 lower-case letters, digits or '-' (one DNS label)"))
 }
 
 /// `HOST[:PORT]` as given to `autoprov domain add --sip-server`.
@@ -73,8 +71,8 @@ pub fn parse_port(s: &str) -> Result<u16, FieldError> {
 
 /// IANA time zone names (`Europe/London`, `Etc/GMT+5`, `UTC`).
 pub fn validate_timezone(s: &str) -> Result<(), FieldError> {
-    let ok = (1..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'));
+    let ok =
+        (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'));
     ok.then_some(()).ok_or_else(|| FieldError::new("timezone", "must be an IANA time zone name such as Europe/London"))
 }
 

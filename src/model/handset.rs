@@ -153,7 +153,8 @@ fn validate_sip_password(s: &str) -> Result<(), FieldError> {
 fn validate_outgoing_cli(s: &str) -> Result<(), FieldError> {
     let digits = s.strip_prefix('+').unwrap_or(s);
     let ok = s.is_empty() || ((1..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()));
-    ok.then_some(()).ok_or_else(|| FieldError::new("outgoingcli", "must be a phone number of up to 20 digits, optionally starting with '+'"))
+    ok.then_some(())
+        .ok_or_else(|| FieldError::new("outgoingcli", "must be a phone number of up to 20 digits, optionally starting with '+'"))
 }
 
 /// Notes are for people: line breaks and tabs are fine, other control
@@ -183,9 +184,7 @@ mod tests {
     use super::*;
 
     fn handset() -> Handset {
-        NewHandset { extensionnumber: "100".into(), fields: HandsetChanges::default() }
-            .into_handset(1)
-            .unwrap()
+        NewHandset { extensionnumber: "100".into(), fields: HandsetChanges::default() }.into_handset(1).unwrap()
     }
 
     #[test]

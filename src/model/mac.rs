@@ -72,8 +72,7 @@ fn canonical_digits(s: &str) -> Option<String> {
         _ => false,
     };
     let digits: String = groups.concat();
-    (sizes_ok && digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| digits.to_ascii_lowercase())
+    (sizes_ok && digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_hexdigit())).then(|| digits.to_ascii_lowercase())
 }
 
 impl fmt::Display for Mac {
@@ -101,7 +100,17 @@ mod tests {
 
     #[test]
     fn refuses_malformed_and_non_device_addresses() {
-        for s in ["", "001565AABBC", "001565AABBCCD", "00:15:65:aa:bb-cc", "0015:65aa:bbcc", "00156-5AABBCC", "0015.65aa.bbcg", "00:15:65:aa:bbc:c", "００1565AABBCC"] {
+        for s in [
+            "",
+            "001565AABBC",
+            "001565AABBCCD",
+            "00:15:65:aa:bb-cc",
+            "0015:65aa:bbcc",
+            "00156-5AABBCC",
+            "0015.65aa.bbcg",
+            "00:15:65:aa:bbc:c",
+            "００1565AABBCC",
+        ] {
             assert_eq!(s.parse::<Mac>(), Err(MacError::Syntax), "{s}");
         }
         assert_eq!("000000000000".parse::<Mac>(), Err(MacError::Zero));

@@ -32,11 +32,9 @@ impl FieldError {
 
 /// Extension numbers: 1–32 characters of digits, letters, `.`, `_`, `-`.
 pub fn validate_extension(s: &str) -> Result<(), FieldError> {
-    let ok = (1..=32).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    ok.then_some(()).ok_or_else(|| {
-        FieldError::new("extensionnumber", "must be 1-32 characters of digits, letters, '.', '_' or '-'")
-    })
+    let ok = (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then_some(())
+        .ok_or_else(|| FieldError::new("extensionnumber", "must be 1-32 characters of digits, letters, '.', '_' or '-'"))
 }
 
 /// Free text that ends up in phone configs (names, labels): bounded, and
@@ -54,11 +52,10 @@ pub fn validate_text(field: &'static str, s: &str, max_chars: usize) -> Result<(
 /// Short identifiers (user names, domain names, models): ASCII letters,
 /// digits and `.`, `_`, `-`, `+`.
 pub fn validate_token(field: &'static str, s: &str, max: usize) -> Result<(), FieldError> {
-    let ok = (1..=max).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
-    ok.then_some(()).ok_or_else(|| {
-        FieldError::new(field, format!("must be 1-{max} characters of letters, digits, '.', '_', '-' or '+'"))
-    })
+    let ok =
+        (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
+    ok.then_some(())
+        .ok_or_else(|| FieldError::new(field, format!("must be 1-{max} characters of letters, digits, '.', '_', '-' or '+'")))
 }
 
 /// A host name or IP literal (no port).

@@ -86,7 +86,17 @@ mod tests {
 
     #[test]
     fn refuses_what_could_break_a_format() {
-        for bad in [json!({"a\nb": "1"}), json!({"x": "1\nadmin.password = x"}), json!({"<x>": "1"}), json!({"a  b": "1"}), json!({"a ": "1"}), json!({"1abc": "1"}), json!({"": "1"}), json!({"k": ["list"]}), json!({"k": "v\u{0}"})] {
+        for bad in [
+            json!({"a\nb": "1"}),
+            json!({"x": "1\nadmin.password = x"}),
+            json!({"<x>": "1"}),
+            json!({"a  b": "1"}),
+            json!({"a ": "1"}),
+            json!({"1abc": "1"}),
+            json!({"": "1"}),
+            json!({"k": ["list"]}),
+            json!({"k": "v\u{0}"}),
+        ] {
             assert!(from_json("settings", &bad).is_err(), "{bad}");
         }
         let ok = from_json("settings", &json!({"features.dnd.enable": 1, "P8": "x & <y>", "Resync_On_Reset": true})).unwrap();

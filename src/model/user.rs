@@ -54,9 +54,7 @@ impl ApiUser {
 /// domain may be a full host name (`mycompany.example.com`): Jingl's logins
 /// are written that way, and the API looks up its first label.
 pub fn parse_login(login: &str) -> Result<(String, String), FieldError> {
-    let (name, domain) = login
-        .rsplit_once('@')
-        .ok_or_else(|| FieldError::new("user", "must be written name@domain"))?;
+    let (name, domain) = login.rsplit_once('@').ok_or_else(|| FieldError::new("user", "must be written name@domain"))?;
     let name = name.to_ascii_lowercase();
     let domain = domain.to_ascii_lowercase();
     super::validate_token("user", &name, 64)?;

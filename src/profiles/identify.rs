@@ -104,7 +104,12 @@ impl Profiles {
     /// same name (`<mac>.cfg` is Yealink's, Fanvil's and Polycom's), the
     /// User-Agent decides, then `hint_family` (the family of the handset's
     /// model), then the MAC's OUI, then profile order.
-    pub fn identify<'p>(&'p self, name: &str, user_agent: Option<&str>, hint_family: Option<&str>) -> Result<Identified<'p>, IdentifyError> {
+    pub fn identify<'p>(
+        &'p self,
+        name: &str,
+        user_agent: Option<&str>,
+        hint_family: Option<&str>,
+    ) -> Result<Identified<'p>, IdentifyError> {
         let candidates = self.candidates(name);
         let ua = user_agent.and_then(|ua| self.parse_user_agent(ua));
         let pick = |pred: &dyn Fn(&Candidate<'_>) -> bool| candidates.iter().find(|c| pred(c)).cloned();

@@ -246,7 +246,9 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
             return Err(err(format!("mac_ouis: {oui:?} is not 6 hex digits")));
         }
     }
-    for (what, v) in [("notify_event", &p.notify_event), ("notify_reboot_event", &p.notify_reboot_event), ("content_type", &p.content_type)] {
+    for (what, v) in
+        [("notify_event", &p.notify_event), ("notify_reboot_event", &p.notify_reboot_event), ("content_type", &p.content_type)]
+    {
         if v.is_empty() || v.chars().any(|c| c.is_control()) {
             return Err(err(format!("{what} must be a non-empty single line")));
         }
@@ -340,7 +342,11 @@ mod tests {
         std::fs::write(dir.path().join("yealink.toml"), good.replace("[models.", "[models.\"bad model\"]\n[models.")).unwrap();
         assert!(Profiles::load(Some(dir.path())).is_err());
 
-        std::fs::write(dir.path().join("yealink.toml"), good.replace(".cfg\"\ntemplate = \"yealink/", ".cfg\"\ntemplate = \"nosuch/")).unwrap();
+        std::fs::write(
+            dir.path().join("yealink.toml"),
+            good.replace(".cfg\"\ntemplate = \"yealink/", ".cfg\"\ntemplate = \"nosuch/"),
+        )
+        .unwrap();
         let e = Profiles::load(Some(dir.path())).unwrap_err().to_string();
         assert!(e.contains("not built in"), "{e}");
     }

@@ -97,10 +97,8 @@ impl PhoneCache {
             let Some(last) = page.last() else { break };
             after = last.handset.mac.map(|m| m.lower()).unwrap_or_default();
             let full = page.len() == 5000;
-            let page: Vec<(Mac, Arc<PhoneRecord>)> = page
-                .into_iter()
-                .filter_map(|r| Some((r.handset.mac?, Arc::new(self.slim(r)))))
-                .collect();
+            let page: Vec<(Mac, Arc<PhoneRecord>)> =
+                page.into_iter().filter_map(|r| Some((r.handset.mac?, Arc::new(self.slim(r))))).collect();
             let mut phones = self.phones.write().unwrap_or_else(|p| p.into_inner());
             if self.generation.load(Ordering::Acquire) == generation && phones.len() + page.len() <= MAX_ENTRIES {
                 let now = Instant::now();

@@ -25,7 +25,13 @@ pub fn router(provisioner: Arc<Provisioner>, prefix: Option<String>) -> Router {
     Router::new().fallback(serve_file).with_state(HttpFront { provisioner, prefix: prefix.map(Arc::from) })
 }
 
-async fn serve_file(State(front): State<HttpFront>, client: ClientInfo, method: Method, headers: HeaderMap, uri: Uri) -> Response {
+async fn serve_file(
+    State(front): State<HttpFront>,
+    client: ClientInfo,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "Method not allowed\n").into_response();
     }

@@ -33,12 +33,8 @@ use recorder::FetchRecorder;
 
 /// More than 20 misses (unknown MAC, refused file) from one source IP within
 /// 10 minutes ban it for 15 minutes. The table holds at most 65,536 IPs.
-pub const SCAN_POLICY: StrikePolicy = StrikePolicy {
-    threshold: 20,
-    window: Duration::from_secs(10 * 60),
-    ban: Duration::from_secs(15 * 60),
-    capacity: 65_536,
-};
+pub const SCAN_POLICY: StrikePolicy =
+    StrikePolicy { threshold: 20, window: Duration::from_secs(10 * 60), ban: Duration::from_secs(15 * 60), capacity: 65_536 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -177,7 +173,12 @@ impl Provisioner {
         result
     }
 
-    async fn identify_and_render<'s>(&'s self, req: &FetchRequest<'_>, facts: &mut Facts<'s>, record_fetch: bool) -> Result<Served, Refusal> {
+    async fn identify_and_render<'s>(
+        &'s self,
+        req: &FetchRequest<'_>,
+        facts: &mut Facts<'s>,
+        record_fetch: bool,
+    ) -> Result<Served, Refusal> {
         let name = names::clean(req.file)?;
         let candidates = self.profiles.candidates(name);
         if candidates.is_empty() {
@@ -263,7 +264,13 @@ impl Provisioner {
             Some(f) => f.to_string(),
             None => self.default_file(mac).await?,
         };
-        let req = FetchRequest { peer: [127, 0, 0, 1].into(), file: &file, user_agent: None, protocol: Protocol::Http, base_url: base_url.into() };
+        let req = FetchRequest {
+            peer: [127, 0, 0, 1].into(),
+            file: &file,
+            user_agent: None,
+            protocol: Protocol::Http,
+            base_url: base_url.into(),
+        };
         let served = self.identify_and_render(&req, &mut Facts::default(), false).await?;
         Ok((file, served))
     }

@@ -36,17 +36,13 @@ fn domain_from_row(row: &AnyRow) -> Result<Domain> {
 
 impl Store {
     pub async fn domain_by_name(&self, name: &str) -> Result<Option<Domain>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domain WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await?;
+        let row =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM domain WHERE name = $1")).bind(name).fetch_optional(self.pool()).await?;
         row.as_ref().map(domain_from_row).transpose()
     }
 
     pub async fn list_domains(&self) -> Result<Vec<Domain>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM domain ORDER BY name"))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM domain ORDER BY name")).fetch_all(self.pool()).await?;
         rows.iter().map(domain_from_row).collect()
     }
 
@@ -97,17 +93,12 @@ impl Store {
         changes.validate()?;
         let mut tx = self.pool().begin().await?;
         // Take the write lock first (see handsets::update_handset for why).
-        let locked = sqlx::query("UPDATE domain SET updated_at = updated_at WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        let locked =
+            sqlx::query("UPDATE domain SET updated_at = updated_at WHERE name = $1").bind(name).execute(&mut *tx).await?;
         if locked.rows_affected() == 0 {
             return Err(StoreError::NotFound("Domain not found"));
         }
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domain WHERE name = $1"))
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domain WHERE name = $1")).bind(name).fetch_one(&mut *tx).await?;
         let mut domain = domain_from_row(&row)?;
         let changed = changes.apply(&mut domain);
         if !changed.is_empty() {

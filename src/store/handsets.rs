@@ -56,9 +56,7 @@ pub(crate) fn handset_from_row(row: &AnyRow) -> Result<Handset> {
         outgoingcli: row.try_get("outgoingcli")?,
         recording: row.try_get::<i64, _>("recording")? != 0,
         notes: row.try_get("notes")?,
-        mac: mac
-            .map(|m| m.parse::<Mac>().map_err(|e| StoreError::Corrupt(format!("handset mac {m:?}: {e}"))))
-            .transpose()?,
+        mac: mac.map(|m| m.parse::<Mac>().map_err(|e| StoreError::Corrupt(format!("handset mac {m:?}: {e}")))).transpose()?,
         model: row.try_get("model")?,
         revision: row.try_get("revision")?,
         settings: settings::from_text(&row.try_get::<String, _>("settings")?).map_err(StoreError::Corrupt)?,

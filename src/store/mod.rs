@@ -59,10 +59,7 @@ pub struct Store {
 
 /// Unix time in milliseconds, the one time format in the database.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Store {
@@ -178,9 +175,7 @@ pub fn redact_url(url: &str) -> String {
 /// message names `what` (SQLite names columns, PostgreSQL constraints).
 pub(crate) fn is_unique_violation(e: &sqlx::Error, what: &str) -> bool {
     match e.as_database_error() {
-        Some(db) if db.is_unique_violation() => {
-            db.constraint().is_some_and(|c| c.contains(what)) || db.message().contains(what)
-        }
+        Some(db) if db.is_unique_violation() => db.constraint().is_some_and(|c| c.contains(what)) || db.message().contains(what),
         _ => false,
     }
 }

@@ -74,7 +74,10 @@ impl TftpServer {
                 Some(Packet::Read { file, mode, options }) => self.start_read(peer, file, mode, options),
                 Some(Packet::Write { file }) => {
                     tracing::info!(target: "autoprov::provision", %peer, file = %file.escape_debug(), proto = "tftp", result = "write-refused");
-                    let _ = self.socket.send_to(&packet::error(ErrorCode::AccessViolation, "read-only server: write requests are refused"), peer).await;
+                    let _ = self
+                        .socket
+                        .send_to(&packet::error(ErrorCode::AccessViolation, "read-only server: write requests are refused"), peer)
+                        .await;
                 }
                 // Stray ACKs, errors and garbage at the listening port are dropped.
                 _ => tracing::debug!(%peer, len, "tftp: ignored datagram"),
@@ -135,7 +138,9 @@ async fn serve_read(
         Err(Refusal::Banned) => return Ok(()),
         Err(Refusal::Forbidden(_)) => return send_error(&socket, ErrorCode::AccessViolation, "access denied").await,
         Err(Refusal::Internal(_)) => return send_error(&socket, ErrorCode::NotDefined, "internal error").await,
-        Err(Refusal::NotFound(_) | Refusal::BadName(_)) => return send_error(&socket, ErrorCode::FileNotFound, "file not found").await,
+        Err(Refusal::NotFound(_) | Refusal::BadName(_)) => {
+            return send_error(&socket, ErrorCode::FileNotFound, "file not found").await
+        }
     };
     let body = match mode {
         Mode::Octet => body,

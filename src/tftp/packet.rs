@@ -144,7 +144,9 @@ mod tests {
 
     #[test]
     fn read_requests_with_options() {
-        let p = Packet::parse(b"\x00\x01001565aabbcc.cfg\x00octet\x00blksize\x001428\x00tsize\x000\x00windowsize\x004\x00timeout\x002\x00");
+        let p = Packet::parse(
+            b"\x00\x01001565aabbcc.cfg\x00octet\x00blksize\x001428\x00tsize\x000\x00windowsize\x004\x00timeout\x002\x00",
+        );
         assert_eq!(
             p,
             Some(Packet::Read {
@@ -159,7 +161,17 @@ mod tests {
 
     #[test]
     fn garbage_is_none() {
-        for bad in [&b""[..], b"\x00", b"\x00\x01", b"\x00\x01abc", b"\x00\x01abc\x00octet", b"\x00\x01abc\x00mail\x00", b"\x00\x09xx", b"\xff\xff\x00\x00", b"\x00\x04\x00"] {
+        for bad in [
+            &b""[..],
+            b"\x00",
+            b"\x00\x01",
+            b"\x00\x01abc",
+            b"\x00\x01abc\x00octet",
+            b"\x00\x01abc\x00mail\x00",
+            b"\x00\x09xx",
+            b"\xff\xff\x00\x00",
+            b"\x00\x04\x00",
+        ] {
             assert_eq!(Packet::parse(bad), None, "{bad:?}");
         }
         assert_eq!(Packet::parse(b"\x00\x02up.cfg\x00octet\x00"), Some(Packet::Write { file: "up.cfg".into() }));

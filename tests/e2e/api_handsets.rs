@@ -33,16 +33,32 @@ async fn create_select_update_delete(b: Backend) {
     let (s, v) = srv.get("/api/handset/100").await;
     assert_eq!(s, StatusCode::OK);
     // Jingl's fields, all strings, then ours.
-    for field in ["extensionnumber", "name", "password", "location", "outgoingcli", "recording", "notes", "status", "registrationipaddress", "mac", "model"] {
+    for field in [
+        "extensionnumber",
+        "name",
+        "password",
+        "location",
+        "outgoingcli",
+        "recording",
+        "notes",
+        "status",
+        "registrationipaddress",
+        "mac",
+        "model",
+    ] {
         assert!(v[field].is_string(), "{field} in {v}");
     }
     assert_eq!(v["status"], "unavailable");
     assert_eq!(v["registrationipaddress"], "");
 
     // A config change bumps the revision by one; notes and location do not.
-    let (s, v) = srv.put("/api/handset/100", json!({"name": "Front desk", "outgoingcli": "+61409123456", "recording": "false"})).await;
+    let (s, v) =
+        srv.put("/api/handset/100", json!({"name": "Front desk", "outgoingcli": "+61409123456", "recording": "false"})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!((v["name"].as_str(), v["recording"].as_str(), v["revision"].as_i64()), (Some("Front desk"), Some("false"), Some(2)));
+    assert_eq!(
+        (v["name"].as_str(), v["recording"].as_str(), v["revision"].as_i64()),
+        (Some("Front desk"), Some("false"), Some(2))
+    );
     let (_, v) = srv.put("/api/handset/100", json!({"notes": "by the door", "location": "Hall"})).await;
     assert_eq!((v["notes"].as_str(), v["revision"].as_i64()), (Some("by the door"), Some(2)));
     // The same values again change nothing.
@@ -102,7 +118,12 @@ async fn update_validates_and_names_fields(b: Backend) {
         assert_eq!(v["mac"], format!("001565aabb0{}", i + 1));
     }
     // Create validates too.
-    for body in [json!({}), json!({"extensionnumber": "a b"}), json!({"extensionnumber": "x".repeat(33)}), json!({"extensionnumber": "300", "bogus": 1})] {
+    for body in [
+        json!({}),
+        json!({"extensionnumber": "a b"}),
+        json!({"extensionnumber": "x".repeat(33)}),
+        json!({"extensionnumber": "300", "bogus": 1}),
+    ] {
         let (s, v) = srv.post("/api/handset", body.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {v}");
     }
@@ -120,7 +141,8 @@ async fn conflicts(b: Backend) {
     let acme = ("boss@acme", "acme-admin-password");
     let (s, v) = srv.call(Method::POST, "/api/handset", acme, Some(json!({"extensionnumber": "100"}))).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, v) = srv.call(Method::POST, "/api/handset", acme, Some(json!({"extensionnumber": "101", "mac": "00:15:65:00:00:01"}))).await;
+    let (s, v) =
+        srv.call(Method::POST, "/api/handset", acme, Some(json!({"extensionnumber": "101", "mac": "00:15:65:00:00:01"}))).await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::CONFLICT, Some("MAC already in use")));
     let (s, v) = srv.call(Method::PUT, "/api/handset/100", acme, Some(json!({"mac": "001565000001"}))).await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::CONFLICT, Some("MAC already in use")));
@@ -132,8 +154,10 @@ async fn search_pages_and_filters(b: Backend) {
     for i in 0..25 {
         let model = if i % 5 == 0 { "T46S" } else { "VVX410" };
         let name = if i % 2 == 0 { format!("Sales desk {i}") } else { format!("Support {i}") };
-        srv.create_handset(json!({"extensionnumber": format!("{}", 1000 + i), "name": name, "model": model, "location": "HQ 50%"}))
-            .await;
+        srv.create_handset(
+            json!({"extensionnumber": format!("{}", 1000 + i), "name": name, "model": model, "location": "HQ 50%"}),
+        )
+        .await;
     }
     srv.create_handset(json!({"extensionnumber": "2000", "mac": "001565abcdef", "location": "Branch"})).await;
 
@@ -155,7 +179,8 @@ async fn search_pages_and_filters(b: Backend) {
     expected.push("2000".into());
     assert_eq!(seen, expected);
 
-    let exts = |v: &Value| v.as_array().unwrap().iter().map(|h| h["extensionnumber"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let exts =
+        |v: &Value| v.as_array().unwrap().iter().map(|h| h["extensionnumber"].as_str().unwrap().to_string()).collect::<Vec<_>>();
     let (_, v) = srv.get("/api/handset?extensionnumber=102").await;
     assert_eq!(exts(&v), ["1020", "1021", "1022", "1023", "1024"]);
     let (_, v) = srv.get("/api/handset?name=SUPPORT&maxresults=3").await;
@@ -203,7 +228,8 @@ async fn tenants_are_invisible_to_each_other(b: Backend) {
     srv.add_user("bob@globex", "globex-password-123", "admin", false).await;
     let ann = ("ann@acme", "acme-password-123");
     let bob = ("bob@globex", "globex-password-123");
-    let (s, _) = srv.call(Method::POST, "/api/handset", ann, Some(json!({"extensionnumber": "100", "name": "Acme reception"}))).await;
+    let (s, _) =
+        srv.call(Method::POST, "/api/handset", ann, Some(json!({"extensionnumber": "100", "name": "Acme reception"}))).await;
     assert_eq!(s, StatusCode::CREATED);
 
     // Bob cannot see, change, delete or find Acme's handset: 404, never 403.

@@ -29,10 +29,16 @@ async fn status_reports_and_jingl_status(b: Backend) {
     assert_eq!((v["calldurationseconds"].as_i64(), v["registeredaddress"].as_str()), (Some(42), Some("192.0.2.10:5062")));
 
     let (_, h) = srv.get("/api/handset/100").await;
-    assert_eq!((h["status"].as_str(), h["registrationipaddress"].as_str()), (Some("connected to 0409123456"), Some("192.0.2.10")));
+    assert_eq!(
+        (h["status"].as_str(), h["registrationipaddress"].as_str()),
+        (Some("connected to 0409123456"), Some("192.0.2.10"))
+    );
     // A partial report keeps the rest; Jingl's example name for the address works too.
     let (_, v) = srv.put("/api/handsetstatus/100", json!({"state": "Idle", "registeredaddress": "[2001:db8::5]:5060"})).await;
-    assert_eq!((v["state"].as_str(), v["app"].as_str(), v["registrationaddress"].as_str()), (Some("Idle"), Some("softphone"), Some("[2001:db8::5]:5060")));
+    assert_eq!(
+        (v["state"].as_str(), v["app"].as_str(), v["registrationaddress"].as_str()),
+        (Some("Idle"), Some("softphone"), Some("[2001:db8::5]:5060"))
+    );
     let (_, h) = srv.get("/api/handset/100").await;
     assert_eq!((h["status"].as_str(), h["registrationipaddress"].as_str()), (Some("idle"), Some("2001:db8::5")));
 
@@ -56,8 +62,11 @@ async fn status_reports_and_jingl_status(b: Backend) {
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["state"], "Idle");
     let (_, list) = srv.get("/api/handsetstatus?afterid=100").await;
-    assert_eq!(list, json!([{"extensionnumber": "101", "state": "Unavailable", "calldirection": "Unknown", "calldurationseconds": 0,
-        "otherpartyphonenumber": "", "app": "", "registrationaddress": "", "registeredaddress": "", "registrationtransport": "udp"}]));
+    assert_eq!(
+        list,
+        json!([{"extensionnumber": "101", "state": "Unavailable", "calldirection": "Unknown", "calldurationseconds": 0,
+        "otherpartyphonenumber": "", "app": "", "registrationaddress": "", "registeredaddress": "", "registrationtransport": "udp"}])
+    );
     let (s, _) = srv.get("/api/handsetstatus?maxresults=5000").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     srv.stop().await;
@@ -75,7 +84,10 @@ async fn domain_settings_bump_every_handset(b: Backend) {
     let change = json!({"sipserver": "sip.example.com", "sipport": 5080, "siptransport": "TLS", "timezone": "Australia/Sydney", "ntpserver": "ntp.example.com"});
     let (s, d) = srv.put("/api/domain", change.clone()).await;
     assert_eq!(s, StatusCode::OK, "{d}");
-    assert_eq!(d, json!({"name": "default", "sipserver": "sip.example.com", "sipport": 5080, "siptransport": "tls", "timezone": "Australia/Sydney", "ntpserver": "ntp.example.com", "settings": {}, "modelsettings": {}}));
+    assert_eq!(
+        d,
+        json!({"name": "default", "sipserver": "sip.example.com", "sipport": 5080, "siptransport": "tls", "timezone": "Australia/Sydney", "ntpserver": "ntp.example.com", "settings": {}, "modelsettings": {}})
+    );
     for ext in ["100", "101", "102"] {
         let (_, h) = srv.get(&format!("/api/handset/{ext}")).await;
         assert_eq!(h["revision"], 2, "{ext}");

@@ -55,7 +55,8 @@ fn sigterm(child: &Child) {
 async fn first_start_bootstraps_an_admin_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, lines) = serve(dir.path());
-    let printed = lines.iter().find_map(|l| l.strip_prefix("Created superuser admin@default with password: ")).map(str::to_string);
+    let printed =
+        lines.iter().find_map(|l| l.strip_prefix("Created superuser admin@default with password: ")).map(str::to_string);
     let password = printed.unwrap_or_else(|| panic!("no password line in {lines:?}"));
     assert!(password.len() >= 16);
     let file = dir.path().join("admin-password");
@@ -72,7 +73,12 @@ async fn first_start_bootstraps_an_admin_and_sigterm_stops_cleanly() {
     let cert = dir.path().join("tls/cert.pem");
     let client = crate::harness::https_client(&cert, None);
     let port = https.rsplit(':').next().unwrap();
-    let resp = client.get(format!("https://localhost:{port}/api/handset")).basic_auth("admin@default", Some(&password)).send().await.unwrap();
+    let resp = client
+        .get(format!("https://localhost:{port}/api/handset"))
+        .basic_auth("admin@default", Some(&password))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
     assert_eq!(resp.text().await.unwrap(), "[]");
 
@@ -173,7 +179,16 @@ fn startup_failures_are_one_line_reasons() {
 fn settings_are_documented_in_serve_help() {
     let (ok, out, _) = run(Command::new(env!("CARGO_BIN_EXE_autoprov")).args(["serve", "--help"]), None);
     assert!(ok);
-    for word in ["AUTOPROV_DATA_DIR", "AUTOPROV_DATABASE_URL", "AUTOPROV_HTTP_LISTEN", "AUTOPROV_HTTPS_LISTEN", "AUTOPROV_TFTP_LISTEN", "AUTOPROV_TLS_CERT", "AUTOPROV_TLS_KEY", "--config"] {
+    for word in [
+        "AUTOPROV_DATA_DIR",
+        "AUTOPROV_DATABASE_URL",
+        "AUTOPROV_HTTP_LISTEN",
+        "AUTOPROV_HTTPS_LISTEN",
+        "AUTOPROV_TFTP_LISTEN",
+        "AUTOPROV_TLS_CERT",
+        "AUTOPROV_TLS_KEY",
+        "--config",
+    ] {
         assert!(out.contains(word), "{word} missing from serve --help");
     }
 }
@@ -220,7 +235,12 @@ async fn render_prints_what_the_phone_gets_and_profiles_lists_the_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_list_shows_unknown_phones() {
     let srv = crate::harness::TestServer::start(crate::harness::Backend::Sqlite).await;
-    let (s, _, _) = crate::provisioning::http_get(&srv, "0004f2123456.cfg", Some("FileTransport PolycomVVX-VVX_410-UA/5.9.0.9373 Type/Application")).await;
+    let (s, _, _) = crate::provisioning::http_get(
+        &srv,
+        "0004f2123456.cfg",
+        Some("FileTransport PolycomVVX-VVX_410-UA/5.9.0.9373 Type/Application"),
+    )
+    .await;
     assert_eq!(s, reqwest::StatusCode::NOT_FOUND);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut cmd = autoprov(srv.dir.path());

@@ -100,4 +100,3 @@ pub fn parse_fanvil(body: &str) -> Result<Vec<(String, String)>, String> {
 pub fn has_value(entries: &[(String, String)], want: &str) -> bool {
     entries.iter().any(|(_, v)| v == want)
 }
-

@@ -25,12 +25,54 @@ pub struct Phone {
 }
 
 pub const PHONES: [Phone; 6] = [
-    Phone { family: "yealink", model: "T46S", ua: "Yealink SIP-T46S 66.86.0.15 00:15:65:aa:bb:01", mac: "001565aabb01", file: "001565aabb01.cfg", common: "y000000000066.cfg" },
-    Phone { family: "polycom", model: "VVX410", ua: "FileTransport PolycomVVX-VVX_410-UA/5.9.0.9373 Type/Application", mac: "0004f2aabb02", file: "0004f2aabb02-phone.cfg", common: "000000000000.cfg" },
-    Phone { family: "snom", model: "D785", ua: "Mozilla/4.0 (compatible; snomD785-SIP 10.1.54.13 2010.12-00004-g9ba52f5 000413AABB03 SXM:0 UXM:0)", mac: "000413aabb03", file: "snomD785-000413AABB03.htm", common: "snomD785.htm" },
-    Phone { family: "cisco", model: "SPA508G", ua: "Cisco/SPA508G-7.4.4 (0002FDAABB04)(CBT141400UK)", mac: "0002fdaabb04", file: "0002fdaabb04.xml", common: "spa508G.cfg" },
-    Phone { family: "grandstream", model: "GXP2170", ua: "Grandstream Model HW GXP2170 SW 1.0.11.85 DevId 000b82aabb05", mac: "000b82aabb05", file: "cfg000b82aabb05.xml", common: "cfg.xml" },
-    Phone { family: "fanvil", model: "X4", ua: "Fanvil X4 2.10.2.6887 0c383eaabb06", mac: "0c383eaabb06", file: "0c383eaabb06.cfg", common: "F0V0V6500000.cfg" },
+    Phone {
+        family: "yealink",
+        model: "T46S",
+        ua: "Yealink SIP-T46S 66.86.0.15 00:15:65:aa:bb:01",
+        mac: "001565aabb01",
+        file: "001565aabb01.cfg",
+        common: "y000000000066.cfg",
+    },
+    Phone {
+        family: "polycom",
+        model: "VVX410",
+        ua: "FileTransport PolycomVVX-VVX_410-UA/5.9.0.9373 Type/Application",
+        mac: "0004f2aabb02",
+        file: "0004f2aabb02-phone.cfg",
+        common: "000000000000.cfg",
+    },
+    Phone {
+        family: "snom",
+        model: "D785",
+        ua: "Mozilla/4.0 (compatible; snomD785-SIP 10.1.54.13 2010.12-00004-g9ba52f5 000413AABB03 SXM:0 UXM:0)",
+        mac: "000413aabb03",
+        file: "snomD785-000413AABB03.htm",
+        common: "snomD785.htm",
+    },
+    Phone {
+        family: "cisco",
+        model: "SPA508G",
+        ua: "Cisco/SPA508G-7.4.4 (0002FDAABB04)(CBT141400UK)",
+        mac: "0002fdaabb04",
+        file: "0002fdaabb04.xml",
+        common: "spa508G.cfg",
+    },
+    Phone {
+        family: "grandstream",
+        model: "GXP2170",
+        ua: "Grandstream Model HW GXP2170 SW 1.0.11.85 DevId 000b82aabb05",
+        mac: "000b82aabb05",
+        file: "cfg000b82aabb05.xml",
+        common: "cfg.xml",
+    },
+    Phone {
+        family: "fanvil",
+        model: "X4",
+        ua: "Fanvil X4 2.10.2.6887 0c383eaabb06",
+        mac: "0c383eaabb06",
+        file: "0c383eaabb06.cfg",
+        common: "F0V0V6500000.cfg",
+    },
 ];
 
 const DISPLAY: &str = "Zoë & Co <Desk>";
@@ -172,7 +214,10 @@ async fn conditional_requests_and_changes(b: Backend) {
     let resp = client.get(&url).header("if-none-match", "\"something-else\"").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let resp = client.head(&url).send().await.unwrap();
-    assert_eq!((resp.status(), resp.headers()["content-length"].to_str().unwrap()), (StatusCode::OK, body.len().to_string().as_str()));
+    assert_eq!(
+        (resp.status(), resp.headers()["content-length"].to_str().unwrap()),
+        (StatusCode::OK, body.len().to_string().as_str())
+    );
     assert!(resp.text().await.unwrap().is_empty());
     let resp = client.post(&url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -212,8 +257,14 @@ async fn unknown_phones_are_recorded_for_installers(b: Backend) {
     let listed: Vec<&str> = devices.as_array().unwrap().iter().map(|d| d["mac"].as_str().unwrap()).collect();
     assert_eq!(listed, ["001565c0ffe3", "001565c0ffe4", "001565c0ffe5"], "capped at 3, oldest evicted");
     let last = &devices[2];
-    assert_eq!((last["vendor"].as_str(), last["model"].as_str(), last["firmware"].as_str()), (Some("yealink"), Some("T54W"), Some("96.86.0.9")));
-    assert_eq!((last["fetchcount"].as_i64(), last["state"].as_str(), last["ip"].as_str()), (Some(2), Some("unknown"), Some("127.0.0.1")));
+    assert_eq!(
+        (last["vendor"].as_str(), last["model"].as_str(), last["firmware"].as_str()),
+        (Some("yealink"), Some("T54W"), Some("96.86.0.9"))
+    );
+    assert_eq!(
+        (last["fetchcount"].as_i64(), last["state"].as_str(), last["ip"].as_str()),
+        (Some(2), Some("unknown"), Some("127.0.0.1"))
+    );
     assert_eq!(last["lastfile"], "001565c0ffe5.cfg");
     // Unknown devices belong to no tenant yet: only superusers list them.
     let (s, _) = srv.call(Method::GET, "/api/device?state=unknown", ("boss@acme", "boss-password-123"), None).await;
@@ -276,7 +327,11 @@ async fn layered_settings_reach_the_file(b: Backend) {
     roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
 
     // Values that could break a format are refused with the reason.
-    for bad in [json!({"settings": {"a": "1\nadmin.password = x"}}), json!({"settings": {"bad key!": "1"}}), json!({"settings": {"k": {"nested": 1}}})] {
+    for bad in [
+        json!({"settings": {"a": "1\nadmin.password = x"}}),
+        json!({"settings": {"bad key!": "1"}}),
+        json!({"settings": {"k": {"nested": 1}}}),
+    ] {
         let (s, v) = srv.put("/api/handset/2000", bad.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
         assert!(v["error"].as_str().unwrap().contains("settings"), "{v}");
@@ -384,7 +439,12 @@ async fn hostile_names_are_refused_cleanly() {
     ] {
         let resp = plain_client().get(srv.plain_url(path)).send().await.unwrap();
         // A client may normalise "/../" away; either way nothing is served.
-        assert!(resp.status() == want || resp.status() == StatusCode::NOT_FOUND, "{}: {}", &path[..path.len().min(40)], resp.status());
+        assert!(
+            resp.status() == want || resp.status() == StatusCode::NOT_FOUND,
+            "{}: {}",
+            &path[..path.len().min(40)],
+            resp.status()
+        );
         assert!(!resp.text().await.unwrap().contains("Secret"));
     }
     // The server still serves real phones.

@@ -12,7 +12,8 @@ use crate::tftp_client::{get, get_raw, rrq, TftpError};
 
 async fn server_with_phone() -> TestServer {
     let srv = TestServer::start(Backend::Sqlite).await;
-    srv.create_handset(json!({"extensionnumber": "100", "name": "Reception", "mac": PHONES[0].mac, "model": PHONES[0].model})).await;
+    srv.create_handset(json!({"extensionnumber": "100", "name": "Reception", "mac": PHONES[0].mac, "model": PHONES[0].model}))
+        .await;
     srv
 }
 
@@ -72,7 +73,16 @@ async fn refusals_and_garbage() {
     // Garbage, truncated requests, a 4 KiB name, stray ACKs: no answer, no crash.
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let long = rrq(&"b".repeat(4096), "octet", &[]);
-    for junk in [&b""[..], b"\x00", b"\x00\x01abc", b"\x00\x01abc\x00oct", b"\x00\x04\x00\x01", b"\xff\xff\xff\xff", &long, b"\x00\x01a\x00mail\x00"] {
+    for junk in [
+        &b""[..],
+        b"\x00",
+        b"\x00\x01abc",
+        b"\x00\x01abc\x00oct",
+        b"\x00\x04\x00\x01",
+        b"\xff\xff\xff\xff",
+        &long,
+        b"\x00\x01a\x00mail\x00",
+    ] {
         socket.send_to(junk, tftp).await.unwrap();
     }
     let mut buf = [0u8; 600];

@@ -48,7 +48,13 @@ fn ack(block: u16) -> [u8; 4] {
 }
 
 /// Sends `request` from `local` and runs the transfer to its end.
-pub async fn get_raw(server: SocketAddr, local: IpAddr, request: &[u8], blksize: usize, window: usize) -> Result<Outcome, TftpError> {
+pub async fn get_raw(
+    server: SocketAddr,
+    local: IpAddr,
+    request: &[u8],
+    blksize: usize,
+    window: usize,
+) -> Result<Outcome, TftpError> {
     let socket = UdpSocket::bind(SocketAddr::new(local, 0)).await.unwrap();
     socket.send_to(request, server).await.unwrap();
     let mut out = Outcome::default();
@@ -74,7 +80,8 @@ pub async fn get_raw(server: SocketAddr, local: IpAddr, request: &[u8], blksize:
             }
             6 => {
                 let fields: Vec<String> = p[2..].split(|&b| b == 0).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
-                out.oack = fields.chunks(2).filter(|c| c.len() == 2 && !c[0].is_empty()).map(|c| (c[0].clone(), c[1].clone())).collect();
+                out.oack =
+                    fields.chunks(2).filter(|c| c.len() == 2 && !c[0].is_empty()).map(|c| (c[0].clone(), c[1].clone())).collect();
                 socket.send_to(&ack(0), from).await.unwrap();
             }
             3 => {

@@ -72,10 +72,8 @@ fn check_master(profile: &Profile, file: &str, body: &str, mac: &str) {
     let listed = app.attribute("CONFIG_FILES").unwrap_or_else(|| panic!("{file}: no CONFIG_FILES"));
     for name in listed.split(',').map(str::trim) {
         let name = name.replace("[PHONE_MAC_ADDRESS]", mac);
-        let served = Profiles::built_in()
-            .candidates(&name)
-            .iter()
-            .any(|c| c.profile.family == profile.family && c.file.per_phone());
+        let served =
+            Profiles::built_in().candidates(&name).iter().any(|c| c.profile.family == profile.family && c.file.per_phone());
         assert!(served, "{file} lists {name}, which {} does not serve", profile.family);
     }
 }
@@ -101,7 +99,13 @@ fn every_per_phone_file_renders_in_the_vendor_format() {
             }
 
             let entries = parse(profile, &body).unwrap_or_else(|e| panic!("{what}: {e}\n{body}"));
-            for (name, want) in [("extension", EXTENSION), ("auth user", AUTH_USER), ("password", PASSWORD), ("display name", DISPLAY_NAME), ("label", LABEL)] {
+            for (name, want) in [
+                ("extension", EXTENSION),
+                ("auth user", AUTH_USER),
+                ("password", PASSWORD),
+                ("display name", DISPLAY_NAME),
+                ("label", LABEL),
+            ] {
                 assert!(has_value(&entries, want), "{what}: the {name} {want:?} is not a value\n{body}");
             }
             assert!(
@@ -113,7 +117,10 @@ fn every_per_phone_file_renders_in_the_vendor_format() {
             assert!(body.contains("Europe/London"), "{what}: no time zone\n{body}");
             assert!(entries.iter().any(|(_, v)| v.contains("prov.example.com")), "{what}: no provisioning server\n{body}");
             for (k, v) in &settings {
-                assert!(entries.iter().any(|(ek, ev)| ek == k && ev.trim() == v), "{what}: extra setting {k}={v} missing\n{body}");
+                assert!(
+                    entries.iter().any(|(ek, ev)| ek == k && ev.trim() == v),
+                    "{what}: extra setting {k}={v} missing\n{body}"
+                );
             }
 
             let differs = |label: &str, c: PhoneContext<'_>| {
@@ -256,9 +263,7 @@ fn every_fixture_file_name_is_identified() {
             if ours.is_empty() {
                 continue;
             }
-            let id = profiles
-                .identify(file, ua, None)
-                .unwrap_or_else(|e| panic!("{file} for {:?}: {e}", r.user_agent));
+            let id = profiles.identify(file, ua, None).unwrap_or_else(|e| panic!("{file} for {:?}: {e}", r.user_agent));
             assert_eq!(id.profile.family, r.family, "{file} for {:?}", r.user_agent);
             if ours.iter().any(|c| c.file.per_phone()) {
                 served_here += 1;
