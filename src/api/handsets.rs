@@ -14,7 +14,7 @@ use super::{paging, ApiState};
 use crate::model::handset::parse_bool;
 use crate::model::settings::{self, ExtraSettings};
 use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
-use crate::store::handsets::{HandsetFilter, HandsetView};
+use crate::store::handsets::{HandsetFilter, HandsetView, ProvisioningState};
 
 /// Handset Select's body: Jingl's fields, all strings, then ours (`mac`,
 /// `model`, `revision`).
@@ -39,6 +39,20 @@ pub struct HandsetJson {
     pub firmware: String,
     /// Extra vendor settings of this handset (over the domain's and model's).
     pub settings: ExtraSettings,
+    /// Whether the latest change has reached the phone.
+    pub provisioning: ProvisioningJson,
+}
+
+#[derive(Serialize)]
+pub struct ProvisioningJson {
+    pub revision: i64,
+    /// The revision the phone last fetched (0: never).
+    pub fetchedrevision: i64,
+    /// `applied` once the phone fetched this revision; else the push's
+    /// state: `pending`, `sent`, `failed`, `no-target`, or `none`.
+    pub pushstate: String,
+    pub lastpushat: String,
+    pub lasterror: String,
 }
 
 impl From<&HandsetView> for HandsetJson {
@@ -61,6 +75,17 @@ impl From<&HandsetView> for HandsetJson {
             devicemodel: v.last_fetch.as_ref().map(|f| f.model.clone()).unwrap_or_default(),
             firmware: v.last_fetch.as_ref().map(|f| f.firmware.clone()).unwrap_or_default(),
             settings: h.settings.clone(),
+            provisioning: ProvisioningJson {
+                revision: h.revision,
+                fetchedrevision: v.fetched_revision(),
+                pushstate: match (v.provisioning_state(), &v.push) {
+                    (ProvisioningState::Applied, _) => "applied".into(),
+                    (_, Some(p)) => p.state.clone(),
+                    (_, None) => "none".into(),
+                },
+                lastpushat: v.push.as_ref().and_then(|p| p.last_push_at).map(rfc3339).unwrap_or_default(),
+                lasterror: v.push.as_ref().map(|p| p.last_error.clone()).unwrap_or_default(),
+            },
         }
     }
 }
@@ -86,6 +111,7 @@ pub struct SearchParams {
     model: Option<String>,
     afterid: Option<String>,
     maxresults: Option<String>,
+    provisioning: Option<String>,
     /// Read by [`Caller`]; listed so it is not an unknown parameter.
     #[allow(dead_code)]
     domain: Option<String>,
@@ -112,6 +138,11 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
             .transpose()
             .map_err(|e| ApiError::BadRequest(e.to_string()))?,
         model: p.model.filter(|s| !s.is_empty()),
+        provisioning: p
+            .provisioning
+            .filter(|s| !s.is_empty())
+            .map(|s| ProvisioningState::parse(&s).ok_or(ApiError::BadRequest("provisioning: must be pending, failed or applied".into())))
+            .transpose()?,
     };
     let views =
         state.store.search_handsets(caller.domain_id, &filter, p.afterid.as_deref().filter(|s| !s.is_empty()), limit).await?;

@@ -111,6 +111,7 @@ impl Store {
                 .await?;
             audit::record(&mut tx, actor, domain.id, "domain.update", None, &changed).await?;
             changes::record(&mut tx, &Change::Domain(domain.id)).await?;
+            super::push::enqueue_domain(&mut tx, domain.id).await?;
         }
         tx.commit().await?;
         if !changed.is_empty() {

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::changes::{self, Change};
+use super::push;
 use super::devices::LastFetch;
 use super::status::status_from_row;
 use super::{audit, is_unique_violation, like_escape, now_ms, Actor, Result, Store, StoreError};
@@ -19,6 +20,24 @@ pub struct HandsetView {
     pub handset: Handset,
     pub status: HandsetStatus,
     pub last_fetch: Option<LastFetch>,
+    pub push: Option<PushView>,
+}
+
+impl HandsetView {
+    /// The revision the phone last fetched (0: never).
+    pub fn fetched_revision(&self) -> i64 {
+        self.last_fetch.as_ref().map(|f| f.revision).unwrap_or(0)
+    }
+
+    pub fn provisioning_state(&self) -> ProvisioningState {
+        if self.fetched_revision() >= self.handset.revision {
+            ProvisioningState::Applied
+        } else if self.push.as_ref().is_some_and(|p| p.state == "failed" || p.state == "no-target") {
+            ProvisioningState::Failed
+        } else {
+            ProvisioningState::Pending
+        }
+    }
 }
 
 /// Handset Search filters; `None` matches everything.
@@ -32,14 +51,51 @@ pub struct HandsetFilter {
     pub extension_prefix: Option<String>,
     pub mac: Option<Mac>,
     pub model: Option<String>,
+    pub provisioning: Option<ProvisioningState>,
 }
+
+/// Where a handset's latest change stands on its way to the phone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProvisioningState {
+    /// The phone has fetched the current revision (or a later one).
+    Applied,
+    /// Not yet applied: a push is queued, on its way, or was sent.
+    Pending,
+    /// Not applied, and the push gave up (or had no target).
+    Failed,
+}
+
+impl ProvisioningState {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "applied" => Some(ProvisioningState::Applied),
+            "pending" => Some(ProvisioningState::Pending),
+            "failed" => Some(ProvisioningState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The push row of a handset, for Handset Select.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushView {
+    pub state: String,
+    pub last_push_at: Option<i64>,
+    pub last_error: String,
+}
+
+/// SQL conditions for [`ProvisioningState`] over `h`, `dv` and `p`.
+const APPLIED: &str = "COALESCE(dv.revision, 0) >= h.revision";
+const FAILED: &str = "p.state IN ('failed', 'no-target')";
 
 const SELECT_VIEW: &str = "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, \
     h.recording, h.notes, h.mac, h.model, h.revision, h.settings, s.state, s.calldirection, s.calldurationseconds, \
     s.otherpartyphonenumber, s.app, s.registration_address, s.registration_transport, s.updated_at AS status_updated_at, \
-    dv.last_seen AS fetched_at, dv.revision AS fetched_revision, dv.model AS device_model, dv.firmware AS device_firmware \
+    dv.last_seen AS fetched_at, dv.revision AS fetched_revision, dv.model AS device_model, dv.firmware AS device_firmware, \
+    p.state AS push_state, p.last_push_at, p.last_error AS push_error \
     FROM handset h LEFT JOIN handset_status s ON s.handset_id = h.id \
-    LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id";
+    LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id \
+    LEFT JOIN push p ON p.handset_id = h.id";
 
 const SELECT_HANDSET: &str = "SELECT id, domain_id, extensionnumber, name, password, location, outgoingcli, recording, \
     notes, mac, model, revision, settings FROM handset";
@@ -73,7 +129,15 @@ fn view_from_row(row: &AnyRow) -> Result<HandsetView> {
             firmware: row.try_get::<Option<String>, _>("device_firmware")?.unwrap_or_default(),
         }),
     };
-    Ok(HandsetView { handset: handset_from_row(row)?, status: status_from_row(row)?, last_fetch })
+    let push = match row.try_get::<Option<String>, _>("push_state")? {
+        None => None,
+        Some(state) => Some(PushView {
+            state,
+            last_push_at: row.try_get("last_push_at")?,
+            last_error: row.try_get::<Option<String>, _>("push_error")?.unwrap_or_default(),
+        }),
+    };
+    Ok(HandsetView { handset: handset_from_row(row)?, status: status_from_row(row)?, last_fetch, push })
 }
 
 /// Maps a unique violation on insert or update to the API's 409 messages.
@@ -129,6 +193,13 @@ impl Store {
         }
         if let Some(model) = &filter.model {
             bind(&mut sql, " AND h.model = $?", model.clone());
+        }
+        if let Some(state) = filter.provisioning {
+            sql.push_str(&match state {
+                ProvisioningState::Applied => format!(" AND {APPLIED}"),
+                ProvisioningState::Failed => format!(" AND NOT ({APPLIED}) AND {FAILED}"),
+                ProvisioningState::Pending => format!(" AND NOT ({APPLIED}) AND (p.state IS NULL OR NOT {FAILED})"),
+            });
         }
         if let Some(after) = after {
             bind(&mut sql, " AND h.extensionnumber > $?", after.to_string());
@@ -203,6 +274,9 @@ impl Store {
             for mac in [old_mac, h.mac].into_iter().flatten() {
                 changes::record(&mut tx, &Change::Phone(mac)).await?;
             }
+            if h.mac.is_some() {
+                push::enqueue(&mut tx, h.id, h.revision, false).await?;
+            }
         }
         tx.commit().await?;
         if config_changed {
@@ -267,7 +341,7 @@ async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id:
     if let Some(mac) = h.mac {
         changes::record(tx, &Change::Phone(mac)).await?;
     }
-    Ok(HandsetView { handset: Handset { id, ..h }, status: HandsetStatus::default(), last_fetch: None })
+    Ok(HandsetView { handset: Handset { id, ..h }, status: HandsetStatus::default(), last_fetch: None, push: None })
 }
 
 /// Binds $1…$10: the columns a handset's create and update both write.

@@ -11,6 +11,7 @@ pub mod changes;
 pub mod devices;
 pub mod domains;
 pub mod handsets;
+pub mod push;
 pub mod status;
 pub mod users;
 

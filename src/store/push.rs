@@ -1,0 +1,181 @@
+//! The push outbox: which handsets need a NOTIFY for which revision, and
+//! how the last push went. Rows are written in the transactions that bump
+//! revisions; push workers lease due rows, so on PostgreSQL several nodes
+//! can work the same table and each push is sent by one of them.
+
+use std::net::SocketAddr;
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{now_ms, Backend, Result, Store};
+use crate::model::status::parse_registration_address;
+use crate::model::{Mac, Secret, Transport};
+
+pub(crate) const UPSERT: &str = "ON CONFLICT (handset_id) DO UPDATE SET revision = excluded.revision, \
+    reboot = excluded.reboot, state = 'pending', attempts = 0, next_attempt = excluded.next_attempt, \
+    claimed_until = 0, last_error = '', updated_at = excluded.updated_at";
+
+/// Queues a push of `revision` for a handset (replacing any older one).
+pub(crate) async fn enqueue(tx: &mut Transaction<'_, Any>, handset_id: i64, revision: i64, reboot: bool) -> Result<()> {
+    let now = now_ms();
+    sqlx::query(&format!(
+        "INSERT INTO push (handset_id, revision, reboot, state, attempts, next_attempt, claimed_until, updated_at) \
+         VALUES ($1, $2, $3, 'pending', 0, $4, 0, $4) {UPSERT}"
+    ))
+    .bind(handset_id)
+    .bind(revision)
+    .bind(i64::from(reboot))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Queues a push for every phone (handset with a MAC) of a domain.
+pub(crate) async fn enqueue_domain(tx: &mut Transaction<'_, Any>, domain_id: i64) -> Result<()> {
+    let now = now_ms();
+    sqlx::query(&format!(
+        "INSERT INTO push (handset_id, revision, reboot, state, attempts, next_attempt, claimed_until, updated_at) \
+         SELECT id, revision, 0, 'pending', 0, $1, 0, $1 FROM handset WHERE domain_id = $2 AND mac IS NOT NULL {UPSERT}"
+    ))
+    .bind(now)
+    .bind(domain_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A leased push, with what sending it needs.
+#[derive(Clone, Debug)]
+pub struct PushJob {
+    pub handset_id: i64,
+    pub revision: i64,
+    pub reboot: bool,
+    pub attempts: i64,
+    pub domain_id: i64,
+    pub extension: String,
+    pub password: Secret,
+    pub mac: Option<Mac>,
+    pub model: Option<String>,
+    /// Where the platform says the phone registered from.
+    pub registration: Option<(SocketAddr, Transport)>,
+    /// The address of the phone's last config fetch.
+    pub fetch_ip: Option<std::net::IpAddr>,
+    /// The family the phone's last fetch was identified as.
+    pub fetch_vendor: Option<String>,
+}
+
+/// How a push attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    Sent,
+    /// Try again at `next_attempt` (Unix ms).
+    Retry { error: String, next_attempt: i64 },
+    Failed(String),
+    NoTarget,
+}
+
+impl Store {
+    /// Leases up to `limit` due pushes for `lease_ms`. On PostgreSQL rows
+    /// another node holds are skipped (`FOR UPDATE SKIP LOCKED`); SQLite has
+    /// one writer, so one statement is enough there.
+    pub async fn claim_pushes(&self, limit: i64, lease_ms: i64) -> Result<Vec<PushJob>> {
+        let now = now_ms();
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let claimed = sqlx::query(&format!(
+            "UPDATE push SET claimed_until = $1 WHERE handset_id IN (SELECT handset_id FROM push \
+             WHERE state = 'pending' AND next_attempt <= $2 AND claimed_until < $2 ORDER BY next_attempt LIMIT $3 {lock}) \
+             RETURNING handset_id"
+        ))
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for row in claimed {
+            let id: i64 = row.try_get("handset_id")?;
+            if let Some(job) = self.push_job(id).await? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn push_job(&self, handset_id: i64) -> Result<Option<PushJob>> {
+        let row = sqlx::query(
+            "SELECT p.revision, p.reboot, p.attempts, h.domain_id, h.extensionnumber, h.password, h.mac, h.model, \
+             s.registration_address, s.registration_transport, dv.ip AS fetch_ip, dv.vendor AS fetch_vendor \
+             FROM push p JOIN handset h ON h.id = p.handset_id \
+             LEFT JOIN handset_status s ON s.handset_id = h.id \
+             LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id WHERE p.handset_id = $1",
+        )
+        .bind(handset_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let registration = match r.try_get::<Option<String>, _>("registration_address")? {
+            Some(a) => parse_registration_address(&a).ok().flatten().map(|addr| {
+                let t = r.try_get::<Option<String>, _>("registration_transport").ok().flatten().unwrap_or_default();
+                (addr, Transport::parse("transport", &t).unwrap_or(Transport::Udp))
+            }),
+            None => None,
+        };
+        Ok(Some(PushJob {
+            handset_id,
+            revision: r.try_get("revision")?,
+            reboot: r.try_get::<i64, _>("reboot")? != 0,
+            attempts: r.try_get("attempts")?,
+            domain_id: r.try_get("domain_id")?,
+            extension: r.try_get("extensionnumber")?,
+            password: Secret::new(r.try_get::<String, _>("password")?),
+            mac: r.try_get::<Option<String>, _>("mac")?.and_then(|m| m.parse().ok()),
+            model: r.try_get("model")?,
+            registration,
+            fetch_ip: r.try_get::<Option<String>, _>("fetch_ip")?.and_then(|ip| ip.parse().ok()),
+            fetch_vendor: r.try_get("fetch_vendor")?,
+        }))
+    }
+
+    /// Records how a push of `revision` ended, unless a newer revision was
+    /// queued meanwhile (that one is still pending and must be sent).
+    pub async fn finish_push(&self, handset_id: i64, revision: i64, outcome: &PushOutcome) -> Result<()> {
+        let now = now_ms();
+        let (state, error, next, attempt) = match outcome {
+            PushOutcome::Sent => ("sent", String::new(), now, 1),
+            PushOutcome::Retry { error, next_attempt } => ("pending", error.clone(), *next_attempt, 1),
+            PushOutcome::Failed(error) => ("failed", error.clone(), now, 1),
+            PushOutcome::NoTarget => ("no-target", "no registration address and no config fetch yet".to_string(), now, 0),
+        };
+        sqlx::query(
+            "UPDATE push SET state = $1, last_error = $2, next_attempt = $3, attempts = attempts + $4, claimed_until = 0, \
+             last_push_at = CASE WHEN $5 = 1 THEN $6 ELSE last_push_at END, updated_at = $6 \
+             WHERE handset_id = $7 AND revision = $8",
+        )
+        .bind(state)
+        .bind(error)
+        .bind(next)
+        .bind(attempt)
+        .bind(i64::from(attempt == 1))
+        .bind(now)
+        .bind(handset_id)
+        .bind(revision)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Queues a manual resync of a handset at its current revision.
+    pub async fn request_resync(&self, actor: &super::Actor, domain_id: i64, ext: &str, reboot: bool) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        let h = super::handsets::lock_handset(&mut tx, domain_id, ext).await?;
+        enqueue(&mut tx, h.id, h.revision, reboot).await?;
+        super::audit::record(&mut tx, actor, domain_id, if reboot { "handset.reboot" } else { "handset.resync" }, Some(ext), &[])
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
