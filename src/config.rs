@@ -99,6 +99,19 @@ pub struct SettingsArgs {
     /// Minutes between a phone's own periodic config checks [default: 1440].
     #[arg(long, global = true, env = "AUTOPROV_RESYNC_MINUTES", value_name = "MIN")]
     pub resync_minutes: Option<u32>,
+    /// The SIP socket pushes (NOTIFY) are sent from, or off to send none
+    /// [default: 0.0.0.0:5070].
+    #[arg(long, global = true, env = "AUTOPROV_SIP_LISTEN", value_name = "ADDR")]
+    pub sip_listen: Option<Listen>,
+    /// NOTIFYs per second at most; 0 lifts the limit [default: 200].
+    #[arg(long, global = true, env = "AUTOPROV_PUSH_RATE", value_name = "N")]
+    pub push_rate: Option<u32>,
+    /// Attempts before a push is failed [default: 5].
+    #[arg(long, global = true, env = "AUTOPROV_PUSH_ATTEMPTS", value_name = "N")]
+    pub push_attempts: Option<u32>,
+    /// Hold all pushes: queue them but send nothing [default: false].
+    #[arg(long, global = true, env = "AUTOPROV_PUSH_HOLD", value_name = "BOOL")]
+    pub push_hold: Option<bool>,
 }
 
 /// The TOML file: the same keys as [`SettingsArgs`].
@@ -118,6 +131,10 @@ struct FileSettings {
     profiles_dir: Option<PathBuf>,
     unknown_device_cap: Option<u32>,
     resync_minutes: Option<u32>,
+    sip_listen: Option<Listen>,
+    push_rate: Option<u32>,
+    push_attempts: Option<u32>,
+    push_hold: Option<bool>,
 }
 
 /// Resolved settings; everything else reads these.
@@ -148,6 +165,9 @@ pub struct Settings {
     pub change_poll_interval: std::time::Duration,
     /// The provisioning scan guard (not a flag: tests shorten it).
     pub scan_policy: crate::guard::StrikePolicy,
+    pub sip_listen: Listen,
+    /// Pacing, retries and SIP timers of pushes.
+    pub push: crate::push::PushPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +215,13 @@ impl Settings {
             fetch_flush_interval: std::time::Duration::from_secs(1),
             change_poll_interval: std::time::Duration::from_millis(500),
             scan_policy: crate::provision::SCAN_POLICY,
+            sip_listen: args.sip_listen.or(file.sip_listen).unwrap_or(Listen::On(([0, 0, 0, 0], 5070).into())),
+            push: crate::push::PushPolicy {
+                rate_per_second: args.push_rate.or(file.push_rate).unwrap_or(200),
+                max_attempts: args.push_attempts.or(file.push_attempts).unwrap_or(5).max(1),
+                hold: args.push_hold.or(file.push_hold).unwrap_or(false),
+                ..Default::default()
+            },
             data_dir,
         };
         if settings.tls_cert.is_some() != settings.tls_key.is_some() {
@@ -225,6 +252,8 @@ impl Settings {
             fetch_flush_interval: std::time::Duration::from_millis(50),
             change_poll_interval: std::time::Duration::from_millis(100),
             scan_policy: crate::provision::SCAN_POLICY,
+            sip_listen: any,
+            push: crate::push::PushPolicy::default(),
         }
     }
 }

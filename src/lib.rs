@@ -21,6 +21,10 @@
 //! - [`password`]: argon2 hashes of API user passwords.
 //! - [`provision`]: serving phones: identify → scan guard → render →
 //!   record, behind the HTTP(S) front end (`provision::http`).
+//! - [`push`]: the push worker: outbox → SIP NOTIFY (direct) with retries,
+//!   pacing and outcomes.
+//! - [`sip`]: the small SIP we need (RFC 3261): build NOTIFY, parse
+//!   responses, answer digest challenges; UDP (one shared socket) and TCP.
 //! - [`tftp`]: the read-only TFTP front end (options, windows, netascii).
 //! - [`tls`]: rustls server config (ring provider), self-signed bootstrap.
 //! - [`bootstrap`]: the default domain and superuser of a fresh database.
@@ -39,8 +43,10 @@ pub mod model;
 pub mod password;
 pub mod profiles;
 pub mod provision;
+pub mod push;
 pub mod render;
 pub mod server;
+pub mod sip;
 pub mod store;
 pub mod tftp;
 pub mod tls;

@@ -21,6 +21,7 @@ use crate::config::Settings;
 use crate::http_listener;
 use crate::profiles::Profiles;
 use crate::provision::Provisioner;
+use crate::push::PushWorker;
 use crate::store::Store;
 use crate::tftp::TftpServer;
 
@@ -46,6 +47,7 @@ pub struct RunningServer {
     pub http_addr: Option<SocketAddr>,
     pub https_addr: Option<SocketAddr>,
     pub tftp_addr: Option<SocketAddr>,
+    pub sip_addr: Option<SocketAddr>,
     pub tls_fingerprint: String,
     pub tls_cert_path: std::path::PathBuf,
     pub bootstrapped: Option<Bootstrapped>,
@@ -66,7 +68,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let loops = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let http = settings.http_listen.addr().map(|a| bind_tcp("HTTP", a, loops)).transpose()?;
     let https = settings.https_listen.addr().map(|a| bind_tcp("HTTPS", a, loops)).transpose()?;
-    let tftp = settings.tftp_listen.addr().map(bind_udp).transpose()?;
+    let tftp = settings.tftp_listen.addr().map(|a| bind_udp("TFTP", a)).transpose()?;
+    let sip = settings.sip_listen.addr().map(|a| bind_udp("SIP", a)).transpose()?;
     let store = Store::open(&settings.database_url).await?;
     let bootstrapped = bootstrap_if_empty(&store, &settings).await?;
     let tls = crate::tls::load_or_create(&settings)?;
@@ -79,6 +82,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         http_addr: http.as_ref().map(|(_, a)| *a),
         https_addr: https.as_ref().map(|(_, a)| *a),
         tftp_addr: tftp.as_ref().map(|(_, a)| *a),
+        sip_addr: sip.as_ref().map(|(_, a)| *a),
         tls_fingerprint: tls.fingerprint.clone(),
         tls_cert_path: tls.cert_path.clone(),
         bootstrapped,
@@ -113,6 +117,12 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         let loops = http_listener::serve(sockets, app, tls_config, server.stop_listeners.subscribe(), SHUTDOWN_GRACE)
             .map_err(|e| StartError::Bind { what, addr, reason: e.to_string() })?;
         server.listeners.extend(loops);
+    }
+    if let Some((socket, addr)) = sip {
+        let err = |e: std::io::Error| StartError::Bind { what: "SIP", addr, reason: e.to_string() };
+        let endpoint = Arc::new(crate::sip::UdpEndpoint::from_socket(UdpSocket::from_std(socket).map_err(err)?, None).map_err(err)?);
+        let worker = Arc::new(PushWorker::new(server.store.clone(), provisioner.profiles().clone(), endpoint, settings.push.clone()));
+        server.workers.push(tokio::spawn(worker.run(server.stop_workers.subscribe())));
     }
     if let Some((socket, addr)) = tftp {
         let socket = UdpSocket::from_std(socket).map_err(|e| StartError::Bind { what: "TFTP", addr, reason: e.to_string() })?;
@@ -153,8 +163,8 @@ fn bind_tcp(what: &'static str, addr: SocketAddr, count: usize) -> Result<(Vec<T
     http_listener::bind(addr, count).map_err(|e| StartError::Bind { what, addr, reason: e.to_string() })
 }
 
-fn bind_udp(addr: SocketAddr) -> Result<(std::net::UdpSocket, SocketAddr), StartError> {
-    let err = |e: std::io::Error| StartError::Bind { what: "TFTP", addr, reason: e.to_string() };
+fn bind_udp(what: &'static str, addr: SocketAddr) -> Result<(std::net::UdpSocket, SocketAddr), StartError> {
+    let err = |e: std::io::Error| StartError::Bind { what, addr, reason: e.to_string() };
     let socket = std::net::UdpSocket::bind(addr).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
     let local = socket.local_addr().map_err(err)?;

@@ -64,6 +64,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             return Err(ApiError::PayloadTooLarge(MAX_BODY));
         }
         let bytes = read_limited(req.into_body()).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            // No body at all: `null`, which object bodies then refuse.
+            return Ok(JsonBody(Value::Null));
+        }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::BadRequest(format!("Bad JSON: {e}")))
     }
 }

@@ -234,6 +234,32 @@ pub async fn delete(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /api/handset/{ext}/resync`: queue a NOTIFY for the handset's
+/// current revision; `{"reboot": true}` uses the vendor's reboot event.
+pub async fn resync(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(ext): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<HandsetJson>)> {
+    caller.require_write()?;
+    let mut reboot = false;
+    let options = match body {
+        Value::Null => Map::new(),
+        Value::Object(m) => m,
+        _ => return Err(ApiError::BadRequest("Bad JSON: the body must be a JSON object".into())),
+    };
+    for (key, v) in options {
+        match key.as_str() {
+            "reboot" => reboot = parse_bool("reboot", &v)?,
+            other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
+        }
+    }
+    state.store.request_resync(&caller.actor(), caller.domain_id, &ext, reboot).await?;
+    let view = state.store.handset(caller.domain_id, &ext).await?.ok_or(ApiError::NotFound("Handset not found"))?;
+    Ok((StatusCode::ACCEPTED, Json(HandsetJson::from(&view))))
+}
+
 /// Reads the handset fields of a create or update body. On update
 /// (`path_ext` given) an `extensionnumber` may be repeated but not changed.
 fn parse_changes(body: &Map<String, Value>, path_ext: Option<&str>) -> ApiResult<HandsetChanges> {

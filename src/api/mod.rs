@@ -44,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/handset", get(handsets::search).post(handsets::create))
         .route("/api/handset/{extensionnumber}", get(handsets::select).put(handsets::update).delete(handsets::delete))
+        .route("/api/handset/{extensionnumber}/resync", axum::routing::post(handsets::resync))
         .route("/api/handsetstatus", get(status::search))
         .route("/api/handsetstatus/{extensionnumber}", get(status::select).put(status::report))
         .route("/api/domain", get(domain::show).put(domain::update))

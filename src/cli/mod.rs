@@ -53,6 +53,15 @@ pub enum Command {
     /// Phones that fetched their files.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Queue a resync NOTIFY for a handset (the server's push worker sends it).
+    Notify {
+        extension: String,
+        /// Use the vendor's reboot event.
+        #[arg(long)]
+        reboot: bool,
+        #[arg(long, default_value = "default")]
+        domain: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,6 +152,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Profiles => phones::profiles(&settings),
         Command::Render { mac, file, url } => phones::render(&settings, &mac, file.as_deref(), url).await,
         Command::Device(DeviceCommand::List { state, domain }) => phones::devices(&settings, &state, &domain).await,
+        Command::Notify { extension, reboot, domain } => phones::notify(&settings, &extension, reboot, &domain).await,
     }
 }
 
@@ -150,6 +160,6 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("AUTOPROV_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rustls=error"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

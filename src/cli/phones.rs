@@ -87,3 +87,13 @@ pub async fn devices(settings: &Settings, state: &str, domain: &str) -> anyhow::
     store.close().await;
     Ok(())
 }
+
+pub async fn notify(settings: &Settings, extension: &str, reboot: bool, domain: &str) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database_url).await?;
+    let d = store.domain_by_name(domain).await?.ok_or_else(|| anyhow::anyhow!("domain {domain} not found"))?;
+    let result = store.request_resync(&crate::store::Actor::cli(), d.id, extension, reboot).await;
+    store.close().await;
+    result?;
+    println!("{} of {extension}@{domain} queued; the server's push worker sends it", if reboot { "Reboot" } else { "Resync" });
+    Ok(())
+}

@@ -28,6 +28,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(a) = running.tftp_addr {
         println!("TFTP  listening on {a}");
     }
+    if let Some(a) = running.sip_addr {
+        println!("SIP   pushes from {a}");
+    }
     println!("TLS certificate {} SHA-256 fingerprint {}", running.tls_cert_path.display(), running.tls_fingerprint);
     stop.await;
     tracing::info!("shutting down: no new connections, up to {:?} for requests in flight", server::SHUTDOWN_GRACE);

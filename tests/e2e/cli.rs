@@ -251,3 +251,54 @@ async fn device_list_shows_unknown_phones() {
     assert!(line.contains("polycom") && line.contains("VVX_410") && line.contains("0004f2123456.cfg"), "{line}");
     srv.stop().await;
 }
+
+/// A change made while pushes are held survives SIGKILL: the outbox row was
+/// written with the change, and the restarted server sends the NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_push_survives_sigkill() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let start = |hold: bool| {
+        let mut cmd = autoprov(dir.path());
+        cmd.env("AUTOPROV_ADMIN_PASSWORD", "crash-test-password").env("AUTOPROV_SIP_LISTEN", "127.0.0.1:0");
+        cmd.env("AUTOPROV_PUSH_HOLD", if hold { "true" } else { "false" });
+        let mut child = cmd.arg("serve").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut https = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).unwrap() > 0, "serve ended early");
+            if let Some(a) = line.trim().strip_prefix("HTTPS listening on ") {
+                https = a.to_string();
+            }
+            if line.starts_with("TLS certificate") {
+                break;
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        (child, https.rsplit(':').next().unwrap().to_string())
+    };
+    let phone = crate::push::Phone::new().await;
+    let (mut child, port) = start(true);
+    let client = crate::harness::https_client(&dir.path().join("tls/cert.pem"), None);
+    let api = |path: &str| format!("https://localhost:{port}{path}");
+    let send = |m: reqwest::Method, path: &str, body: serde_json::Value| {
+        client.request(m, api(path)).basic_auth("admin@default", Some("crash-test-password")).json(&body).send()
+    };
+    let r = send(reqwest::Method::POST, "/api/handset", json!({"extensionnumber": "100", "mac": "001565aabb77", "model": "T46S"})).await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let r = send(reqwest::Method::PUT, "/api/handsetstatus/100", json!({"registrationaddress": phone.addr().to_string()})).await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let r = send(reqwest::Method::PUT, "/api/handset/100", json!({"name": "Queued before the crash"})).await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    assert!(phone.next(Duration::from_millis(500)).await.is_none(), "held: nothing sent yet");
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let (mut child, _) = start(false);
+    let notify = phone.next(Duration::from_secs(10)).await.expect("the NOTIFY arrives after the restart");
+    assert!(notify.request_line().starts_with("NOTIFY sip:100@"), "{}", notify.text);
+    phone.answer(&notify, "200 OK", "").await;
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}

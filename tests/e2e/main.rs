@@ -15,6 +15,7 @@ mod cli;
 mod formats;
 mod lifecycle;
 mod provisioning;
+mod push;
 mod tftp;
 mod tftp_client;
 mod vendor_formats;

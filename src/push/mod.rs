@@ -1,0 +1,189 @@
+//! Push: every change reaches the phone. The worker leases due rows of the
+//! outbox (`store::push`, written in the transaction of each change), finds
+//! where the phone is, sends it its vendor's resync NOTIFY (`crate::sip`),
+//! answering a digest challenge with the handset's own credentials, and
+//! records the outcome: `sent` on a 2xx, a retry with exponential backoff
+//! otherwise, `failed` after the last attempt, `no-target` when the phone has
+//! neither registered nor fetched. "Applied" is not stored: a handset is
+//! applied once its phone fetched the current revision (Handset Select).
+//!
+//! Sends are paced (a site's phones are not all told to resync at once) and
+//! run concurrently, so a silent phone never delays the others.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{watch, Semaphore};
+
+use crate::model::Transport;
+use crate::profiles::Profiles;
+use crate::sip::{self, Credentials, NotifyParams, UdpEndpoint};
+use crate::store::push::{PushJob, PushOutcome};
+use crate::store::{now_ms, Store};
+
+/// How pushes are paced and retried.
+#[derive(Clone, Debug)]
+pub struct PushPolicy {
+    /// NOTIFYs per second at most; 0 lifts the limit.
+    pub rate_per_second: u32,
+    /// Attempts before a push is `failed`.
+    pub max_attempts: u32,
+    /// The first retry waits this long; each next one twice as long (at most
+    /// ten minutes).
+    pub retry_base: Duration,
+    /// SIP timers (Timer E/F).
+    pub timers: sip::Timers,
+    /// Hold every push (nothing is sent while true): for maintenance, and
+    /// for the crash test.
+    pub hold: bool,
+}
+
+impl Default for PushPolicy {
+    fn default() -> Self {
+        PushPolicy {
+            rate_per_second: 200,
+            max_attempts: 5,
+            retry_base: Duration::from_secs(2),
+            timers: sip::Timers::default(),
+            hold: false,
+        }
+    }
+}
+
+/// Leased rows per claim, and pushes in flight at once.
+const CLAIM_BATCH: i64 = 500;
+const MAX_IN_FLIGHT: usize = 4096;
+
+pub struct PushWorker {
+    store: Store,
+    profiles: Profiles,
+    endpoint: Arc<UdpEndpoint>,
+    policy: PushPolicy,
+    limiter: Option<DefaultDirectRateLimiter>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl PushWorker {
+    pub fn new(store: Store, profiles: Profiles, endpoint: Arc<UdpEndpoint>, policy: PushPolicy) -> Self {
+        let limiter = NonZeroU32::new(policy.rate_per_second).map(|r| RateLimiter::direct(Quota::per_second(r)));
+        PushWorker { store, profiles, endpoint, policy, limiter, in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) }
+    }
+
+    /// Works the outbox until `stop` turns true. Pushes in flight finish
+    /// (each is bounded by Timer F); a push interrupted by a crash is leased
+    /// again when its lease runs out.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        if self.policy.hold {
+            tracing::warn!("pushes are held (push hold is set): nothing will be sent");
+            let _ = stop.changed().await;
+            return;
+        }
+        // A lease longer than a whole transaction: the row comes back to the
+        // queue only if this node died with it.
+        let lease_ms = (self.policy.timers.timer_f.as_millis() as i64) * 2 + 10_000;
+        loop {
+            let jobs = match self.store.claim_pushes(CLAIM_BATCH, lease_ms).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not lease pushes");
+                    Vec::new()
+                }
+            };
+            if jobs.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                    _ = stop.changed() => break,
+                }
+            }
+            for job in jobs {
+                if let Some(limiter) = &self.limiter {
+                    limiter.until_ready().await;
+                }
+                let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
+                let worker = self.clone();
+                tokio::spawn(async move {
+                    worker.deliver(job).await;
+                    drop(permit);
+                });
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+        // Let pushes in flight record their outcome.
+        let _ = self.in_flight.acquire_many(MAX_IN_FLIGHT as u32).await;
+    }
+
+    async fn deliver(&self, job: PushJob) {
+        let outcome = self.attempt(&job).await;
+        match &outcome {
+            PushOutcome::Sent => tracing::info!(handset = job.handset_id, ext = %job.extension, revision = job.revision, "push sent"),
+            other => tracing::info!(handset = job.handset_id, ext = %job.extension, revision = job.revision, outcome = ?other, "push not sent"),
+        }
+        if let Err(e) = self.store.finish_push(job.handset_id, job.revision, &outcome).await {
+            tracing::error!(error = %e, handset = job.handset_id, "could not record a push outcome");
+        }
+    }
+
+    async fn attempt(&self, job: &PushJob) -> PushOutcome {
+        let Some((target, transport)) = self.target(job) else { return PushOutcome::NoTarget };
+        let transport = match transport {
+            Transport::Udp => sip::Transport::Udp,
+            Transport::Tcp => sip::Transport::Tcp,
+            Transport::Tls => {
+                return PushOutcome::Failed("the phone registered over TLS: a direct NOTIFY cannot reach it".into());
+            }
+        };
+        let event = self.event(job);
+        let params = NotifyParams {
+            target,
+            transport,
+            extension: &job.extension,
+            event: &event,
+            credentials: Some(Credentials { username: &job.extension, password: job.password.expose() }),
+        };
+        let error = match sip::send_notify(&self.endpoint, &params, &self.policy.timers).await {
+            Ok(outcome) if outcome.is_success() => return PushOutcome::Sent,
+            Ok(outcome) => format!("{target}: {outcome}"),
+            Err(e) => format!("{target}: {e}"),
+        };
+        let attempts = job.attempts + 1;
+        if attempts >= i64::from(self.policy.max_attempts) {
+            PushOutcome::Failed(format!("{error} (after {attempts} attempts)"))
+        } else {
+            let wait = self.policy.retry_base.saturating_mul(1 << (job.attempts.clamp(0, 16) as u32)).min(Duration::from_secs(600));
+            PushOutcome::Retry { error, next_attempt: now_ms() + wait.as_millis() as i64 }
+        }
+    }
+
+    /// The registration address the platform reported, else the address of
+    /// the phone's last fetch on its family's SIP port.
+    fn target(&self, job: &PushJob) -> Option<(SocketAddr, Transport)> {
+        if let Some(reg) = job.registration {
+            return Some(reg);
+        }
+        let ip = job.fetch_ip?;
+        let port = self.family(job).map(|p| p.sip_port).unwrap_or(5060);
+        Some((SocketAddr::new(ip, port), Transport::Udp))
+    }
+
+    fn family(&self, job: &PushJob) -> Option<&crate::profiles::Profile> {
+        job.model
+            .as_deref()
+            .and_then(|m| self.profiles.family_of_model(m))
+            .or_else(|| job.fetch_vendor.as_deref().and_then(|v| self.profiles.family(v)))
+            .or_else(|| job.mac.and_then(|mac| self.profiles.iter().find(|p| p.owns_oui(&mac))))
+    }
+
+    /// The family's resync event (or its rebooting variant).
+    fn event(&self, job: &PushJob) -> String {
+        match self.family(job) {
+            Some(p) if job.reboot => p.notify_reboot_event.clone(),
+            Some(p) => p.notify_event.clone(),
+            None => "check-sync".into(),
+        }
+    }
+}
