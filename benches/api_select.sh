@@ -4,7 +4,7 @@
 # HTTPS with keep-alive, on the same machine, in the same run (A B A B ...), as
 # /work/shared/bench/http_vs_nginx.sh does. Quote the ratios, not the absolute figures.
 #
-# usage: benches/api_select.sh [--postgres URL] [--handsets N] [--seconds N] [--connections N] [--rounds N]
+# usage: benches/api_select.sh [--postgres URL] [--handsets N] [--seconds N] [--connections N] [--rounds N] [--rev REV]
 #   --postgres URL   a PostgreSQL server URL whose role may CREATE DATABASE, e.g.
 #                    postgres://postgres@127.0.0.1:5432/postgres. A fresh database
 #                    autoprov_bench_<random> is created there, used and dropped at the end.
@@ -13,15 +13,17 @@
 #   --seconds N      wrk duration of each measurement (default 8)
 #   --connections N  wrk keep-alive connections (default 64; wrk runs one thread, as http_vs_nginx.sh)
 #   --rounds N       A B rounds (default 2)
+#   --rev REV        build that commit (git archive into the temp dir) instead of the working tree,
+#                    e.g. --rev HEAD while someone is editing the tree
 # needs: cargo, wrk, nginx, curl, openssl, python3 (and psql with --postgres).
 # Exit status 1 when any server response was non-2xx or any socket error occurred.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-pg_url=""; handsets=10000; secs=8; conns=64; rounds=2
+pg_url=""; rev=""; handsets=10000; secs=8; conns=64; rounds=2
 while [ $# -gt 0 ]; do case $1 in
   --postgres) pg_url=${2:?URL}; shift;; --handsets) handsets=$2; shift;; --seconds) secs=$2; shift;;
-  --connections) conns=$2; shift;; --rounds) rounds=$2; shift;;
-  -h|--help) sed -n '2,17p' "$0"; exit 0;;
+  --connections) conns=$2; shift;; --rounds) rounds=$2; shift;; --rev) rev=${2:?REV}; shift;;
+  -h|--help) sed -n '2,19p' "$0"; exit 0;;
   *) echo "unknown option $1" >&2; exit 2;; esac; shift; done
 for v in "$handsets" "$secs" "$conns" "$rounds"; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "not a positive number: $v" >&2; exit 2; }; done
@@ -53,8 +55,14 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 
 # --- build (own target dir: no lock contention with builds in ./target) ---
 export CARGO_TARGET_DIR=/tmp/autoprov-bench-target
-echo "building (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR) ..."
-(cd "$root" && timeout 1800 cargo build --release --quiet) || { echo "build failed" >&2; exit 1; }
+src=$root; version=$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')
+if [ -n "$rev" ]; then
+  commit=$(git -C "$root" rev-parse --verify "$rev^{commit}") || { echo "no such commit: $rev" >&2; exit 2; }
+  src=$work/src; mkdir -p "$src"; git -C "$root" archive "$commit" | tar -x -C "$src"
+  version=$(git -C "$root" describe --always "$commit")
+fi
+echo "building $version (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR) ..."
+(cd "$src" && timeout 1800 cargo build --release --quiet) || { echo "build failed" >&2; exit 1; }
 bin=$CARGO_TARGET_DIR/release/autoprov
 
 # --- database ---
@@ -150,9 +158,13 @@ nginx -c "$work/nginx.conf" -p "$work" -e "$work/logs/error.log"
 
 # --- wrk script: rotate over the N extensions, with the admin's Basic credentials (nginx gets the same requests) ---
 cat > "$work/select.lua" <<LUA
+-- built in init(), which wrk.init calls after it has set the Host header that wrk.format adds
+-- (built at load time the requests would lack Host: nginx answers 400, the server does not mind)
 local reqs = {}
-for i = 0, $handsets - 1 do
-  reqs[#reqs + 1] = wrk.format("GET", "/api/handset/" .. ($first + i), { ["Authorization"] = "Basic $auth_b64" })
+init = function(args)
+  for i = 0, $handsets - 1 do
+    reqs[#reqs + 1] = wrk.format("GET", "/api/handset/" .. ($first + i), { ["Authorization"] = "Basic $auth_b64" })
+  end
 end
 local i = 0
 request = function()
@@ -171,16 +183,31 @@ run() {
   awk '/^RESULT/{print $2, $3, $4, $5; f=1} END{if(!f) print "0 -1 -1 0"}' <<<"$out"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+# With the PostgreSQL on this machine (its postmaster.pid readable), also the CPU of that cluster's
+# processes: the postmaster and its children (the pool's backends stay connected through a round).
+pg_pm=""
+if [ -n "$pg_url" ]; then
+  pg_dir=$(psql "$pg_url" -qAt -c 'SHOW data_directory' 2>/dev/null || true)
+  [ -n "$pg_dir" ] && [ -r "$pg_dir/postmaster.pid" ] && pg_pm=$(head -n1 "$pg_dir/postmaster.pid")
+  [ -n "$pg_pm" ] && [ -d "/proc/$pg_pm" ] || pg_pm=""
+fi
+pg_local=0; [ -n "$pg_pm" ] && pg_local=1
+pg_ticks() {
+  local t=0 p
+  for p in $pg_pm $(pgrep -P "$pg_pm" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo $t
+}
 hz=$(getconf CLK_TCK)
 
-echo "autoprov $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') on $backend; $(nproc) cores"
+echo "autoprov $version (binary sha256 $(sha256sum "$bin" | cut -c1-12)) on $backend; $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "GET /api/handset/{ext} over HTTPS keep-alive: response $size bytes; $handsets handsets (rotating); ${conns} connections; ${secs}s x $rounds rounds"
 ratios=(); s_p99s=(); n_p99s=(); trouble=0
 for r in $(seq 1 "$rounds"); do
   read -r n_rps n_bad n_err n_p99 < <(run "https://127.0.0.1:$nport")
-  c0=$(cpu_ticks)
+  c0=$(cpu_ticks); [ $pg_local = 1 ] && d0=$(pg_ticks)
   read -r s_rps s_bad s_err s_p99 < <(run "$base")
   cpu=$(( ($(cpu_ticks) - c0) * 100 / hz / secs ))
+  [ $pg_local = 1 ] && cpu="$cpu%, postgres CPU $(( ($(pg_ticks) - d0) * 100 / hz / secs ))"
   ratio=$(python3 -c "print(f'{$s_rps/$n_rps:.3f}' if $n_rps > 0 else 'nan')")
   ratios+=("$ratio"); s_p99s+=("$s_p99"); n_p99s+=("$n_p99")
   echo "round $r: server ${s_rps} req/s (non-2xx $s_bad, socket errors $s_err, p99 ${s_p99} ms, server CPU ${cpu}%) | nginx ${n_rps} req/s (non-2xx $n_bad, socket errors $n_err, p99 ${n_p99} ms) | ratio $ratio"
@@ -195,6 +222,7 @@ done
 median() { python3 -c 'import sys,statistics;print(f"{statistics.median(float(x) for x in sys.argv[1:]):.3f}")' "$@"; }
 echo "p99 ms, server: ${s_p99s[*]} (median $(median "${s_p99s[@]}")); nginx: ${n_p99s[*]} (median $(median "${n_p99s[@]}"))"
 echo "ratio server/nginx req/s (median of rounds): $(median "${ratios[@]}")"
+echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes rounds disagree)"
 
 if [ "$trouble" = 1 ]; then
   echo "!!! NON-2xx RESPONSES OR SOCKET ERRORS: what a few requests answer now:" >&2
@@ -202,11 +230,12 @@ if [ "$trouble" = 1 ]; then
     echo "  GET /api/handset/$e -> $(curl -sk --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Basic $auth_b64" "$base/api/handset/$e" || true)" >&2
   done
 fi
-warns=$(grep -c . "$work/server.log" || true)   # stderr: tracing at AUTOPROV_LOG=warn
-if [ "$warns" != 0 ]; then
-  echo "server log: $warns lines at warn level or above (e.g. slow statements), last 10:"; tail -n 10 "$work/server.log"
-else
-  echo "server log: no warnings or errors"
-fi
+# stderr: tracing at AUTOPROV_LOG=warn. rustls warns once per connection that wrk sends the IP
+# address 127.0.0.1 as SNI; count those apart from the rest.
+sni=$(grep -c 'Illegal SNI extension' "$work/server.log" || true)
+grep -v 'Illegal SNI extension' "$work/server.log" > "$work/server.other.log" || true
+warns=$(grep -c . "$work/server.other.log" || true)
+echo "server log: $sni rustls 'Illegal SNI extension' warnings (one per connection), $warns other lines at warn level or above"
+[ "$warns" = 0 ] || { echo "last 10:"; tail -n 10 "$work/server.other.log"; }
 kill -0 "$server_pid" 2>/dev/null || { echo "!!! the server is no longer running" >&2; trouble=1; }
 exit "$trouble"

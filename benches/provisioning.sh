@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The provisioning figures of issue 3, beside their baselines in one run:
+# 100,000 handsets (SQLite by default), requests rotating over all their
+# per-MAC files with matching User-Agents.
+#   - HTTP keep-alive, HTTP --close, HTTPS --close: ../shared/bench/http_vs_nginx.sh
+#   - TFTP: ../shared/bench/tftp-load against in.tftpd (tftpd-hpa) serving the same files
+#   - resident memory after those runs; start-up time with 100,000 handsets
+#
+# usage: benches/provisioning.sh [--handsets N] [--seconds S] [--rounds R] [--postgres URL]
+# needs: wrk nginx curl openssl tftpd-hpa python3 (Debian packages), a Rust toolchain.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+shared=${AUTOPROV_SHARED:-$here/../shared}
+handsets=100000 secs=6 rounds=3 db=""
+while [ $# -gt 0 ]; do case $1 in
+  --handsets) handsets=$2; shift;; --seconds) secs=$2; shift;; --rounds) rounds=$2; shift;;
+  --postgres) db=$2; shift;; *) echo "unknown option $1" >&2; exit 2;; esac; shift; done
+for t in wrk nginx curl openssl in.tftpd python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 2; }; done
+
+work=$(mktemp -d /tmp/autoprov-bench.XXXXXX)
+cleanup() { pkill -f "autoprov-bench-serve-$$" 2>/dev/null || true; [ -n "${tftpd:-}" ] && kill "$tftpd" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+target=${CARGO_TARGET_DIR:-$here/target}
+(cd "$here" && cargo build --release -q)
+CARGO_TARGET_DIR=$work/tftp-load-target cargo build --release -q --manifest-path "$shared/bench/tftp-load/Cargo.toml"
+
+port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+http=$(port) https=$(port) tftp=$(port) pw=bench-password-$$
+start() {
+  AUTOPROV_DATA_DIR=$work/data AUTOPROV_ADMIN_PASSWORD=$pw AUTOPROV_LOG=warn AUTOPROV_SIP_LISTEN=off \
+  AUTOPROV_HTTP_LISTEN=127.0.0.1:$http AUTOPROV_HTTPS_LISTEN=127.0.0.1:$https AUTOPROV_TFTP_LISTEN=127.0.0.1:$tftp \
+  ${db:+AUTOPROV_DATABASE_URL=$db} \
+  bash -c "exec -a autoprov-bench-serve-$$ $target/release/autoprov serve" > "$work/serve.log" 2>&1 &
+  until curl -s -o /dev/null "http://127.0.0.1:$http/"; do sleep 0.01; done
+}
+rss() { ps -o rss= -p "$(pgrep -f "autoprov-bench-serve-$$")" | awk '{printf "%.0f MB", $1/1024}'; }
+
+start
+python3 "$here/benches/load_handsets.py" "https://127.0.0.1:$https" admin@default "$pw" "$handsets" "$work/out"
+pkill -f "autoprov-bench-serve-$$"; sleep 1
+t0=$(date +%s%N); start; t1=$(date +%s%N)
+echo "start-up with $handsets handsets: $(( (t1 - t0) / 1000000 )) ms until the first answer"
+sleep 2
+echo "== HTTP keep-alive";  bash "$shared/bench/http_vs_nginx.sh" "http://127.0.0.1:$http" "$work/out/requests.tsv" --seconds "$secs" --rounds "$rounds" | tail -n $((rounds + 1))
+echo "== HTTP --close";     bash "$shared/bench/http_vs_nginx.sh" "http://127.0.0.1:$http" "$work/out/requests.tsv" --close --seconds "$secs" --rounds "$rounds" | tail -n $((rounds + 1))
+echo "== HTTPS --close";    bash "$shared/bench/http_vs_nginx.sh" "https://127.0.0.1:$https" "$work/out/requests.tsv" --close --seconds "$secs" --rounds "$rounds" | tail -n $((rounds + 1))
+
+# tftpd-hpa serves the same files, fetched from us over HTTP.
+mkdir -p "$work/tftproot"
+python3 - "$work" "$http" <<'PY'
+import http.client, sys, concurrent.futures
+work, port = sys.argv[1], int(sys.argv[2])
+lines = [l.rstrip("\n").split("\t") for l in open(f"{work}/out/requests.tsv")]
+def fetch(chunk):
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    for path, ua in chunk:
+        c.request("GET", path, headers={"User-Agent": ua}); r = c.getresponse(); body = r.read()
+        assert r.status == 200, (path, r.status)
+        open(f"{work}/tftproot{path}", "wb").write(body)
+with concurrent.futures.ThreadPoolExecutor(4) as ex: list(ex.map(fetch, [lines[i::4] for i in range(4)]))
+PY
+tport=$(port)
+in.tftpd -L -s -a "127.0.0.1:$tport" "$work/tftproot" & tftpd=$!
+sleep 0.5
+load=$work/tftp-load-target/release/tftp-load
+for r in $(seq 1 "$rounds"); do
+  b=$("$load" "127.0.0.1:$tport" "$work/out/files.txt" --concurrency 64 --seconds "$secs" | head -n 1)
+  s=$("$load" "127.0.0.1:$tftp" "$work/out/files.txt" --concurrency 64 --seconds "$secs" | head -n 1)
+  ratio=$(python3 -c "print(f'{float(\"$s\".split()[1])/float(\"$b\".split()[1]):.2f}')")
+  echo "== TFTP round $r: autoprov [$s] | tftpd-hpa [$b] | ratio $ratio"
+done
+echo "resident memory after the runs: $(rss)"
