@@ -120,8 +120,10 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     }
     if let Some((socket, addr)) = sip {
         let err = |e: std::io::Error| StartError::Bind { what: "SIP", addr, reason: e.to_string() };
-        let endpoint = Arc::new(crate::sip::UdpEndpoint::from_socket(UdpSocket::from_std(socket).map_err(err)?, None).map_err(err)?);
-        let worker = Arc::new(PushWorker::new(server.store.clone(), provisioner.profiles().clone(), endpoint, settings.push.clone()));
+        let endpoint =
+            Arc::new(crate::sip::UdpEndpoint::from_socket(UdpSocket::from_std(socket).map_err(err)?, None).map_err(err)?);
+        let worker =
+            Arc::new(PushWorker::new(server.store.clone(), provisioner.profiles().clone(), endpoint, settings.push.clone()));
         server.workers.push(tokio::spawn(worker.run(server.stop_workers.subscribe())));
     }
     if let Some((socket, addr)) = tftp {

@@ -141,7 +141,10 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
         provisioning: p
             .provisioning
             .filter(|s| !s.is_empty())
-            .map(|s| ProvisioningState::parse(&s).ok_or(ApiError::BadRequest("provisioning: must be pending, failed or applied".into())))
+            .map(|s| {
+                ProvisioningState::parse(&s)
+                    .ok_or(ApiError::BadRequest("provisioning: must be pending, failed or applied".into()))
+            })
             .transpose()?,
     };
     let views =

@@ -26,10 +26,10 @@ use crate::model::{settings, Mac};
 use crate::profiles::identify::IdentifyError;
 use crate::profiles::Profiles;
 use crate::render::{self, ResyncPolicy};
-use crate::store::devices::{FetchRecord, PhoneRecord};
-use crate::store::{now_ms, Store};
+use crate::store::devices::PhoneRecord;
+use crate::store::Store;
 use cache::PhoneCache;
-use recorder::FetchRecorder;
+use recorder::{Fetch, FetchRecorder};
 
 /// More than 20 misses (unknown MAC, refused file) from one source IP within
 /// 10 minutes ban it for 15 minutes. The table holds at most 65,536 IPs.
@@ -209,25 +209,21 @@ impl Provisioner {
             .map(|p| p.family.clone());
         let id = self.profiles.identify(name, req.user_agent, hint.as_deref()).map_err(|e| identify_refusal(e, req))?;
         facts.vendor = Some(id.profile.family.as_str());
-        let ua = id.user_agent.clone();
-        let mut record = FetchRecord {
+        let mut fetch = Fetch {
             mac,
             handset_id: None,
-            ip: req.peer.to_string(),
-            user_agent: req.user_agent.unwrap_or("").chars().take(256).collect(),
-            vendor: id.profile.family.clone(),
-            model: id.model.clone().unwrap_or_default(),
-            firmware: ua.map(|u| u.firmware).unwrap_or_default(),
-            file: name.to_string(),
+            ip: req.peer,
+            user_agent: req.user_agent.unwrap_or(""),
+            vendor: &id.profile.family,
+            model: id.model.as_deref().unwrap_or(""),
+            firmware: id.user_agent.as_ref().map(|u| u.firmware.as_str()).unwrap_or(""),
+            file: name,
             protocol: req.protocol.as_str(),
             revision: None,
-            first_seen: now_ms(),
-            last_seen: now_ms(),
-            count: 1,
         };
         let Some(phone) = phone else {
             if record_fetch {
-                self.recorder.record(record);
+                self.recorder.record(&fetch);
             }
             return Err(Refusal::NotFound("no handset has this MAC"));
         };
@@ -246,10 +242,10 @@ impl Provisioner {
         let settings = settings::layered(&[&domain.settings, model_settings, &handset.settings]);
         let body = render::render_phone(id.profile, &id.file.template, handset, domain, &model, base_url, self.resync, &settings)
             .map_err(|e| Refusal::Internal(e.to_string()))?;
-        record.handset_id = Some(handset.id);
-        record.revision = Some(handset.revision);
+        fetch.handset_id = Some(handset.id);
+        fetch.revision = Some(handset.revision);
         if record_fetch {
-            self.recorder.record(record);
+            self.recorder.record(&fetch);
         }
         Ok(served(body, &id.profile.content_type, UNIX_EPOCH + Duration::from_millis((*changed_at).max(0) as u64)))
     }

@@ -40,26 +40,71 @@ struct Written {
     last_seen: i64,
 }
 
+/// One fetch as the provisioner saw it, borrowed: a fetch that tells
+/// nothing new costs no allocation.
+#[derive(Debug)]
+pub struct Fetch<'a> {
+    pub mac: Mac,
+    pub handset_id: Option<i64>,
+    pub ip: std::net::IpAddr,
+    pub user_agent: &'a str,
+    pub vendor: &'a str,
+    pub model: &'a str,
+    pub firmware: &'a str,
+    pub file: &'a str,
+    pub protocol: &'static str,
+    pub revision: Option<i64>,
+}
+
 #[derive(Default)]
 pub struct FetchRecorder {
-    pending: Mutex<HashMap<Mac, FetchRecord>>,
+    /// Fetches with news, coalesced per MAC, with their fingerprint.
+    pending: Mutex<HashMap<Mac, (FetchRecord, u64)>>,
     written: Mutex<HashMap<Mac, Written>>,
     dropped: std::sync::atomic::AtomicU64,
 }
 
-/// Everything of a fetch record but its time and count.
-fn fingerprint(r: &FetchRecord) -> u64 {
+/// Everything of a fetch but its time.
+fn fingerprint(f: &Fetch<'_>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (r.handset_id, &r.ip, &r.user_agent, &r.vendor, &r.model, &r.firmware, &r.file, r.protocol, r.revision).hash(&mut h);
+    (f.handset_id, f.ip, f.user_agent, f.vendor, f.model, f.firmware, f.file, f.protocol, f.revision).hash(&mut h);
     h.finish()
 }
 
 impl FetchRecorder {
-    pub fn record(&self, rec: FetchRecord) {
+    pub fn record(&self, f: &Fetch<'_>) {
+        let fp = fingerprint(f);
+        let now_ms = crate::store::now_ms();
+        {
+            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(w) = written.get_mut(&f.mac) {
+                if w.fingerprint == fp && w.at.elapsed() < QUIET_WRITE_DELAY {
+                    w.unwritten += 1;
+                    w.last_seen = now_ms;
+                    return;
+                }
+            }
+        }
+        let rec = FetchRecord {
+            mac: f.mac,
+            handset_id: f.handset_id,
+            ip: f.ip.to_string(),
+            user_agent: f.user_agent.chars().take(256).collect(),
+            vendor: f.vendor.to_string(),
+            model: f.model.to_string(),
+            firmware: f.firmware.to_string(),
+            file: f.file.to_string(),
+            protocol: f.protocol,
+            revision: f.revision,
+            first_seen: now_ms,
+            last_seen: now_ms,
+            count: 1,
+        };
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let len = pending.len();
         match pending.get_mut(&rec.mac) {
-            Some(existing) => {
+            Some((existing, existing_fp)) => {
+                *existing_fp = fp;
                 // The newest fetch wins, but a TFTP fetch (no User-Agent)
                 // does not erase the model and firmware an HTTP one reported;
                 // the database upsert follows the same rule.
@@ -73,7 +118,7 @@ impl FetchRecorder {
                 self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             None => {
-                pending.insert(rec.mac, rec);
+                pending.insert(rec.mac, (rec, fp));
             }
         }
     }
@@ -81,7 +126,7 @@ impl FetchRecorder {
     /// Writes what is due now: new information at once, quiet fetches'
     /// counts once they are a minute old.
     pub async fn flush(&self, store: &Store, unknown_cap: i64) {
-        let pending: Vec<FetchRecord> = {
+        let pending: Vec<(FetchRecord, u64)> = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             // Take the map rather than drain it: a storm's worth of capacity
             // would otherwise stay allocated.
@@ -94,21 +139,14 @@ impl FetchRecorder {
             }
             let now = Instant::now();
             let mut batch = Vec::new();
-            for mut rec in pending {
-                let fp = fingerprint(&rec);
-                match written.get_mut(&rec.mac) {
-                    Some(w) if w.fingerprint == fp && now.duration_since(w.at) < QUIET_WRITE_DELAY => {
-                        w.unwritten += rec.count;
-                        w.last_seen = rec.last_seen;
-                    }
-                    other => {
-                        if let Some(w) = other {
-                            rec.count += w.unwritten;
-                        }
-                        written.insert(rec.mac, Written { fingerprint: fp, at: now, unwritten: 0, last_seen: rec.last_seen });
-                        batch.push(rec);
-                    }
+            // Quiet fetches never reach `pending` (see `record`): all of
+            // these are news, with any quiet count since the last write.
+            for (mut rec, fp) in pending {
+                if let Some(w) = written.get(&rec.mac) {
+                    rec.count += w.unwritten;
                 }
+                written.insert(rec.mac, Written { fingerprint: fp, at: now, unwritten: 0, last_seen: rec.last_seen });
+                batch.push(rec);
             }
             let mut counts = Vec::new();
             for (mac, w) in written.iter_mut() {

@@ -120,8 +120,12 @@ impl PushWorker {
     async fn deliver(&self, job: PushJob) {
         let outcome = self.attempt(&job).await;
         match &outcome {
-            PushOutcome::Sent => tracing::info!(handset = job.handset_id, ext = %job.extension, revision = job.revision, "push sent"),
-            other => tracing::info!(handset = job.handset_id, ext = %job.extension, revision = job.revision, outcome = ?other, "push not sent"),
+            PushOutcome::Sent => {
+                tracing::info!(handset = job.handset_id, ext = %job.extension, revision = job.revision, "push sent")
+            }
+            other => {
+                tracing::info!(handset = job.handset_id, ext = %job.extension, revision = job.revision, outcome = ?other, "push not sent")
+            }
         }
         if let Err(e) = self.store.finish_push(job.handset_id, job.revision, &outcome).await {
             tracing::error!(error = %e, handset = job.handset_id, "could not record a push outcome");
@@ -154,7 +158,8 @@ impl PushWorker {
         if attempts >= i64::from(self.policy.max_attempts) {
             PushOutcome::Failed(format!("{error} (after {attempts} attempts)"))
         } else {
-            let wait = self.policy.retry_base.saturating_mul(1 << (job.attempts.clamp(0, 16) as u32)).min(Duration::from_secs(600));
+            let wait =
+                self.policy.retry_base.saturating_mul(1 << (job.attempts.clamp(0, 16) as u32)).min(Duration::from_secs(600));
             PushOutcome::Retry { error, next_attempt: now_ms() + wait.as_millis() as i64 }
         }
     }

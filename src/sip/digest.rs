@@ -32,9 +32,7 @@ impl Algorithm {
     /// cannot compute.
     pub fn parse(name: &str) -> Option<Self> {
         let name = name.trim();
-        [Self::Md5, Self::Md5Sess, Self::Sha256, Self::Sha256Sess]
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(name))
+        [Self::Md5, Self::Md5Sess, Self::Sha256, Self::Sha256Sess].into_iter().find(|a| a.name().eq_ignore_ascii_case(name))
     }
 
     pub fn name(self) -> &'static str {
@@ -54,9 +52,7 @@ impl Algorithm {
     fn hex(self, data: &str) -> String {
         match self {
             Algorithm::Md5 | Algorithm::Md5Sess => hex::encode(Md5::digest(data.as_bytes())),
-            Algorithm::Sha256 | Algorithm::Sha256Sess => {
-                hex::encode(Sha256::digest(data.as_bytes()))
-            }
+            Algorithm::Sha256 | Algorithm::Sha256Sess => hex::encode(Sha256::digest(data.as_bytes())),
         }
     }
 }
@@ -80,22 +76,12 @@ impl Challenge {
     pub fn parse(value: &str) -> Result<Self, SipError> {
         let err = |why: &str| SipError::Challenge(why.to_owned());
         let value = value.trim();
-        let (scheme, rest) = value
-            .split_once(|c: char| c.is_ascii_whitespace())
-            .unwrap_or((value, ""));
+        let (scheme, rest) = value.split_once(|c: char| c.is_ascii_whitespace()).unwrap_or((value, ""));
         if !scheme.eq_ignore_ascii_case("Digest") {
-            return Err(SipError::Challenge(format!(
-                "scheme {:?} is not Digest",
-                scheme.chars().take(32).collect::<String>()
-            )));
+            return Err(SipError::Challenge(format!("scheme {:?} is not Digest", scheme.chars().take(32).collect::<String>())));
         }
         let params = parse_params(rest)?;
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |name: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
         for (_, v) in &params {
             if v.chars().any(|c| c.is_control()) {
                 return Err(err("control character in a challenge parameter"));
@@ -109,24 +95,16 @@ impl Challenge {
         let algorithm = match get("algorithm") {
             None => Algorithm::Md5,
             Some(name) => Algorithm::parse(name).ok_or_else(|| {
-                SipError::Challenge(format!(
-                    "unsupported algorithm {:?}",
-                    name.chars().take(32).collect::<String>()
-                ))
+                SipError::Challenge(format!("unsupported algorithm {:?}", name.chars().take(32).collect::<String>()))
             })?,
         };
         let qop_auth = match get("qop") {
             None => false,
             Some(list) => {
-                if list
-                    .split(',')
-                    .any(|q| q.trim().eq_ignore_ascii_case("auth"))
-                {
+                if list.split(',').any(|q| q.trim().eq_ignore_ascii_case("auth")) {
                     true
                 } else {
-                    return Err(err(
-                        "qop offered without \"auth\" (auth-int is not supported)",
-                    ));
+                    return Err(err("qop offered without \"auth\" (auth-int is not supported)"));
                 }
             }
         };
@@ -144,15 +122,7 @@ impl Challenge {
     }
 
     /// The `response` value (RFC 7616 §3.4.1; RFC 2617 §3.2.2.1 when no qop).
-    pub fn response(
-        &self,
-        method: &str,
-        uri: &str,
-        username: &str,
-        password: &str,
-        cnonce: &str,
-        nc: u32,
-    ) -> String {
+    pub fn response(&self, method: &str, uri: &str, username: &str, password: &str, cnonce: &str, nc: u32) -> String {
         let alg = self.algorithm;
         let mut ha1 = alg.hex(&format!("{username}:{}:{password}", self.realm));
         if alg.is_sess() {
@@ -160,25 +130,14 @@ impl Challenge {
         }
         let ha2 = alg.hex(&format!("{method}:{uri}"));
         if self.qop_auth {
-            alg.hex(&format!(
-                "{ha1}:{}:{nc:08x}:{cnonce}:auth:{ha2}",
-                self.nonce
-            ))
+            alg.hex(&format!("{ha1}:{}:{nc:08x}:{cnonce}:auth:{ha2}", self.nonce))
         } else {
             alg.hex(&format!("{ha1}:{}:{ha2}", self.nonce))
         }
     }
 
     /// The whole `Authorization` header value answering this challenge.
-    pub fn authorization(
-        &self,
-        method: &str,
-        uri: &str,
-        username: &str,
-        password: &str,
-        cnonce: &str,
-        nc: u32,
-    ) -> String {
+    pub fn authorization(&self, method: &str, uri: &str, username: &str, password: &str, cnonce: &str, nc: u32) -> String {
         let response = self.response(method, uri, username, password, cnonce, nc);
         let mut out = String::with_capacity(256);
         // Writing into a String cannot fail.
@@ -307,14 +266,7 @@ mod tests {
         .expect("valid challenge");
         assert_eq!(ch.algorithm, Algorithm::Md5);
         assert!(ch.qop_auth);
-        let header = ch.authorization(
-            "GET",
-            "/dir/index.html",
-            "Mufasa",
-            "Circle Of Life",
-            "0a4f113b",
-            1,
-        );
+        let header = ch.authorization("GET", "/dir/index.html", "Mufasa", "Circle Of Life", "0a4f113b", 1);
         assert_eq!(response_of(&header), "6629fae49393a05397450978507c4ef1");
         assert!(header.contains("nc=00000001"));
         assert!(header.contains("cnonce=\"0a4f113b\""));
@@ -332,36 +284,15 @@ mod tests {
         let sha = Challenge::parse(&format!("Digest {tail}, algorithm=SHA-256")).expect("valid");
         assert_eq!(sha.algorithm, Algorithm::Sha256);
         assert_eq!(
-            sha.response(
-                "GET",
-                "/dir/index.html",
-                "Mufasa",
-                "Circle of Life",
-                cnonce,
-                1
-            ),
+            sha.response("GET", "/dir/index.html", "Mufasa", "Circle of Life", cnonce, 1),
             "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
         );
         let md5 = Challenge::parse(&format!("Digest {tail}, algorithm=MD5")).expect("valid");
         assert_eq!(
-            md5.response(
-                "GET",
-                "/dir/index.html",
-                "Mufasa",
-                "Circle of Life",
-                cnonce,
-                1
-            ),
+            md5.response("GET", "/dir/index.html", "Mufasa", "Circle of Life", cnonce, 1),
             "8ca523f5e9506fed4657c9700eebdbec"
         );
-        let header = sha.authorization(
-            "GET",
-            "/dir/index.html",
-            "Mufasa",
-            "Circle of Life",
-            cnonce,
-            1,
-        );
+        let header = sha.authorization("GET", "/dir/index.html", "Mufasa", "Circle of Life", cnonce, 1);
         assert!(header.contains("algorithm=SHA-256"));
     }
 
@@ -377,18 +308,13 @@ mod tests {
         assert_eq!(response_of(&header), want);
         assert!(!header.contains("qop=") && !header.contains("nc=") && !header.contains("cnonce="));
 
-        let sess =
-            Challenge::parse("Digest realm=\"r\", nonce=\"n\", algorithm=sha-256-SESS, qop=auth")
-                .expect("valid");
+        let sess = Challenge::parse("Digest realm=\"r\", nonce=\"n\", algorithm=sha-256-SESS, qop=auth").expect("valid");
         assert_eq!(sess.algorithm, Algorithm::Sha256Sess);
         let h = |s: String| hex::encode(Sha256::digest(s.as_bytes()));
         let ha1 = h(format!("{}:n:c", h("201:r:secret".into())));
         let ha2 = h("NOTIFY:sip:201@10.0.0.2:5060".into());
         let want = h(format!("{ha1}:n:00000001:c:auth:{ha2}"));
-        assert_eq!(
-            sess.response("NOTIFY", "sip:201@10.0.0.2:5060", "201", "secret", "c", 1),
-            want
-        );
+        assert_eq!(sess.response("NOTIFY", "sip:201@10.0.0.2:5060", "201", "secret", "c", 1), want);
     }
 
     #[test]
@@ -411,8 +337,7 @@ mod tests {
 
     #[test]
     fn quoted_values_round_trip() {
-        let ch = Challenge::parse(r#"Digest realm="a \"b\" \\ c, d", nonce=abc, stale=TRUE"#)
-            .expect("valid");
+        let ch = Challenge::parse(r#"Digest realm="a \"b\" \\ c, d", nonce=abc, stale=TRUE"#).expect("valid");
         assert_eq!(ch.realm, r#"a "b" \ c, d"#);
         assert_eq!(ch.nonce, "abc");
         assert!(ch.stale);

@@ -54,10 +54,7 @@ pub(crate) fn new_branch() -> String {
 /// characters RFC 3261's `user` production allows (unreserved, escaped and
 /// user-unreserved) pass, so nothing can break out of the URI or the header.
 pub fn validate_extension(extension: &str) -> Result<(), SipError> {
-    let invalid = |reason| SipError::InvalidInput {
-        field: "extension",
-        reason,
-    };
+    let invalid = |reason| SipError::InvalidInput { field: "extension", reason };
     if extension.is_empty() {
         return Err(invalid("empty"));
     }
@@ -69,9 +66,7 @@ pub fn validate_extension(extension: &str) -> Result<(), SipError> {
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()%&=+$,;?/".contains(c);
     if !extension.chars().all(allowed) {
-        return Err(invalid(
-            "contains characters not allowed in a SIP user part",
-        ));
+        return Err(invalid("contains characters not allowed in a SIP user part"));
     }
     Ok(())
 }
@@ -79,10 +74,7 @@ pub fn validate_extension(extension: &str) -> Result<(), SipError> {
 /// The Event header value comes from a vendor profile (`check-sync;reboot=false`).
 /// Printable ASCII only: no CR, LF or other control characters.
 pub fn validate_event(event: &str) -> Result<(), SipError> {
-    let invalid = |reason| SipError::InvalidInput {
-        field: "event",
-        reason,
-    };
+    let invalid = |reason| SipError::InvalidInput { field: "event", reason };
     if event.trim().is_empty() {
         return Err(invalid("empty"));
     }
@@ -167,10 +159,7 @@ impl NotifyRequest {
         // The value is built from a parsed challenge; refuse it anyway if it
         // could end the header line (defence in depth against injection).
         if header.value.chars().any(|c| c.is_control()) {
-            return Err(SipError::InvalidInput {
-                field: "authorization",
-                reason: "contains control characters",
-            });
+            return Err(SipError::InvalidInput { field: "authorization", reason: "contains control characters" });
         }
         let mut next = self.clone();
         next.cseq = self.cseq.wrapping_add(1);
@@ -232,31 +221,13 @@ impl NotifyRequest {
         let mut out = String::with_capacity(512);
         // `write!` into a String cannot fail; the results are ignored for that reason.
         let _ = write!(out, "NOTIFY {} SIP/2.0\r\n", self.request_uri());
-        let _ = write!(
-            out,
-            "Via: SIP/2.0/{} {};branch={};rport\r\n",
-            self.transport.via_token(),
-            local_hostport,
-            self.branch
-        );
+        let _ = write!(out, "Via: SIP/2.0/{} {};branch={};rport\r\n", self.transport.via_token(), local_hostport, self.branch);
         out.push_str("Max-Forwards: 70\r\n");
-        let _ = write!(
-            out,
-            "From: <sip:autoprov@{local_host}>;tag={}\r\n",
-            self.from_tag
-        );
-        let _ = write!(
-            out,
-            "To: <sip:{}@{}>\r\n",
-            self.extension,
-            uri_host(self.target.ip())
-        );
+        let _ = write!(out, "From: <sip:autoprov@{local_host}>;tag={}\r\n", self.from_tag);
+        let _ = write!(out, "To: <sip:{}@{}>\r\n", self.extension, uri_host(self.target.ip()));
         let _ = write!(out, "Call-ID: {}\r\n", self.call_id);
         let _ = write!(out, "CSeq: {} NOTIFY\r\n", self.cseq);
-        let _ = write!(
-            out,
-            "Contact: <sip:autoprov@{local_hostport}{contact_transport}>\r\n"
-        );
+        let _ = write!(out, "Contact: <sip:autoprov@{local_hostport}{contact_transport}>\r\n");
         let _ = write!(out, "Event: {}\r\n", self.event);
         out.push_str("Subscription-State: terminated\r\n");
         out.push_str("User-Agent: autoprov\r\n");
@@ -294,10 +265,7 @@ impl Response {
     /// authentication challenge contains commas).
     pub fn headers_named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
         let wanted = canonical_name(name);
-        self.headers
-            .iter()
-            .filter(move |(n, _)| *n == wanted)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().filter(move |(n, _)| *n == wanted).map(|(_, v)| v.as_str())
     }
 
     /// The branch parameter of the topmost Via (first value of the first Via
@@ -307,9 +275,7 @@ impl Response {
         let top = split_top_level(via, ',').into_iter().next()?;
         top.split(';').skip(1).find_map(|param| {
             let (name, value) = param.split_once('=')?;
-            name.trim()
-                .eq_ignore_ascii_case("branch")
-                .then(|| value.trim())
+            name.trim().eq_ignore_ascii_case("branch").then(|| value.trim())
         })
     }
 
@@ -384,10 +350,7 @@ fn split_top_level(value: &str, sep: char) -> Vec<&str> {
 /// Leading CRLFs before a start line are allowed (RFC 3261 §7.5) and are what
 /// keep-alives look like (RFC 5626): skip them.
 fn skip_leading_newlines(bytes: &[u8]) -> usize {
-    bytes
-        .iter()
-        .take_while(|b| **b == b'\r' || **b == b'\n')
-        .count()
+    bytes.iter().take_while(|b| **b == b'\r' || **b == b'\n').count()
 }
 
 /// Where the header section ends: `(end of headers, start of body)`. Bare-LF
@@ -410,37 +373,25 @@ enum StartLine {
 
 fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
     let line = line.trim_end_matches('\r');
-    if let Some(rest) = line
-        .get(..8)
-        .filter(|v| v.eq_ignore_ascii_case("SIP/2.0 "))
-        .and_then(|_| line.get(8..))
-    {
+    if let Some(rest) = line.get(..8).filter(|v| v.eq_ignore_ascii_case("SIP/2.0 ")).and_then(|_| line.get(8..)) {
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(SipError::Malformed("status code is not three digits"));
         }
-        let code: u16 = code
-            .parse()
-            .map_err(|_| SipError::Malformed("status code is not a number"))?;
+        let code: u16 = code.parse().map_err(|_| SipError::Malformed("status code is not a number"))?;
         if !(100..=699).contains(&code) {
             return Err(SipError::Malformed("status code out of range"));
         }
         if reason.chars().any(|c| c.is_control() && c != '\t') {
             return Err(SipError::Malformed("control character in reason phrase"));
         }
-        return Ok(StartLine::Response {
-            code,
-            reason: reason.trim().to_owned(),
-        });
+        return Ok(StartLine::Response { code, reason: reason.trim().to_owned() });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
     let mut parts = line.split(' ');
     let (method, uri, version) = (parts.next(), parts.next(), parts.next());
     if let (Some(method), Some(uri), Some(version), None) = (method, uri, version, parts.next()) {
-        let is_token = !method.is_empty()
-            && method
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+        let is_token = !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
         if is_token && !uri.is_empty() && version.eq_ignore_ascii_case("SIP/2.0") {
             return Ok(StartLine::Request);
         }
@@ -450,23 +401,17 @@ fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
 
 /// Header lines → `(canonical name, value)`, joining folded lines (a line
 /// starting with SP/HT continues the previous header, RFC 3261 §7.3.1).
-fn parse_headers<'a>(
-    lines: impl Iterator<Item = &'a str>,
-) -> Result<Vec<(String, String)>, SipError> {
+fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<(String, String)>, SipError> {
     let mut headers: Vec<(String, String)> = Vec::new();
     for line in lines {
         let line = line.trim_end_matches('\r');
         if line.starts_with(' ') || line.starts_with('\t') {
-            let last = headers
-                .last_mut()
-                .ok_or(SipError::Malformed("continuation line before any header"))?;
+            let last = headers.last_mut().ok_or(SipError::Malformed("continuation line before any header"))?;
             last.1.push(' ');
             last.1.push_str(line.trim());
             continue;
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or(SipError::Malformed("header line without a colon"))?;
+        let (name, value) = line.split_once(':').ok_or(SipError::Malformed("header line without a colon"))?;
         let name = name.trim();
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(SipError::Malformed("bad header name"));
@@ -485,9 +430,7 @@ fn content_length(headers: &[(String, String)]) -> Result<Option<usize>, SipErro
     let mut found = None;
     for (name, value) in headers {
         if name == "content-length" {
-            let len: usize = value
-                .parse()
-                .map_err(|_| SipError::Malformed("bad Content-Length"))?;
+            let len: usize = value.parse().map_err(|_| SipError::Malformed("bad Content-Length"))?;
             if found.is_some_and(|prev| prev != len) {
                 return Err(SipError::Malformed("conflicting Content-Length headers"));
             }
@@ -510,10 +453,7 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, SipError> {
     }
     // Classify the start line first, so a request is recognised as such even
     // if the rest of it is odd.
-    let first_end = bytes
-        .iter()
-        .position(|b| *b == b'\n')
-        .ok_or(SipError::Incomplete)?;
+    let first_end = bytes.iter().position(|b| *b == b'\n').ok_or(SipError::Incomplete)?;
     let first = String::from_utf8_lossy(&bytes[..first_end]);
     let (code, reason) = match parse_start_line(&first)? {
         StartLine::Request => return Err(SipError::NotAResponse),
@@ -531,12 +471,7 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, SipError> {
         // Optional on UDP: the body is the rest of the datagram.
         None => available,
     };
-    Ok(Response {
-        code,
-        reason,
-        headers,
-        body_len,
-    })
+    Ok(Response { code, reason, headers, body_len })
 }
 
 /// Cut a stream (TCP) into messages: `Ok(Some(n))` when `buf[..n]` holds one
@@ -546,11 +481,7 @@ pub fn frame_stream(buf: &[u8]) -> Result<Option<usize>, SipError> {
     let skip = skip_leading_newlines(buf);
     let rest = &buf[skip..];
     let Some((head_end, body_start)) = find_head_end(rest) else {
-        return if buf.len() > MAX_MESSAGE_LEN {
-            Err(SipError::TooLarge)
-        } else {
-            Ok(None)
-        };
+        return if buf.len() > MAX_MESSAGE_LEN { Err(SipError::TooLarge) } else { Ok(None) };
     };
     let head = String::from_utf8_lossy(&rest[..head_end]);
     // The start line is checked by the parser later; here only the framing.
@@ -558,10 +489,7 @@ pub fn frame_stream(buf: &[u8]) -> Result<Option<usize>, SipError> {
     // Content-Length is mandatory on streams (RFC 3261 §18.3); a phone that
     // omits it on a bodiless response is treated as sending no body.
     let body = content_length(&headers)?.unwrap_or(0);
-    let total = skip
-        .checked_add(body_start)
-        .and_then(|n| n.checked_add(body))
-        .ok_or(SipError::TooLarge)?;
+    let total = skip.checked_add(body_start).and_then(|n| n.checked_add(body)).ok_or(SipError::TooLarge)?;
     if total - skip > MAX_MESSAGE_LEN {
         return Err(SipError::TooLarge);
     }
@@ -590,23 +518,15 @@ hello";
 
     #[test]
     fn builds_notify_with_all_headers_and_crlf() {
-        let req = NotifyRequest::new(
-            "201",
-            "check-sync;reboot=false",
-            addr("192.0.2.10:5062"),
-            addr("192.0.2.1:5070"),
-            Transport::Udp,
-        )
-        .expect("valid request");
+        let req =
+            NotifyRequest::new("201", "check-sync;reboot=false", addr("192.0.2.10:5062"), addr("192.0.2.1:5070"), Transport::Udp)
+                .expect("valid request");
         let text = String::from_utf8(req.to_bytes()).expect("utf8");
         assert!(text.starts_with("NOTIFY sip:201@192.0.2.10:5062 SIP/2.0\r\n"));
         assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
         // Every line ends in CRLF: no bare LF anywhere.
         assert_eq!(text.matches('\n').count(), text.matches("\r\n").count());
-        let branch = format!(
-            "Via: SIP/2.0/UDP 192.0.2.1:5070;branch={};rport\r\n",
-            req.branch()
-        );
+        let branch = format!("Via: SIP/2.0/UDP 192.0.2.1:5070;branch={};rport\r\n", req.branch());
         assert!(text.contains(&branch), "{text}");
         assert!(req.branch().starts_with("z9hG4bK") && req.branch().len() > 20);
         for line in [
@@ -620,29 +540,18 @@ hello";
         ] {
             assert!(text.contains(line), "missing {line:?} in {text}");
         }
-        assert!(text.contains(&format!(
-            "From: <sip:autoprov@192.0.2.1>;tag={}\r\n",
-            req.from_tag()
-        )));
+        assert!(text.contains(&format!("From: <sip:autoprov@192.0.2.1>;tag={}\r\n", req.from_tag())));
         assert!(text.contains(&format!("Call-ID: {}\r\n", req.call_id())));
         assert!(req.call_id().ends_with("@192.0.2.1"));
     }
 
     #[test]
     fn ipv6_targets_go_in_brackets_and_tcp_says_so() {
-        let req = NotifyRequest::new(
-            "201",
-            "check-sync",
-            addr("[2001:db8::10]:5060"),
-            addr("[2001:db8::1]:5070"),
-            Transport::Tcp,
-        )
-        .expect("valid request");
+        let req =
+            NotifyRequest::new("201", "check-sync", addr("[2001:db8::10]:5060"), addr("[2001:db8::1]:5070"), Transport::Tcp)
+                .expect("valid request");
         let text = String::from_utf8(req.to_bytes()).expect("utf8");
-        assert!(
-            text.starts_with("NOTIFY sip:201@[2001:db8::10]:5060 SIP/2.0\r\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("NOTIFY sip:201@[2001:db8::10]:5060 SIP/2.0\r\n"), "{text}");
         assert!(text.contains("Via: SIP/2.0/TCP [2001:db8::1]:5070;branch="));
         assert!(text.contains("To: <sip:201@[2001:db8::10]>\r\n"));
         assert!(text.contains("Contact: <sip:autoprov@[2001:db8::1]:5070;transport=tcp>\r\n"));
@@ -656,63 +565,34 @@ hello";
             assert!(
                 matches!(
                     NotifyRequest::new(ext, "check-sync", t, l, Transport::Udp),
-                    Err(SipError::InvalidInput {
-                        field: "extension",
-                        ..
-                    })
+                    Err(SipError::InvalidInput { field: "extension", .. })
                 ),
                 "{ext:?}"
             );
         }
-        for ev in [
-            "",
-            "  ",
-            "check-sync\r\nEvil: 1",
-            "check-sync\n",
-            "a\tb",
-            "résync",
-            "x\u{7f}",
-        ] {
+        for ev in ["", "  ", "check-sync\r\nEvil: 1", "check-sync\n", "a\tb", "résync", "x\u{7f}"] {
             assert!(
-                matches!(
-                    NotifyRequest::new("201", ev, t, l, Transport::Udp),
-                    Err(SipError::InvalidInput { field: "event", .. })
-                ),
+                matches!(NotifyRequest::new("201", ev, t, l, Transport::Udp), Err(SipError::InvalidInput { field: "event", .. })),
                 "{ev:?}"
             );
         }
         let req = NotifyRequest::new("201", "check-sync", t, l, Transport::Udp).expect("valid");
-        let bad = AuthorizationHeader {
-            proxy: false,
-            value: "Digest x\r\nEvil: 1".into(),
-        };
+        let bad = AuthorizationHeader { proxy: false, value: "Digest x\r\nEvil: 1".into() };
         assert!(req.authorized(bad).is_err());
     }
 
     #[test]
     fn authorized_request_bumps_cseq_keeps_dialog_ids_new_branch() {
-        let req = NotifyRequest::new(
-            "201",
-            "check-sync",
-            addr("192.0.2.10:5060"),
-            addr("192.0.2.1:5070"),
-            Transport::Udp,
-        )
-        .expect("valid");
-        let next = req
-            .authorized(AuthorizationHeader {
-                proxy: true,
-                value: "Digest username=\"201\"".into(),
-            })
-            .expect("valid header");
+        let req = NotifyRequest::new("201", "check-sync", addr("192.0.2.10:5060"), addr("192.0.2.1:5070"), Transport::Udp)
+            .expect("valid");
+        let next =
+            req.authorized(AuthorizationHeader { proxy: true, value: "Digest username=\"201\"".into() }).expect("valid header");
         assert_eq!(next.cseq(), 2);
         assert_eq!(next.call_id(), req.call_id());
         assert_eq!(next.from_tag(), req.from_tag());
         assert_ne!(next.branch(), req.branch());
         let text = String::from_utf8(next.to_bytes()).expect("utf8");
-        assert!(
-            text.contains("Proxy-Authorization: Digest username=\"201\"\r\nContent-Length: 0\r\n")
-        );
+        assert!(text.contains("Proxy-Authorization: Digest username=\"201\"\r\nContent-Length: 0\r\n"));
         assert!(text.contains("CSeq: 2 NOTIFY\r\n"));
     }
 
@@ -762,10 +642,7 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn requests_are_not_responses() {
         let options = b"OPTIONS sip:autoprov@10.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2\r\nContent-Length: 0\r\n\r\n";
-        assert!(matches!(
-            parse_response(options),
-            Err(SipError::NotAResponse)
-        ));
+        assert!(matches!(parse_response(options), Err(SipError::NotAResponse)));
     }
 
     #[test]
@@ -785,26 +662,15 @@ Content-Length: 0\r\n\r\n";
             b"SIP/2.0 200 OK\r\nContent-Length: 1\r\nl: 2\r\n\r\nxx",
             b"SIP/2.0 200 OK\r\nX: a\x01b\r\n\r\n",
         ] {
-            assert!(
-                parse_response(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(parse_response(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 
     #[test]
     fn every_truncation_of_a_valid_response_is_an_error() {
         for cut in 0..OK.len() {
-            assert!(
-                parse_response(&OK[..cut]).is_err(),
-                "prefix of {cut} bytes parsed"
-            );
-            assert_eq!(
-                frame_stream(&OK[..cut]).ok().flatten(),
-                None,
-                "prefix {cut} framed"
-            );
+            assert!(parse_response(&OK[..cut]).is_err(), "prefix of {cut} bytes parsed");
+            assert_eq!(frame_stream(&OK[..cut]).ok().flatten(), None, "prefix {cut} framed");
         }
         assert!(parse_response(OK).is_ok());
     }
@@ -849,10 +715,7 @@ Content-Length: 0\r\n\r\n";
         let rest = &stream[first..];
         let second = frame_stream(rest).expect("framing").expect("complete");
         assert_eq!(parse_response(&rest[..second]).expect("valid").code, 100);
-        assert_eq!(
-            frame_stream(b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nab").expect("ok"),
-            None
-        );
+        assert_eq!(frame_stream(b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nab").expect("ok"), None);
         let huge = b"SIP/2.0 200 OK\r\nContent-Length: 999999\r\n\r\n";
         assert!(matches!(frame_stream(huge), Err(SipError::TooLarge)));
         let endless = vec![b'x'; MAX_MESSAGE_LEN + 10];

@@ -57,10 +57,7 @@ impl Transport {
 pub enum SipError {
     /// A value given by the caller would not make a valid (or safe) header.
     #[error("invalid {field}: {reason}")]
-    InvalidInput {
-        field: &'static str,
-        reason: &'static str,
-    },
+    InvalidInput { field: &'static str, reason: &'static str },
     /// Bytes that are not a well-formed SIP message.
     #[error("malformed SIP message: {0}")]
     Malformed(&'static str),

@@ -7,9 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use super::digest::Challenge;
-use super::message::{
-    random_hex, validate_event, validate_extension, AuthorizationHeader, NotifyRequest, Response,
-};
+use super::message::{random_hex, validate_event, validate_extension, AuthorizationHeader, NotifyRequest, Response};
 use super::transaction::{TcpConnection, Timers, UdpEndpoint};
 use super::{SipError, Transport};
 
@@ -24,10 +22,7 @@ pub struct Credentials<'a> {
 
 impl fmt::Debug for Credentials<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"***")
-            .finish()
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"***").finish()
     }
 }
 
@@ -85,11 +80,7 @@ fn final_outcome(response: Option<Response>) -> NotifyOutcome {
 /// `Err` means the NOTIFY could not be attempted or completed (invalid
 /// input, socket error, unanswerable challenge); a phone that answers with an
 /// error code is an `Ok(NotifyOutcome::Final(code, reason))`.
-pub async fn send_notify(
-    endpoint: &UdpEndpoint,
-    params: &NotifyParams<'_>,
-    timers: &Timers,
-) -> Result<NotifyOutcome, SipError> {
+pub async fn send_notify(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, timers: &Timers) -> Result<NotifyOutcome, SipError> {
     // Refuse bad input before any connect or send.
     validate_extension(params.extension)?;
     validate_event(params.event)?;
@@ -108,19 +99,9 @@ pub async fn send_notify(
     outcome
 }
 
-async fn send_over_udp(
-    endpoint: &UdpEndpoint,
-    params: &NotifyParams<'_>,
-    timers: &Timers,
-) -> Result<NotifyOutcome, SipError> {
+async fn send_over_udp(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, timers: &Timers) -> Result<NotifyOutcome, SipError> {
     let local = endpoint.via_address(params.target);
-    let request = NotifyRequest::new(
-        params.extension,
-        params.event,
-        params.target,
-        local,
-        Transport::Udp,
-    )?;
+    let request = NotifyRequest::new(params.extension, params.event, params.target, local, Transport::Udp)?;
     let Some(response) = endpoint.transact(&request, timers).await? else {
         return Ok(NotifyOutcome::Timeout);
     };
@@ -130,18 +111,9 @@ async fn send_over_udp(
     Ok(final_outcome(endpoint.transact(&retry, timers).await?))
 }
 
-async fn send_over_tcp(
-    params: &NotifyParams<'_>,
-    timers: &Timers,
-) -> Result<NotifyOutcome, SipError> {
+async fn send_over_tcp(params: &NotifyParams<'_>, timers: &Timers) -> Result<NotifyOutcome, SipError> {
     let mut connection = TcpConnection::connect(params.target, timers).await?;
-    let request = NotifyRequest::new(
-        params.extension,
-        params.event,
-        params.target,
-        connection.local_addr(),
-        Transport::Tcp,
-    )?;
+    let request = NotifyRequest::new(params.extension, params.event, params.target, connection.local_addr(), Transport::Tcp)?;
     let Some(response) = connection.transact(&request, timers).await? else {
         return Ok(NotifyOutcome::Timeout);
     };
@@ -179,36 +151,19 @@ fn answer_challenge(
         return Ok(None);
     };
     if credentials.username.chars().any(|c| c.is_control()) {
-        return Err(SipError::InvalidInput {
-            field: "username",
-            reason: "contains control characters",
-        });
+        return Err(SipError::InvalidInput { field: "username", reason: "contains control characters" });
     }
     let mut last_error = None;
-    let challenge = response.headers_named(challenge_header).find_map(|value| {
-        Challenge::parse(value)
-            .map_err(|e| last_error = Some(e))
-            .ok()
-    });
+    let challenge =
+        response.headers_named(challenge_header).find_map(|value| Challenge::parse(value).map_err(|e| last_error = Some(e)).ok());
     let Some(challenge) = challenge else {
-        return Err(last_error.unwrap_or_else(|| {
-            SipError::Challenge(format!(
-                "{} without a {challenge_header} header",
-                response.code
-            ))
-        }));
+        return Err(
+            last_error.unwrap_or_else(|| SipError::Challenge(format!("{} without a {challenge_header} header", response.code)))
+        );
     };
-    let value = challenge.authorization(
-        "NOTIFY",
-        &request.request_uri(),
-        credentials.username,
-        credentials.password,
-        &random_hex(16),
-        1,
-    );
-    request
-        .authorized(AuthorizationHeader { proxy, value })
-        .map(Some)
+    let value =
+        challenge.authorization("NOTIFY", &request.request_uri(), credentials.username, credentials.password, &random_hex(16), 1);
+    request.authorized(AuthorizationHeader { proxy, value }).map(Some)
 }
 
 #[cfg(test)]
@@ -236,9 +191,7 @@ mod tests {
     }
 
     async fn endpoint() -> UdpEndpoint {
-        UdpEndpoint::bind("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("bind endpoint")
+        UdpEndpoint::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind endpoint")
     }
 
     async fn phone() -> (UdpSocket, SocketAddr) {
@@ -248,25 +201,13 @@ mod tests {
     }
 
     fn params(target: SocketAddr, transport: Transport) -> NotifyParams<'static> {
-        NotifyParams {
-            target,
-            transport,
-            extension: "201",
-            event: "check-sync;reboot=false",
-            credentials: None,
-        }
+        NotifyParams { target, transport, extension: "201", event: "check-sync;reboot=false", credentials: None }
     }
 
     async fn recv_request(socket: &UdpSocket) -> (String, SocketAddr) {
         let mut buf = vec![0u8; 70_000];
-        let (n, from) = timeout(WAIT, socket.recv_from(&mut buf))
-            .await
-            .expect("phone got no request in time")
-            .expect("recv");
-        (
-            String::from_utf8(buf[..n].to_vec()).expect("utf8 request"),
-            from,
-        )
+        let (n, from) = timeout(WAIT, socket.recv_from(&mut buf)).await.expect("phone got no request in time").expect("recv");
+        (String::from_utf8(buf[..n].to_vec()).expect("utf8 request"), from)
     }
 
     /// The value of the first header `name` (case-insensitive) of a request.
@@ -284,25 +225,16 @@ mod tests {
             out.push_str(&format!("{line};received=127.0.0.1\r\n"));
         }
         for name in ["From", "Call-ID", "CSeq"] {
-            out.push_str(&format!(
-                "{name}: {}\r\n",
-                header(request, name).unwrap_or("")
-            ));
+            out.push_str(&format!("{name}: {}\r\n", header(request, name).unwrap_or("")));
         }
-        out.push_str(&format!(
-            "To: {};tag=phone1\r\n",
-            header(request, "To").unwrap_or("")
-        ));
+        out.push_str(&format!("To: {};tag=phone1\r\n", header(request, "To").unwrap_or("")));
         out.push_str(extra);
         out.push_str("Content-Length: 0\r\n\r\n");
         out
     }
 
     fn branch_of(request: &str) -> String {
-        header(request, "Via")
-            .and_then(|via| via.split(';').find_map(|p| p.strip_prefix("branch=")))
-            .unwrap_or("")
-            .to_owned()
+        header(request, "Via").and_then(|via| via.split(';').find_map(|p| p.strip_prefix("branch="))).unwrap_or("").to_owned()
     }
 
     #[tokio::test]
@@ -313,16 +245,9 @@ mod tests {
         let phone_task = tokio::spawn(async move {
             let (req, from) = recv_request(&socket).await;
             assert_eq!(from, ep_addr);
-            assert!(
-                req.starts_with(&format!("NOTIFY sip:201@{addr} SIP/2.0\r\n")),
-                "{req}"
-            );
+            assert!(req.starts_with(&format!("NOTIFY sip:201@{addr} SIP/2.0\r\n")), "{req}");
             assert!(req.ends_with("\r\n\r\n"));
-            assert_eq!(
-                req.matches('\n').count(),
-                req.matches("\r\n").count(),
-                "bare LF"
-            );
+            assert_eq!(req.matches('\n').count(), req.matches("\r\n").count(), "bare LF");
             assert_eq!(header(&req, "Event"), Some("check-sync;reboot=false"));
             assert_eq!(header(&req, "Content-Length"), Some("0"));
             assert_eq!(header(&req, "Max-Forwards"), Some("70"));
@@ -330,16 +255,10 @@ mod tests {
             assert_eq!(header(&req, "CSeq"), Some("1 NOTIFY"));
             assert_eq!(header(&req, "To"), Some("<sip:201@127.0.0.1>"));
             let via = header(&req, "Via").unwrap_or("");
-            assert!(
-                via.starts_with(&format!("SIP/2.0/UDP {ep_addr};branch=z9hG4bK")),
-                "{via}"
-            );
+            assert!(via.starts_with(&format!("SIP/2.0/UDP {ep_addr};branch=z9hG4bK")), "{via}");
             assert!(via.ends_with(";rport"));
             assert!(header(&req, "Authorization").is_none());
-            socket
-                .send_to(reply(&req, 200, "OK", "").as_bytes(), from)
-                .await
-                .expect("send 200");
+            socket.send_to(reply(&req, 200, "OK", "").as_bytes(), from).await.expect("send 200");
         });
         let outcome = send_notify(&ep, &params(addr, Transport::Udp), &fast_timers()).await;
         phone_task.await.expect("phone assertions");
@@ -356,12 +275,7 @@ mod tests {
         let ep = endpoint().await;
         let (socket, addr) = phone().await;
         let (code, reason, challenge_name, answer_name) = if proxy {
-            (
-                407,
-                "Proxy Authentication Required",
-                "Proxy-Authenticate",
-                "Proxy-Authorization",
-            )
+            (407, "Proxy Authentication Required", "Proxy-Authenticate", "Proxy-Authorization")
         } else {
             (401, "Unauthorized", "WWW-Authenticate", "Authorization")
         };
@@ -371,25 +285,15 @@ mod tests {
                 "{challenge_name}: Digest realm=\"phone\", nonce=\"n0nce/+=\", qop=\"auth\", \
                  algorithm={algorithm}, opaque=\"op4que\"\r\n"
             );
-            socket
-                .send_to(reply(&first, code, reason, &challenge).as_bytes(), from)
-                .await
-                .expect("send challenge");
+            socket.send_to(reply(&first, code, reason, &challenge).as_bytes(), from).await.expect("send challenge");
             let (second, from) = recv_request(&socket).await;
             assert_eq!(header(&second, "Call-ID"), header(&first, "Call-ID"));
-            assert_eq!(
-                header(&second, "From"),
-                header(&first, "From"),
-                "same From tag"
-            );
+            assert_eq!(header(&second, "From"), header(&first, "From"), "same From tag");
             assert_eq!(header(&second, "CSeq"), Some("2 NOTIFY"));
             assert_ne!(branch_of(&second), branch_of(&first), "a new transaction");
             let auth = header(&second, answer_name).expect("answer header");
             let p: std::collections::HashMap<String, String> =
-                parse_params(auth.strip_prefix("Digest ").expect("Digest scheme"))
-                    .expect("params")
-                    .into_iter()
-                    .collect();
+                parse_params(auth.strip_prefix("Digest ").expect("Digest scheme")).expect("params").into_iter().collect();
             let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
             let uri = first.split(' ').nth(1).unwrap_or("");
             assert_eq!(get("username"), "201");
@@ -406,28 +310,16 @@ mod tests {
             };
             let ha1 = h("201:phone:s3cret pass".to_owned());
             let ha2 = h(format!("NOTIFY:{uri}"));
-            let want = h(format!(
-                "{ha1}:n0nce/+=:00000001:{}:auth:{ha2}",
-                get("cnonce")
-            ));
+            let want = h(format!("{ha1}:n0nce/+=:00000001:{}:auth:{ha2}", get("cnonce")));
             assert!(!get("cnonce").is_empty());
             assert_eq!(get("response"), want, "digest response");
-            socket
-                .send_to(reply(&second, 200, "OK", "").as_bytes(), from)
-                .await
-                .expect("send 200");
+            socket.send_to(reply(&second, 200, "OK", "").as_bytes(), from).await.expect("send 200");
         });
         let mut p = params(addr, Transport::Udp);
-        p.credentials = Some(Credentials {
-            username: "201",
-            password: "s3cret pass",
-        });
+        p.credentials = Some(Credentials { username: "201", password: "s3cret pass" });
         let outcome = send_notify(&ep, &p, &fast_timers()).await;
         phone_task.await.expect("phone assertions");
-        assert_eq!(
-            outcome.expect("notify"),
-            NotifyOutcome::Final(200, "OK".into())
-        );
+        assert_eq!(outcome.expect("notify"), NotifyOutcome::Final(200, "OK".into()));
     }
 
     #[tokio::test]
@@ -454,22 +346,14 @@ mod tests {
             // Always challenge: first call (with credentials) twice, second call once.
             for _ in 0..3 {
                 let (req, from) = recv_request(&socket).await;
-                socket
-                    .send_to(reply(&req, 401, "Unauthorized", challenge).as_bytes(), from)
-                    .await
-                    .expect("send 401");
+                socket.send_to(reply(&req, 401, "Unauthorized", challenge).as_bytes(), from).await.expect("send 401");
             }
         });
         let mut p = params(addr, Transport::Udp);
-        p.credentials = Some(Credentials {
-            username: "201",
-            password: "wrong",
-        });
+        p.credentials = Some(Credentials { username: "201", password: "wrong" });
         let with = send_notify(&ep, &p, &fast_timers()).await.expect("notify");
         assert_eq!(with, NotifyOutcome::Final(401, "Unauthorized".into()));
-        let without = send_notify(&ep, &params(addr, Transport::Udp), &fast_timers())
-            .await
-            .expect("notify");
+        let without = send_notify(&ep, &params(addr, Transport::Udp), &fast_timers()).await.expect("notify");
         assert_eq!(without, NotifyOutcome::Final(401, "Unauthorized".into()));
         phone_task.await.expect("phone");
     }
@@ -480,14 +364,9 @@ mod tests {
         let (socket, addr) = phone().await;
         let phone_task = tokio::spawn(async move {
             let (req, from) = recv_request(&socket).await;
-            socket
-                .send_to(reply(&req, 486, "Busy Here", "").as_bytes(), from)
-                .await
-                .expect("send 486");
+            socket.send_to(reply(&req, 486, "Busy Here", "").as_bytes(), from).await.expect("send 486");
         });
-        let outcome = send_notify(&ep, &params(addr, Transport::Udp), &fast_timers())
-            .await
-            .expect("notify");
+        let outcome = send_notify(&ep, &params(addr, Transport::Udp), &fast_timers()).await.expect("notify");
         phone_task.await.expect("phone");
         assert_eq!(outcome, NotifyOutcome::Final(486, "Busy Here".into()));
         assert!(!outcome.is_success());
@@ -505,45 +384,28 @@ mod tests {
         };
         let phone_task = tokio::spawn(async move {
             let (req, from) = recv_request(&socket).await;
-            socket
-                .send_to(reply(&req, 100, "Trying", "").as_bytes(), from)
-                .await
-                .expect("send 100");
+            socket.send_to(reply(&req, 100, "Trying", "").as_bytes(), from).await.expect("send 100");
             // Collect retransmissions for a while: after the 100 they come
             // every T2 (one may still come at T1, armed before the 100).
             let mut times = Vec::new();
             let start = Instant::now();
             let mut buf = vec![0u8; 4096];
-            while let Ok(Ok((n, _))) = timeout(
-                Duration::from_millis(700).saturating_sub(start.elapsed()),
-                socket.recv_from(&mut buf),
-            )
-            .await
+            while let Ok(Ok((n, _))) =
+                timeout(Duration::from_millis(700).saturating_sub(start.elapsed()), socket.recv_from(&mut buf)).await
             {
                 assert_eq!(&buf[..n], req.as_bytes(), "retransmissions are identical");
                 times.push(start.elapsed());
             }
-            socket
-                .send_to(reply(&req, 200, "OK", "").as_bytes(), from)
-                .await
-                .expect("send 200");
+            socket.send_to(reply(&req, 200, "OK", "").as_bytes(), from).await.expect("send 200");
             times
         });
-        let outcome = send_notify(&ep, &params(addr, Transport::Udp), &timers)
-            .await
-            .expect("notify");
+        let outcome = send_notify(&ep, &params(addr, Transport::Udp), &timers).await.expect("notify");
         let times = phone_task.await.expect("phone");
         assert_eq!(outcome, NotifyOutcome::Final(200, "OK".into()));
         // Without the 100 there would be ~6 retransmissions in 700 ms.
-        assert!(
-            (2..=4).contains(&times.len()),
-            "retransmissions at {times:?}"
-        );
+        assert!((2..=4).contains(&times.len()), "retransmissions at {times:?}");
         for pair in times.windows(2).skip(1) {
-            assert!(
-                pair[1] - pair[0] >= Duration::from_millis(200),
-                "T2 spacing: {times:?}"
-            );
+            assert!(pair[1] - pair[0] >= Duration::from_millis(200), "T2 spacing: {times:?}");
         }
     }
 
@@ -557,9 +419,7 @@ mod tests {
             let mut first: Option<Vec<u8>> = None;
             let mut buf = vec![0u8; 4096];
             let start = Instant::now();
-            while let Ok(Ok((n, _))) =
-                timeout(Duration::from_secs(1), silent.recv_from(&mut buf)).await
-            {
+            while let Ok(Ok((n, _))) = timeout(Duration::from_secs(1), silent.recv_from(&mut buf)).await {
                 arrivals.push(start.elapsed());
                 match &first {
                     None => first = Some(buf[..n].to_vec()),
@@ -573,44 +433,28 @@ mod tests {
         });
         let started = Instant::now();
         let silent_ep = ep.clone();
-        let silent_notify = tokio::spawn(async move {
-            send_notify(&silent_ep, &params(silent_addr, Transport::Udp), &timers).await
-        });
+        let silent_notify =
+            tokio::spawn(async move { send_notify(&silent_ep, &params(silent_addr, Transport::Udp), &timers).await });
 
         // Meanwhile a responsive phone is served at once.
         let (socket, addr) = phone().await;
         let quick_phone = tokio::spawn(async move {
             let (req, from) = recv_request(&socket).await;
-            socket
-                .send_to(reply(&req, 200, "OK", "").as_bytes(), from)
-                .await
-                .expect("send 200");
+            socket.send_to(reply(&req, 200, "OK", "").as_bytes(), from).await.expect("send 200");
         });
-        let quick = send_notify(&ep, &params(addr, Transport::Udp), &timers)
-            .await
-            .expect("notify");
+        let quick = send_notify(&ep, &params(addr, Transport::Udp), &timers).await.expect("notify");
         assert!(quick.is_success());
-        assert!(
-            started.elapsed() < Duration::from_millis(1000),
-            "quick phone was delayed"
-        );
+        assert!(started.elapsed() < Duration::from_millis(1000), "quick phone was delayed");
         quick_phone.await.expect("phone");
 
         let outcome = silent_notify.await.expect("task").expect("notify");
         let elapsed = started.elapsed();
         assert_eq!(outcome, NotifyOutcome::Timeout);
         assert!(elapsed >= timers.timer_f, "gave up early: {elapsed:?}");
-        assert!(
-            elapsed < timers.timer_f + Duration::from_millis(500),
-            "gave up late: {elapsed:?}"
-        );
+        assert!(elapsed < timers.timer_f + Duration::from_millis(500), "gave up late: {elapsed:?}");
         let arrivals = listener.await.expect("listener");
         // Sends at 0, 40, 120, 280, 600, then every 320 ms until 2560: 11.
-        assert!(
-            (9..=11).contains(&arrivals.len()),
-            "{} sends: {arrivals:?}",
-            arrivals.len()
-        );
+        assert!((9..=11).contains(&arrivals.len()), "{} sends: {arrivals:?}", arrivals.len());
         // Compare with the schedule itself rather than gap by gap: the next
         // send is computed from the scheduled time, so a late send (a busy
         // CI machine) does not shift the ones after it.
@@ -619,8 +463,7 @@ mod tests {
             let since_first = *arrival - arrivals[0];
             let due = Duration::from_millis(due);
             assert!(
-                since_first + Duration::from_millis(30) >= due
-                    && since_first <= due + Duration::from_millis(250),
+                since_first + Duration::from_millis(30) >= due && since_first <= due + Duration::from_millis(250),
                 "send {i} at {since_first:?}, due at {due:?}; all sends {arrivals:?}"
             );
         }
@@ -637,14 +480,8 @@ mod tests {
         let options = "OPTIONS sip:autoprov@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1\r\n\
                        Call-ID: o@p\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         let truncated = &stranger[..40];
-        let datagrams: [&[u8]; 6] = [
-            b"\x00\xff\x13garbage",
-            b"",
-            stranger.as_bytes(),
-            options.as_bytes(),
-            truncated.as_bytes(),
-            &[0xAB; 60_000],
-        ];
+        let datagrams: [&[u8]; 6] =
+            [b"\x00\xff\x13garbage", b"", stranger.as_bytes(), options.as_bytes(), truncated.as_bytes(), &[0xAB; 60_000]];
         for d in datagrams {
             noise.send_to(d, target).await.expect("send noise");
         }
@@ -654,11 +491,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let stats = ep.stats();
-        assert_eq!(
-            (stats.garbage, stats.unmatched, stats.requests),
-            (4, 1, 1),
-            "{stats:?}"
-        );
+        assert_eq!((stats.garbage, stats.unmatched, stats.requests), (4, 1, 1), "{stats:?}");
         assert_eq!(stats.received, 6);
         let _ = stats.oversized; // 64 KiB+ cannot travel in one UDP datagram: see transaction tests
 
@@ -667,14 +500,9 @@ mod tests {
             let (req, from) = recv_request(&socket).await;
             // Noise first, then the real answer.
             socket.send_to(b"SIP/2.0 200", from).await.expect("send");
-            socket
-                .send_to(reply(&req, 200, "OK", "").as_bytes(), from)
-                .await
-                .expect("send 200");
+            socket.send_to(reply(&req, 200, "OK", "").as_bytes(), from).await.expect("send 200");
         });
-        let outcome = send_notify(&ep, &params(addr, Transport::Udp), &fast_timers())
-            .await
-            .expect("notify");
+        let outcome = send_notify(&ep, &params(addr, Transport::Udp), &fast_timers()).await.expect("notify");
         phone_task.await.expect("phone");
         assert!(outcome.is_success());
         assert_eq!(ep.stats().dispatched, 1);
@@ -686,19 +514,10 @@ mod tests {
         let (_socket, addr) = phone().await;
         let mut p = params(addr, Transport::Udp);
         p.event = "check-sync\r\nX-Evil: 1";
-        assert!(matches!(
-            send_notify(&ep, &p, &fast_timers()).await,
-            Err(SipError::InvalidInput { field: "event", .. })
-        ));
+        assert!(matches!(send_notify(&ep, &p, &fast_timers()).await, Err(SipError::InvalidInput { field: "event", .. })));
         p.event = "check-sync";
         p.extension = "201\r\n";
-        assert!(matches!(
-            send_notify(&ep, &p, &fast_timers()).await,
-            Err(SipError::InvalidInput {
-                field: "extension",
-                ..
-            })
-        ));
+        assert!(matches!(send_notify(&ep, &p, &fast_timers()).await, Err(SipError::InvalidInput { field: "extension", .. })));
         assert_eq!(ep.stats().received, 0);
     }
 
@@ -726,19 +545,13 @@ mod tests {
             let (mut stream, _) = listener.accept().await.expect("accept");
             let req = read_tcp_request(&mut stream).await.expect("request");
             assert!(req.starts_with(&format!("NOTIFY sip:201@{addr} SIP/2.0\r\n")));
-            assert!(header(&req, "Via")
-                .unwrap_or("")
-                .starts_with("SIP/2.0/TCP 127.0.0.1:"));
-            assert!(header(&req, "Contact")
-                .unwrap_or("")
-                .ends_with(";transport=tcp>"));
+            assert!(header(&req, "Via").unwrap_or("").starts_with("SIP/2.0/TCP 127.0.0.1:"));
+            assert!(header(&req, "Contact").unwrap_or("").ends_with(";transport=tcp>"));
             // A 100 and the 200 in one write: framing must split them.
             let both = reply(&req, 100, "Trying", "") + &reply(&req, 200, "OK", "");
             stream.write_all(both.as_bytes()).await.expect("write");
         });
-        let outcome = send_notify(&ep, &params(addr, Transport::Tcp), &fast_timers())
-            .await
-            .expect("notify");
+        let outcome = send_notify(&ep, &params(addr, Transport::Tcp), &fast_timers()).await.expect("notify");
         phone_task.await.expect("phone");
         assert_eq!(outcome, NotifyOutcome::Final(200, "OK".into()));
     }
@@ -752,32 +565,19 @@ mod tests {
             let (mut stream, _) = listener.accept().await.expect("accept");
             let first = read_tcp_request(&mut stream).await.expect("request");
             let challenge = "WWW-Authenticate: Digest realm=\"tcp\", nonce=\"abc\", qop=\"auth\", algorithm=MD5\r\n";
-            stream
-                .write_all(reply(&first, 401, "Unauthorized", challenge).as_bytes())
-                .await
-                .expect("write 401");
+            stream.write_all(reply(&first, 401, "Unauthorized", challenge).as_bytes()).await.expect("write 401");
             if close_after_challenge {
                 drop(stream);
                 stream = listener.accept().await.expect("second accept").0;
             }
-            let second = read_tcp_request(&mut stream)
-                .await
-                .expect("authorised request");
+            let second = read_tcp_request(&mut stream).await.expect("authorised request");
             assert_eq!(header(&second, "CSeq"), Some("2 NOTIFY"));
             assert_eq!(header(&second, "Call-ID"), header(&first, "Call-ID"));
-            assert!(header(&second, "Authorization")
-                .unwrap_or("")
-                .contains("username=\"201\""));
-            stream
-                .write_all(reply(&second, 200, "OK", "").as_bytes())
-                .await
-                .expect("write 200");
+            assert!(header(&second, "Authorization").unwrap_or("").contains("username=\"201\""));
+            stream.write_all(reply(&second, 200, "OK", "").as_bytes()).await.expect("write 200");
         });
         let mut p = params(addr, Transport::Tcp);
-        p.credentials = Some(Credentials {
-            username: "201",
-            password: "pw",
-        });
+        p.credentials = Some(Credentials { username: "201", password: "pw" });
         let outcome = send_notify(&ep, &p, &fast_timers()).await.expect("notify");
         phone_task.await.expect("phone");
         assert_eq!(outcome, NotifyOutcome::Final(200, "OK".into()));
@@ -803,13 +603,8 @@ mod tests {
             let _ = read_tcp_request(&mut stream).await;
             tokio::time::sleep(Duration::from_secs(2)).await;
         });
-        let timers = Timers {
-            timer_f: Duration::from_millis(300),
-            ..fast_timers()
-        };
-        let outcome = send_notify(&ep, &params(addr, Transport::Tcp), &timers)
-            .await
-            .expect("notify");
+        let timers = Timers { timer_f: Duration::from_millis(300), ..fast_timers() };
+        let outcome = send_notify(&ep, &params(addr, Transport::Tcp), &timers).await.expect("notify");
         assert_eq!(outcome, NotifyOutcome::Timeout);
         holder.abort();
 
@@ -817,9 +612,6 @@ mod tests {
         let closed = TcpListener::bind("127.0.0.1:0").await.expect("listen");
         let closed_addr = closed.local_addr().expect("addr");
         drop(closed);
-        assert!(matches!(
-            send_notify(&ep, &params(closed_addr, Transport::Tcp), &timers).await,
-            Err(SipError::Io(_))
-        ));
+        assert!(matches!(send_notify(&ep, &params(closed_addr, Transport::Tcp), &timers).await, Err(SipError::Io(_))));
     }
 }

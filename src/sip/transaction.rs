@@ -57,8 +57,7 @@ impl Default for Timers {
 /// `now + d`, saturating instead of panicking on an absurd configured value.
 fn after(d: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// What the receive loop did with datagrams, for tests and metrics.
@@ -118,9 +117,7 @@ pub struct Transactions {
 fn answers(response: &Response, branch: &str, call_id: &str) -> bool {
     response.top_via_branch() == Some(branch)
         && response.call_id() == Some(call_id)
-        && response
-            .cseq()
-            .is_some_and(|(_, method)| method == "NOTIFY")
+        && response.cseq().is_some_and(|(_, method)| method == "NOTIFY")
 }
 
 impl Transactions {
@@ -131,9 +128,7 @@ impl Transactions {
     fn table(&self) -> MutexGuard<'_, HashMap<String, Waiter>> {
         // No code panics while holding the lock, but if it ever did the map
         // is still consistent: keep serving rather than cascade the panic.
-        self.waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Route one datagram to its transaction, or drop and count it.
@@ -147,10 +142,7 @@ impl Transactions {
             Err(_) => return bump(&c.garbage),
         };
         let sender = response.top_via_branch().and_then(|branch| {
-            self.table()
-                .get(branch)
-                .filter(|w| answers(&response, branch, &w.call_id))
-                .map(|w| w.responses.clone())
+            self.table().get(branch).filter(|w| answers(&response, branch, &w.call_id)).map(|w| w.responses.clone())
         });
         match sender.map(|tx| tx.try_send(response)) {
             Some(Ok(())) => bump(&c.dispatched),
@@ -161,23 +153,10 @@ impl Transactions {
 
     /// Wait for responses to `branch`; dropping the guard unregisters, so a
     /// cancelled transaction leaves nothing behind.
-    fn register(
-        self: &Arc<Self>,
-        branch: &str,
-        call_id: &str,
-    ) -> (Registration, mpsc::Receiver<Response>) {
+    fn register(self: &Arc<Self>, branch: &str, call_id: &str) -> (Registration, mpsc::Receiver<Response>) {
         let (tx, rx) = mpsc::channel(WAITER_QUEUE);
-        self.table().insert(
-            branch.to_owned(),
-            Waiter {
-                call_id: call_id.to_owned(),
-                responses: tx,
-            },
-        );
-        let guard = Registration {
-            transactions: Arc::clone(self),
-            branch: branch.to_owned(),
-        };
+        self.table().insert(branch.to_owned(), Waiter { call_id: call_id.to_owned(), responses: tx });
+        let guard = Registration { transactions: Arc::clone(self), branch: branch.to_owned() };
         (guard, rx)
     }
 
@@ -250,13 +229,7 @@ impl UdpEndpoint {
         let transactions = Arc::new(Transactions::new());
         let receiver = tokio::spawn(receive_loop(Arc::clone(&socket), Arc::clone(&transactions)));
         Ok(UdpEndpoint {
-            inner: Arc::new(EndpointInner {
-                socket,
-                transactions,
-                local,
-                advertised_ip,
-                receiver: receiver.abort_handle(),
-            }),
+            inner: Arc::new(EndpointInner { socket, transactions, local, advertised_ip, receiver: receiver.abort_handle() }),
         })
     }
 
@@ -299,18 +272,11 @@ impl UdpEndpoint {
 
     /// Run one client transaction: `Ok(None)` when Timer F fires first.
     /// Provisional responses keep it going; the final one is returned.
-    pub async fn transact(
-        &self,
-        request: &NotifyRequest,
-        timers: &Timers,
-    ) -> Result<Option<Response>, SipError> {
+    pub async fn transact(&self, request: &NotifyRequest, timers: &Timers) -> Result<Option<Response>, SipError> {
         let target = request.target();
         let bytes = request.to_bytes();
         // Register before sending: a fast phone may answer before send_to returns.
-        let (_registration, mut responses) = self
-            .inner
-            .transactions
-            .register(request.branch(), request.call_id());
+        let (_registration, mut responses) = self.inner.transactions.register(request.branch(), request.call_id());
         let deadline = after(timers.timer_f);
         self.inner.socket.send_to(&bytes, target).await?;
         // A zero T1 or T2 from a bad setting must not turn into a send loop.
@@ -383,17 +349,11 @@ pub struct TcpConnection {
 impl TcpConnection {
     pub async fn connect(target: SocketAddr, timers: &Timers) -> Result<Self, SipError> {
         let wait = timers.tcp_connect.min(timers.timer_f);
-        let stream = timeout(wait, TcpStream::connect(target))
-            .await
-            .map_err(|_| SipError::ConnectTimeout(target))??;
+        let stream = timeout(wait, TcpStream::connect(target)).await.map_err(|_| SipError::ConnectTimeout(target))??;
         // Requests are one small write each: do not let Nagle hold them.
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr()?;
-        Ok(TcpConnection {
-            stream,
-            buf: Vec::new(),
-            local,
-        })
+        Ok(TcpConnection { stream, buf: Vec::new(), local })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -421,11 +381,7 @@ impl TcpConnection {
 
     /// Send `request` and wait for its final response; `Ok(None)` when
     /// Timer F fires first. No retransmission: TCP is reliable.
-    pub async fn transact(
-        &mut self,
-        request: &NotifyRequest,
-        timers: &Timers,
-    ) -> Result<Option<Response>, SipError> {
+    pub async fn transact(&mut self, request: &NotifyRequest, timers: &Timers) -> Result<Option<Response>, SipError> {
         match timeout(timers.timer_f, self.exchange(request)).await {
             Ok(result) => result.map(Some),
             Err(_) => Ok(None),
@@ -485,31 +441,16 @@ mod tests {
         table.dispatch(b"\x00\x01garbage\r\n\r\n");
         table.dispatch(&response_for("z9hG4bKone", "c1@h", "NOTIFY"));
         assert_eq!(rx.try_recv().map(|r| r.code).ok(), Some(200));
-        assert!(
-            rx.try_recv().is_err(),
-            "only the matching response is delivered"
-        );
+        assert!(rx.try_recv().is_err(), "only the matching response is delivered");
         let stats = table.stats();
         assert_eq!(
             stats,
-            EndpointStats {
-                received: 7,
-                dispatched: 1,
-                garbage: 1,
-                oversized: 1,
-                requests: 1,
-                unmatched: 3,
-                receive_errors: 0,
-            }
+            EndpointStats { received: 7, dispatched: 1, garbage: 1, oversized: 1, requests: 1, unmatched: 3, receive_errors: 0 }
         );
         drop(guard);
         assert_eq!(table.waiting(), 0);
         table.dispatch(&response_for("z9hG4bKone", "c1@h", "NOTIFY"));
-        assert_eq!(
-            table.stats().unmatched,
-            4,
-            "late response after the transaction ended"
-        );
+        assert_eq!(table.stats().unmatched, 4, "late response after the transaction ended");
     }
 
     #[tokio::test]

@@ -70,7 +70,10 @@ pub struct PushJob {
 pub enum PushOutcome {
     Sent,
     /// Try again at `next_attempt` (Unix ms).
-    Retry { error: String, next_attempt: i64 },
+    Retry {
+        error: String,
+        next_attempt: i64,
+    },
     Failed(String),
     NoTarget,
 }

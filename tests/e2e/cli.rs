@@ -12,7 +12,8 @@ fn autoprov(data: &std::path::Path) -> Command {
         .env("AUTOPROV_DATA_DIR", data)
         .env("AUTOPROV_HTTP_LISTEN", "127.0.0.1:0")
         .env("AUTOPROV_HTTPS_LISTEN", "127.0.0.1:0")
-        .env("AUTOPROV_TFTP_LISTEN", "off");
+        .env("AUTOPROV_TFTP_LISTEN", "off")
+        .env("AUTOPROV_SIP_LISTEN", "off");
     c
 }
 
@@ -285,9 +286,14 @@ async fn a_queued_push_survives_sigkill() {
     let send = |m: reqwest::Method, path: &str, body: serde_json::Value| {
         client.request(m, api(path)).basic_auth("admin@default", Some("crash-test-password")).json(&body).send()
     };
-    let r = send(reqwest::Method::POST, "/api/handset", json!({"extensionnumber": "100", "mac": "001565aabb77", "model": "T46S"})).await.unwrap();
+    let r =
+        send(reqwest::Method::POST, "/api/handset", json!({"extensionnumber": "100", "mac": "001565aabb77", "model": "T46S"}))
+            .await
+            .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::CREATED);
-    let r = send(reqwest::Method::PUT, "/api/handsetstatus/100", json!({"registrationaddress": phone.addr().to_string()})).await.unwrap();
+    let r = send(reqwest::Method::PUT, "/api/handsetstatus/100", json!({"registrationaddress": phone.addr().to_string()}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
     let r = send(reqwest::Method::PUT, "/api/handset/100", json!({"name": "Queued before the crash"})).await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);

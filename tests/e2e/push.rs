@@ -88,7 +88,8 @@ impl Phone {
 
 /// Registers handset `ext` at `addr` through the platform's status report.
 pub async fn register(srv: &TestServer, ext: &str, addr: SocketAddr) {
-    let (s, v) = srv.put(&format!("/api/handsetstatus/{ext}"), json!({"state": "Idle", "registrationaddress": addr.to_string()})).await;
+    let (s, v) =
+        srv.put(&format!("/api/handsetstatus/{ext}"), json!({"state": "Idle", "registrationaddress": addr.to_string()})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
 
@@ -187,13 +188,20 @@ async fn a_challenge_is_answered_with_the_handsets_own_credentials() {
     use md5::{Digest, Md5};
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
     let phone = Phone::new().await;
-    srv.create_handset(json!({"extensionnumber": "2000", "password": "Phone-Secret-1", "mac": PHONES[0].mac, "model": "T46S"})).await;
+    srv.create_handset(json!({"extensionnumber": "2000", "password": "Phone-Secret-1", "mac": PHONES[0].mac, "model": "T46S"}))
+        .await;
     register(&srv, "2000", phone.addr()).await;
     srv.put("/api/handset/2000", json!({"name": "Challenged"})).await;
 
     let first = phone.next(Duration::from_secs(5)).await.expect("NOTIFY");
     assert!(first.header("Authorization").is_none());
-    phone.answer(&first, "401 Unauthorized", "WWW-Authenticate: Digest realm=\"phone\", nonce=\"n0nce\", qop=\"auth\", algorithm=MD5\r\n").await;
+    phone
+        .answer(
+            &first,
+            "401 Unauthorized",
+            "WWW-Authenticate: Digest realm=\"phone\", nonce=\"n0nce\", qop=\"auth\", algorithm=MD5\r\n",
+        )
+        .await;
     let second = phone.next(Duration::from_secs(5)).await.expect("the NOTIFY again, authorised");
     let auth = second.header("Authorization").expect("an Authorization header");
     let param = |name: &str| {
@@ -220,7 +228,8 @@ async fn a_challenge_is_answered_with_the_handsets_own_credentials() {
 async fn silent_and_busy_phones_fail_without_delaying_the_others() {
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
     let (silent, busy, good) = (Phone::new().await, Phone::new().await, Phone::new().await);
-    for (ext, mac, phone) in [("2001", "001565000a01", &silent), ("2002", "001565000a02", &busy), ("2003", "001565000a03", &good)] {
+    for (ext, mac, phone) in [("2001", "001565000a01", &silent), ("2002", "001565000a02", &busy), ("2003", "001565000a03", &good)]
+    {
         phone_handset(&srv, ext, mac).await;
         register(&srv, ext, phone.addr()).await;
     }
