@@ -40,7 +40,7 @@ sleep 0.5
 peak=0; ( while kill -0 "$pid" 2>/dev/null; do ps -o rss= -p "$pid"; sleep 0.1; done > "$work/rss.txt" ) & sampler=$!
 t0=$(date +%s.%N)
 curl -sk -o /dev/null -w "domain update: %{http_code}\n" -u "admin@default:$pw" -X PUT "https://127.0.0.1:$https/api/domain" -d '{"sipserver":"sip2.example.net"}'
-wait "$sinkpid"
+until [ -s "$work/sink.txt" ]; do sleep 0.05; done
 # Until the database says sent for all of them.
 python3 - "$work/data/autoprov.db" "$n" <<'PY'
 import sqlite3, sys, time
@@ -51,7 +51,7 @@ while True:
     time.sleep(0.05)
 PY
 t1=$(date +%s.%N)
-kill "$sampler" 2>/dev/null || true
+kill "$sampler" "$sinkpid" 2>/dev/null || true
 read -r first last count dup < "$work/sink.txt"
 python3 - "$t0" "$t1" "$first" "$last" "$count" "$dup" "$work/rss.txt" <<'PY'
 import sys

@@ -3,8 +3,9 @@
 and records when each distinct Call-ID arrived.
 
 usage: sip_sink.py PORT EXPECTED OUTFILE
-Exits when EXPECTED distinct NOTIFYs were answered (or after 120 s), writing
-"first_ts last_ts count retransmissions" to OUTFILE.
+Writes "first_ts last_ts count retransmissions" to OUTFILE once EXPECTED
+distinct NOTIFYs were answered, and goes on answering (retransmissions
+whose answer was lost) until killed or 120 s have passed.
 """
 import socket, sys, time
 
@@ -15,7 +16,8 @@ s.bind(("127.0.0.1", port))
 s.settimeout(1.0)
 seen, first, last, dup = set(), None, None, 0
 deadline = time.time() + 120
-while len(seen) < expected and time.time() < deadline:
+written = False
+while time.time() < deadline:
     try:
         data, addr = s.recvfrom(65536)
     except socket.timeout:
@@ -41,5 +43,7 @@ while len(seen) < expected and time.time() < deadline:
     seen.add(cid)
     first = first or now
     last = now
-with open(out, "w") as f:
-    f.write(f"{first} {last} {len(seen)} {dup}\n")
+    if len(seen) >= expected and not written:
+        with open(out, "w") as f:
+            f.write(f"{first} {last} {len(seen)} {dup}\n")
+        written = True

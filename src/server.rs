@@ -169,6 +169,9 @@ fn bind_udp(what: &'static str, addr: SocketAddr) -> Result<(std::net::UdpSocket
     let err = |e: std::io::Error| StartError::Bind { what, addr, reason: e.to_string() };
     let socket = std::net::UdpSocket::bind(addr).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
+    // Bursts (a site's phones answering a domain-wide push, a boot storm's
+    // requests) must not overflow the kernel's default buffer.
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
     let local = socket.local_addr().map_err(err)?;
     Ok((socket, local))
 }
