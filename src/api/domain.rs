@@ -25,6 +25,23 @@ pub struct DomainJson {
     pub settings: ExtraSettings,
     /// Extra settings per model, over the domain's.
     pub modelsettings: BTreeMap<String, ExtraSettings>,
+    /// How pushes reach the phones: direct, ami or webhook. Secrets are
+    /// write-only: `***` when set.
+    pub pushbackend: String,
+    pub amihost: String,
+    pub amiport: u16,
+    pub amiuser: String,
+    pub amisecret: &'static str,
+    pub webhookurl: String,
+    pub webhooksecret: &'static str,
+}
+
+fn masked(s: &crate::model::Secret) -> &'static str {
+    if s.expose().is_empty() {
+        ""
+    } else {
+        "***"
+    }
 }
 
 impl From<&Domain> for DomainJson {
@@ -38,6 +55,13 @@ impl From<&Domain> for DomainJson {
             ntpserver: d.ntp_server.clone(),
             settings: d.settings.clone(),
             modelsettings: d.model_settings.clone(),
+            pushbackend: d.relay.backend.clone(),
+            amihost: d.relay.ami_host.clone(),
+            amiport: d.relay.ami_port,
+            amiuser: d.relay.ami_user.clone(),
+            amisecret: masked(&d.relay.ami_secret),
+            webhookurl: d.relay.webhook_url.clone(),
+            webhooksecret: masked(&d.relay.webhook_secret),
         }
     }
 }
@@ -65,6 +89,16 @@ pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(bo
             "timezone" => c.timezone = Some(string_field("timezone", v)?),
             "ntpserver" => c.ntp_server = Some(string_field("ntpserver", v)?),
             "settings" => c.settings = Some(settings::from_json("settings", v)?),
+            "pushbackend" => c.push_backend = Some(string_field("pushbackend", v)?),
+            "amihost" => c.ami_host = Some(string_field("amihost", v)?),
+            "amiport" => match integer_field("amiport", v)? {
+                n @ 1..=65535 => c.ami_port = Some(n as u16),
+                _ => return Err(ApiError::BadRequest("amiport: must be a port number from 1 to 65535".into())),
+            },
+            "amiuser" => c.ami_user = Some(string_field("amiuser", v)?),
+            "amisecret" => c.ami_secret = Some(crate::model::Secret::new(string_field("amisecret", v)?)),
+            "webhookurl" => c.webhook_url = Some(string_field("webhookurl", v)?),
+            "webhooksecret" => c.webhook_secret = Some(crate::model::Secret::new(string_field("webhooksecret", v)?)),
             "modelsettings" => {
                 let obj = v
                     .as_object()

@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use super::relay::RelaySettings;
 use super::settings::ExtraSettings;
 use super::status::Transport;
+use super::Secret;
 use super::{validate_host, FieldError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub struct Domain {
     pub settings: ExtraSettings,
     /// Extra settings per model name (middle layer).
     pub model_settings: BTreeMap<String, ExtraSettings>,
+    /// How pushes reach the domain's phones.
+    pub relay: RelaySettings,
 }
 
 /// A partial change of a domain's settings; `None` leaves a field alone.
@@ -31,7 +35,18 @@ pub struct DomainChanges {
     pub ntp_server: Option<String>,
     pub settings: Option<ExtraSettings>,
     pub model_settings: Option<BTreeMap<String, ExtraSettings>>,
+    pub push_backend: Option<String>,
+    pub ami_host: Option<String>,
+    pub ami_port: Option<u16>,
+    pub ami_user: Option<String>,
+    pub ami_secret: Option<Secret>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<Secret>,
 }
+
+/// Domain fields that say how pushes travel, not what phones are told: a
+/// change to them bumps no revision.
+pub const RELAY_FIELDS: &[&str] = &["pushbackend", "amihost", "amiport", "amiuser", "amisecret", "webhookurl", "webhooksecret"];
 
 /// Domain names are one DNS label: a user may log in as
 /// `name@mycompany.example.com` and we look up `mycompany`.
@@ -111,6 +126,14 @@ impl DomainChanges {
         set(&mut changed, "ntpserver", &mut d.ntp_server, &self.ntp_server);
         set(&mut changed, "settings", &mut d.settings, &self.settings);
         set(&mut changed, "modelsettings", &mut d.model_settings, &self.model_settings);
+        let r = &mut d.relay;
+        set(&mut changed, "pushbackend", &mut r.backend, &self.push_backend);
+        set(&mut changed, "amihost", &mut r.ami_host, &self.ami_host);
+        set(&mut changed, "amiport", &mut r.ami_port, &self.ami_port);
+        set(&mut changed, "amiuser", &mut r.ami_user, &self.ami_user);
+        set(&mut changed, "amisecret", &mut r.ami_secret, &self.ami_secret);
+        set(&mut changed, "webhookurl", &mut r.webhook_url, &self.webhook_url);
+        set(&mut changed, "webhooksecret", &mut r.webhook_secret, &self.webhook_secret);
         changed
     }
 }

@@ -4,6 +4,7 @@
 pub mod domain;
 pub mod handset;
 pub mod mac;
+pub mod relay;
 pub mod secret;
 pub mod settings;
 pub mod status;

@@ -9,6 +9,13 @@
 //!
 //! Sends are paced (a site's phones are not all told to resync at once) and
 //! run concurrently, so a silent phone never delays the others.
+//!
+//! A domain may relay its pushes through the voice platform instead (for
+//! phones that accept a NOTIFY only from their registrar): Asterisk AMI
+//! (`ami`) or a signed webhook (`webhook`).
+
+pub mod ami;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -18,6 +25,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{watch, Semaphore};
 
+use crate::model::relay::PushRelay;
 use crate::model::Transport;
 use crate::profiles::Profiles;
 use crate::sip::{self, Credentials, NotifyParams, UdpEndpoint};
@@ -64,12 +72,24 @@ pub struct PushWorker {
     policy: PushPolicy,
     limiter: Option<DefaultDirectRateLimiter>,
     in_flight: Arc<Semaphore>,
+    ami: ami::AmiRelays,
+    webhook: Option<webhook::WebhookRelay>,
 }
 
 impl PushWorker {
     pub fn new(store: Store, profiles: Profiles, endpoint: Arc<UdpEndpoint>, policy: PushPolicy) -> Self {
         let limiter = NonZeroU32::new(policy.rate_per_second).map(|r| RateLimiter::direct(Quota::per_second(r)));
-        PushWorker { store, profiles, endpoint, policy, limiter, in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) }
+        let webhook = webhook::WebhookRelay::new().map_err(|e| tracing::error!(error = %e, "webhook relay unavailable")).ok();
+        PushWorker {
+            store,
+            profiles,
+            endpoint,
+            policy,
+            limiter,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            ami: ami::AmiRelays::default(),
+            webhook,
+        }
     }
 
     /// Works the outbox until `stop` turns true. Pushes in flight finish
@@ -133,26 +153,23 @@ impl PushWorker {
     }
 
     async fn attempt(&self, job: &PushJob) -> PushOutcome {
-        let Some((target, transport)) = self.target(job) else { return PushOutcome::NoTarget };
-        let transport = match transport {
-            Transport::Udp => sip::Transport::Udp,
-            Transport::Tcp => sip::Transport::Tcp,
-            Transport::Tls => {
-                return PushOutcome::Failed("the phone registered over TLS: a direct NOTIFY cannot reach it".into());
-            }
-        };
         let event = self.event(job);
-        let params = NotifyParams {
-            target,
-            transport,
-            extension: &job.extension,
-            event: &event,
-            credentials: Some(Credentials { username: &job.extension, password: job.password.expose() }),
+        let result = match &job.relay {
+            PushRelay::Direct => match self.notify_directly(job, &event).await {
+                Some(result) => result,
+                None => return PushOutcome::NoTarget,
+            },
+            PushRelay::Ami { host, port, user, secret } => {
+                self.ami.notify(host, *port, user, secret, &job.extension, &event).await
+            }
+            PushRelay::Webhook { url, secret } => match &self.webhook {
+                Some(relay) => relay.post(url, secret, &webhook_event(job, &event)).await,
+                None => Err("the webhook relay could not be set up (see the start-up log)".into()),
+            },
         };
-        let error = match sip::send_notify(&self.endpoint, &params, &self.policy.timers).await {
-            Ok(outcome) if outcome.is_success() => return PushOutcome::Sent,
-            Ok(outcome) => format!("{target}: {outcome}"),
-            Err(e) => format!("{target}: {e}"),
+        let error = match result {
+            Ok(()) => return PushOutcome::Sent,
+            Err(e) => e,
         };
         let attempts = job.attempts + 1;
         if attempts >= i64::from(self.policy.max_attempts) {
@@ -162,6 +179,28 @@ impl PushWorker {
                 self.policy.retry_base.saturating_mul(1 << (job.attempts.clamp(0, 16) as u32)).min(Duration::from_secs(600));
             PushOutcome::Retry { error, next_attempt: now_ms() + wait.as_millis() as i64 }
         }
+    }
+
+    /// Our own SIP NOTIFY to the phone; `None` when there is nowhere to send it.
+    async fn notify_directly(&self, job: &PushJob, event: &str) -> Option<Result<(), String>> {
+        let (target, transport) = self.target(job)?;
+        let transport = match transport {
+            Transport::Udp => sip::Transport::Udp,
+            Transport::Tcp => sip::Transport::Tcp,
+            Transport::Tls => return Some(Err("the phone registered over TLS: use a relay (ami or webhook)".into())),
+        };
+        let params = NotifyParams {
+            target,
+            transport,
+            extension: &job.extension,
+            event,
+            credentials: Some(Credentials { username: &job.extension, password: job.password.expose() }),
+        };
+        Some(match sip::send_notify(&self.endpoint, &params, &self.policy.timers).await {
+            Ok(outcome) if outcome.is_success() => Ok(()),
+            Ok(outcome) => Err(format!("{target}: {outcome}")),
+            Err(e) => Err(format!("{target}: {e}")),
+        })
     }
 
     /// The registration address the platform reported, else the address of
@@ -191,4 +230,17 @@ impl PushWorker {
             None => "check-sync".into(),
         }
     }
+}
+
+/// The JSON event a webhook relay receives.
+fn webhook_event(job: &PushJob, event: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": if job.reboot { "reboot" } else { "resync" },
+        "domain": job.domain,
+        "extensionnumber": job.extension,
+        "mac": job.mac.map(|m| m.lower()).unwrap_or_default(),
+        "revision": job.revision,
+        "event": event,
+        "registrationaddress": job.registration.map(|(a, _)| a.to_string()).unwrap_or_default(),
+    })
 }

@@ -5,10 +5,13 @@ use sqlx::Row;
 
 use super::changes::{self, Change};
 use super::{audit, now_ms, Actor, Result, Store, StoreError};
+use crate::model::domain::RELAY_FIELDS;
+use crate::model::relay::RelaySettings;
 use crate::model::settings;
-use crate::model::{Domain, DomainChanges, Transport};
+use crate::model::{Domain, DomainChanges, Secret, Transport};
 
-const COLUMNS: &str = "id, name, sip_server, sip_port, sip_transport, timezone, ntp_server, settings, model_settings";
+const COLUMNS: &str = "id, name, sip_server, sip_port, sip_transport, timezone, ntp_server, settings, model_settings, \
+    push_backend, ami_host, ami_port, ami_user, ami_secret, webhook_url, webhook_secret";
 
 /// Reads a domain from `row`, whose columns are named `<prefix><column>`
 /// (a join aliases them `domain_…`).
@@ -27,6 +30,15 @@ pub(crate) fn domain_from_row_prefixed(row: &AnyRow, prefix: &str) -> Result<Dom
         settings: settings::from_text(&row.try_get::<String, _>(col("settings").as_str())?).map_err(StoreError::Corrupt)?,
         model_settings: serde_json::from_str(&row.try_get::<String, _>(col("model_settings").as_str())?)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        relay: RelaySettings {
+            backend: row.try_get(col("push_backend").as_str())?,
+            ami_host: row.try_get(col("ami_host").as_str())?,
+            ami_port: u16::try_from(row.try_get::<i64, _>(col("ami_port").as_str())?).unwrap_or(5038),
+            ami_user: row.try_get(col("ami_user").as_str())?,
+            ami_secret: Secret::new(row.try_get::<String, _>(col("ami_secret").as_str())?),
+            webhook_url: row.try_get(col("webhook_url").as_str())?,
+            webhook_secret: Secret::new(row.try_get::<String, _>(col("webhook_secret").as_str())?),
+        },
     })
 }
 
@@ -78,6 +90,7 @@ impl Store {
             ntp_server: "pool.ntp.org".into(),
             settings: Default::default(),
             model_settings: Default::default(),
+            relay: RelaySettings { backend: "direct".into(), ami_port: 5038, ..Default::default() },
         };
         settings.apply(&mut domain);
         write_settings(&mut tx, &domain, now).await?;
@@ -101,20 +114,24 @@ impl Store {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domain WHERE name = $1")).bind(name).fetch_one(&mut *tx).await?;
         let mut domain = domain_from_row(&row)?;
         let changed = changes.apply(&mut domain);
+        domain.relay.relay()?;
+        let config_changed = changed.iter().any(|f| !RELAY_FIELDS.contains(f));
         if !changed.is_empty() {
             let now = now_ms();
             write_settings(&mut tx, &domain, now).await?;
+            audit::record(&mut tx, actor, domain.id, "domain.update", None, &changed).await?;
+        }
+        if config_changed {
             sqlx::query("UPDATE handset SET revision = revision + 1, updated_at = $1 WHERE domain_id = $2")
-                .bind(now)
+                .bind(now_ms())
                 .bind(domain.id)
                 .execute(&mut *tx)
                 .await?;
-            audit::record(&mut tx, actor, domain.id, "domain.update", None, &changed).await?;
             changes::record(&mut tx, &Change::Domain(domain.id)).await?;
             super::push::enqueue_domain(&mut tx, domain.id).await?;
         }
         tx.commit().await?;
-        if !changed.is_empty() {
+        if config_changed {
             self.note_local_change();
         }
         Ok((domain, changed))
@@ -124,7 +141,8 @@ impl Store {
 async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, now: i64) -> Result<()> {
     sqlx::query(
         "UPDATE domain SET sip_server = $1, sip_port = $2, sip_transport = $3, timezone = $4, ntp_server = $5, updated_at = $6, \
-         settings = $8, model_settings = $9 WHERE id = $7",
+         settings = $8, model_settings = $9, push_backend = $10, ami_host = $11, ami_port = $12, ami_user = $13, \
+         ami_secret = $14, webhook_url = $15, webhook_secret = $16 WHERE id = $7",
     )
     .bind(&d.sip_server)
     .bind(i64::from(d.sip_port))
@@ -135,6 +153,13 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     .bind(d.id)
     .bind(settings::to_text(&d.settings))
     .bind(serde_json::to_string(&d.model_settings).unwrap_or_else(|_| "{}".into()))
+    .bind(d.relay.backend.as_str())
+    .bind(d.relay.ami_host.as_str())
+    .bind(i64::from(d.relay.ami_port))
+    .bind(d.relay.ami_user.as_str())
+    .bind(d.relay.ami_secret.expose())
+    .bind(d.relay.webhook_url.as_str())
+    .bind(d.relay.webhook_secret.expose())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use sqlx::{Any, Row, Transaction};
 
 use super::{now_ms, Backend, Result, Store};
+use crate::model::relay::{PushRelay, RelaySettings};
 use crate::model::status::parse_registration_address;
 use crate::model::{Mac, Secret, Transport};
 
@@ -63,6 +64,9 @@ pub struct PushJob {
     pub fetch_ip: Option<std::net::IpAddr>,
     /// The family the phone's last fetch was identified as.
     pub fetch_vendor: Option<String>,
+    /// How the domain's pushes travel.
+    pub relay: PushRelay,
+    pub domain: String,
 }
 
 /// How a push attempt ended.
@@ -111,8 +115,9 @@ impl Store {
     async fn push_job(&self, handset_id: i64) -> Result<Option<PushJob>> {
         let row = sqlx::query(
             "SELECT p.revision, p.reboot, p.attempts, h.domain_id, h.extensionnumber, h.password, h.mac, h.model, \
-             s.registration_address, s.registration_transport, dv.ip AS fetch_ip, dv.vendor AS fetch_vendor \
-             FROM push p JOIN handset h ON h.id = p.handset_id \
+             s.registration_address, s.registration_transport, dv.ip AS fetch_ip, dv.vendor AS fetch_vendor, \
+             d.name AS domain, d.push_backend, d.ami_host, d.ami_port, d.ami_user, d.ami_secret, d.webhook_url, d.webhook_secret \
+             FROM push p JOIN handset h ON h.id = p.handset_id JOIN domain d ON d.id = h.domain_id \
              LEFT JOIN handset_status s ON s.handset_id = h.id \
              LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id WHERE p.handset_id = $1",
         )
@@ -140,6 +145,18 @@ impl Store {
             registration,
             fetch_ip: r.try_get::<Option<String>, _>("fetch_ip")?.and_then(|ip| ip.parse().ok()),
             fetch_vendor: r.try_get("fetch_vendor")?,
+            relay: RelaySettings {
+                backend: r.try_get("push_backend")?,
+                ami_host: r.try_get("ami_host")?,
+                ami_port: u16::try_from(r.try_get::<i64, _>("ami_port")?).unwrap_or(5038),
+                ami_user: r.try_get("ami_user")?,
+                ami_secret: Secret::new(r.try_get::<String, _>("ami_secret")?),
+                webhook_url: r.try_get("webhook_url")?,
+                webhook_secret: Secret::new(r.try_get::<String, _>("webhook_secret")?),
+            }
+            .relay()
+            .map_err(|e| super::StoreError::Corrupt(e.to_string()))?,
+            domain: r.try_get("domain")?,
         }))
     }
 

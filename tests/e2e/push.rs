@@ -309,3 +309,183 @@ async fn a_sipp_phone_gets_the_notify() {
     assert!(status.success(), "sipp's scenario failed (Event not check-sync?): {status:?}");
     srv.stop().await;
 }
+
+/// An Asterisk manager interface as far as autoprov uses it: banner, Login,
+/// PJSIPNotify. It closes the connection after each PJSIPNotify, so every
+/// second push has to reconnect.
+async fn ami_peer(secret: &'static str) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<HashMap<String, String>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut conn = BufReader::new(stream);
+                conn.get_mut().write_all(b"Asterisk Call Manager/5.0.1\r\n").await.unwrap();
+                loop {
+                    let mut block = HashMap::new();
+                    loop {
+                        let mut line = String::new();
+                        if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            block.insert(k.trim().to_string(), v.trim().to_string());
+                        }
+                    }
+                    let id = block.get("ActionID").cloned().unwrap_or_default();
+                    let reply = match block.get("Action").map(String::as_str) {
+                        Some("Login") if block.get("Secret").map(String::as_str) == Some(secret) => {
+                            // An unsolicited event first: the client must skip it.
+                            format!("Event: FullyBooted\r\nPrivilege: system,all\r\n\r\nResponse: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n")
+                        }
+                        Some("Login") => format!("Response: Error\r\nActionID: {id}\r\nMessage: Authentication failed\r\n\r\n"),
+                        Some("PJSIPNotify") => {
+                            let _ = tx.send(block.clone());
+                            format!("Response: Success\r\nActionID: {id}\r\nMessage: NOTIFY sent\r\n\r\n")
+                        }
+                        _ => format!("Response: Error\r\nActionID: {id}\r\nMessage: Invalid/unknown command\r\n\r\n"),
+                    };
+                    conn.get_mut().write_all(reply.as_bytes()).await.unwrap();
+                    if block.get("Action").map(String::as_str) == Some("PJSIPNotify") {
+                        return; // connection lost
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_relayed_through_asterisk_ami_reconnect_after_a_loss() {
+    let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
+    let (ami, mut notifies) = ami_peer("ami-secret-1").await;
+    let (s, d) = srv
+        .put("/api/domain", json!({"pushbackend": "ami", "amihost": "127.0.0.1", "amiport": ami.port(), "amiuser": "autoprov", "amisecret": "ami-secret-1"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!((d["pushbackend"].as_str(), d["amisecret"].as_str()), (Some("ami"), Some("***")), "the secret is never shown");
+    phone_handset(&srv, "2000", PHONES[0].mac).await;
+    for (round, name) in ["First", "Second"].iter().enumerate() {
+        srv.put("/api/handset/2000", json!({ "name": name })).await;
+        let block = tokio::time::timeout(Duration::from_secs(5), notifies.recv()).await.expect("a PJSIPNotify").unwrap();
+        assert_eq!(block.get("Endpoint").map(String::as_str), Some("2000"), "round {round}");
+        assert_eq!(block.get("Variable").map(String::as_str), Some("Event=check-sync;reboot=false"));
+        wait_for_push_state(&srv, "2000", "sent", Duration::from_secs(5)).await;
+    }
+    // A wrong secret: the push fails with Asterisk's reason.
+    srv.put("/api/domain", json!({"amisecret": "wrong"})).await;
+    srv.put("/api/handset/2000", json!({"name": "Third"})).await;
+    let h = wait_for_push_state(&srv, "2000", "failed", Duration::from_secs(10)).await;
+    assert!(h["provisioning"]["lasterror"].as_str().unwrap().contains("Authentication failed"), "{}", h["provisioning"]);
+    // Refused relay settings are refused with the reason.
+    let (s, v) = srv.put("/api/domain", json!({"amisecret": "two\r\nlines"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = srv.put("/api/domain", json!({"pushbackend": "pigeon"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_relayed_through_a_signed_webhook() {
+    use axum::http::HeaderMap;
+    use hmac::{Hmac, Mac};
+    let (tx, mut hooks) = tokio::sync::mpsc::unbounded_channel::<(HeaderMap, Vec<u8>)>();
+    let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200));
+    let answer = status.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let tx = tx.clone();
+            let answer = answer.clone();
+            async move {
+                let _ = tx.send((headers, body.to_vec()));
+                axum::http::StatusCode::from_u16(answer.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
+    let (s, d) = srv
+        .put(
+            "/api/domain",
+            json!({"pushbackend": "webhook", "webhookurl": format!("http://{hook_addr}/hook"), "webhooksecret": "hook-secret"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    phone_handset(&srv, "2000", PHONES[0].mac).await;
+    srv.put("/api/handset/2000", json!({"name": "Hooked"})).await;
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(5), hooks.recv()).await.expect("a webhook call").unwrap();
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (
+            event["type"].as_str(),
+            event["extensionnumber"].as_str(),
+            event["mac"].as_str(),
+            event["event"].as_str(),
+            event["revision"].as_i64()
+        ),
+        (Some("resync"), Some("2000"), Some(PHONES[0].mac), Some("check-sync;reboot=false"), Some(2))
+    );
+    let timestamp = headers["x-autoprov-timestamp"].to_str().unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&body);
+    assert_eq!(headers["x-autoprov-signature"].to_str().unwrap(), format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+    wait_for_push_state(&srv, "2000", "sent", Duration::from_secs(5)).await;
+
+    // A failing relay is retried, then the push fails with the status.
+    status.store(503, std::sync::atomic::Ordering::SeqCst);
+    srv.put("/api/handset/2000", json!({"name": "Hooked again"})).await;
+    let h = wait_for_push_state(&srv, "2000", "failed", Duration::from_secs(10)).await;
+    assert!(h["provisioning"]["lasterror"].as_str().unwrap().contains("503"), "{}", h["provisioning"]);
+    let mut calls = 0;
+    while hooks.try_recv().is_ok() {
+        calls += 1;
+    }
+    assert_eq!(calls, 3, "three attempts");
+    // Plain HTTP is for a relay on this machine only.
+    let (s, _) = srv.put("/api/domain", json!({"webhookurl": "http://hooks.example.com/x"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    srv.stop().await;
+}
+
+/// A phone registered over TCP gets its NOTIFY over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_registered_over_tcp_gets_the_notify_over_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    phone_handset(&srv, "2000", PHONES[0].mac).await;
+    let (s, _) = srv
+        .put("/api/handsetstatus/2000", json!({"registrationaddress": addr.to_string(), "registrationtransport": "tcp"}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    srv.put("/api/handset/2000", json!({"name": "Over TCP"})).await;
+    let (mut stream, from) =
+        tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.expect("a TCP connection").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut text = String::new();
+    while !text.contains("\r\n\r\n") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let req = Received { text, from };
+    assert!(req.request_line().starts_with("NOTIFY sip:2000@"));
+    assert!(req.header("Via").unwrap().starts_with("SIP/2.0/TCP"), "{}", req.text);
+    stream.write_all(req.response("200 OK", "").as_bytes()).await.unwrap();
+    wait_for_push_state(&srv, "2000", "sent", Duration::from_secs(5)).await;
+    srv.stop().await;
+}
