@@ -308,3 +308,25 @@ async fn a_queued_push_survives_sigkill() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_queues_a_push_for_the_running_server() {
+    use serde_json::json;
+    let srv = crate::harness::TestServer::start_with(crate::harness::Backend::Sqlite, crate::push::quick_push).await;
+    let phone = crate::push::Phone::new().await;
+    srv.create_handset(json!({"extensionnumber": "100", "mac": "001565aabb88", "model": "T46S"})).await;
+    crate::push::register(&srv, "100", phone.addr()).await;
+    let mut cmd = autoprov(srv.dir.path());
+    cmd.env("AUTOPROV_DATABASE_URL", &srv.settings.database_url);
+    let (ok, out, err) = run(cmd.args(["notify", "100", "--reboot"]), None);
+    assert!(ok, "{err}");
+    assert!(out.contains("queued"), "{out}");
+    let notify = phone.next(Duration::from_secs(5)).await.expect("the server sends the queued NOTIFY");
+    assert_eq!(notify.header("Event").as_deref(), Some("check-sync;reboot=true"));
+    phone.answer(&notify, "200 OK", "").await;
+    let mut cmd = autoprov(srv.dir.path());
+    cmd.env("AUTOPROV_DATABASE_URL", &srv.settings.database_url);
+    let (ok, _, err) = run(cmd.args(["notify", "999"]), None);
+    assert!(!ok && err.contains("Handset not found"), "{err}");
+    srv.stop().await;
+}

@@ -489,3 +489,33 @@ async fn a_phone_registered_over_tcp_gets_the_notify_over_tcp() {
     wait_for_push_state(&srv, "2000", "sent", Duration::from_secs(5)).await;
     srv.stop().await;
 }
+
+/// A domain-wide change is paced: at 20 NOTIFYs a second, 30 phones take
+/// about a second and a half, not one burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_wide_change_is_paced() {
+    let srv = TestServer::start_with(Backend::Sqlite, |s| {
+        quick_push(s);
+        s.push.rate_per_second = 20;
+    })
+    .await;
+    let phone = Phone::new().await;
+    for i in 0..30 {
+        let ext = format!("40{i:02}");
+        phone_handset(&srv, &ext, &format!("001565cd{i:04x}")).await;
+        register(&srv, &ext, phone.addr()).await;
+    }
+    srv.put("/api/domain", json!({"sipserver": "sip.example.net"})).await;
+    let mut arrivals = Vec::new();
+    while let Some(req) = phone.next(Duration::from_secs(2)).await {
+        arrivals.push(std::time::Instant::now());
+        phone.answer(&req, "200 OK", "").await;
+    }
+    assert_eq!(arrivals.len(), 30);
+    let spread = arrivals[29].duration_since(arrivals[0]);
+    // The limiter lets a burst of up to one second's worth through at once;
+    // the other ten wait their turn at 20 a second.
+    assert!(spread >= Duration::from_millis(400), "30 NOTIFYs within {spread:?}");
+    assert!(spread < Duration::from_secs(3), "{spread:?}");
+    srv.stop().await;
+}
