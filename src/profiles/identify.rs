@@ -73,26 +73,24 @@ impl Profiles {
         for i in self.file_set.matches(name).into_iter() {
             let (pi, fi) = self.file_index[i];
             let (p, f) = (&self.families[pi], &self.families[pi].files[fi]);
-            {
-                let Some(c) = f.matcher.as_ref().and_then(|m| m.captures(name)) else { continue };
-                let mac = match c.name("mac").map(|m| m.as_str().parse::<Mac>()) {
-                    Some(Ok(mac)) => Some(mac),
-                    // A zero or multicast "MAC" in the name is no phone's file.
-                    Some(Err(_)) => continue,
-                    None => None,
-                };
-                let code = c.name("code").map(|m| m.as_str().to_string());
-                if let Some(code) = &code {
-                    if p.model_by_code(code).is_none() {
-                        continue;
-                    }
+            let Some(c) = f.matcher.as_ref().and_then(|m| m.captures(name)) else { continue };
+            let mac = match c.name("mac").map(|m| m.as_str().parse::<Mac>()) {
+                Some(Ok(mac)) => Some(mac),
+                // A zero or multicast "MAC" in the name is no phone's file.
+                Some(Err(_)) => continue,
+                None => None,
+            };
+            let code = c.name("code").map(|m| m.as_str().to_string());
+            if let Some(code) = &code {
+                if p.model_by_code(code).is_none() {
+                    continue;
                 }
-                let model = c
-                    .name("model")
-                    .map(|m| m.as_str().to_string())
-                    .or_else(|| code.as_deref().and_then(|code| p.model_by_code(code)).map(|(name, _)| name.clone()));
-                out.push(Candidate { profile: p, file: f, mac, code, model });
             }
+            let model = c
+                .name("model")
+                .map(|m| m.as_str().to_string())
+                .or_else(|| code.as_deref().and_then(|code| p.model_by_code(code)).map(|(name, _)| name.clone()));
+            out.push(Candidate { profile: p, file: f, mac, code, model });
         }
         // A name with a MAC in it is a phone's own file, whatever looser
         // common pattern (`cfg{model}.xml`) it also fits.
