@@ -35,7 +35,7 @@ pub async fn domain(settings: &Settings, command: DomainCommand) -> anyhow::Resu
             println!("Created domain {} (SIP server {}:{} over {})", d.name, d.sip_server, d.sip_port, d.sip_transport.as_str());
         }
         DomainCommand::List => {
-            println!("{:<24} {:<32} {:>5} {:<4} {}", "DOMAIN", "SIP SERVER", "PORT", "TRANSPORT", "TIME ZONE");
+            println!("{:<24} {:<32} {:>5} {:<9} TIME ZONE", "DOMAIN", "SIP SERVER", "PORT", "TRANSPORT");
             for d in store.list_domains().await? {
                 println!("{:<24} {:<32} {:>5} {:<9} {}", d.name, d.sip_server, d.sip_port, d.sip_transport.as_str(), d.timezone);
             }

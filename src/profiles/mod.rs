@@ -277,7 +277,7 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
             return Err(err(format!("files: {:?} uses {{code}} but no model has a code", f.name)));
         }
     }
-    for (name, _) in &p.models {
+    for name in p.models.keys() {
         crate::model::validate_token("model", name, 64).map_err(|e| err(format!("models.{name}: {e}")))?;
     }
     Ok(p)

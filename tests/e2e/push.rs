@@ -213,7 +213,7 @@ async fn a_challenge_is_answered_with_the_handsets_own_credentials() {
             .unwrap_or_else(|| panic!("no {name} in {auth}"))
     };
     let hex = |s: String| hex::encode(Md5::digest(s.as_bytes()));
-    let ha1 = hex(format!("2000:phone:Phone-Secret-1"));
+    let ha1 = hex("2000:phone:Phone-Secret-1".to_string());
     let ha2 = hex(format!("NOTIFY:{}", param("uri")));
     let expected = hex(format!("{ha1}:n0nce:{}:{}:auth:{ha2}", param("nc"), param("cnonce")));
     assert_eq!(param("username"), "2000");
