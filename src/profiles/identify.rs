@@ -108,9 +108,19 @@ impl Profiles {
         user_agent: Option<&str>,
         hint_family: Option<&str>,
     ) -> Result<Identified<'p>, IdentifyError> {
-        let candidates = self.candidates(name);
+        self.choose(self.candidates(name), user_agent, hint_family)
+    }
+
+    /// [`Profiles::identify`] for a caller that has the name's candidates
+    /// already (the provisioner needs the MAC before it knows the hint).
+    pub fn choose<'p>(
+        &'p self,
+        candidates: Vec<Candidate<'p>>,
+        user_agent: Option<&str>,
+        hint_family: Option<&str>,
+    ) -> Result<Identified<'p>, IdentifyError> {
         let ua = user_agent.and_then(|ua| self.parse_user_agent(ua));
-        let pick = |pred: &dyn Fn(&Candidate<'_>) -> bool| candidates.iter().find(|c| pred(c)).cloned();
+        let pick = |pred: &dyn Fn(&Candidate<'p>) -> bool| candidates.iter().find(|c| pred(c)).cloned();
         let chosen = ua
             .as_ref()
             .and_then(|ua| pick(&|c| c.profile.family == ua.family))

@@ -187,7 +187,7 @@ impl Provisioner {
         let base_url = self.public_url.as_deref().unwrap_or(&req.base_url);
         let Some(mac) = candidates.iter().find_map(|c| c.mac) else {
             // A common file: no phone record involved.
-            let id = self.profiles.identify(name, req.user_agent, None).map_err(|e| identify_refusal(e, req))?;
+            let id = self.profiles.choose(candidates, req.user_agent, None).map_err(|e| identify_refusal(e, req))?;
             facts.vendor = Some(id.profile.family.as_str());
             let body = render::render_common(
                 id.profile,
@@ -207,7 +207,7 @@ impl Provisioner {
             .and_then(|p| p.handset.model.as_deref())
             .and_then(|m| self.profiles.family_of_model(m))
             .map(|p| p.family.clone());
-        let id = self.profiles.identify(name, req.user_agent, hint.as_deref()).map_err(|e| identify_refusal(e, req))?;
+        let id = self.profiles.choose(candidates, req.user_agent, hint.as_deref()).map_err(|e| identify_refusal(e, req))?;
         facts.vendor = Some(id.profile.family.as_str());
         let mut fetch = Fetch {
             mac,
