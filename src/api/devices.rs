@@ -1,13 +1,15 @@
 //! Devices: phones that fetched their files, known (the caller's domain's
 //! handsets) or unknown (MACs no handset has: for installers to claim).
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 
 use super::auth::Caller;
+use super::body::{optional_string_field, string_field, JsonObject};
 use super::error::{ApiError, ApiResult};
 use super::handsets::query;
+use super::handsets::HandsetJson;
 use super::{paging, ApiState};
 use crate::model::Mac;
 use crate::store::devices::{DeviceRow, DeviceScope};
@@ -41,4 +43,32 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("afterid: {e}")))?;
     Ok(Json(state.store.list_devices(scope, after.as_ref(), limit).await?))
+}
+
+/// `POST /api/device/{mac}/claim` with `{"extensionnumber": "…", "model":
+/// "…"}`: gives the phone to that extension of the caller's domain (or
+/// creates it when the domain's `claimcreates` allows), and queues a push.
+pub async fn claim(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(mac): Path<String>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<HandsetJson>> {
+    caller.require_write()?;
+    let mac: Mac = mac.parse().map_err(|e: crate::model::mac::MacError| ApiError::BadRequest(e.to_string()))?;
+    let mut ext = None;
+    let mut model = None;
+    for (key, v) in &body {
+        match key.as_str() {
+            "extensionnumber" => ext = Some(string_field("extensionnumber", v)?),
+            "model" => model = optional_string_field("model", v)?,
+            other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
+        }
+    }
+    let ext = ext.ok_or_else(|| ApiError::BadRequest("extensionnumber: is required".into()))?;
+    crate::model::validate_extension(&ext)?;
+    let domain = state.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
+    let view = state.store.claim_device(&caller.actor(), caller.domain_id, mac, &ext, model, domain.claim_creates).await?;
+    tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, mac = %mac, "device claimed");
+    Ok(Json(HandsetJson::from(&view)))
 }

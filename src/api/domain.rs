@@ -34,6 +34,8 @@ pub struct DomainJson {
     pub amisecret: &'static str,
     pub webhookurl: String,
     pub webhooksecret: &'static str,
+    /// Claiming a phone for an extension the domain lacks creates it.
+    pub claimcreates: bool,
 }
 
 fn masked(s: &crate::model::Secret) -> &'static str {
@@ -62,6 +64,7 @@ impl From<&Domain> for DomainJson {
             amisecret: masked(&d.relay.ami_secret),
             webhookurl: d.relay.webhook_url.clone(),
             webhooksecret: masked(&d.relay.webhook_secret),
+            claimcreates: d.claim_creates,
         }
     }
 }
@@ -99,6 +102,7 @@ pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(bo
             "amisecret" => c.ami_secret = Some(crate::model::Secret::new(string_field("amisecret", v)?)),
             "webhookurl" => c.webhook_url = Some(string_field("webhookurl", v)?),
             "webhooksecret" => c.webhook_secret = Some(crate::model::Secret::new(string_field("webhooksecret", v)?)),
+            "claimcreates" => c.claim_creates = Some(crate::model::handset::parse_bool("claimcreates", v)?),
             "modelsettings" => {
                 let obj = v
                     .as_object()

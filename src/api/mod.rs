@@ -50,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/domain", get(domain::show).put(domain::update))
         .route("/api/audit", get(audit::list))
         .route("/api/device", get(devices::list))
+        .route("/api/device/{mac}/claim", axum::routing::post(devices::claim))
         .route("/api/{*rest}", axum::routing::any(not_found))
         .layer(middleware::from_fn(require_tls))
         .with_state(state)

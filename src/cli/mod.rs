@@ -66,6 +66,17 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum DeviceCommand {
+    /// Give a phone (by MAC) to an extension; creates the handset if the
+    /// domain allows claims to create. A push goes out.
+    Claim {
+        mac: String,
+        extension: String,
+        #[arg(long, default_value = "default")]
+        domain: String,
+        /// The model [default: what the phone reported].
+        #[arg(long)]
+        model: Option<String>,
+    },
     /// List devices: unknown ones (no handset has their MAC), or a domain's.
     List {
         #[arg(long, value_name = "known|unknown", default_value = "unknown")]
@@ -152,6 +163,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Profiles => phones::profiles(&settings),
         Command::Render { mac, file, url } => phones::render(&settings, &mac, file.as_deref(), url).await,
         Command::Device(DeviceCommand::List { state, domain }) => phones::devices(&settings, &state, &domain).await,
+        Command::Device(DeviceCommand::Claim { mac, extension, domain, model }) => {
+            phones::claim(&settings, &mac, &extension, &domain, model).await
+        }
         Command::Notify { extension, reboot, domain } => phones::notify(&settings, &extension, reboot, &domain).await,
     }
 }

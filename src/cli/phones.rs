@@ -97,3 +97,24 @@ pub async fn notify(settings: &Settings, extension: &str, reboot: bool, domain: 
     println!("{} of {extension}@{domain} queued; the server's push worker sends it", if reboot { "Reboot" } else { "Resync" });
     Ok(())
 }
+
+pub async fn claim(settings: &Settings, mac: &str, extension: &str, domain: &str, model: Option<String>) -> anyhow::Result<()> {
+    let mac: Mac = mac.parse()?;
+    crate::model::validate_extension(extension)?;
+    let store = Store::open(&settings.database_url).await?;
+    let result = async {
+        let d = store.domain_by_name(domain).await?.ok_or_else(|| anyhow::anyhow!("domain {domain} not found"))?;
+        Ok::<_, anyhow::Error>(
+            store.claim_device(&crate::store::Actor::cli(), d.id, mac, extension, model, d.claim_creates).await?,
+        )
+    }
+    .await;
+    store.close().await;
+    let view = result?;
+    println!(
+        "{mac} is now {extension}@{domain} ({}), revision {}; a push is queued",
+        view.handset.model.as_deref().unwrap_or("model unknown"),
+        view.handset.revision
+    );
+    Ok(())
+}

@@ -23,6 +23,8 @@ pub struct Domain {
     pub model_settings: BTreeMap<String, ExtraSettings>,
     /// How pushes reach the domain's phones.
     pub relay: RelaySettings,
+    /// Claiming a phone for an extension the domain lacks creates it.
+    pub claim_creates: bool,
 }
 
 /// A partial change of a domain's settings; `None` leaves a field alone.
@@ -42,11 +44,13 @@ pub struct DomainChanges {
     pub ami_secret: Option<Secret>,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<Secret>,
+    pub claim_creates: Option<bool>,
 }
 
-/// Domain fields that say how pushes travel, not what phones are told: a
-/// change to them bumps no revision.
-pub const RELAY_FIELDS: &[&str] = &["pushbackend", "amihost", "amiport", "amiuser", "amisecret", "webhookurl", "webhooksecret"];
+/// Domain fields that are not what phones are told (how pushes travel, what
+/// claims may do): a change to them bumps no revision.
+pub const NON_CONFIG_FIELDS: &[&str] =
+    &["pushbackend", "amihost", "amiport", "amiuser", "amisecret", "webhookurl", "webhooksecret", "claimcreates"];
 
 /// Domain names are one DNS label: a user may log in as
 /// `name@mycompany.example.com` and we look up `mycompany`.
@@ -134,6 +138,7 @@ impl DomainChanges {
         set(&mut changed, "amisecret", &mut r.ami_secret, &self.ami_secret);
         set(&mut changed, "webhookurl", &mut r.webhook_url, &self.webhook_url);
         set(&mut changed, "webhooksecret", &mut r.webhook_secret, &self.webhook_secret);
+        set(&mut changed, "claimcreates", &mut d.claim_creates, &self.claim_creates);
         changed
     }
 }

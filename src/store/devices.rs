@@ -207,7 +207,7 @@ const SELECT_PHONE: &str = "SELECT h.id, h.domain_id, h.extensionnumber, h.name,
     d.model_settings AS domain_model_settings, d.updated_at AS domain_updated_at, dv.model AS reported_model, \
     d.push_backend AS domain_push_backend, d.ami_host AS domain_ami_host, d.ami_port AS domain_ami_port, \
     d.ami_user AS domain_ami_user, d.ami_secret AS domain_ami_secret, d.webhook_url AS domain_webhook_url, \
-    d.webhook_secret AS domain_webhook_secret \
+    d.webhook_secret AS domain_webhook_secret, d.claim_creates AS domain_claim_creates \
     FROM handset h JOIN domain d ON d.id = h.domain_id LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id";
 
 fn phone_from_row(row: &AnyRow) -> Result<PhoneRecord> {

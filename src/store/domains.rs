@@ -5,13 +5,13 @@ use sqlx::Row;
 
 use super::changes::{self, Change};
 use super::{audit, now_ms, Actor, Result, Store, StoreError};
-use crate::model::domain::RELAY_FIELDS;
+use crate::model::domain::NON_CONFIG_FIELDS;
 use crate::model::relay::RelaySettings;
 use crate::model::settings;
 use crate::model::{Domain, DomainChanges, Secret, Transport};
 
 const COLUMNS: &str = "id, name, sip_server, sip_port, sip_transport, timezone, ntp_server, settings, model_settings, \
-    push_backend, ami_host, ami_port, ami_user, ami_secret, webhook_url, webhook_secret";
+    push_backend, ami_host, ami_port, ami_user, ami_secret, webhook_url, webhook_secret, claim_creates";
 
 /// Reads a domain from `row`, whose columns are named `<prefix><column>`
 /// (a join aliases them `domain_…`).
@@ -39,6 +39,7 @@ pub(crate) fn domain_from_row_prefixed(row: &AnyRow, prefix: &str) -> Result<Dom
             webhook_url: row.try_get(col("webhook_url").as_str())?,
             webhook_secret: Secret::new(row.try_get::<String, _>(col("webhook_secret").as_str())?),
         },
+        claim_creates: row.try_get::<i64, _>(col("claim_creates").as_str())? != 0,
     })
 }
 
@@ -91,6 +92,7 @@ impl Store {
             settings: Default::default(),
             model_settings: Default::default(),
             relay: RelaySettings { backend: "direct".into(), ami_port: 5038, ..Default::default() },
+            claim_creates: false,
         };
         settings.apply(&mut domain);
         write_settings(&mut tx, &domain, now).await?;
@@ -115,7 +117,7 @@ impl Store {
         let mut domain = domain_from_row(&row)?;
         let changed = changes.apply(&mut domain);
         domain.relay.relay()?;
-        let config_changed = changed.iter().any(|f| !RELAY_FIELDS.contains(f));
+        let config_changed = changed.iter().any(|f| !NON_CONFIG_FIELDS.contains(f));
         if !changed.is_empty() {
             let now = now_ms();
             write_settings(&mut tx, &domain, now).await?;
@@ -142,7 +144,7 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     sqlx::query(
         "UPDATE domain SET sip_server = $1, sip_port = $2, sip_transport = $3, timezone = $4, ntp_server = $5, updated_at = $6, \
          settings = $8, model_settings = $9, push_backend = $10, ami_host = $11, ami_port = $12, ami_user = $13, \
-         ami_secret = $14, webhook_url = $15, webhook_secret = $16 WHERE id = $7",
+         ami_secret = $14, webhook_url = $15, webhook_secret = $16, claim_creates = $17 WHERE id = $7",
     )
     .bind(&d.sip_server)
     .bind(i64::from(d.sip_port))
@@ -160,6 +162,7 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     .bind(d.relay.ami_secret.expose())
     .bind(d.relay.webhook_url.as_str())
     .bind(d.relay.webhook_secret.expose())
+    .bind(i64::from(d.claim_creates))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -250,40 +250,64 @@ impl Store {
     ) -> Result<(HandsetView, Vec<&'static str>)> {
         changes.validate()?;
         let mut tx = self.pool().begin().await?;
-        let mut h = lock_handset(&mut tx, domain_id, ext).await?;
-        let old_mac = h.mac;
-        let revision = h.revision;
-        let changed = changes.apply(&mut h);
-        let config_changed = h.revision != revision;
-        if !changed.is_empty() {
-            bind_columns(
-                sqlx::query(
-                    "UPDATE handset SET name = $1, password = $2, location = $3, outgoingcli = $4, recording = $5, notes = $6, \
-                     mac = $7, model = $8, revision = $9, settings = $10, updated_at = $11 WHERE id = $12",
-                ),
-                &h,
-            )
-            .bind(now_ms())
-            .bind(h.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_or)?;
-            audit::record(&mut tx, actor, domain_id, "handset.update", Some(ext), &changed).await?;
-        }
-        if config_changed {
-            for mac in [old_mac, h.mac].into_iter().flatten() {
-                changes::record(&mut tx, &Change::Phone(mac)).await?;
-            }
-            if h.mac.is_some() {
-                push::enqueue(&mut tx, h.id, h.revision, false).await?;
-            }
-        }
+        let h = lock_handset(&mut tx, domain_id, ext).await?;
+        let (_, changed, config_changed) = apply_changes(&mut tx, actor, h, changes, "handset.update").await?;
         tx.commit().await?;
         if config_changed {
             self.note_local_change();
         }
         let view = self.handset(domain_id, ext).await?.ok_or(StoreError::NotFound("Handset not found"))?;
         Ok((view, changed))
+    }
+
+    /// An installer's claim: gives the phone with `mac` to extension `ext`
+    /// (with `model`, else the model the phone reported), or creates that
+    /// handset when `create` allows; then the phone is known and a push is
+    /// queued, all in one transaction. A MAC another handset has is a 409.
+    pub async fn claim_device(
+        &self,
+        actor: &Actor,
+        domain_id: i64,
+        mac: Mac,
+        ext: &str,
+        model: Option<String>,
+        create: bool,
+    ) -> Result<HandsetView> {
+        let mut tx = self.pool().begin().await?;
+        let owner = sqlx::query("SELECT domain_id, extensionnumber FROM handset WHERE mac = $1")
+            .bind(mac.lower())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(o) = owner {
+            if o.try_get::<i64, _>("domain_id")? != domain_id || o.try_get::<String, _>("extensionnumber")? != ext {
+                return Err(StoreError::Conflict("MAC already in use".into()));
+            }
+        }
+        let reported: Option<String> = sqlx::query_scalar("SELECT model FROM device WHERE mac = $1")
+            .bind(mac.lower())
+            .fetch_optional(&mut *tx)
+            .await?
+            .filter(|m: &String| !m.is_empty());
+        let fields = HandsetChanges { mac: Some(Some(mac)), model: model.or(reported).map(Some), ..Default::default() };
+        fields.validate()?;
+        let handset = match lock_handset(&mut tx, domain_id, ext).await {
+            Ok(h) => apply_changes(&mut tx, actor, h, &fields, "device.claim").await?.0,
+            Err(StoreError::NotFound(_)) if create => {
+                let view =
+                    insert_handset(&mut tx, actor, domain_id, NewHandset { extensionnumber: ext.to_string(), fields }).await?;
+                push::enqueue(&mut tx, view.handset.id, view.handset.revision, false).await?;
+                view.handset
+            }
+            Err(e) => return Err(e),
+        };
+        sqlx::query("UPDATE device SET handset_id = $1 WHERE mac = $2")
+            .bind(handset.id)
+            .bind(mac.lower())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.note_local_change();
+        self.handset(domain_id, ext).await?.ok_or(StoreError::NotFound("Handset not found"))
     }
 
     pub async fn delete_handset(&self, actor: &Actor, domain_id: i64, ext: &str) -> Result<()> {
@@ -342,6 +366,47 @@ async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id:
         changes::record(tx, &Change::Phone(mac)).await?;
     }
     Ok(HandsetView { handset: Handset { id, ..h }, status: HandsetStatus::default(), last_fetch: None, push: None })
+}
+
+/// Applies `changes` to a locked handset: writes the row, audits the
+/// changed field names as `action`, and when the phone's config changed
+/// feeds the change to the caches and queues a push. Returns the handset,
+/// the changed names and whether the config changed.
+async fn apply_changes(
+    tx: &mut Transaction<'_, Any>,
+    actor: &Actor,
+    mut h: Handset,
+    changes: &HandsetChanges,
+    action: &str,
+) -> Result<(Handset, Vec<&'static str>, bool)> {
+    let old_mac = h.mac;
+    let revision = h.revision;
+    let changed = changes.apply(&mut h);
+    let config_changed = h.revision != revision;
+    if !changed.is_empty() {
+        bind_columns(
+            sqlx::query(
+                "UPDATE handset SET name = $1, password = $2, location = $3, outgoingcli = $4, recording = $5, notes = $6, \
+                 mac = $7, model = $8, revision = $9, settings = $10, updated_at = $11 WHERE id = $12",
+            ),
+            &h,
+        )
+        .bind(now_ms())
+        .bind(h.id)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_or)?;
+        audit::record(tx, actor, h.domain_id, action, Some(&h.extensionnumber), &changed).await?;
+    }
+    if config_changed {
+        for mac in [old_mac, h.mac].into_iter().flatten() {
+            changes::record(tx, &Change::Phone(mac)).await?;
+        }
+        if h.mac.is_some() {
+            push::enqueue(tx, h.id, h.revision, false).await?;
+        }
+    }
+    Ok((h, changed, config_changed))
 }
 
 /// Binds $1…$10: the columns a handset's create and update both write.

@@ -330,3 +330,22 @@ async fn notify_queues_a_push_for_the_running_server() {
     assert!(!ok && err.contains("Handset not found"), "{err}");
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_claim_assigns_a_phone_from_the_command_line() {
+    use serde_json::json;
+    let srv = crate::harness::TestServer::start(crate::harness::Backend::Sqlite).await;
+    srv.create_handset(json!({"extensionnumber": "300"})).await;
+    let mut cmd = autoprov(srv.dir.path());
+    cmd.env("AUTOPROV_DATABASE_URL", &srv.settings.database_url);
+    let (ok, out, err) = run(cmd.args(["device", "claim", "00:15:65:12:34:56", "300", "--model", "T54W"]), None);
+    assert!(ok, "{err}");
+    assert!(out.contains("001565123456 is now 300@default (T54W)"), "{out}");
+    let (_, h) = srv.get("/api/handset/300").await;
+    assert_eq!((h["mac"].as_str(), h["model"].as_str(), h["revision"].as_i64()), (Some("001565123456"), Some("T54W"), Some(2)));
+    let mut cmd = autoprov(srv.dir.path());
+    cmd.env("AUTOPROV_DATABASE_URL", &srv.settings.database_url);
+    let (ok, _, err) = run(cmd.args(["device", "claim", "001565123456", "301"]), None);
+    assert!(!ok && err.contains("MAC already in use"), "{err}");
+    srv.stop().await;
+}

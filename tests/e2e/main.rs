@@ -11,6 +11,7 @@ mod harness;
 mod api_auth;
 mod api_handsets;
 mod api_status_domain;
+mod claim;
 mod cli;
 mod formats;
 mod lifecycle;
