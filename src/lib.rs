@@ -11,6 +11,8 @@
 //!   queries of each table; every write audits in its own transaction.
 //! - [`api`]: the Jingl-compatible REST API (HTTPS only), its Basic auth,
 //!   tenant scoping and error mapping.
+//! - [`handset_csv`]: handsets as CSV for installers (import validation,
+//!   export).
 //! - [`guard`]: bounded strike tables that ban keys (users, IPs) that fail
 //!   too often.
 //! - [`client`]: who sent a request: client IP and TLS, believing
@@ -38,6 +40,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod guard;
+pub mod handset_csv;
 pub mod http_listener;
 pub mod model;
 pub mod password;

@@ -303,3 +303,58 @@ fn parse_changes(body: &Map<String, Value>, path_ext: Option<&str>) -> ApiResult
     c.validate()?;
     Ok(c)
 }
+
+/// CSV bodies may be a whole site: larger than the 64 KiB of JSON calls.
+pub const MAX_CSV_BODY: usize = 32 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    dryrun: Option<String>,
+    update: Option<String>,
+    #[allow(dead_code)]
+    domain: Option<String>,
+}
+
+/// `POST /api/handset/import` (`text/csv`): every row checked first; any
+/// refused row and nothing is written (400 with every error and its line).
+pub async fn import(
+    State(state): State<ApiState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    caller.require_write()?;
+    let p: ImportParams = query(&uri)?;
+    let flag = |v: Option<String>, name: &'static str| {
+        v.map(|s| parse_bool(name, &Value::String(s))).transpose().map(|b| b.unwrap_or(false))
+    };
+    let (dry_run, update) = (flag(p.dryrun, "dryrun")?, flag(p.update, "update")?);
+    let bytes = axum::body::to_bytes(body, MAX_CSV_BODY).await.map_err(|_| ApiError::PayloadTooLarge(MAX_CSV_BODY))?;
+    let rows = match crate::handset_csv::parse(&bytes) {
+        Ok(rows) => rows,
+        Err(errors) => return Ok(refused(errors)),
+    };
+    let (exts, macs) = state.store.import_context(caller.domain_id).await?;
+    let errors = crate::handset_csv::check_against(&rows, &exts, &macs, caller.domain_id, update);
+    if !errors.is_empty() {
+        return Ok(refused(errors));
+    }
+    if dry_run {
+        return Ok(Json(serde_json::json!({ "checked": rows.len(), "written": false })).into_response());
+    }
+    let report = state
+        .store
+        .import_handsets(&caller.actor(), caller.domain_id, rows.into_iter().map(|r| r.handset).collect(), &|_| {})
+        .await?;
+    tracing::info!(user = %caller.user.login(), domain = %caller.domain, created = report.created, updated = report.updated, "handsets imported");
+    Ok(Json(report).into_response())
+}
+
+fn refused(errors: Vec<crate::handset_csv::RowError>) -> Response {
+    let body = serde_json::json!({
+        "error": format!("{} row(s) refused; nothing was written", errors.len()),
+        "errors": errors,
+    });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}

@@ -45,6 +45,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/handset", get(handsets::search).post(handsets::create))
         .route("/api/handset/{extensionnumber}", get(handsets::select).put(handsets::update).delete(handsets::delete))
         .route("/api/handset/{extensionnumber}/resync", axum::routing::post(handsets::resync))
+        .route("/api/handset/import", axum::routing::post(handsets::import))
         .route("/api/handsetstatus", get(status::search))
         .route("/api/handsetstatus/{extensionnumber}", get(status::select).put(status::report))
         .route("/api/domain", get(domain::show).put(domain::update))

@@ -2,6 +2,7 @@
 //! the same database with the same settings.
 
 mod admin;
+mod csv;
 mod phones;
 mod serve;
 
@@ -53,6 +54,23 @@ pub enum Command {
     /// Phones that fetched their files.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Import handsets from CSV (all rows are checked first; any error: nothing written).
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long, default_value = "default")]
+        domain: String,
+        /// Check only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Update extensions that exist (else they are errors).
+        #[arg(long)]
+        update: bool,
+    },
+    /// Write a domain's handsets as CSV to standard output (passwords included).
+    Export {
+        #[arg(long, default_value = "default")]
+        domain: String,
+    },
     /// Queue a resync NOTIFY for a handset (the server's push worker sends it).
     Notify {
         extension: String,
@@ -166,6 +184,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Device(DeviceCommand::Claim { mac, extension, domain, model }) => {
             phones::claim(&settings, &mac, &extension, &domain, model).await
         }
+        Command::Import { file, domain, dry_run, update } => csv::import(&settings, &file, &domain, dry_run, update).await,
+        Command::Export { domain } => csv::export(&settings, &domain).await,
         Command::Notify { extension, reboot, domain } => phones::notify(&settings, &extension, reboot, &domain).await,
     }
 }

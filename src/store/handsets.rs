@@ -2,6 +2,8 @@
 //! the revision rule) and delete. Every write records its audit row in the
 //! same transaction.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -330,8 +332,15 @@ impl Store {
 }
 
 async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id: i64, new: NewHandset) -> Result<HandsetView> {
-    let f = &new.fields;
-    let fields: Vec<&'static str> = [
+    let fields = given_fields(&new.fields);
+    let view = insert_new(tx, domain_id, new).await?;
+    audit::record(tx, actor, domain_id, "handset.create", Some(&view.handset.extensionnumber), &fields).await?;
+    Ok(view)
+}
+
+/// The names of the fields a create was given, for its audit row.
+fn given_fields(f: &HandsetChanges) -> Vec<&'static str> {
+    [
         ("name", f.name.is_some()),
         ("password", f.password.is_some()),
         ("location", f.location.is_some()),
@@ -344,7 +353,11 @@ async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id:
     ]
     .into_iter()
     .filter_map(|(name, given)| given.then_some(name))
-    .collect();
+    .collect()
+}
+
+/// Inserts a new handset (no audit row) and feeds its MAC to the caches.
+async fn insert_new(tx: &mut Transaction<'_, Any>, domain_id: i64, new: NewHandset) -> Result<HandsetView> {
     let h = new.into_handset(domain_id)?;
     let row = bind_columns(
         sqlx::query(
@@ -361,11 +374,98 @@ async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id:
     .await
     .map_err(conflict_or)?;
     let id: i64 = row.try_get("id")?;
-    audit::record(tx, actor, domain_id, "handset.create", Some(&h.extensionnumber), &fields).await?;
     if let Some(mac) = h.mac {
         changes::record(tx, &Change::Phone(mac)).await?;
     }
     Ok(HandsetView { handset: Handset { id, ..h }, status: HandsetStatus::default(), last_fetch: None, push: None })
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+impl Store {
+    /// Every extension of a domain, and every MAC in use (with its domain
+    /// and extension): what an import is checked against.
+    pub async fn import_context(&self, domain_id: i64) -> Result<(HashSet<String>, HashMap<Mac, (i64, String)>)> {
+        let rows = sqlx::query("SELECT domain_id, extensionnumber, mac FROM handset WHERE domain_id = $1 OR mac IS NOT NULL")
+            .bind(domain_id)
+            .fetch_all(self.pool())
+            .await?;
+        let mut exts = HashSet::new();
+        let mut macs = HashMap::new();
+        for r in rows {
+            let d: i64 = r.try_get("domain_id")?;
+            let ext: String = r.try_get("extensionnumber")?;
+            if let Some(mac) = r.try_get::<Option<String>, _>("mac")?.and_then(|m| m.parse::<Mac>().ok()) {
+                macs.insert(mac, (d, ext.clone()));
+            }
+            if d == domain_id {
+                exts.insert(ext);
+            }
+        }
+        Ok((exts, macs))
+    }
+
+    /// Writes checked import rows in one transaction: new extensions are
+    /// created (one audit row for the import, not one per handset),
+    /// existing ones updated like Handset Update (revision, push).
+    /// `progress` is told how many rows are done, every 1000.
+    pub async fn import_handsets(
+        &self,
+        actor: &Actor,
+        domain_id: i64,
+        rows: Vec<NewHandset>,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<ImportReport> {
+        let mut report = ImportReport::default();
+        let mut tx = self.pool().begin().await?;
+        let mut any_config_change = false;
+        let total = rows.len();
+        for (i, row) in rows.into_iter().enumerate() {
+            match lock_handset(&mut tx, domain_id, &row.extensionnumber).await {
+                Ok(h) => {
+                    let (_, changed, config_changed) = apply_changes(&mut tx, actor, h, &row.fields, "handset.import").await?;
+                    any_config_change |= config_changed;
+                    if changed.is_empty() {
+                        report.unchanged += 1;
+                    } else {
+                        report.updated += 1;
+                    }
+                }
+                Err(StoreError::NotFound(_)) => {
+                    insert_new(&mut tx, domain_id, row).await?;
+                    report.created += 1;
+                }
+                Err(e) => return Err(e),
+            }
+            if (i + 1) % 1000 == 0 || i + 1 == total {
+                progress(i + 1);
+            }
+        }
+        if report.created > 0 {
+            let count = format!("created:{}", report.created);
+            audit::record(&mut tx, actor, domain_id, "handset.import", None, &[count.as_str()]).await?;
+        }
+        tx.commit().await?;
+        if any_config_change || report.created > 0 {
+            self.note_local_change();
+        }
+        Ok(report)
+    }
+
+    /// Every handset of a domain in extension order, for export.
+    pub async fn domain_handsets(&self, domain_id: i64) -> Result<Vec<Handset>> {
+        let rows = sqlx::query(&format!("{SELECT_HANDSET} WHERE domain_id = $1 ORDER BY extensionnumber"))
+            .bind(domain_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(handset_from_row).collect()
+    }
 }
 
 /// Applies `changes` to a locked handset: writes the row, audits the

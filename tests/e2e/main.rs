@@ -13,6 +13,7 @@ mod api_handsets;
 mod api_status_domain;
 mod claim;
 mod cli;
+mod csv;
 mod formats;
 mod lifecycle;
 mod provisioning;

@@ -1,0 +1,71 @@
+//! `autoprov import|export`: a site's handsets as CSV.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use crate::config::Settings;
+use crate::handset_csv;
+use crate::store::{Actor, Store};
+
+pub async fn import(settings: &Settings, file: &Path, domain: &str, dry_run: bool, update: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let store = Store::open(&settings.database_url).await?;
+    let result = import_into(&store, &bytes, domain, dry_run, update).await;
+    store.close().await;
+    result
+}
+
+async fn import_into(store: &Store, bytes: &[u8], domain: &str, dry_run: bool, update: bool) -> anyhow::Result<()> {
+    let d = store.domain_by_name(domain).await?.ok_or_else(|| anyhow::anyhow!("domain {domain} not found"))?;
+    let checked = match handset_csv::parse(bytes) {
+        Ok(rows) => {
+            let (exts, macs) = store.import_context(d.id).await?;
+            let errors = handset_csv::check_against(&rows, &exts, &macs, d.id, update);
+            if errors.is_empty() {
+                Ok(rows)
+            } else {
+                Err(errors)
+            }
+        }
+        Err(errors) => Err(errors),
+    };
+    let rows = match checked {
+        Ok(rows) => rows,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("line {}: {}", e.line, e.error);
+            }
+            anyhow::bail!("{} row(s) refused; nothing was written", errors.len());
+        }
+    };
+    if dry_run {
+        println!("{} row(s) checked; nothing written (--dry-run)", rows.len());
+        return Ok(());
+    }
+    let total = rows.len();
+    let bar = std::io::stderr().is_terminal().then(|| indicatif::ProgressBar::new(total as u64));
+    let report = store
+        .import_handsets(&Actor::cli(), d.id, rows.into_iter().map(|r| r.handset).collect(), &|done| match &bar {
+            Some(bar) => bar.set_position(done as u64),
+            None if done % 10_000 == 0 || done == total => eprintln!("imported {done}/{total}"),
+            None => {}
+        })
+        .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    println!("{} created, {} updated, {} unchanged in {domain}", report.created, report.updated, report.unchanged);
+    Ok(())
+}
+
+pub async fn export(settings: &Settings, domain: &str) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database_url).await?;
+    let result = async {
+        let d = store.domain_by_name(domain).await?.ok_or_else(|| anyhow::anyhow!("domain {domain} not found"))?;
+        Ok::<_, anyhow::Error>(handset_csv::write(&store.domain_handsets(d.id).await?)?)
+    }
+    .await;
+    store.close().await;
+    std::io::stdout().write_all(&result?)?;
+    Ok(())
+}
