@@ -345,7 +345,7 @@ pub async fn import(
     }
     let report = state
         .store
-        .import_handsets(&caller.actor(), caller.domain_id, rows.into_iter().map(|r| r.handset).collect(), &|_| {})
+        .import_handsets(&caller.actor(), caller.domain_id, rows.into_iter().map(|r| r.handset).collect(), &exts, &|_| {})
         .await?;
     tracing::info!(user = %caller.user.login(), domain = %caller.domain, created = report.created, updated = report.updated, "handsets imported");
     Ok(Json(report).into_response())

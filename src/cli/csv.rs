@@ -17,18 +17,15 @@ pub async fn import(settings: &Settings, file: &Path, domain: &str, dry_run: boo
 
 async fn import_into(store: &Store, bytes: &[u8], domain: &str, dry_run: bool, update: bool) -> anyhow::Result<()> {
     let d = store.domain_by_name(domain).await?.ok_or_else(|| anyhow::anyhow!("domain {domain} not found"))?;
-    let checked = match handset_csv::parse(bytes) {
-        Ok(rows) => {
-            let (exts, macs) = store.import_context(d.id).await?;
-            let errors = handset_csv::check_against(&rows, &exts, &macs, d.id, update);
-            if errors.is_empty() {
-                Ok(rows)
-            } else {
-                Err(errors)
-            }
+    let (exts, macs) = store.import_context(d.id).await?;
+    let checked = handset_csv::parse(bytes).and_then(|rows| {
+        let errors = handset_csv::check_against(&rows, &exts, &macs, d.id, update);
+        if errors.is_empty() {
+            Ok(rows)
+        } else {
+            Err(errors)
         }
-        Err(errors) => Err(errors),
-    };
+    });
     let rows = match checked {
         Ok(rows) => rows,
         Err(errors) => {
@@ -45,7 +42,7 @@ async fn import_into(store: &Store, bytes: &[u8], domain: &str, dry_run: bool, u
     let total = rows.len();
     let bar = std::io::stderr().is_terminal().then(|| indicatif::ProgressBar::new(total as u64));
     let report = store
-        .import_handsets(&Actor::cli(), d.id, rows.into_iter().map(|r| r.handset).collect(), &|done| match &bar {
+        .import_handsets(&Actor::cli(), d.id, rows.into_iter().map(|r| r.handset).collect(), &exts, &|done| match &bar {
             Some(bar) => bar.set_position(done as u64),
             None if done % 10_000 == 0 || done == total => eprintln!("imported {done}/{total}"),
             None => {}

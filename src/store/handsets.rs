@@ -420,6 +420,7 @@ impl Store {
         actor: &Actor,
         domain_id: i64,
         rows: Vec<NewHandset>,
+        existing: &HashSet<String>,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<ImportReport> {
         let mut report = ImportReport::default();
@@ -427,21 +428,20 @@ impl Store {
         let mut any_config_change = false;
         let total = rows.len();
         for (i, row) in rows.into_iter().enumerate() {
-            match lock_handset(&mut tx, domain_id, &row.extensionnumber).await {
-                Ok(h) => {
-                    let (_, changed, config_changed) = apply_changes(&mut tx, actor, h, &row.fields, "handset.import").await?;
-                    any_config_change |= config_changed;
-                    if changed.is_empty() {
-                        report.unchanged += 1;
-                    } else {
-                        report.updated += 1;
-                    }
+            // New extensions (as checked) skip the lock; one created since
+            // the check fails the insert and rolls the whole import back.
+            if !existing.contains(&row.extensionnumber) {
+                insert_new(&mut tx, domain_id, row).await?;
+                report.created += 1;
+            } else {
+                let h = lock_handset(&mut tx, domain_id, &row.extensionnumber).await?;
+                let (_, changed, config_changed) = apply_changes(&mut tx, actor, h, &row.fields, "handset.import").await?;
+                any_config_change |= config_changed;
+                if changed.is_empty() {
+                    report.unchanged += 1;
+                } else {
+                    report.updated += 1;
                 }
-                Err(StoreError::NotFound(_)) => {
-                    insert_new(&mut tx, domain_id, row).await?;
-                    report.created += 1;
-                }
-                Err(e) => return Err(e),
             }
             if (i + 1) % 1000 == 0 || i + 1 == total {
                 progress(i + 1);
