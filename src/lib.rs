@@ -8,7 +8,8 @@
 //! - [`model`]: handsets, domains, users, status, MAC addresses and secrets:
 //!   types and validation, no I/O.
 //! - [`store`]: the sqlx pool over SQLite or PostgreSQL, migrations, and the
-//!   queries of each table; every write audits in its own transaction.
+//!   queries of each table; every write audits, feeds the config-change feed
+//!   and queues its push in its own transaction.
 //! - [`api`]: the Jingl-compatible REST API (HTTPS only), its Basic auth,
 //!   tenant scoping and error mapping.
 //! - [`handset_csv`]: handsets as CSV for installers (import validation,
@@ -21,10 +22,12 @@
 //!   identification from file name and User-Agent.
 //! - [`render`]: the askama templates of each vendor and their contexts.
 //! - [`password`]: argon2 hashes of API user passwords.
-//! - [`provision`]: serving phones: identify → scan guard → render →
-//!   record, behind the HTTP(S) front end (`provision::http`).
-//! - [`push`]: the push worker: outbox → SIP NOTIFY (direct) with retries,
-//!   pacing and outcomes.
+//! - [`provision`]: serving phones: identify → scan guard → cached phone
+//!   record → render → record the fetch, behind the HTTP(S) front end
+//!   (`provision::http`).
+//! - [`push`]: the push worker: outbox → SIP NOTIFY (direct, or relayed
+//!   through Asterisk AMI or a signed webhook) with retries, pacing and
+//!   outcomes.
 //! - [`sip`]: the small SIP we need (RFC 3261): build NOTIFY, parse
 //!   responses, answer digest challenges; UDP (one shared socket) and TCP.
 //! - [`tftp`]: the read-only TFTP front end (options, windows, netascii).
