@@ -11,7 +11,7 @@
 //!   queries of each table; every write audits, feeds the config-change feed
 //!   and queues its push in its own transaction.
 //! - [`api`]: the Jingl-compatible REST API (HTTPS only), its Basic auth,
-//!   tenant scoping and error mapping.
+//!   tenant scoping, error mapping, and its OpenAPI document.
 //! - [`handset_csv`]: handsets as CSV for installers (import validation,
 //!   export).
 //! - [`guard`]: bounded strike tables that ban keys (users, IPs) that fail

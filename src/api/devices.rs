@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::body::{optional_string_field, string_field, JsonObject};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::handsets::query;
 use super::handsets::HandsetJson;
 use super::{paging, ApiState};
@@ -27,6 +27,15 @@ pub struct DeviceParams {
 /// `GET /api/device?state=known|unknown`. Unknown devices belong to no
 /// tenant yet (any tenant's phone may be booting), so only superusers list
 /// them.
+#[utoipa::path(
+    get,
+    path = "/api/device",
+    tag = "installers",
+    summary = "Phones that fetched files: known ones of the domain, or (superusers) unknown MACs",
+    params(("state" = Option<String>, Query, description = "known (default) or unknown"), ("afterid" = Option<String>, Query, description = "The last key of the previous page"), ("maxresults" = Option<String>, Query, description = "Page size, 1-1000 (default 100)"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    responses((status = 200, description = "Devices in MAC order", body = [crate::store::devices::DeviceRow]), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<DeviceRow>>> {
     let p: DeviceParams = query(&uri)?;
     let limit = paging::max_results(p.maxresults.as_deref())?;
@@ -48,6 +57,16 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http
 /// `POST /api/device/{mac}/claim` with `{"extensionnumber": "…", "model":
 /// "…"}`: gives the phone to that extension of the caller's domain (or
 /// creates it when the domain's `claimcreates` allows), and queues a push.
+#[utoipa::path(
+    post,
+    path = "/api/device/{mac}/claim",
+    tag = "installers",
+    summary = "Give a phone to an extension (created when the domain's claimcreates allows); a push goes out",
+    params(("mac" = String, Path), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    request_body(content = Object, description = "extensionnumber, and optionally model"),
+    responses((status = 200, description = "The handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn claim(
     State(state): State<ApiState>,
     caller: Caller,

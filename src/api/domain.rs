@@ -6,14 +6,14 @@ use serde::Serialize;
 
 use super::auth::Caller;
 use super::body::{integer_field, string_field, JsonObject};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::ApiState;
 use std::collections::BTreeMap;
 
 use crate::model::settings::{self, ExtraSettings};
 use crate::model::{Domain, DomainChanges, Transport};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DomainJson {
     pub name: String,
     pub sipserver: String,
@@ -69,6 +69,15 @@ impl From<&Domain> for DomainJson {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/domain",
+    tag = "domain",
+    summary = "The caller's domain settings",
+    params(("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    responses((status = 200, description = "The domain", body = DomainJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn show(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<DomainJson>> {
     let d = state.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
     Ok(Json(DomainJson::from(&d)))
@@ -76,6 +85,16 @@ pub async fn show(State(state): State<ApiState>, caller: Caller) -> ApiResult<Js
 
 /// Changes the domain's settings; every handset of the domain gets a new
 /// revision when something really changed.
+#[utoipa::path(
+    put,
+    path = "/api/domain",
+    tag = "domain",
+    summary = "Change the domain's settings (admins); phone settings bump every handset's revision",
+    params(("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    request_body(content = Object, description = "Any of the fields of the domain but name"),
+    responses((status = 200, description = "The domain", body = DomainJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(body): JsonObject) -> ApiResult<Json<DomainJson>> {
     caller.require_admin()?;
     let mut c = DomainChanges::default();

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::auth::Caller;
 use super::body::{optional_string_field, string_field, JsonBody, JsonObject};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{paging, ApiState};
 use crate::model::handset::parse_bool;
 use crate::model::settings::{self, ExtraSettings};
@@ -18,7 +18,7 @@ use crate::store::handsets::{HandsetFilter, HandsetView, ProvisioningState};
 
 /// Handset Select's body: Jingl's fields, all strings, then ours (`mac`,
 /// `model`, `revision`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct HandsetJson {
     pub extensionnumber: String,
     pub name: String,
@@ -43,7 +43,7 @@ pub struct HandsetJson {
     pub provisioning: ProvisioningJson,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ProvisioningJson {
     pub revision: i64,
     /// The revision the phone last fetched (0: never).
@@ -96,6 +96,27 @@ pub fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// The writable fields of a handset (create and update), for the OpenAPI
+/// document: bodies are read field by field (see `parse_changes`), so that
+/// unknown fields can be named in the 400.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct HandsetFields {
+    /// Required on create; on update it may repeat the path's.
+    extensionnumber: Option<String>,
+    name: Option<String>,
+    password: Option<String>,
+    location: Option<String>,
+    outgoingcli: Option<String>,
+    /// true/false or "true"/"false".
+    recording: Option<String>,
+    notes: Option<String>,
+    /// Any usual spelling; "" or null clears it.
+    mac: Option<String>,
+    model: Option<String>,
+    settings: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// Jingl's call-control parameters of Handset Update. We provision phones;
 /// we do not control calls, and say so rather than ignore them.
 const CALL_CONTROL: &[&str] =
@@ -124,6 +145,15 @@ pub fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> ApiResult
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/handset",
+    tag = "handsets",
+    summary = "Handset Search",
+    params(("name" = Option<String>, Query, description = "Substring of the name"), ("location" = Option<String>, Query, description = "Substring of the location"), ("extensionnumber" = Option<String>, Query, description = "Prefix of the extension"), ("mac" = Option<String>, Query, description = "A MAC in any usual spelling"), ("model" = Option<String>, Query), ("provisioning" = Option<String>, Query, description = "pending, failed or applied"), ("afterid" = Option<String>, Query, description = "The last key of the previous page"), ("maxresults" = Option<String>, Query, description = "Page size, 1-1000 (default 100)"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    responses((status = 200, description = "Handsets in extension order", body = [HandsetJson]), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<HandsetJson>>> {
     let p: SearchParams = query(&uri)?;
     let limit = paging::max_results(p.maxresults.as_deref())?;
@@ -152,11 +182,30 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
     Ok(Json(views.iter().map(HandsetJson::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/handset/{extensionnumber}",
+    tag = "handsets",
+    summary = "Handset Select",
+    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    responses((status = 200, description = "The handset", body = HandsetJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Json<HandsetJson>> {
     let view = state.store.handset(caller.domain_id, &ext).await?.ok_or(ApiError::NotFound("Handset not found"))?;
     Ok(Json(HandsetJson::from(&view)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/handset/{extensionnumber}",
+    tag = "handsets",
+    summary = "Handset Update (partial); call-control fields answer 501",
+    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    request_body(content = HandsetFields),
+    responses((status = 200, description = "The updated handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), (status = 413, description = "Body over 64 KiB", body = ErrorBody), (status = 501, description = "Call control is not supported", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     caller: Caller,
@@ -175,6 +224,16 @@ pub async fn update(
 /// Create: a JSON object makes one handset; an array of them (at most
 /// [`MAX_BULK`], within the body limit) makes all of them in one transaction
 /// or none, and a failure names the array index.
+#[utoipa::path(
+    post,
+    path = "/api/handset",
+    tag = "handsets",
+    summary = "Create a handset, or up to 1000 from an array in one transaction",
+    params(("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    request_body(content = HandsetFields),
+    responses((status = 201, description = "The created handset (an array for an array)", body = HandsetJson), (status = 409, description = "Extension or MAC already in use", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn create(State(state): State<ApiState>, caller: Caller, JsonBody(body): JsonBody) -> ApiResult<Response> {
     caller.require_write()?;
     let (items, bulk) = match body {
@@ -230,6 +289,15 @@ fn prefix_error(i: usize, e: ApiError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/handset/{extensionnumber}",
+    tag = "handsets",
+    summary = "Delete a handset",
+    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn delete(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<StatusCode> {
     caller.require_write()?;
     state.store.delete_handset(&caller.actor(), caller.domain_id, &ext).await?;
@@ -239,6 +307,15 @@ pub async fn delete(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
 
 /// `POST /api/handset/{ext}/resync`: queue a NOTIFY for the handset's
 /// current revision; `{"reboot": true}` uses the vendor's reboot event.
+#[utoipa::path(
+    post,
+    path = "/api/handset/{extensionnumber}/resync",
+    tag = "push",
+    summary = "Queue a resync NOTIFY; {\"reboot\": true} for the reboot event",
+    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    responses((status = 202, description = "Queued", body = HandsetJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn resync(
     State(state): State<ApiState>,
     caller: Caller,
@@ -318,6 +395,16 @@ pub struct ImportParams {
 
 /// `POST /api/handset/import` (`text/csv`): every row checked first; any
 /// refused row and nothing is written (400 with every error and its line).
+#[utoipa::path(
+    post,
+    path = "/api/handset/import",
+    tag = "installers",
+    summary = "Import handsets from CSV (text/csv); nothing is written if any row is refused",
+    params(("dryrun" = Option<bool>, Query), ("update" = Option<bool>, Query), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, description = "What was written", body = crate::store::handsets::ImportReport), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn import(
     State(state): State<ApiState>,
     caller: Caller,

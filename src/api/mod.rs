@@ -11,6 +11,7 @@ pub mod devices;
 pub mod domain;
 pub mod error;
 pub mod handsets;
+pub mod openapi;
 pub mod paging;
 pub mod status;
 
@@ -52,6 +53,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/audit", get(audit::list))
         .route("/api/device", get(devices::list))
         .route("/api/device/{mac}/claim", axum::routing::post(devices::claim))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/api/docs")
+                .url("/api/openapi.json", <openapi::ApiDoc as utoipa::OpenApi>::openapi()),
+        )
         .route("/api/{*rest}", axum::routing::any(not_found))
         .layer(middleware::from_fn(require_tls))
         .with_state(state)

@@ -6,14 +6,14 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::body::{integer_field, string_field, JsonObject};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 use super::handsets::query;
 use super::{paging, ApiState};
 use crate::model::status::parse_registration_address;
 use crate::model::{validate_text, CallDirection, CallState, HandsetStatus, Transport};
 use crate::store::handsets::{HandsetFilter, HandsetView};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct StatusJson {
     pub extensionnumber: String,
     pub state: &'static str,
@@ -57,6 +57,15 @@ pub struct StatusSearchParams {
     domain: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/handsetstatus",
+    tag = "status",
+    summary = "Handset Status Search",
+    params(("extensionnumber" = Option<String>, Query, description = "Prefix of the extension"), ("afterid" = Option<String>, Query, description = "The last key of the previous page"), ("maxresults" = Option<String>, Query, description = "Page size, 1-1000 (default 100)"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    responses((status = 200, description = "Statuses in extension order", body = [StatusJson]), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<StatusJson>>> {
     let p: StatusSearchParams = query(&uri)?;
     let limit = paging::max_results(p.maxresults.as_deref())?;
@@ -66,6 +75,15 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
     Ok(Json(views.iter().map(StatusJson::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/handsetstatus/{extensionnumber}",
+    tag = "status",
+    summary = "Handset Status Select",
+    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    responses((status = 200, description = "The status", body = StatusJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Json<StatusJson>> {
     let view = state.store.handset(caller.domain_id, &ext).await?.ok_or(ApiError::NotFound("Handset not found"))?;
     Ok(Json(StatusJson::from(&view)))
@@ -73,6 +91,16 @@ pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
 
 /// The voice platform reports a handset's state; fields it leaves out keep
 /// their last value.
+#[utoipa::path(
+    put,
+    path = "/api/handsetstatus/{extensionnumber}",
+    tag = "status",
+    summary = "The voice platform reports state and registration address (partial)",
+    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    request_body(content = Object, description = "state, calldirection, calldurationseconds, otherpartyphonenumber, app, registrationaddress (ip:port), registrationtransport"),
+    responses((status = 200, description = "The stored status", body = StatusJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    security(("basic" = []))
+)]
 pub async fn report(
     State(state): State<ApiState>,
     caller: Caller,

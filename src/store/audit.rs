@@ -26,7 +26,7 @@ fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[derive(Debug, Clone, FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     pub id: i64,
     pub at: i64,

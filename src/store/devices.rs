@@ -42,7 +42,7 @@ pub struct FetchRecord {
 }
 
 /// A device row as the API shows it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct DeviceRow {
     pub mac: String,
     pub state: &'static str,

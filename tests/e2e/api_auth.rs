@@ -179,3 +179,44 @@ async fn internal_errors_carry_an_id_and_no_internals() {
     assert!(!v.to_string().contains("not-a-mac"), "{v}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn the_api_is_described_in_openapi_with_a_built_in_swagger_ui() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let resp = srv.client.get(srv.url("/api/openapi.json")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc: serde_json::Value = resp.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/handset", "get"),
+        ("/api/handset", "post"),
+        ("/api/handset/{extensionnumber}", "get"),
+        ("/api/handset/{extensionnumber}", "put"),
+        ("/api/handset/{extensionnumber}", "delete"),
+        ("/api/handset/{extensionnumber}/resync", "post"),
+        ("/api/handset/import", "post"),
+        ("/api/handsetstatus", "get"),
+        ("/api/handsetstatus/{extensionnumber}", "get"),
+        ("/api/handsetstatus/{extensionnumber}", "put"),
+        ("/api/domain", "get"),
+        ("/api/domain", "put"),
+        ("/api/audit", "get"),
+        ("/api/device", "get"),
+        ("/api/device/{mac}/claim", "post"),
+    ] {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not described");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["basic"]["scheme"], "basic");
+    assert!(doc["components"]["schemas"]["HandsetJson"]["properties"]["registrationipaddress"].is_object());
+    let resp = srv.client.get(srv.url("/api/docs/")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("swagger-ui") && !html.contains("https://unpkg") && !html.contains("cdn."), "served from the binary");
+    let resp = srv.client.get(srv.url("/api/docs/swagger-ui-bundle.js")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Plain HTTP: 406 like the rest of the API.
+    let resp = plain_client().get(srv.plain_url("/api/openapi.json")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE);
+    srv.stop().await;
+}
