@@ -5,16 +5,20 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorResponses};
 use super::handsets::query;
 use super::{paging, ApiState};
 use crate::store::audit::AuditRow;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// The last key of the previous page.
     afterid: Option<String>,
+    /// Page size, 1-1000 (default 100).
     maxresults: Option<String>,
+    /// Superusers: act in this domain (read by [`Caller`]).
     #[allow(dead_code)]
     domain: Option<String>,
 }
@@ -24,8 +28,8 @@ pub struct AuditParams {
     path = "/api/audit",
     tag = "audit",
     summary = "The domain's audit log (admins)",
-    params(("afterid" = Option<String>, Query, description = "The last key of the previous page"), ("maxresults" = Option<String>, Query, description = "Page size, 1-1000 (default 100)"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
-    responses((status = 200, description = "Audit rows in id order", body = [crate::store::audit::AuditRow]), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    params(AuditParams),
+    responses((status = 200, description = "Audit rows in id order", body = [crate::store::audit::AuditRow]), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<AuditRow>>> {

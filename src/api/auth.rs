@@ -174,9 +174,12 @@ pub struct Caller {
     pub client: ClientInfo,
 }
 
-#[derive(serde::Deserialize)]
-struct DomainParam {
-    domain: Option<String>,
+/// `?domain=`, read by every call.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DomainParam {
+    /// Superusers: act in this domain.
+    pub domain: Option<String>,
 }
 
 impl FromRequestParts<ApiState> for Caller {

@@ -6,20 +6,26 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::auth::Caller;
+use super::auth::DomainParam;
 use super::body::{optional_string_field, string_field, JsonObject};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorBody, ErrorResponses};
 use super::handsets::query;
 use super::handsets::HandsetJson;
 use super::{paging, ApiState};
 use crate::model::Mac;
 use crate::store::devices::{DeviceRow, DeviceScope};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceParams {
+    /// known (default) or unknown.
     state: Option<String>,
+    /// The last key of the previous page.
     afterid: Option<String>,
+    /// Page size, 1-1000 (default 100).
     maxresults: Option<String>,
+    /// Superusers: act in this domain (read by [`Caller`]).
     #[allow(dead_code)]
     domain: Option<String>,
 }
@@ -32,8 +38,8 @@ pub struct DeviceParams {
     path = "/api/device",
     tag = "installers",
     summary = "Phones that fetched files: known ones of the domain, or (superusers) unknown MACs",
-    params(("state" = Option<String>, Query, description = "known (default) or unknown"), ("afterid" = Option<String>, Query, description = "The last key of the previous page"), ("maxresults" = Option<String>, Query, description = "Page size, 1-1000 (default 100)"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
-    responses((status = 200, description = "Devices in MAC order", body = [crate::store::devices::DeviceRow]), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    params(DeviceParams),
+    responses((status = 200, description = "Devices in MAC order", body = [crate::store::devices::DeviceRow]), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<DeviceRow>>> {
@@ -62,9 +68,9 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http
     path = "/api/device/{mac}/claim",
     tag = "installers",
     summary = "Give a phone to an extension (created when the domain's claimcreates allows); a push goes out",
-    params(("mac" = String, Path), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    params(("mac" = String, Path), DomainParam),
     request_body(content = Object, description = "extensionnumber, and optionally model"),
-    responses((status = 200, description = "The handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    responses((status = 200, description = "The handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn claim(

@@ -5,8 +5,9 @@ use axum::Json;
 use serde::Serialize;
 
 use super::auth::Caller;
+use super::auth::DomainParam;
 use super::body::{integer_field, string_field, JsonObject};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorResponses};
 use super::ApiState;
 use std::collections::BTreeMap;
 
@@ -74,8 +75,8 @@ impl From<&Domain> for DomainJson {
     path = "/api/domain",
     tag = "domain",
     summary = "The caller's domain settings",
-    params(("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
-    responses((status = 200, description = "The domain", body = DomainJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    params(DomainParam),
+    responses((status = 200, description = "The domain", body = DomainJson), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn show(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<DomainJson>> {
@@ -90,9 +91,9 @@ pub async fn show(State(state): State<ApiState>, caller: Caller) -> ApiResult<Js
     path = "/api/domain",
     tag = "domain",
     summary = "Change the domain's settings (admins); phone settings bump every handset's revision",
-    params(("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    params(DomainParam),
     request_body(content = Object, description = "Any of the fields of the domain but name"),
-    responses((status = 200, description = "The domain", body = DomainJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    responses((status = 200, description = "The domain", body = DomainJson), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(body): JsonObject) -> ApiResult<Json<DomainJson>> {

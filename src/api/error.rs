@@ -97,6 +97,24 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The errors every API call may answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ErrorResponses {
+    /// Bad request: bad JSON, field value, MAC or query.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No or wrong credentials.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Not found (or another tenant's).
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// SSL must be used.
+    #[response(status = 406)]
+    SslRequired(ErrorBody),
+}
+
 /// Every error body, for the OpenAPI document.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {

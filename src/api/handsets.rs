@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::auth::Caller;
+use super::auth::DomainParam;
 use super::body::{optional_string_field, string_field, JsonBody, JsonObject};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorBody, ErrorResponses};
 use super::{paging, ApiState};
 use crate::model::handset::parse_bool;
 use crate::model::settings::{self, ExtraSettings};
@@ -122,20 +123,37 @@ pub struct HandsetFields {
 const CALL_CONTROL: &[&str] =
     &["callcreate", "calltransferattended", "calltransferblind", "callmonitor", "callcoach", "callbarge"];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
+    /// Substring of the name.
     name: Option<String>,
+    /// Substring of the location.
     location: Option<String>,
+    /// Prefix of the extension.
     extensionnumber: Option<String>,
+    /// A MAC in any usual spelling.
     mac: Option<String>,
     model: Option<String>,
+    /// The last key of the previous page.
     afterid: Option<String>,
+    /// Page size, 1-1000 (default 100).
     maxresults: Option<String>,
+    /// pending, failed or applied.
     provisioning: Option<String>,
-    /// Read by [`Caller`]; listed so it is not an unknown parameter.
+    /// Superusers: act in this domain (read by [`Caller`]).
     #[allow(dead_code)]
     domain: Option<String>,
+}
+
+/// `{extensionnumber}` in a path, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ExtensionPath {
+    /// The extension number.
+    extensionnumber: String,
 }
 
 /// Parses query parameters, naming an unknown one in the 400.
@@ -150,8 +168,8 @@ pub fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> ApiResult
     path = "/api/handset",
     tag = "handsets",
     summary = "Handset Search",
-    params(("name" = Option<String>, Query, description = "Substring of the name"), ("location" = Option<String>, Query, description = "Substring of the location"), ("extensionnumber" = Option<String>, Query, description = "Prefix of the extension"), ("mac" = Option<String>, Query, description = "A MAC in any usual spelling"), ("model" = Option<String>, Query), ("provisioning" = Option<String>, Query, description = "pending, failed or applied"), ("afterid" = Option<String>, Query, description = "The last key of the previous page"), ("maxresults" = Option<String>, Query, description = "Page size, 1-1000 (default 100)"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
-    responses((status = 200, description = "Handsets in extension order", body = [HandsetJson]), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    params(SearchParams),
+    responses((status = 200, description = "Handsets in extension order", body = [HandsetJson]), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<HandsetJson>>> {
@@ -187,8 +205,8 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
     path = "/api/handset/{extensionnumber}",
     tag = "handsets",
     summary = "Handset Select",
-    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
-    responses((status = 200, description = "The handset", body = HandsetJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    params(ExtensionPath, DomainParam),
+    responses((status = 200, description = "The handset", body = HandsetJson), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Json<HandsetJson>> {
@@ -201,9 +219,9 @@ pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
     path = "/api/handset/{extensionnumber}",
     tag = "handsets",
     summary = "Handset Update (partial); call-control fields answer 501",
-    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    params(ExtensionPath, DomainParam),
     request_body(content = HandsetFields),
-    responses((status = 200, description = "The updated handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), (status = 413, description = "Body over 64 KiB", body = ErrorBody), (status = 501, description = "Call control is not supported", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    responses((status = 200, description = "The updated handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), (status = 413, description = "Body over 64 KiB", body = ErrorBody), (status = 501, description = "Call control is not supported", body = ErrorBody), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn update(
@@ -229,9 +247,9 @@ pub async fn update(
     path = "/api/handset",
     tag = "handsets",
     summary = "Create a handset, or up to 1000 from an array in one transaction",
-    params(("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    params(DomainParam),
     request_body(content = HandsetFields),
-    responses((status = 201, description = "The created handset (an array for an array)", body = HandsetJson), (status = 409, description = "Extension or MAC already in use", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    responses((status = 201, description = "The created handset (an array for an array)", body = HandsetJson), (status = 409, description = "Extension or MAC already in use", body = ErrorBody), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn create(State(state): State<ApiState>, caller: Caller, JsonBody(body): JsonBody) -> ApiResult<Response> {
@@ -294,8 +312,8 @@ fn prefix_error(i: usize, e: ApiError) -> ApiError {
     path = "/api/handset/{extensionnumber}",
     tag = "handsets",
     summary = "Delete a handset",
-    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
-    responses((status = 204, description = "Deleted"), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    params(ExtensionPath, DomainParam),
+    responses((status = 204, description = "Deleted"), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn delete(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<StatusCode> {
@@ -312,8 +330,8 @@ pub async fn delete(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
     path = "/api/handset/{extensionnumber}/resync",
     tag = "push",
     summary = "Queue a resync NOTIFY; {\"reboot\": true} for the reboot event",
-    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
-    responses((status = 202, description = "Queued", body = HandsetJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    params(ExtensionPath, DomainParam),
+    responses((status = 202, description = "Queued", body = HandsetJson), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn resync(
@@ -384,11 +402,15 @@ fn parse_changes(body: &Map<String, Value>, path_ext: Option<&str>) -> ApiResult
 /// CSV bodies may be a whole site: larger than the 64 KiB of JSON calls.
 pub const MAX_CSV_BODY: usize = 32 * 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ImportParams {
+    /// true: check only, write nothing.
     dryrun: Option<String>,
+    /// true: update extensions that exist (else they are errors).
     update: Option<String>,
+    /// Superusers: act in this domain (read by [`Caller`]).
     #[allow(dead_code)]
     domain: Option<String>,
 }
@@ -400,9 +422,9 @@ pub struct ImportParams {
     path = "/api/handset/import",
     tag = "installers",
     summary = "Import handsets from CSV (text/csv); nothing is written if any row is refused",
-    params(("dryrun" = Option<bool>, Query), ("update" = Option<bool>, Query), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    params(ImportParams),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, description = "What was written", body = crate::store::handsets::ImportReport), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    responses((status = 200, description = "What was written", body = crate::store::handsets::ImportReport), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn import(

@@ -5,9 +5,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
+use super::auth::DomainParam;
 use super::body::{integer_field, string_field, JsonObject};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult, ErrorResponses};
 use super::handsets::query;
+use super::handsets::ExtensionPath;
 use super::{paging, ApiState};
 use crate::model::status::parse_registration_address;
 use crate::model::{validate_text, CallDirection, CallState, HandsetStatus, Transport};
@@ -47,12 +49,17 @@ impl From<&HandsetView> for StatusJson {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatusSearchParams {
+    /// Prefix of the extension.
     extensionnumber: Option<String>,
+    /// The last key of the previous page.
     afterid: Option<String>,
+    /// Page size, 1-1000 (default 100).
     maxresults: Option<String>,
+    /// Superusers: act in this domain (read by [`Caller`]).
     #[allow(dead_code)]
     domain: Option<String>,
 }
@@ -62,8 +69,8 @@ pub struct StatusSearchParams {
     path = "/api/handsetstatus",
     tag = "status",
     summary = "Handset Status Search",
-    params(("extensionnumber" = Option<String>, Query, description = "Prefix of the extension"), ("afterid" = Option<String>, Query, description = "The last key of the previous page"), ("maxresults" = Option<String>, Query, description = "Page size, 1-1000 (default 100)"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
-    responses((status = 200, description = "Statuses in extension order", body = [StatusJson]), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    params(StatusSearchParams),
+    responses((status = 200, description = "Statuses in extension order", body = [StatusJson]), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<StatusJson>>> {
@@ -80,8 +87,8 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
     path = "/api/handsetstatus/{extensionnumber}",
     tag = "status",
     summary = "Handset Status Select",
-    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
-    responses((status = 200, description = "The status", body = StatusJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    params(ExtensionPath, DomainParam),
+    responses((status = 200, description = "The status", body = StatusJson), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Json<StatusJson>> {
@@ -96,9 +103,9 @@ pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
     path = "/api/handsetstatus/{extensionnumber}",
     tag = "status",
     summary = "The voice platform reports state and registration address (partial)",
-    params(("extensionnumber" = String, Path, description = "The extension number"), ("domain" = Option<String>, Query, description = "Superusers: act in this domain")),
+    params(ExtensionPath, DomainParam),
     request_body(content = Object, description = "state, calldirection, calldurationseconds, otherpartyphonenumber, app, registrationaddress (ip:port), registrationtransport"),
-    responses((status = 200, description = "The stored status", body = StatusJson), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "No or wrong credentials", body = ErrorBody), (status = 404, description = "Not found (or another tenant's)", body = ErrorBody), (status = 406, description = "SSL must be used", body = ErrorBody)),
+    responses((status = 200, description = "The stored status", body = StatusJson), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn report(

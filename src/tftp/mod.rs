@@ -166,33 +166,29 @@ struct Transfer {
 
 impl Transfer {
     fn negotiate(socket: UdpSocket, body: Bytes, o: &RequestedOptions) -> Transfer {
+        /// An option the client asked for, if at least `min` (clamped to
+        /// `max`), acknowledged in the OACK; out of range, it is ignored.
+        fn accept(
+            oack: &mut Vec<(&'static str, u64)>,
+            name: &'static str,
+            asked: Option<u64>,
+            min: u64,
+            max: u64,
+        ) -> Option<u64> {
+            let n = asked.filter(|n| *n >= min)?.min(max);
+            oack.push((name, n));
+            Some(n)
+        }
         let mut oack = Vec::new();
-        let blksize = match o.blksize {
-            Some(n) if n >= 8 => {
-                let n = n.min(MAX_BLKSIZE);
-                oack.push(("blksize", n));
-                n as usize
-            }
-            _ => 512,
-        };
-        let timeout = match o.timeout {
-            Some(n @ 1..=255) => {
-                oack.push(("timeout", n));
-                Duration::from_secs(n)
-            }
-            _ => DEFAULT_TIMEOUT,
-        };
+        let blksize = accept(&mut oack, "blksize", o.blksize, 8, MAX_BLKSIZE).unwrap_or(512) as usize;
+        // RFC 2349: 1-255 seconds; a larger value is ignored, not clamped.
+        let timeout = accept(&mut oack, "timeout", o.timeout.filter(|n| *n <= 255), 1, 255)
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TIMEOUT);
         if o.tsize.is_some() {
             oack.push(("tsize", body.len() as u64));
         }
-        let window = match o.windowsize {
-            Some(n) if n >= 1 => {
-                let n = n.min(MAX_WINDOW);
-                oack.push(("windowsize", n));
-                n as u16
-            }
-            _ => 1,
-        };
+        let window = accept(&mut oack, "windowsize", o.windowsize, 1, MAX_WINDOW).unwrap_or(1) as u16;
         Transfer { socket, body, blksize, window, timeout, oack }
     }
 
