@@ -20,10 +20,6 @@ pub enum MacError {
 }
 
 impl Mac {
-    pub fn octets(&self) -> [u8; 6] {
-        self.0
-    }
-
     /// `001565aabbcc`: the stored form and the vendors' `<mac>`.
     pub fn lower(&self) -> String {
         hex::encode(self.0)

@@ -186,12 +186,4 @@ impl PhoneCache {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.phones.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

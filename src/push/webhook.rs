@@ -4,7 +4,6 @@
 //! "." body)>` with `X-Autoprov-Timestamp` (Unix seconds), so the receiver
 //! can check origin and freshness.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -63,5 +62,3 @@ pub fn signature(secret: &Secret, timestamp: u64, body: &[u8]) -> String {
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
-
-pub type SharedWebhook = Arc<WebhookRelay>;

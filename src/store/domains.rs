@@ -59,10 +59,6 @@ impl Store {
         rows.iter().map(domain_from_row).collect()
     }
 
-    pub async fn count_domains(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM domain").fetch_one(self.pool()).await?)
-    }
-
     /// Creates a domain; 409-style `Conflict` when the name is taken.
     pub async fn create_domain(&self, actor: &Actor, name: &str, settings: &DomainChanges) -> Result<Domain> {
         crate::model::domain::validate_domain_name(name)?;
