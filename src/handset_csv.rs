@@ -139,6 +139,33 @@ pub fn write(handsets: &[crate::model::Handset]) -> Result<Vec<u8>, csv::Error> 
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
 
+/// A file every row of which may be written into a domain.
+pub struct CheckedImport {
+    pub rows: Vec<NewHandset>,
+    /// The domain's extensions at check time: rows naming one update it.
+    pub existing: HashSet<String>,
+}
+
+/// Parses `bytes` and checks every row against the domain's handsets: the
+/// one check the CLI, the API and the web UI run before writing anything.
+pub async fn check(
+    store: &crate::store::Store,
+    domain_id: i64,
+    bytes: &[u8],
+    update: bool,
+) -> crate::store::Result<Result<CheckedImport, Vec<RowError>>> {
+    let rows = match parse(bytes) {
+        Ok(rows) => rows,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    let (existing, macs) = store.import_context(domain_id).await?;
+    let errors = check_against(&rows, &existing, &macs, domain_id, update);
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
+    Ok(Ok(CheckedImport { rows: rows.into_iter().map(|r| r.handset).collect(), existing }))
+}
+
 /// Which rows of a file are new and which change existing handsets, given
 /// the domain's extensions and every MAC in use; errors for rows that may
 /// not be written (an existing extension without `update`, a MAC another

@@ -12,6 +12,9 @@
 //!   and queues its push in its own transaction.
 //! - [`api`]: the Jingl-compatible REST API (HTTPS only), its Basic auth,
 //!   tenant scoping, error mapping, and its OpenAPI document.
+//! - [`admin`]: the admin web UI at `/admin` (HTTPS only): askama pages
+//!   over the same store calls and rules as the API, with login sessions
+//!   and a CSRF token on every form.
 //! - [`handset_csv`]: handsets as CSV for installers (import validation,
 //!   export).
 //! - [`guard`]: bounded strike tables that ban keys (users, IPs) that fail
@@ -37,6 +40,7 @@
 //!   per core) on hyper, with graceful shutdown.
 //! - [`server`]: wiring of listeners and workers, and graceful shutdown.
 
+pub mod admin;
 pub mod api;
 pub mod bootstrap;
 pub mod cli;

@@ -138,7 +138,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
 }
 
 fn router(api: ApiState, provisioner: Arc<Provisioner>, prefix: Option<String>) -> Router {
-    api::router(api).layer(middleware::from_fn(access_log)).merge(crate::provision::http::router(provisioner, prefix))
+    let admin = crate::admin::router(crate::admin::AdminState { api: api.clone(), provisioner: provisioner.clone() });
+    api::router(api)
+        .merge(admin)
+        .layer(middleware::from_fn(access_log))
+        .merge(crate::provision::http::router(provisioner, prefix))
 }
 
 /// One line per API request: client, method, path, status, µs. Never

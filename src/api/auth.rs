@@ -59,23 +59,33 @@ impl Authenticator {
 
     /// Checks the `Authorization` header of a request from `ip`.
     pub async fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<ApiUser, ApiError> {
+        if let Some(left) = self.by_ip.banned(&ip, Instant::now()) {
+            return Err(ApiError::TooManyRequests(left));
+        }
+        let (login, password) = basic_credentials(headers).ok_or(ApiError::Unauthorized)?;
+        self.check(&login, &password, ip).await
+    }
+
+    /// Checks `user@domain` and its password from `ip`, under the same
+    /// failed-login limits whether they came in a Basic header or the web
+    /// UI's login form.
+    pub async fn check(&self, login: &str, password: &Secret, ip: IpAddr) -> Result<ApiUser, ApiError> {
         let now = Instant::now();
         if let Some(left) = self.by_ip.banned(&ip, now) {
             return Err(ApiError::TooManyRequests(left));
         }
-        let (login, password) = basic_credentials(headers).ok_or(ApiError::Unauthorized)?;
         let user_key = login.to_ascii_lowercase();
         if let Some(left) = self.by_user.banned(&user_key, now) {
             return Err(ApiError::TooManyRequests(left));
         }
-        let user = match parse_login(&login) {
+        let user = match parse_login(login) {
             Ok((name, domain)) => self.find_user(&name, &domain).await?,
             Err(_) => None,
         };
         let ok = match &user {
-            Some(u) => self.verify(u, &password).await?,
+            Some(u) => self.verify(u, password).await?,
             None => {
-                self.verify_hash(&self.dummy_hash, &password).await?;
+                self.verify_hash(&self.dummy_hash, password).await?;
                 false
             }
         };

@@ -91,9 +91,22 @@ pub async fn claim(
         }
     }
     let ext = ext.ok_or_else(|| ApiError::BadRequest("extensionnumber: is required".into()))?;
-    crate::model::validate_extension(&ext)?;
-    let domain = state.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
-    let view = state.store.claim_device(&caller.actor(), caller.domain_id, mac, &ext, model, domain.claim_creates).await?;
+    Ok(Json(HandsetJson::from(&claim_for(&state.store, &caller, mac, &ext, model).await?)))
+}
+
+/// A claim as the API and the web UI make it: the extension checked, the
+/// domain's `claimcreates` obeyed, the push queued with it.
+pub async fn claim_for(
+    store: &crate::store::Store,
+    caller: &Caller,
+    mac: Mac,
+    ext: &str,
+    model: Option<String>,
+) -> ApiResult<crate::store::handsets::HandsetView> {
+    caller.require_write()?;
+    crate::model::validate_extension(ext)?;
+    let domain = store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
+    let view = store.claim_device(&caller.actor(), caller.domain_id, mac, ext, model, domain.claim_creates).await?;
     tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, mac = %mac, "device claimed");
-    Ok(Json(HandsetJson::from(&view)))
+    Ok(view)
 }

@@ -440,22 +440,15 @@ pub async fn import(
     };
     let (dry_run, update) = (flag(p.dryrun, "dryrun")?, flag(p.update, "update")?);
     let bytes = axum::body::to_bytes(body, MAX_CSV_BODY).await.map_err(|_| ApiError::PayloadTooLarge(MAX_CSV_BODY))?;
-    let rows = match crate::handset_csv::parse(&bytes) {
-        Ok(rows) => rows,
+    let checked = match crate::handset_csv::check(&state.store, caller.domain_id, &bytes, update).await? {
+        Ok(checked) => checked,
         Err(errors) => return Ok(refused(errors)),
     };
-    let (exts, macs) = state.store.import_context(caller.domain_id).await?;
-    let errors = crate::handset_csv::check_against(&rows, &exts, &macs, caller.domain_id, update);
-    if !errors.is_empty() {
-        return Ok(refused(errors));
-    }
     if dry_run {
-        return Ok(Json(serde_json::json!({ "checked": rows.len(), "written": false })).into_response());
+        return Ok(Json(serde_json::json!({ "checked": checked.rows.len(), "written": false })).into_response());
     }
-    let report = state
-        .store
-        .import_handsets(&caller.actor(), caller.domain_id, rows.into_iter().map(|r| r.handset).collect(), &exts, &|_| {})
-        .await?;
+    let report =
+        state.store.import_handsets(&caller.actor(), caller.domain_id, checked.rows, &checked.existing, &|_| {}).await?;
     tracing::info!(user = %caller.user.login(), domain = %caller.domain, created = report.created, updated = report.updated, "handsets imported");
     Ok(Json(report).into_response())
 }

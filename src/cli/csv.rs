@@ -17,17 +17,8 @@ pub async fn import(settings: &Settings, file: &Path, domain: &str, dry_run: boo
 
 async fn import_into(store: &Store, bytes: &[u8], domain: &str, dry_run: bool, update: bool) -> anyhow::Result<()> {
     let d = store.domain_by_name(domain).await?.ok_or_else(|| anyhow::anyhow!("domain {domain} not found"))?;
-    let (exts, macs) = store.import_context(d.id).await?;
-    let checked = handset_csv::parse(bytes).and_then(|rows| {
-        let errors = handset_csv::check_against(&rows, &exts, &macs, d.id, update);
-        if errors.is_empty() {
-            Ok(rows)
-        } else {
-            Err(errors)
-        }
-    });
-    let rows = match checked {
-        Ok(rows) => rows,
+    let checked = match handset_csv::check(store, d.id, bytes, update).await? {
+        Ok(checked) => checked,
         Err(errors) => {
             for e in &errors {
                 eprintln!("line {}: {}", e.line, e.error);
@@ -36,13 +27,13 @@ async fn import_into(store: &Store, bytes: &[u8], domain: &str, dry_run: bool, u
         }
     };
     if dry_run {
-        println!("{} row(s) checked; nothing written (--dry-run)", rows.len());
+        println!("{} row(s) checked; nothing written (--dry-run)", checked.rows.len());
         return Ok(());
     }
-    let total = rows.len();
+    let total = checked.rows.len();
     let bar = std::io::stderr().is_terminal().then(|| indicatif::ProgressBar::new(total as u64));
     let report = store
-        .import_handsets(&Actor::cli(), d.id, rows.into_iter().map(|r| r.handset).collect(), &exts, &|done| match &bar {
+        .import_handsets(&Actor::cli(), d.id, checked.rows, &checked.existing, &|done| match &bar {
             Some(bar) => bar.set_position(done as u64),
             None if done % 10_000 == 0 || done == total => eprintln!("imported {done}/{total}"),
             None => {}

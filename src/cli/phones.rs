@@ -41,7 +41,7 @@ pub async fn render(settings: &Settings, mac: &str, file: Option<&str>, url: Opt
         Listen::On(a) => format!("http://localhost:{}/", a.port()),
         Listen::Off => "https://localhost/".into(),
     });
-    let result = provisioner.preview(&mac, file, &base).await;
+    let result = provisioner.preview(&mac, file, &base, false).await;
     store.close().await;
     let (file, served) = result.map_err(|e| anyhow::anyhow!("{mac}: {e}"))?;
     eprintln!("# {file} as served to a phone that used {base} ({} bytes, {})", served.body.len(), served.content_type);

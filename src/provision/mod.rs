@@ -156,7 +156,7 @@ impl Provisioner {
         if self.scan_guard.banned(&req.peer, now).is_some() {
             return Err(Refusal::Banned);
         }
-        let result = self.identify_and_render(req, facts, true).await;
+        let result = self.identify_and_render(req, facts, Purpose::Serve).await;
         if let Err(Refusal::BadName(_) | Refusal::NotFound(_) | Refusal::Forbidden(_)) = &result {
             if self.scan_guard.strike(&req.peer, now) == Strike::Banned {
                 // One fail2ban-friendly line per ban.
@@ -177,7 +177,7 @@ impl Provisioner {
         &'s self,
         req: &FetchRequest<'_>,
         facts: &mut Facts<'s>,
-        record_fetch: bool,
+        purpose: Purpose,
     ) -> Result<Served, Refusal> {
         let name = names::clean(req.file)?;
         let candidates = self.profiles.candidates(name);
@@ -222,7 +222,7 @@ impl Provisioner {
             revision: None,
         };
         let Some(phone) = phone else {
-            if record_fetch {
+            if purpose == Purpose::Serve {
                 self.recorder.record(&fetch);
             }
             return Err(Refusal::NotFound("no handset has this MAC"));
@@ -240,11 +240,18 @@ impl Provisioner {
         let no_settings = Default::default();
         let model_settings = domain.model_settings.get(&model).unwrap_or(&no_settings);
         let settings = settings::layered(&[&domain.settings, model_settings, &handset.settings]);
+        let masked;
+        let handset = if purpose == Purpose::MaskedPreview {
+            masked = crate::model::Handset { password: crate::model::Secret::new(MASKED_PASSWORD), ..handset.clone() };
+            &masked
+        } else {
+            handset
+        };
         let body = render::render_phone(id.profile, &id.file.template, handset, domain, &model, base_url, self.resync, &settings)
             .map_err(|e| Refusal::Internal(e.to_string()))?;
         fetch.handset_id = Some(handset.id);
         fetch.revision = Some(handset.revision);
-        if record_fetch {
+        if purpose == Purpose::Serve {
             self.recorder.record(&fetch);
         }
         Ok(served(body, &id.profile.content_type, UNIX_EPOCH + Duration::from_millis((*changed_at).max(0) as u64)))
@@ -254,8 +261,16 @@ impl Provisioner {
 impl Provisioner {
     /// The installers' preview: exactly the bytes a phone asking for `file`
     /// (by default the first per-phone file of its family) over `base_url`
-    /// would receive, without recording a fetch or counting a miss.
-    pub async fn preview(&self, mac: &Mac, file: Option<&str>, base_url: &str) -> Result<(String, Served), Refusal> {
+    /// would receive, without recording a fetch or counting a miss; with
+    /// `mask_password`, the SIP password is written as [`MASKED_PASSWORD`]
+    /// (the web UI's preview: a screen is no place for it).
+    pub async fn preview(
+        &self,
+        mac: &Mac,
+        file: Option<&str>,
+        base_url: &str,
+        mask_password: bool,
+    ) -> Result<(String, Served), Refusal> {
         let file = match file {
             Some(f) => f.to_string(),
             None => self.default_file(mac).await?,
@@ -267,7 +282,8 @@ impl Provisioner {
             protocol: Protocol::Http,
             base_url: base_url.into(),
         };
-        let served = self.identify_and_render(&req, &mut Facts::default(), false).await?;
+        let purpose = if mask_password { Purpose::MaskedPreview } else { Purpose::Preview };
+        let served = self.identify_and_render(&req, &mut Facts::default(), purpose).await?;
         Ok((file, served))
     }
 
@@ -307,6 +323,17 @@ fn served(body: String, content_type: &str, last_modified: SystemTime) -> Served
         last_modified,
     }
 }
+
+/// What a rendering is for: a phone's fetch is recorded; a preview is not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Serve,
+    Preview,
+    MaskedPreview,
+}
+
+/// What a masked preview shows in place of the SIP password.
+pub const MASKED_PASSWORD: &str = "********";
 
 /// What the log line says about a request.
 #[derive(Default)]

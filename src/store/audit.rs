@@ -74,4 +74,17 @@ impl Store {
         .fetch_all(self.pool())
         .await?)
     }
+
+    /// The newest `limit` audit rows of one handset, newest first.
+    pub async fn handset_audit(&self, domain_id: i64, ext: &str, limit: i64) -> Result<Vec<AuditRow>> {
+        Ok(sqlx::query_as::<_, AuditRow>(
+            "SELECT id, at, actor, action, extensionnumber, client_ip, fields FROM audit \
+             WHERE domain_id = $1 AND extensionnumber = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(domain_id)
+        .bind(ext)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
 }

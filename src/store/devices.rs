@@ -186,10 +186,7 @@ impl Store {
             DeviceScope::Known(domain_id) => ("h.domain_id = $2", domain_id),
         };
         let rows = sqlx::query(&format!(
-            "SELECT dv.mac, dv.ip, dv.user_agent, dv.vendor, dv.model, dv.firmware, dv.last_file, dv.protocol, dv.revision, \
-             dv.first_seen, dv.last_seen, dv.fetch_count, h.extensionnumber \
-             FROM device dv LEFT JOIN handset h ON h.id = dv.handset_id \
-             WHERE {filter} AND dv.mac > $1 ORDER BY dv.mac LIMIT $3"
+            "{SELECT_DEVICE} WHERE {filter} AND dv.mac > $1 ORDER BY dv.mac LIMIT $3"
         ))
         .bind(after)
         .bind(domain_id)
@@ -197,6 +194,15 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(device_from_row).collect()
+    }
+
+    /// The device row of one MAC (its last fetch), known or not.
+    pub async fn device(&self, mac: &Mac) -> Result<Option<DeviceRow>> {
+        let row = sqlx::query(&format!("{SELECT_DEVICE} WHERE dv.mac = $1"))
+        .bind(mac.lower())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
     }
 }
 
@@ -217,6 +223,10 @@ fn phone_from_row(row: &AnyRow) -> Result<PhoneRecord> {
     let reported_model = row.try_get::<Option<String>, _>("reported_model")?.filter(|m| !m.is_empty());
     Ok(PhoneRecord { handset, domain: std::sync::Arc::new(domain), changed_at, reported_model })
 }
+
+const SELECT_DEVICE: &str = "SELECT dv.mac, dv.ip, dv.user_agent, dv.vendor, dv.model, dv.firmware, dv.last_file, \
+    dv.protocol, dv.revision, dv.first_seen, dv.last_seen, dv.fetch_count, h.extensionnumber \
+    FROM device dv LEFT JOIN handset h ON h.id = dv.handset_id";
 
 #[derive(Clone, Copy, Debug)]
 pub enum DeviceScope {

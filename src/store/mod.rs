@@ -12,6 +12,7 @@ pub mod devices;
 pub mod domains;
 pub mod handsets;
 pub mod push;
+pub mod sessions;
 pub mod status;
 pub mod users;
 

@@ -6,10 +6,10 @@ use sqlx::Row;
 use super::{audit, now_ms, Actor, Result, Store, StoreError};
 use crate::model::{ApiUser, Role};
 
-const SELECT: &str = "SELECT u.id, u.name, u.domain_id, d.name AS domain, u.role, u.superuser, u.password_hash \
+pub(crate) const SELECT: &str = "SELECT u.id, u.name, u.domain_id, d.name AS domain, u.role, u.superuser, u.password_hash \
                       FROM api_user u JOIN domain d ON d.id = u.domain_id";
 
-fn user_from_row(row: &AnyRow) -> Result<ApiUser> {
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<ApiUser> {
     let role: String = row.try_get("role")?;
     Ok(ApiUser {
         id: row.try_get("id")?,
@@ -95,6 +95,8 @@ impl Store {
             .bind(user.id)
             .execute(&mut *tx)
             .await?;
+        // A new password ends the user's web sessions, as it ends Basic auth.
+        sqlx::query("DELETE FROM admin_session WHERE user_id = $1").bind(user.id).execute(&mut *tx).await?;
         audit::record(&mut tx, actor, user.domain_id, "user.passwd", None, &["password"]).await?;
         tx.commit().await?;
         Ok(())

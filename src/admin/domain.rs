@@ -1,0 +1,149 @@
+//! The domain's settings: the SIP server every phone is given, time, how
+//! pushes travel, whether claims create handsets, and extra vendor
+//! settings. Everyone sees them; admins change them (as in the API).
+//! Relay secrets are write-only: an empty field keeps the one set.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use serde::Deserialize;
+
+use super::error::html;
+use super::form::{Fields, Posted};
+use super::nav::Nav;
+use super::session::Session;
+use super::{AdminState, PageResult};
+use crate::api::ApiError;
+use crate::model::domain::parse_port;
+use crate::model::{Domain, DomainChanges, Secret, Transport};
+
+#[derive(Template)]
+#[template(path = "admin/domain.html")]
+struct DomainPage {
+    nav: Nav,
+    message: Option<&'static str>,
+    error: Option<String>,
+    d: DomainForm,
+}
+
+/// The domain as the form shows it.
+struct DomainForm {
+    name: String,
+    sipserver: String,
+    sipport: String,
+    siptransport: String,
+    timezone: String,
+    ntpserver: String,
+    claimcreates: bool,
+    pushbackend: String,
+    amihost: String,
+    amiport: String,
+    amiuser: String,
+    amisecret_set: bool,
+    webhookurl: String,
+    webhooksecret_set: bool,
+    settings: String,
+}
+
+impl DomainForm {
+    fn from_domain(d: &Domain) -> Self {
+        DomainForm {
+            name: d.name.clone(),
+            sipserver: d.sip_server.clone(),
+            sipport: d.sip_port.to_string(),
+            siptransport: d.sip_transport.as_str().to_string(),
+            timezone: d.timezone.clone(),
+            ntpserver: d.ntp_server.clone(),
+            claimcreates: d.claim_creates,
+            pushbackend: if d.relay.backend.is_empty() { "direct".into() } else { d.relay.backend.clone() },
+            amihost: d.relay.ami_host.clone(),
+            amiport: d.relay.ami_port.to_string(),
+            amiuser: d.relay.ami_user.clone(),
+            amisecret_set: !d.relay.ami_secret.expose().is_empty(),
+            webhookurl: d.relay.webhook_url.clone(),
+            webhooksecret_set: !d.relay.webhook_secret.expose().is_empty(),
+            settings: d.settings.iter().map(|(k, v)| format!("{k} = {v}\n")).collect(),
+        }
+    }
+
+    /// What was typed, shown again beside the error.
+    fn with_fields(mut self, f: &Fields) -> Self {
+        for (slot, name) in [
+            (&mut self.sipserver, "sipserver"),
+            (&mut self.sipport, "sipport"),
+            (&mut self.siptransport, "siptransport"),
+            (&mut self.timezone, "timezone"),
+            (&mut self.ntpserver, "ntpserver"),
+            (&mut self.pushbackend, "pushbackend"),
+            (&mut self.amihost, "amihost"),
+            (&mut self.amiport, "amiport"),
+            (&mut self.amiuser, "amiuser"),
+            (&mut self.webhookurl, "webhookurl"),
+            (&mut self.settings, "settings"),
+        ] {
+            *slot = f.get(name).to_string();
+        }
+        self.claimcreates = f.ticked("claimcreates");
+        self
+    }
+}
+
+fn changes(f: &Fields) -> Result<DomainChanges, ApiError> {
+    let secret = |name: &str| Some(f.get(name)).filter(|s| !s.is_empty()).map(Secret::new);
+    let amiport = parse_port(f.get("amiport"))
+        .map_err(|_| ApiError::BadRequest("amiport: must be a port number from 1 to 65535".into()))?;
+    Ok(DomainChanges {
+        sip_server: Some(f.get("sipserver").trim().to_string()),
+        sip_port: Some(parse_port(f.get("sipport"))?),
+        sip_transport: Some(Transport::parse("siptransport", f.get("siptransport"))?),
+        timezone: Some(f.get("timezone").trim().to_string()),
+        ntp_server: Some(f.get("ntpserver").trim().to_string()),
+        settings: Some(super::handsets::parse_settings(f.get("settings"))?),
+        model_settings: None,
+        push_backend: Some(f.get("pushbackend").trim().to_string()),
+        ami_host: Some(f.get("amihost").trim().to_string()),
+        ami_port: Some(amiport),
+        ami_user: Some(f.get("amiuser").trim().to_string()),
+        ami_secret: secret("amisecret"),
+        webhook_url: Some(f.get("webhookurl").trim().to_string()),
+        webhook_secret: secret("webhooksecret"),
+        claim_creates: Some(f.ticked("claimcreates")),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct DomainQuery {
+    done: Option<String>,
+}
+
+pub async fn page(State(state): State<AdminState>, session: Session, Query(q): Query<DomainQuery>) -> PageResult {
+    let nav = Nav::new(&state, &session, "domain").await?;
+    let d = state.api.store.domain_by_name(&session.row.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
+    let message = (q.done.as_deref() == Some("saved")).then_some("Saved. Phones whose configuration changed are told to fetch it.");
+    Ok(html(StatusCode::OK, &DomainPage { nav, message, error: None, d: DomainForm::from_domain(&d) }))
+}
+
+pub async fn update(State(state): State<AdminState>, posted: Posted) -> PageResult {
+    let caller = posted.session.caller();
+    caller.require_admin()?;
+    let result = match changes(&posted.fields) {
+        Ok(c) => state.api.store.update_domain(&caller.actor(), &caller.domain, &c).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((d, changed)) => {
+            if !changed.is_empty() {
+                tracing::info!(user = %caller.user.login(), domain = %d.name, fields = %changed.join(","), "domain updated (admin UI)");
+            }
+            Ok(Redirect::to("/admin/domain?done=saved").into_response())
+        }
+        Err(e @ ApiError::BadRequest(_)) => {
+            let nav = Nav::new(&state, &posted.session, "domain").await?;
+            let d = state.api.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
+            let form = DomainForm::from_domain(&d).with_fields(&posted.fields);
+            Ok(html(StatusCode::BAD_REQUEST, &DomainPage { nav, message: None, error: Some(e.to_string()), d: form }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
