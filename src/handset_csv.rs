@@ -27,12 +27,12 @@ pub struct Row {
 }
 
 /// Parses and validates a CSV file on its own (duplicates inside the file
-/// included). Either every row, or every error.
-pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, Vec<RowError>> {
+/// included): the good rows, and an error for every other one.
+pub fn parse(bytes: &[u8]) -> (Vec<Row>, Vec<RowError>) {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(bytes);
     let headers = match reader.byte_headers() {
         Ok(h) => h.clone(),
-        Err(e) => return Err(vec![RowError { line: 1, error: format!("cannot read the header: {e}") }]),
+        Err(e) => return (Vec::new(), vec![RowError { line: 1, error: format!("cannot read the header: {e}") }]),
     };
     let mut columns = Vec::new();
     let mut errors = Vec::new();
@@ -51,7 +51,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, Vec<RowError>> {
         errors.push(RowError { line: 1, error: "the extensionnumber column is required".into() });
     }
     if !errors.is_empty() {
-        return Err(errors);
+        return (Vec::new(), errors);
     }
     let mut rows = Vec::new();
     let mut seen_ext: HashMap<String, u64> = HashMap::new();
@@ -83,11 +83,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, Vec<RowError>> {
             Err(error) => errors.push(RowError { line, error }),
         }
     }
-    if errors.is_empty() {
-        Ok(rows)
-    } else {
-        Err(errors)
-    }
+    (rows, errors)
 }
 
 fn parse_row(columns: &[String], record: &csv::ByteRecord) -> Result<NewHandset, String> {
@@ -154,13 +150,13 @@ pub async fn check(
     bytes: &[u8],
     update: bool,
 ) -> crate::store::Result<Result<CheckedImport, Vec<RowError>>> {
-    let rows = match parse(bytes) {
-        Ok(rows) => rows,
-        Err(errors) => return Ok(Err(errors)),
-    };
+    // Rows that parsed are checked against the database even when others
+    // did not, so that one upload reports every problem of the file.
+    let (rows, mut errors) = parse(bytes);
     let (existing, macs) = store.import_context(domain_id).await?;
-    let errors = check_against(&rows, &existing, &macs, domain_id, update);
+    errors.extend(check_against(&rows, &existing, &macs, domain_id, update));
     if !errors.is_empty() {
+        errors.sort_by_key(|e| e.line);
         return Ok(Err(errors));
     }
     Ok(Ok(CheckedImport { rows: rows.into_iter().map(|r| r.handset).collect(), existing }))
@@ -212,7 +208,7 @@ mod tests {
             001565000006,100,true,F\n\
             001565000007,107,true,\xff\xfe\n\
             001565000008,108,true,ok\n";
-        let errors = parse(csv).unwrap_err();
+        let errors = parse(csv).1;
         let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, [3, 4, 5, 6, 7, 8], "{errors:?}");
         assert!(errors[0].error.contains("MAC") && errors[1].error.contains("extensionnumber"));
@@ -222,8 +218,9 @@ mod tests {
 
     #[test]
     fn headers_are_checked() {
-        assert!(parse(b"extensionnumber,colour\n1,red\n").unwrap_err()[0].error.contains("colour"));
-        assert!(parse(b"name\nA\n").unwrap_err()[0].error.contains("required"));
-        assert_eq!(parse(b"Name, ExtensionNumber\nA,100\n").unwrap().len(), 1);
+        assert!(parse(b"extensionnumber,colour\n1,red\n").1[0].error.contains("colour"));
+        assert!(parse(b"name\nA\n").1[0].error.contains("required"));
+        let (rows, errors) = parse(b"Name, ExtensionNumber\nA,100\n");
+        assert_eq!((rows.len(), errors.len()), (1, 0));
     }
 }

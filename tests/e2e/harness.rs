@@ -221,6 +221,18 @@ pub fn https_client_from(
     versions: Option<&[&'static rustls::SupportedProtocolVersion]>,
     local: Option<std::net::IpAddr>,
 ) -> reqwest::Client {
+    let mut b = https_client_builder(cert, versions);
+    if let Some(ip) = local {
+        b = b.local_address(ip);
+    }
+    b.build().unwrap()
+}
+
+/// A client builder that trusts exactly the server's certificate.
+pub fn https_client_builder(
+    cert: &std::path::Path,
+    versions: Option<&[&'static rustls::SupportedProtocolVersion]>,
+) -> reqwest::ClientBuilder {
     let pem = std::fs::read(cert).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -232,9 +244,5 @@ pub fn https_client_from(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut b = reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy();
-    if let Some(ip) = local {
-        b = b.local_address(ip);
-    }
-    b.build().unwrap()
+    reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy()
 }

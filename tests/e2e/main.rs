@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod admin_ui;
 mod api_auth;
 mod api_handsets;
 mod api_status_domain;
