@@ -36,8 +36,8 @@ async fn a_broken_file_writes_nothing_and_a_good_one_writes_all(b: Backend) {
     let (s, v) = post_csv(&srv, "", broken).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let lines: Vec<i64> = v["errors"].as_array().unwrap().iter().map(|e| e["line"].as_i64().unwrap()).collect();
-    assert_eq!(lines, [3, 4, 5, 7, 8], "{v}");
-    // The MAC another handset has is reported once the file itself is clean.
+    assert_eq!(lines, [3, 4, 5, 7, 8, 9], "every problem at once, the database's included: {v}");
+    assert!(v["errors"][5]["error"].as_str().unwrap().contains("001565000900 already in use"), "{v}");
     let (_, all) = srv.get("/api/handset").await;
     assert_eq!(all.as_array().unwrap().len(), 1, "nothing was written");
     let (s, v) = post_csv(&srv, "", "extensionnumber,mac\n100,001565000900\n").await;
