@@ -15,7 +15,6 @@ use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
 use crate::api::devices::claim_for;
-use crate::api::handsets::rfc3339;
 use crate::api::ApiError;
 use crate::model::Mac;
 use crate::store::devices::{DeviceRow, DeviceScope};
@@ -49,7 +48,7 @@ async fn page(state: &AdminState, session: &Session, error: Option<String>, refr
     let nav = Nav::new(state, session, "devices").await?;
     let devices = if session.row.user.superuser {
         let rows = state.api.store.list_devices(DeviceScope::Unknown, None, PAGE).await?;
-        Some(rows.into_iter().map(|d| (rfc3339(d.lastseen), d)).collect())
+        Some(rows.into_iter().map(|d| (super::when(d.lastseen), d)).collect())
     } else {
         None
     };

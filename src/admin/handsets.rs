@@ -14,7 +14,6 @@ use super::form::{Fields, Posted};
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
-use crate::api::handsets::rfc3339;
 use crate::api::ApiError;
 use crate::model::settings::{self, ExtraSettings};
 use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
@@ -225,7 +224,7 @@ async fn list_page(
             model: v.handset.model.clone().unwrap_or_default(),
             line: badges::line(v),
             provisioning: badges::provisioning(v),
-            last_fetch: v.last_fetch.as_ref().map(|f| rfc3339(f.at)).unwrap_or_default(),
+            last_fetch: v.last_fetch.as_ref().map(|f| super::when(f.at)).unwrap_or_default(),
         })
         .collect();
     let page = ListPage {
@@ -335,7 +334,7 @@ async fn handset_page(
         .handset_audit(session.row.domain_id, ext, 20)
         .await?
         .into_iter()
-        .map(|row| (rfc3339(row.at), row))
+        .map(|row| (super::when(row.at), row))
         .collect();
     let (preview_file, preview) = match view.handset.mac {
         None => (String::new(), Err("The handset has no MAC yet: claim a phone for it, or enter its MAC.".to_string())),
@@ -359,9 +358,9 @@ async fn handset_page(
         provisioning: badges::provisioning(&view),
         registration: view.status.registration_address(),
         push_state: if push.state.is_empty() { "none".into() } else { push.state },
-        last_push: push.last_push_at.map(rfc3339).unwrap_or_default(),
+        last_push: push.last_push_at.map(super::when).unwrap_or_default(),
         push_error: push.last_error,
-        last_seen: device.as_ref().map(|d| rfc3339(d.lastseen)).unwrap_or_default(),
+        last_seen: device.as_ref().map(|d| super::when(d.lastseen)).unwrap_or_default(),
         device,
         history,
         preview_file,

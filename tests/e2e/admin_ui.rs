@@ -182,6 +182,15 @@ async fn the_ui_needs_https_and_a_login() {
     let actor = autoprov::store::Actor { login: "test".into(), client_ip: None };
     srv.running().store.set_user_password(&actor, "admin", "default", &hash).await.unwrap();
     ui.get("/admin/domain").await.assert_redirect("/admin/login?next=%2Fadmin%2Fdomain");
+
+    // The API's failed-login limits hold for the login form as well.
+    let guesser = Ui::new(&srv);
+    let mut last = StatusCode::OK;
+    for _ in 0..11 {
+        last = guesser.login("nobody@default", "guess").await.status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    assert!(guesser.login("nobody@default", "guess").await.body.contains("Too many failed logins"));
     srv.stop().await;
 }
 
@@ -354,7 +363,7 @@ async fn the_ui_edits_previews_imports_and_configures(b: Backend) {
     assert!(page.body.contains("200 created, 0 updated, 0 unchanged"), "{}", page.body);
     let (_, all) = srv.get("/api/handset?maxresults=1000").await;
     assert_eq!(all.as_array().unwrap().len(), 201);
-    let page = upload(&ui, &"wrong".to_string(), site.as_bytes(), &[("update", "1")]).await;
+    let page = upload(&ui, "wrong", site.as_bytes(), &[("update", "1")]).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "the upload needs the token too");
 
     // Domain settings.

@@ -12,6 +12,7 @@ mod admin_ui;
 mod api_auth;
 mod api_handsets;
 mod api_status_domain;
+mod browser;
 mod claim;
 mod cli;
 mod csv;
