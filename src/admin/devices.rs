@@ -66,9 +66,7 @@ pub async fn claim(State(state): State<AdminState>, posted: Posted) -> PageResul
         Err(e) => Err(ApiError::BadRequest(e.to_string())),
     };
     match result {
-        Ok(view) => {
-            Ok(Redirect::to(&format!("/admin/handsets/{}?done=claimed", view.handset.extensionnumber)).into_response())
-        }
+        Ok(view) => Ok(Redirect::to(&format!("/admin/handsets/{}?done=claimed", view.handset.extensionnumber)).into_response()),
         Err(e @ (ApiError::BadRequest(_) | ApiError::Conflict(_) | ApiError::NotFound(_))) => {
             let why = match &e {
                 ApiError::NotFound("Handset not found") => {

@@ -120,7 +120,8 @@ pub struct DomainQuery {
 pub async fn page(State(state): State<AdminState>, session: Session, Query(q): Query<DomainQuery>) -> PageResult {
     let nav = Nav::new(&state, &session, "domain").await?;
     let d = state.api.store.domain_by_name(&session.row.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
-    let message = (q.done.as_deref() == Some("saved")).then_some("Saved. Phones whose configuration changed are told to fetch it.");
+    let message =
+        (q.done.as_deref() == Some("saved")).then_some("Saved. Phones whose configuration changed are told to fetch it.");
     Ok(html(StatusCode::OK, &DomainPage { nav, message, error: None, d: DomainForm::from_domain(&d) }))
 }
 

@@ -62,13 +62,14 @@ impl FromRequest<AdminState> for Posted {
         let (mut parts, body) = request.into_parts();
         let session = Session::from_request_parts(&mut parts, state).await?;
         let fields = Fields::read(&parts.headers, body).await.map_err(IntoResponse::into_response)?;
-        check_origin(&session, &parts.headers, fields.get("csrf")).map_err(IntoResponse::into_response)?;
+        check_csrf(&session, &parts.headers, fields.get("csrf")).map_err(IntoResponse::into_response)?;
         Ok(Posted { session, fields })
     }
 }
 
-/// Refuses a post without the session's CSRF token, or from another site.
-pub fn check_origin(session: &Session, headers: &HeaderMap, token: &str) -> Result<(), PageError> {
+/// Refuses a post without the session's CSRF token, or (by its `Origin`)
+/// from another site.
+pub fn check_csrf(session: &Session, headers: &HeaderMap, token: &str) -> Result<(), PageError> {
     const REFUSED: &str = "This form had expired or did not come from this site: reload the page and try again";
     if !constant_time_eq(&session.row.csrf, token) {
         tracing::warn!(user = %session.row.user.login(), client_ip = %session.client.ip, "admin UI post refused: bad CSRF token");

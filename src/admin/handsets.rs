@@ -106,9 +106,8 @@ fn create_changes(f: &Fields) -> Result<HandsetChanges, ApiError> {
 pub fn parse_settings(text: &str) -> Result<ExtraSettings, ApiError> {
     let mut out = ExtraSettings::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let (k, v) = line
-            .split_once('=')
-            .ok_or_else(|| ApiError::BadRequest(format!("settings: line {} must be key = value", i + 1)))?;
+        let (k, v) =
+            line.split_once('=').ok_or_else(|| ApiError::BadRequest(format!("settings: line {} must be key = value", i + 1)))?;
         out.insert(k.trim().to_string(), v.trim().to_string());
     }
     settings::validate("settings", &out)?;
@@ -227,17 +226,7 @@ async fn list_page(
             last_fetch: v.last_fetch.as_ref().map(|f| super::when(f.at)).unwrap_or_default(),
         })
         .collect();
-    let page = ListPage {
-        nav,
-        message,
-        error,
-        q: q.q,
-        provisioning: q.provisioning,
-        rows,
-        next,
-        new,
-        models: models(state),
-    };
+    let page = ListPage { nav, message, error, q: q.q, provisioning: q.provisioning, rows, next, new, models: models(state) };
     Ok(html(status, &page))
 }
 
@@ -330,12 +319,8 @@ async fn handset_page(
         Some(mac) => store.device(&mac).await?.filter(|d| d.extensionnumber.as_deref() == Some(ext)),
         None => None,
     };
-    let history = store
-        .handset_audit(session.row.domain_id, ext, 20)
-        .await?
-        .into_iter()
-        .map(|row| (super::when(row.at), row))
-        .collect();
+    let history =
+        store.handset_audit(session.row.domain_id, ext, 20).await?.into_iter().map(|row| (super::when(row.at), row)).collect();
     let (preview_file, preview) = match view.handset.mac {
         None => (String::new(), Err("The handset has no MAC yet: claim a phone for it, or enter its MAC.".to_string())),
         Some(mac) => {
@@ -416,4 +401,3 @@ pub async fn delete(State(state): State<AdminState>, Path(ext): Path<String>, he
     tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, "handset deleted (admin UI)");
     Ok(Redirect::to("/admin/handsets?done=deleted").into_response())
 }
-

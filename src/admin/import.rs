@@ -7,7 +7,7 @@ use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 
 use super::error::html;
-use super::form::{check_origin, Fields};
+use super::form::{check_csrf, Fields};
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
@@ -37,7 +37,7 @@ pub async fn page(State(state): State<AdminState>, session: Session) -> PageResu
 
 pub async fn upload(State(state): State<AdminState>, session: Session, headers: HeaderMap, multipart: Multipart) -> PageResult {
     let (fields, file, bytes) = read_upload(multipart).await?;
-    check_origin(&session, &headers, fields.get("csrf"))?;
+    check_csrf(&session, &headers, fields.get("csrf"))?;
     let caller = session.caller();
     caller.require_write()?;
     let nav = Nav::new(&state, &session, "import").await?;
@@ -83,4 +83,3 @@ async fn read_upload(mut multipart: Multipart) -> Result<(Fields, String, Vec<u8
     let bytes = bytes.filter(|b| !b.is_empty()).ok_or(ApiError::BadRequest("Choose a CSV file to upload".into()))?;
     Ok((fields, file, bytes))
 }
-

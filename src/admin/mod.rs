@@ -53,10 +53,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/handsets/{ext}/delete", post(handsets::delete))
         .route("/admin/devices", get(devices::list))
         .route("/admin/devices/claim", post(devices::claim))
-        .route(
-            "/admin/import",
-            get(import::page).post(import::upload).layer(DefaultBodyLimit::max(import::MAX_UPLOAD)),
-        )
+        .route("/admin/import", get(import::page).post(import::upload).layer(DefaultBodyLimit::max(import::MAX_UPLOAD)))
         .route("/admin/domain", get(domain::page).post(domain::update))
         .route("/admin/static/admin.css", get(stylesheet))
         .route("/admin/{*rest}", axum::routing::any(not_found))

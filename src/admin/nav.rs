@@ -21,11 +21,8 @@ pub struct Nav {
 impl Nav {
     pub async fn new(state: &AdminState, session: &Session, active: &'static str) -> PageResult<Nav> {
         let user = &session.row.user;
-        let domains = if user.superuser {
-            state.api.store.list_domains().await?.into_iter().map(|d| d.name).collect()
-        } else {
-            Vec::new()
-        };
+        let domains =
+            if user.superuser { state.api.store.list_domains().await?.into_iter().map(|d| d.name).collect() } else { Vec::new() };
         Ok(Nav {
             login: user.login(),
             domain: session.row.domain.clone(),

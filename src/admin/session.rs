@@ -69,12 +69,6 @@ impl FromRequestParts<AdminState> for Session {
     }
 }
 
-impl axum::extract::FromRef<AdminState> for crate::api::ApiState {
-    fn from_ref(state: &AdminState) -> Self {
-        state.api.clone()
-    }
-}
-
 /// The value of cookie `name`, if the request has it.
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
@@ -123,8 +117,7 @@ struct LoginPage<'a> {
 fn login_form(status: StatusCode, next: &str, login: &str, message: Option<String>) -> Response {
     let csrf = random_token();
     let page = LoginPage { csrf: &csrf, next: safe_next(next), login, message };
-    (AppendHeaders([(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &csrf, Some(3600)))]), html(status, &page))
-        .into_response()
+    (AppendHeaders([(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &csrf, Some(3600)))]), html(status, &page)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -161,8 +154,7 @@ pub async fn login(State(state): State<AdminState>, client: ClientInfo, headers:
         Err(e) => return super::PageError(e).into_response(),
     };
     let (token, csrf) = (random_token(), random_token());
-    if let Err(e) = state.api.store.create_session(&hash_token(&token), &user, &csrf, SESSION_LIFETIME.as_millis() as i64).await
-    {
+    if let Err(e) = state.api.store.create_session(&hash_token(&token), &user, &csrf, SESSION_LIFETIME.as_millis() as i64).await {
         return super::PageError::from(e).into_response();
     }
     tracing::info!(user = %user.login(), client_ip = %client.ip, "admin UI login");
@@ -179,10 +171,7 @@ pub async fn login(State(state): State<AdminState>, client: ClientInfo, headers:
 pub async fn logout(State(state): State<AdminState>, posted: Posted) -> PageResult {
     state.api.store.delete_session(&posted.session.token_hash).await?;
     tracing::info!(user = %posted.session.row.user.login(), "admin UI logout");
-    Ok((
-        AppendHeaders([(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", Some(0)))]),
-        Redirect::to("/admin/login?done=logout"),
-    )
+    Ok((AppendHeaders([(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", Some(0)))]), Redirect::to("/admin/login?done=logout"))
         .into_response())
 }
 

@@ -447,8 +447,7 @@ pub async fn import(
     if dry_run {
         return Ok(Json(serde_json::json!({ "checked": checked.rows.len(), "written": false })).into_response());
     }
-    let report =
-        state.store.import_handsets(&caller.actor(), caller.domain_id, checked.rows, &checked.existing, &|_| {}).await?;
+    let report = state.store.import_handsets(&caller.actor(), caller.domain_id, checked.rows, &checked.existing, &|_| {}).await?;
     tracing::info!(user = %caller.user.login(), domain = %caller.domain, created = report.created, updated = report.updated, "handsets imported");
     Ok(Json(report).into_response())
 }

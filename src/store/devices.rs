@@ -185,23 +185,19 @@ impl Store {
             DeviceScope::Unknown => ("dv.handset_id IS NULL AND $2 = 0", 0),
             DeviceScope::Known(domain_id) => ("h.domain_id = $2", domain_id),
         };
-        let rows = sqlx::query(&format!(
-            "{SELECT_DEVICE} WHERE {filter} AND dv.mac > $1 ORDER BY dv.mac LIMIT $3"
-        ))
-        .bind(after)
-        .bind(domain_id)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        let rows = sqlx::query(&format!("{SELECT_DEVICE} WHERE {filter} AND dv.mac > $1 ORDER BY dv.mac LIMIT $3"))
+            .bind(after)
+            .bind(domain_id)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(device_from_row).collect()
     }
 
     /// The device row of one MAC (its last fetch), known or not.
     pub async fn device(&self, mac: &Mac) -> Result<Option<DeviceRow>> {
-        let row = sqlx::query(&format!("{SELECT_DEVICE} WHERE dv.mac = $1"))
-        .bind(mac.lower())
-        .fetch_optional(self.pool())
-        .await?;
+        let row =
+            sqlx::query(&format!("{SELECT_DEVICE} WHERE dv.mac = $1")).bind(mac.lower()).fetch_optional(self.pool()).await?;
         row.as_ref().map(device_from_row).transpose()
     }
 }

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::users::{user_from_row, SELECT};
+use super::users::{user_from_row, USER_COLUMNS};
 use super::{now_ms, Result, Store};
 use crate::model::ApiUser;
 
@@ -45,13 +45,9 @@ impl Store {
     /// The live session of `token_hash`, if any.
     pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRow>> {
         let sql = format!(
-            "{SELECT} JOIN admin_session s ON s.user_id = u.id JOIN domain sd ON sd.id = s.domain_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2"
-        );
-        let sql = sql.replacen(
-            "SELECT ",
-            "SELECT s.domain_id AS session_domain_id, sd.name AS session_domain, s.csrf, s.expires_at, ",
-            1,
+            "SELECT {USER_COLUMNS}, s.domain_id AS session_domain_id, sd.name AS session_domain, s.csrf, s.expires_at \
+             FROM admin_session s JOIN api_user u ON u.id = s.user_id JOIN domain d ON d.id = u.domain_id \
+             JOIN domain sd ON sd.id = s.domain_id WHERE s.token_hash = $1 AND s.expires_at > $2"
         );
         let Some(row) = sqlx::query(&sql).bind(token_hash).bind(now_ms()).fetch_optional(self.pool()).await? else {
             return Ok(None);

@@ -6,8 +6,14 @@ use sqlx::Row;
 use super::{audit, now_ms, Actor, Result, Store, StoreError};
 use crate::model::{ApiUser, Role};
 
-pub(crate) const SELECT: &str = "SELECT u.id, u.name, u.domain_id, d.name AS domain, u.role, u.superuser, u.password_hash \
-                      FROM api_user u JOIN domain d ON d.id = u.domain_id";
+/// A user's columns (`u`, with its domain `d`), for `user_from_row`.
+macro_rules! user_columns {
+    () => {
+        "u.id, u.name, u.domain_id, d.name AS domain, u.role, u.superuser, u.password_hash"
+    };
+}
+pub(crate) const USER_COLUMNS: &str = user_columns!();
+const SELECT: &str = concat!("SELECT ", user_columns!(), " FROM api_user u JOIN domain d ON d.id = u.domain_id");
 
 pub(crate) fn user_from_row(row: &AnyRow) -> Result<ApiUser> {
     let role: String = row.try_get("role")?;

@@ -46,10 +46,8 @@ pub struct Ui {
 
 impl Ui {
     pub fn new(srv: &TestServer) -> Ui {
-        let client = https_client_builder(&srv.running().tls_cert_path, None)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+        let client =
+            https_client_builder(&srv.running().tls_cert_path, None).redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Ui { client, base: srv.url(""), cookies: Mutex::new(HashMap::new()) }
     }
 
@@ -96,8 +94,7 @@ impl Ui {
     pub async fn login(&self, login: &str, password: &str) -> Page {
         let form = self.get("/admin/login?next=/admin/handsets").await;
         let csrf = form.csrf();
-        self.post("/admin/login", &[("csrf", &csrf), ("login", login), ("password", password), ("next", "/admin/handsets")])
-            .await
+        self.post("/admin/login", &[("csrf", &csrf), ("login", login), ("password", password), ("next", "/admin/handsets")]).await
     }
 
     /// Logs in and returns the session's CSRF token.
@@ -198,16 +195,19 @@ fn url_encode(s: &str) -> String {
     s.replace('/', "%2F")
 }
 
-both_backends!(every_form_needs_the_session_csrf_token, tenants_stay_apart_in_the_ui, the_ui_edits_previews_imports_and_configures);
+both_backends!(
+    every_form_needs_the_session_csrf_token,
+    tenants_stay_apart_in_the_ui,
+    the_ui_edits_previews_imports_and_configures
+);
 
 async fn every_form_needs_the_session_csrf_token(b: Backend) {
     let srv = TestServer::start(b).await;
     let (ui, csrf) = Ui::logged_in(&srv, ADMIN).await;
     let create = |token: &'static str| [("csrf", token), ("extensionnumber", "100"), ("name", "Reception")];
-    for (fields, origin) in [
-        (vec![("extensionnumber", "100")], Some(ui.origin())),
-        (create("not-the-token").to_vec(), Some(ui.origin())),
-    ] {
+    for (fields, origin) in
+        [(vec![("extensionnumber", "100")], Some(ui.origin())), (create("not-the-token").to_vec(), Some(ui.origin()))]
+    {
         let page = ui.post_with("/admin/handsets", &fields, origin.as_deref()).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
         assert!(page.body.contains("did not come from this site"));
@@ -229,7 +229,14 @@ async fn every_form_needs_the_session_csrf_token(b: Backend) {
     let (s, h) = srv.get("/api/handset/100").await;
     assert_eq!((s, h["name"].as_str()), (StatusCode::OK, Some("Reception")));
     assert_eq!(h["password"].as_str().unwrap().len(), 20, "a generated password");
-    for path in ["/admin/handsets/100", "/admin/handsets/100/resync", "/admin/handsets/100/delete", "/admin/devices/claim", "/admin/domain", "/admin/switch"] {
+    for path in [
+        "/admin/handsets/100",
+        "/admin/handsets/100/resync",
+        "/admin/handsets/100/delete",
+        "/admin/devices/claim",
+        "/admin/domain",
+        "/admin/switch",
+    ] {
         let page = ui.post(path, &[("csrf", "nope"), ("confirm", "1"), ("name", "x")]).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}");
     }
@@ -281,7 +288,10 @@ async fn tenants_stay_apart_in_the_ui(b: Backend) {
     let (admin, acsrf) = Ui::logged_in(&srv, ADMIN).await;
     assert!(admin.get("/admin/devices").await.body.contains(p.mac), "superusers see unknown phones");
     admin.post("/admin/switch", &[("csrf", &acsrf), ("domain", "acme")]).await.assert_redirect("/admin/handsets");
-    admin.post("/admin/handsets", &[("csrf", &acsrf), ("extensionnumber", "100")]).await.assert_redirect("/admin/handsets/100?done=created");
+    admin
+        .post("/admin/handsets", &[("csrf", &acsrf), ("extensionnumber", "100")])
+        .await
+        .assert_redirect("/admin/handsets/100?done=created");
     let (s, _) = srv.call(Method::GET, "/api/handset/100", ("boss@acme", "boss-password-123"), None).await;
     assert_eq!(s, StatusCode::OK, "created in acme");
     assert_eq!(admin.post("/admin/switch", &[("csrf", &acsrf), ("domain", "nowhere")]).await.status, StatusCode::NOT_FOUND);
@@ -295,7 +305,14 @@ async fn the_ui_edits_previews_imports_and_configures(b: Backend) {
     let created = ui
         .post(
             "/admin/handsets",
-            &[("csrf", &csrf), ("extensionnumber", "300"), ("name", "Desk"), ("mac", "00:15:65:12:34:56"), ("model", "T46S"), ("password", password)],
+            &[
+                ("csrf", &csrf),
+                ("extensionnumber", "300"),
+                ("name", "Desk"),
+                ("mac", "00:15:65:12:34:56"),
+                ("model", "T46S"),
+                ("password", password),
+            ],
         )
         .await;
     created.assert_redirect("/admin/handsets/300?done=created");
@@ -307,14 +324,24 @@ async fn the_ui_edits_previews_imports_and_configures(b: Backend) {
     // The preview is the phone's file, with the password masked.
     let page = ui.get("/admin/handsets/300?done=created").await;
     assert!(page.body.contains("Handset created."));
-    assert!(page.body.contains("account.1.user_name = 300") && page.body.contains("account.1.password = ********"), "{}", page.body);
+    assert!(
+        page.body.contains("account.1.user_name = 300") && page.body.contains("account.1.password = ********"),
+        "{}",
+        page.body
+    );
     assert!(!page.body.contains(password), "the SIP password never reaches the page");
     assert!(page.body.contains("never fetched"));
 
     // Edits are validated as the API validates them; a refused edit changes nothing.
     let (_, before) = srv.get("/api/handset/300").await;
     let edit = |name: &'static str, mac: &'static str, settings: &'static str| {
-        vec![("csrf", csrf.clone()), ("name", name.into()), ("mac", mac.into()), ("model", "T46S".into()), ("settings", settings.into())]
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", name.into()),
+            ("mac", mac.into()),
+            ("model", "T46S".into()),
+            ("settings", settings.into()),
+        ]
     };
     for (fields, want) in [
         (edit("Front desk", "zz:zz", ""), "MAC"),
@@ -367,7 +394,17 @@ async fn the_ui_edits_previews_imports_and_configures(b: Backend) {
     assert_eq!(page.status, StatusCode::FORBIDDEN, "the upload needs the token too");
 
     // Domain settings.
-    let domain = [("csrf", csrf.as_str()), ("sipserver", "sip.example.com"), ("sipport", "5060"), ("siptransport", "udp"), ("timezone", "Europe/London"), ("ntpserver", "pool.ntp.org"), ("pushbackend", "direct"), ("amiport", "5038"), ("claimcreates", "1")];
+    let domain = [
+        ("csrf", csrf.as_str()),
+        ("sipserver", "sip.example.com"),
+        ("sipport", "5060"),
+        ("siptransport", "udp"),
+        ("timezone", "Europe/London"),
+        ("ntpserver", "pool.ntp.org"),
+        ("pushbackend", "direct"),
+        ("amiport", "5038"),
+        ("claimcreates", "1"),
+    ];
     ui.post("/admin/domain", &domain).await.assert_redirect("/admin/domain?done=saved");
     let (_, d) = srv.get("/api/domain").await;
     assert_eq!((d["sipserver"].as_str(), d["claimcreates"].as_bool()), (Some("sip.example.com"), Some(true)));
@@ -380,7 +417,9 @@ async fn the_ui_edits_previews_imports_and_configures(b: Backend) {
 
     // Delete needs the box ticked.
     assert_eq!(ui.post("/admin/handsets/300/delete", &[("csrf", &csrf)]).await.status, StatusCode::BAD_REQUEST);
-    ui.post("/admin/handsets/300/delete", &[("csrf", &csrf), ("confirm", "1")]).await.assert_redirect("/admin/handsets?done=deleted");
+    ui.post("/admin/handsets/300/delete", &[("csrf", &csrf), ("confirm", "1")])
+        .await
+        .assert_redirect("/admin/handsets?done=deleted");
     assert_eq!(srv.get("/api/handset/300").await.0, StatusCode::NOT_FOUND);
     srv.stop().await;
 }
