@@ -1,7 +1,8 @@
 //! Unknown phones: MACs that asked for a file no handset has, for
-//! installers to claim in one step. As in the API, only superusers see the
-//! list (an unknown phone belongs to no tenant yet); everyone who may write
-//! can claim a phone by the MAC on its label.
+//! installers to claim in one step. As in the API, superusers see them all;
+//! everyone else those last seen from the domain's site networks (an
+//! unknown phone belongs to no tenant yet). A phone can also be claimed by
+//! the MAC on its label.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -14,7 +15,7 @@ use super::form::Posted;
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
-use crate::api::devices::claim_for;
+use crate::api::devices::{claim_for, unknown_scope};
 use crate::api::ApiError;
 use crate::model::Mac;
 use crate::store::devices::{DeviceRow, DeviceScope};
@@ -27,8 +28,9 @@ const PAGE: i64 = 200;
 struct DevicesPage {
     nav: Nav,
     error: Option<String>,
-    /// `None`: this user may not list unknown phones.
-    devices: Option<Vec<(String, DeviceRow)>>,
+    devices: Vec<(String, DeviceRow)>,
+    /// The site networks the list is limited to (`None`: a superuser sees all).
+    networks: Option<String>,
     refresh: bool,
     models: Vec<String>,
 }
@@ -46,13 +48,14 @@ pub async fn list(State(state): State<AdminState>, session: Session, Query(q): Q
 
 async fn page(state: &AdminState, session: &Session, error: Option<String>, refresh: bool, status: StatusCode) -> PageResult {
     let nav = Nav::new(state, session, "devices").await?;
-    let devices = if session.row.user.superuser {
-        let rows = state.api.store.list_devices(DeviceScope::Unknown, None, PAGE).await?;
-        Some(rows.into_iter().map(|d| (super::when(d.lastseen), d)).collect())
-    } else {
-        None
+    let scope = unknown_scope(&state.api.store, &session.caller()).await?;
+    let networks = match &scope {
+        DeviceScope::UnknownFrom(nets) => Some(nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => None,
     };
-    let page = DevicesPage { nav, error, devices, refresh, models: super::handsets::models(state) };
+    let rows = state.api.store.list_devices(scope, None, PAGE).await?;
+    let devices = rows.into_iter().map(|d| (super::when(d.lastseen), d)).collect();
+    let page = DevicesPage { nav, error, devices, networks, refresh, models: super::handsets::models(state) };
     Ok(html(status, &page))
 }
 

@@ -15,7 +15,7 @@ use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
 use crate::api::ApiError;
-use crate::model::domain::parse_port;
+use crate::model::domain::{parse_port, parse_site_networks};
 use crate::model::{Domain, DomainChanges, Secret, Transport};
 
 #[derive(Template)]
@@ -44,6 +44,7 @@ struct DomainForm {
     webhookurl: String,
     webhooksecret_set: bool,
     settings: String,
+    sitenetworks: String,
 }
 
 impl DomainForm {
@@ -64,6 +65,7 @@ impl DomainForm {
             webhookurl: d.relay.webhook_url.clone(),
             webhooksecret_set: !d.relay.webhook_secret.expose().is_empty(),
             settings: d.settings.iter().map(|(k, v)| format!("{k} = {v}\n")).collect(),
+            sitenetworks: d.site_networks.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
         }
     }
 
@@ -81,6 +83,7 @@ impl DomainForm {
             (&mut self.amiuser, "amiuser"),
             (&mut self.webhookurl, "webhookurl"),
             (&mut self.settings, "settings"),
+            (&mut self.sitenetworks, "sitenetworks"),
         ] {
             *slot = f.get(name).to_string();
         }
@@ -109,6 +112,7 @@ fn changes(f: &Fields) -> Result<DomainChanges, ApiError> {
         webhook_url: Some(f.get("webhookurl").trim().to_string()),
         webhook_secret: secret("webhooksecret"),
         claim_creates: Some(f.ticked("claimcreates")),
+        site_networks: Some(parse_site_networks([f.get("sitenetworks")])?),
     })
 }
 

@@ -31,13 +31,13 @@ pub struct DeviceParams {
 }
 
 /// `GET /api/device?state=known|unknown`. Unknown devices belong to no
-/// tenant yet (any tenant's phone may be booting), so only superusers list
-/// them.
+/// tenant yet (any tenant's phone may be booting): superusers list them
+/// all, everyone else those last seen from the domain's site networks.
 #[utoipa::path(
     get,
     path = "/api/device",
     tag = "installers",
-    summary = "Phones that fetched files: known ones of the domain, or (superusers) unknown MACs",
+    summary = "Phones that fetched files: known ones of the domain, or unknown MACs (superusers: all; others: from the domain's site networks)",
     params(DeviceParams),
     responses((status = 200, description = "Devices in MAC order", body = [crate::store::devices::DeviceRow]), ErrorResponses),
     security(("basic" = []))
@@ -47,8 +47,7 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http
     let limit = paging::max_results(p.maxresults.as_deref())?;
     let scope = match p.state.as_deref().unwrap_or("known") {
         "known" => DeviceScope::Known(caller.domain_id),
-        "unknown" if caller.user.superuser => DeviceScope::Unknown,
-        "unknown" => return Err(ApiError::Forbidden("Only superusers may list unknown devices")),
+        "unknown" => unknown_scope(&state.store, &caller).await?,
         _ => return Err(ApiError::BadRequest("state: must be known or unknown".into())),
     };
     let after = p
@@ -58,6 +57,16 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("afterid: {e}")))?;
     Ok(Json(state.store.list_devices(scope, after.as_ref(), limit).await?))
+}
+
+/// The unknown devices `caller` may see: all for a superuser, else those
+/// last seen from the domain's site networks.
+pub async fn unknown_scope(store: &crate::store::Store, caller: &Caller) -> ApiResult<DeviceScope> {
+    if caller.user.superuser {
+        return Ok(DeviceScope::Unknown);
+    }
+    let domain = store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
+    Ok(DeviceScope::UnknownFrom(domain.site_networks))
 }
 
 /// `POST /api/device/{mac}/claim` with `{"extensionnumber": "…", "model":

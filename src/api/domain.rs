@@ -37,6 +37,10 @@ pub struct DomainJson {
     pub webhooksecret: &'static str,
     /// Claiming a phone for an extension the domain lacks creates it.
     pub claimcreates: bool,
+    /// Where the domain's phones fetch from (CIDRs): the domain's users see
+    /// the unknown phones last seen from them. Written as an array of
+    /// addresses or CIDRs, or one string of them separated by commas.
+    pub sitenetworks: Vec<String>,
 }
 
 fn masked(s: &crate::model::Secret) -> &'static str {
@@ -66,8 +70,19 @@ impl From<&Domain> for DomainJson {
             webhookurl: d.relay.webhook_url.clone(),
             webhooksecret: masked(&d.relay.webhook_secret),
             claimcreates: d.claim_creates,
+            sitenetworks: d.site_networks.iter().map(|n| n.to_string()).collect(),
         }
     }
+}
+
+fn site_networks(v: &serde_json::Value) -> ApiResult<Vec<ipnet::IpNet>> {
+    let bad = || ApiError::BadRequest("sitenetworks: must be an array of addresses or CIDRs, or a string of them".into());
+    let items: Vec<&str> = match v {
+        serde_json::Value::String(s) => vec![s.as_str()],
+        serde_json::Value::Array(items) => items.iter().map(|i| i.as_str().ok_or_else(bad)).collect::<ApiResult<_>>()?,
+        _ => return Err(bad()),
+    };
+    Ok(crate::model::domain::parse_site_networks(items)?)
 }
 
 #[utoipa::path(
@@ -123,6 +138,7 @@ pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(bo
             "webhookurl" => c.webhook_url = Some(string_field("webhookurl", v)?),
             "webhooksecret" => c.webhook_secret = Some(crate::model::Secret::new(string_field("webhooksecret", v)?)),
             "claimcreates" => c.claim_creates = Some(crate::model::handset::parse_bool("claimcreates", v)?),
+            "sitenetworks" => c.site_networks = Some(site_networks(v)?),
             "modelsettings" => {
                 let obj = v
                     .as_object()

@@ -65,7 +65,7 @@ pub async fn devices(settings: &Settings, state: &str, domain: &str) -> anyhow::
     );
     let mut after: Option<Mac> = None;
     loop {
-        let page = store.list_devices(scope, after.as_ref(), 1000).await?;
+        let page = store.list_devices(scope.clone(), after.as_ref(), 1000).await?;
         for d in &page {
             println!(
                 "{:<12} {:<10} {:<16} {:<12} {:<14} {:<24} {:>6} {}",

@@ -25,6 +25,9 @@ pub struct Domain {
     pub relay: RelaySettings,
     /// Claiming a phone for an extension the domain lacks creates it.
     pub claim_creates: bool,
+    /// Where the domain's phones fetch from: its users see the unknown
+    /// phones seen last from these networks.
+    pub site_networks: Vec<ipnet::IpNet>,
 }
 
 /// A partial change of a domain's settings; `None` leaves a field alone.
@@ -45,12 +48,13 @@ pub struct DomainChanges {
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<Secret>,
     pub claim_creates: Option<bool>,
+    pub site_networks: Option<Vec<ipnet::IpNet>>,
 }
 
 /// Domain fields that are not what phones are told (how pushes travel, what
 /// claims may do): a change to them bumps no revision.
 pub const NON_CONFIG_FIELDS: &[&str] =
-    &["pushbackend", "amihost", "amiport", "amiuser", "amisecret", "webhookurl", "webhooksecret", "claimcreates"];
+    &["pushbackend", "amihost", "amiport", "amiuser", "amisecret", "webhookurl", "webhooksecret", "claimcreates", "sitenetworks"];
 
 /// Domain names are one DNS label: a user may log in as
 /// `name@mycompany.example.com` and we look up `mycompany`.
@@ -139,8 +143,33 @@ impl DomainChanges {
         set(&mut changed, "webhookurl", &mut r.webhook_url, &self.webhook_url);
         set(&mut changed, "webhooksecret", &mut r.webhook_secret, &self.webhook_secret);
         set(&mut changed, "claimcreates", &mut d.claim_creates, &self.claim_creates);
+        set(&mut changed, "sitenetworks", &mut d.site_networks, &self.site_networks);
         changed
     }
+}
+
+/// The most networks a domain may name.
+pub const MAX_SITE_NETWORKS: usize = 64;
+
+/// Site networks as people write them: CIDRs or single addresses, separated
+/// by commas, spaces or lines. Host bits are cleared (`192.0.2.7/24` is
+/// `192.0.2.0/24`).
+pub fn parse_site_networks<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<ipnet::IpNet>, FieldError> {
+    let mut nets = Vec::new();
+    for item in items.into_iter().flat_map(|s| s.split(|c: char| c == ',' || c.is_whitespace())).filter(|s| !s.is_empty()) {
+        let net = item
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| FieldError::new("sitenetworks", format!("{item:?} is not an address or a CIDR such as 203.0.113.0/24")))?
+            .trunc();
+        if !nets.contains(&net) {
+            nets.push(net);
+        }
+    }
+    if nets.len() > MAX_SITE_NETWORKS {
+        return Err(FieldError::new("sitenetworks", format!("at most {MAX_SITE_NETWORKS} networks")));
+    }
+    Ok(nets)
 }
 
 /// Sets `slot` to `new` when given and different, recording the field name.
@@ -166,6 +195,16 @@ mod tests {
         assert_eq!(parse_sip_server("2001:db8::1").unwrap(), ("2001:db8::1".into(), None));
         assert!(parse_sip_server("sip.example.com:0").is_err());
         assert!(parse_sip_server("bad host").is_err());
+    }
+
+    #[test]
+    fn site_networks_as_written() {
+        let nets = parse_site_networks(["203.0.113.7, 192.0.2.9/24\n2001:db8::/32 192.0.2.0/24"]).unwrap();
+        let shown: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["203.0.113.7/32", "192.0.2.0/24", "2001:db8::/32"]);
+        assert_eq!(parse_site_networks([""]).unwrap(), []);
+        assert!(parse_site_networks(["10.0.0.0/33"]).is_err());
+        assert!(parse_site_networks(["office"]).unwrap_err().to_string().contains("office"));
     }
 
     #[test]

@@ -177,14 +177,39 @@ impl Store {
         Ok(())
     }
 
-    /// Devices in MAC order after `after`: unknown ones (no handset), or the
-    /// known ones of one domain.
+    /// Devices in MAC order after `after`: unknown ones (no handset), those
+    /// of them last seen from some networks, or the known ones of one domain.
     pub async fn list_devices(&self, scope: DeviceScope, after: Option<&Mac>, limit: i64) -> Result<Vec<DeviceRow>> {
-        let after = after.map(|m| m.lower()).unwrap_or_default();
-        let (filter, domain_id) = match scope {
-            DeviceScope::Unknown => ("dv.handset_id IS NULL AND $2 = 0", 0),
-            DeviceScope::Known(domain_id) => ("h.domain_id = $2", domain_id),
+        let mut after = after.map(|m| m.lower()).unwrap_or_default();
+        let nets = match scope {
+            DeviceScope::Unknown => return self.page_devices("dv.handset_id IS NULL AND $2 = 0", 0, &after, limit).await,
+            DeviceScope::Known(domain_id) => return self.page_devices("h.domain_id = $2", domain_id, &after, limit).await,
+            DeviceScope::UnknownFrom(nets) if nets.is_empty() => return Ok(Vec::new()),
+            DeviceScope::UnknownFrom(nets) => nets,
         };
+        // Addresses are text in both databases: filter here, a batch at a
+        // time. Unknown devices are capped, so this reads a bounded table.
+        let mut out = Vec::new();
+        loop {
+            let batch = self.page_devices("dv.handset_id IS NULL AND $2 = 0", 0, &after, 1000).await?;
+            let done = batch.len() < 1000;
+            after = batch.last().map(|d| d.mac.clone()).unwrap_or_default();
+            for d in batch {
+                let ip = d.ip.parse::<std::net::IpAddr>().ok();
+                if ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))) {
+                    out.push(d);
+                    if out.len() as i64 == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn page_devices(&self, filter: &str, domain_id: i64, after: &str, limit: i64) -> Result<Vec<DeviceRow>> {
         let rows = sqlx::query(&format!("{SELECT_DEVICE} WHERE {filter} AND dv.mac > $1 ORDER BY dv.mac LIMIT $3"))
             .bind(after)
             .bind(domain_id)
@@ -209,7 +234,8 @@ const SELECT_PHONE: &str = "SELECT h.id, h.domain_id, h.extensionnumber, h.name,
     d.model_settings AS domain_model_settings, d.updated_at AS domain_updated_at, dv.model AS reported_model, \
     d.push_backend AS domain_push_backend, d.ami_host AS domain_ami_host, d.ami_port AS domain_ami_port, \
     d.ami_user AS domain_ami_user, d.ami_secret AS domain_ami_secret, d.webhook_url AS domain_webhook_url, \
-    d.webhook_secret AS domain_webhook_secret, d.claim_creates AS domain_claim_creates \
+    d.webhook_secret AS domain_webhook_secret, d.claim_creates AS domain_claim_creates, \
+    d.site_networks AS domain_site_networks \
     FROM handset h JOIN domain d ON d.id = h.domain_id LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id";
 
 fn phone_from_row(row: &AnyRow) -> Result<PhoneRecord> {
@@ -224,9 +250,14 @@ const SELECT_DEVICE: &str = "SELECT dv.mac, dv.ip, dv.user_agent, dv.vendor, dv.
     dv.protocol, dv.revision, dv.first_seen, dv.last_seen, dv.fetch_count, h.extensionnumber \
     FROM device dv LEFT JOIN handset h ON h.id = dv.handset_id";
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum DeviceScope {
+    /// Every unknown device (superusers).
     Unknown,
+    /// Unknown devices last seen from one of these networks (a domain's
+    /// site networks).
+    UnknownFrom(Vec<ipnet::IpNet>),
+    /// The devices of one domain's handsets.
     Known(i64),
 }
 

@@ -11,7 +11,7 @@ use crate::model::settings;
 use crate::model::{Domain, DomainChanges, Secret, Transport};
 
 const COLUMNS: &str = "id, name, sip_server, sip_port, sip_transport, timezone, ntp_server, settings, model_settings, \
-    push_backend, ami_host, ami_port, ami_user, ami_secret, webhook_url, webhook_secret, claim_creates";
+    push_backend, ami_host, ami_port, ami_user, ami_secret, webhook_url, webhook_secret, claim_creates, site_networks";
 
 /// Reads a domain from `row`, whose columns are named `<prefix><column>`
 /// (a join aliases them `domain_…`).
@@ -40,6 +40,10 @@ pub(crate) fn domain_from_row_prefixed(row: &AnyRow, prefix: &str) -> Result<Dom
             webhook_secret: Secret::new(row.try_get::<String, _>(col("webhook_secret").as_str())?),
         },
         claim_creates: row.try_get::<i64, _>(col("claim_creates").as_str())? != 0,
+        site_networks: crate::model::domain::parse_site_networks([row
+            .try_get::<String, _>(col("site_networks").as_str())?
+            .as_str()])
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
     })
 }
 
@@ -89,6 +93,7 @@ impl Store {
             model_settings: Default::default(),
             relay: RelaySettings { backend: "direct".into(), ami_port: 5038, ..Default::default() },
             claim_creates: false,
+            site_networks: Vec::new(),
         };
         settings.apply(&mut domain);
         write_settings(&mut tx, &domain, now).await?;
@@ -140,7 +145,7 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     sqlx::query(
         "UPDATE domain SET sip_server = $1, sip_port = $2, sip_transport = $3, timezone = $4, ntp_server = $5, updated_at = $6, \
          settings = $8, model_settings = $9, push_backend = $10, ami_host = $11, ami_port = $12, ami_user = $13, \
-         ami_secret = $14, webhook_url = $15, webhook_secret = $16, claim_creates = $17 WHERE id = $7",
+         ami_secret = $14, webhook_url = $15, webhook_secret = $16, claim_creates = $17, site_networks = $18 WHERE id = $7",
     )
     .bind(&d.sip_server)
     .bind(i64::from(d.sip_port))
@@ -159,6 +164,7 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     .bind(d.relay.webhook_url.as_str())
     .bind(d.relay.webhook_secret.expose())
     .bind(i64::from(d.claim_creates))
+    .bind(d.site_networks.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
     .execute(&mut **tx)
     .await?;
     Ok(())

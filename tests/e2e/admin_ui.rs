@@ -268,11 +268,35 @@ async fn tenants_stay_apart_in_the_ui(b: Backend) {
     }
     let (_, h) = srv.get("/api/handset/100").await;
     assert_eq!((h["name"].as_str(), h["revision"].as_i64()), (Some("Default reception"), Some(1)));
-    // Not a superuser: no domain switch, no list of unknown phones, and a
-    // MAC another tenant has is a conflict.
+    // Not a superuser: no domain switch; unknown phones only from the
+    // domain's site networks; a MAC another tenant has is a conflict.
     assert_eq!(boss.post("/admin/switch", &[("csrf", &csrf), ("domain", "default")]).await.status, StatusCode::FORBIDDEN);
     let devices = boss.get("/admin/devices").await;
-    assert!(!devices.body.contains(p.mac) && devices.body.contains("only superusers see the list"));
+    assert!(!devices.body.contains(p.mac) && devices.body.contains("none yet"), "{}", devices.body);
+    let domain = [
+        ("csrf", csrf.as_str()),
+        ("sipport", "5060"),
+        ("siptransport", "udp"),
+        ("timezone", "UTC"),
+        ("amiport", "5038"),
+        ("pushbackend", "direct"),
+    ];
+    let page = boss.post("/admin/domain", &[&domain[..], &[("sitenetworks", "the office")]].concat()).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("sitenetworks") && page.body.contains("value=\"the office\""));
+    boss.post("/admin/domain", &[&domain[..], &[("sitenetworks", "10.1.0.0/16")]].concat())
+        .await
+        .assert_redirect("/admin/domain?done=saved");
+    assert!(!boss.get("/admin/devices").await.body.contains(p.mac), "not from the site's network");
+    boss.post("/admin/domain", &[&domain[..], &[("sitenetworks", "10.1.0.0/16, 127.0.0.1")]].concat())
+        .await
+        .assert_redirect("/admin/domain?done=saved");
+    let devices = boss.get("/admin/devices").await;
+    assert!(
+        devices.body.contains(&format!("id=\"device-{}\"", p.mac)) && devices.body.contains("127.0.0.1/32"),
+        "{}",
+        devices.body
+    );
     let claim = [("csrf", csrf.as_str()), ("mac", PHONES[0].mac), ("extensionnumber", "200")];
     let page = boss.post("/admin/devices/claim", &claim).await;
     assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);

@@ -266,9 +266,21 @@ async fn unknown_phones_are_recorded_for_installers(b: Backend) {
         (Some(2), Some("unknown"), Some("127.0.0.1"))
     );
     assert_eq!(last["lastfile"], "001565c0ffe5.cfg");
-    // Unknown devices belong to no tenant yet: only superusers list them.
-    let (s, _) = srv.call(Method::GET, "/api/device?state=unknown", ("boss@acme", "boss-password-123"), None).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Unknown devices belong to no tenant yet: other users see only those
+    // last seen from their domain's site networks.
+    let boss = ("boss@acme", "boss-password-123");
+    let (s, none) = srv.call(Method::GET, "/api/device?state=unknown", boss, None).await;
+    assert_eq!((s, none), (StatusCode::OK, json!([])));
+    for (nets, want) in [(json!(["10.0.0.0/8"]), 0), (json!("192.0.2.1, 127.0.0.0/8"), 3)] {
+        let (s, d) = srv.call(Method::PUT, "/api/domain", boss, Some(json!({"sitenetworks": nets}))).await;
+        assert_eq!(s, StatusCode::OK, "{d}");
+        let (_, seen) = srv.call(Method::GET, "/api/device?state=unknown", boss, None).await;
+        assert_eq!(seen.as_array().unwrap().len(), want, "{nets}: {seen}");
+    }
+    let (_, d) = srv.call(Method::GET, "/api/domain", boss, None).await;
+    assert_eq!(d["sitenetworks"], json!(["192.0.2.1/32", "127.0.0.0/8"]));
+    let (s, v) = srv.call(Method::PUT, "/api/domain", boss, Some(json!({"sitenetworks": ["office"]}))).await;
+    assert!(s == StatusCode::BAD_REQUEST && v["error"].as_str().unwrap().contains("office"), "{v}");
     // Once a handset has the MAC, the phone is known and served.
     srv.create_handset(json!({"extensionnumber": "300", "mac": "001565c0ffe5"})).await;
     let (s, _, _) = http_get(&srv, "001565c0ffe5.cfg", Some("Yealink SIP-T54W 96.86.0.9 00:15:65:c0:ff:e5")).await;
