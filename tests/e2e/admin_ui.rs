@@ -414,6 +414,20 @@ async fn the_ui_edits_previews_imports_and_configures(b: Backend) {
     assert!(page.body.contains("200 created, 0 updated, 0 unchanged"), "{}", page.body);
     let (_, all) = srv.get("/api/handset?maxresults=1000").await;
     assert_eq!(all.as_array().unwrap().len(), 201);
+    // 201 handsets: pages of 50 in extension order, and the search box.
+    let first = ui.get("/admin/handsets").await;
+    assert!(first.body.contains("id=\"row-1049\"") && !first.body.contains("id=\"row-1050\""));
+    let href = first.body.split("href=\"").find(|h| h.starts_with("/admin/handsets?")).expect("a next-page link");
+    let second = ui.get(&href[..href.find('"').unwrap()].replace("&#38;", "&")).await;
+    assert!(second.body.contains("id=\"row-1050\"") && !second.body.contains("id=\"row-1049\""), "{}", second.body);
+    let found = ui.get("/admin/handsets?q=1199").await;
+    assert!(found.body.contains("id=\"row-1199\"") && !found.body.contains("id=\"row-1000\""));
+    let found = ui.get("/admin/handsets?q=Phone+7").await;
+    assert!(
+        found.body.contains("id=\"row-1007\"")
+            && found.body.contains("id=\"row-1070\"")
+            && !found.body.contains("id=\"row-1008\"")
+    );
     let page = upload(&ui, "wrong", site.as_bytes(), &[("update", "1")]).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "the upload needs the token too");
 

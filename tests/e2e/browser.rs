@@ -19,7 +19,10 @@ use tokio::process::{Child, Command};
 
 use crate::harness::{plain_client, Backend, TestServer, ADMIN};
 use crate::provisioning::{http_get, PHONES};
-use crate::push::{quick_push, register, Phone};
+use crate::push::{quick_push, Phone};
+
+/// An installer: an admin of a tenant, not a superuser.
+const INSTALLER: (&str, &str) = ("installer@acme", "installer-password-1");
 
 fn enabled() -> Option<String> {
     match std::env::var("AUTOPROV_TEST_CHROMEDRIVER") {
@@ -108,9 +111,10 @@ fn screenshot_path() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_claims_a_booting_phone_and_watches_it_apply_in_the_browser() {
+async fn an_installer_claims_a_booting_phone_and_watches_it_apply_in_the_browser() {
     let Some(driver_path) = enabled() else { return };
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
+    srv.add_user(INSTALLER.0, INSTALLER.1, "admin", false).await;
     let driver = Driver::start(&driver_path).await;
     let profile = tempfile::tempdir().unwrap();
     let b = driver.browser(profile.path()).await;
@@ -125,11 +129,18 @@ async fn installer_session(srv: &TestServer, b: &Client) {
     // Log in: the UI sends us to the login page and back.
     b.goto(&srv.url("/admin/handsets")).await.unwrap();
     assert!(b.current_url().await.unwrap().path().ends_with("/admin/login"));
-    type_into(b, "#login", ADMIN.0).await;
-    type_into(b, "#password", ADMIN.1).await;
+    type_into(b, "#login", INSTALLER.0).await;
+    type_into(b, "#password", INSTALLER.1).await;
     click(b, "#submit").await;
-    assert_eq!(text(b, "#who").await, ADMIN.0);
+    assert_eq!(text(b, "#who").await, INSTALLER.0);
     assert_eq!(b.current_url().await.unwrap().path(), "/admin/handsets");
+
+    // Name the site's network, so that its booting phones show up here.
+    b.goto(&srv.url("/admin/domain")).await.unwrap();
+    type_into(b, "#sitenetworks", "127.0.0.1").await;
+    click(b, "#save-domain").await;
+    assert!(text(b, "#message").await.starts_with("Saved."));
+    b.goto(&srv.url("/admin/handsets")).await.unwrap();
 
     // Create a handset.
     type_into(b, "#new-ext", "2000").await;
@@ -139,7 +150,9 @@ async fn installer_session(srv: &TestServer, b: &Client) {
     assert_eq!(text(b, "#provisioning").await, "never fetched");
     // The voice platform reports where the phone registers: our peer socket.
     let phone = Phone::new().await;
-    register(srv, "2000", phone.addr()).await;
+    let report = json!({"state": "Idle", "registrationaddress": phone.addr().to_string()});
+    let (s, v) = srv.call(reqwest::Method::PUT, "/api/handsetstatus/2000?domain=acme", ADMIN, Some(report)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 
     // Watch the unknown phones (the page refreshes itself, no script), and
     // boot the phone: it asks for its file and is refused as unknown.
