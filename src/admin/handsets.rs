@@ -175,13 +175,11 @@ pub async fn list(State(state): State<AdminState>, session: Session, Query(q): Q
 fn filter(q: &str, provisioning: &str) -> Result<HandsetFilter, ApiError> {
     let q = q.trim();
     let mut f = HandsetFilter::default();
-    if q.is_empty() {
-    } else if q.bytes().all(|b| b.is_ascii_digit()) && validate_extension(q).is_ok() {
-        f.extension_prefix = Some(q.to_string());
-    } else if let Ok(mac) = q.parse::<Mac>() {
-        f.mac = Some(mac);
-    } else {
-        f.name = Some(q.to_string());
+    match q.parse::<Mac>() {
+        _ if q.is_empty() => {}
+        _ if q.bytes().all(|b| b.is_ascii_digit()) && validate_extension(q).is_ok() => f.extension_prefix = Some(q.into()),
+        Ok(mac) => f.mac = Some(mac),
+        Err(_) => f.name = Some(q.into()),
     }
     if !provisioning.is_empty() {
         f.provisioning = Some(
