@@ -138,7 +138,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
 }
 
 fn router(api: ApiState, provisioner: Arc<Provisioner>, prefix: Option<String>) -> Router {
-    let admin = crate::admin::router(crate::admin::AdminState { api: api.clone(), provisioner: provisioner.clone() });
+    let admin = crate::admin::router(crate::admin::AdminState::new(api.clone(), provisioner.clone()));
     api::router(api)
         .merge(admin)
         .layer(middleware::from_fn(access_log))

@@ -17,6 +17,7 @@ use super::session::Session;
 use super::{AdminState, PageResult};
 use crate::api::devices::{claim_for, unknown_scope};
 use crate::api::ApiError;
+use crate::model::domain::site_networks_text;
 use crate::model::Mac;
 use crate::store::devices::{DeviceRow, DeviceScope};
 
@@ -32,7 +33,7 @@ struct DevicesPage {
     /// The site networks the list is limited to (`None`: a superuser sees all).
     networks: Option<String>,
     refresh: bool,
-    models: Vec<String>,
+    models: std::sync::Arc<[String]>,
 }
 
 #[derive(Deserialize)]
@@ -50,12 +51,12 @@ async fn page(state: &AdminState, session: &Session, error: Option<String>, refr
     let nav = Nav::new(state, session, "devices").await?;
     let scope = unknown_scope(&state.api.store, &session.caller()).await?;
     let networks = match &scope {
-        DeviceScope::UnknownFrom(nets) => Some(nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")),
+        DeviceScope::UnknownFrom(nets) => Some(site_networks_text(nets)),
         _ => None,
     };
     let rows = state.api.store.list_devices(scope, None, PAGE).await?;
     let devices = rows.into_iter().map(|d| (super::when(d.lastseen), d)).collect();
-    let page = DevicesPage { nav, error, devices, networks, refresh, models: super::handsets::models(state) };
+    let page = DevicesPage { nav, error, devices, networks, refresh, models: state.models.clone() };
     Ok(html(status, &page))
 }
 

@@ -15,7 +15,8 @@ use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
 use crate::api::ApiError;
-use crate::model::domain::{parse_port, parse_site_networks};
+use crate::model::domain::{parse_port, parse_site_networks, site_networks_text};
+use crate::model::settings;
 use crate::model::{Domain, DomainChanges, Secret, Transport};
 
 #[derive(Template)]
@@ -64,8 +65,8 @@ impl DomainForm {
             amisecret_set: !d.relay.ami_secret.expose().is_empty(),
             webhookurl: d.relay.webhook_url.clone(),
             webhooksecret_set: !d.relay.webhook_secret.expose().is_empty(),
-            settings: d.settings.iter().map(|(k, v)| format!("{k} = {v}\n")).collect(),
-            sitenetworks: d.site_networks.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+            settings: settings::to_lines(&d.settings),
+            sitenetworks: site_networks_text(&d.site_networks),
         }
     }
 
@@ -102,7 +103,7 @@ fn changes(f: &Fields) -> Result<DomainChanges, ApiError> {
         sip_transport: Some(Transport::parse("siptransport", f.get("siptransport"))?),
         timezone: Some(f.get("timezone").trim().to_string()),
         ntp_server: Some(f.get("ntpserver").trim().to_string()),
-        settings: Some(super::handsets::parse_settings(f.get("settings"))?),
+        settings: Some(settings::from_lines("settings", f.get("settings"))?),
         model_settings: None,
         push_backend: Some(f.get("pushbackend").trim().to_string()),
         ami_host: Some(f.get("amihost").trim().to_string()),

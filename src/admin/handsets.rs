@@ -15,7 +15,7 @@ use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
 use crate::api::ApiError;
-use crate::model::settings::{self, ExtraSettings};
+use crate::model::settings;
 use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
 use crate::store::audit::AuditRow;
 use crate::store::devices::DeviceRow;
@@ -51,7 +51,7 @@ impl HandsetForm {
             notes: h.notes.clone(),
             mac: h.mac.map(|m| m.lower()).unwrap_or_default(),
             model: h.model.clone().unwrap_or_default(),
-            settings: h.settings.iter().map(|(k, v)| format!("{k} = {v}\n")).collect(),
+            settings: settings::to_lines(&h.settings),
         }
     }
 
@@ -74,44 +74,36 @@ impl HandsetForm {
 /// is set (an empty MAC or model clears it); an empty password keeps it.
 fn edit_changes(f: &Fields) -> Result<HandsetChanges, ApiError> {
     let form = HandsetForm::from_fields(f);
-    let mut c = create_changes(f)?;
+    let mut c = form_changes(&form, f.get("password"))?;
+    c.settings = Some(settings::from_lines("settings", &form.settings)?);
     c.location = Some(form.location);
     c.outgoingcli = Some(form.outgoingcli);
     c.recording = Some(form.recording);
     c.notes = Some(form.notes.replace("\r\n", "\n"));
-    c.settings = Some(parse_settings(&form.settings)?);
     c.validate()?;
     Ok(c)
 }
 
 /// The fields the create form has.
 fn create_changes(f: &Fields) -> Result<HandsetChanges, ApiError> {
-    let form = HandsetForm::from_fields(f);
-    let mac = match form.mac.as_str() {
-        "" => None,
-        m => Some(m.parse::<Mac>().map_err(|e| ApiError::BadRequest(e.to_string()))?),
-    };
-    let c = HandsetChanges {
-        name: Some(form.name),
-        password: Some(f.get("password")).filter(|p| !p.is_empty()).map(Secret::new),
-        mac: Some(mac),
-        model: Some(Some(form.model).filter(|m| !m.is_empty())),
-        ..Default::default()
-    };
+    let c = form_changes(&HandsetForm::from_fields(f), f.get("password"))?;
     c.validate()?;
     Ok(c)
 }
 
-/// `key = value` lines (blank lines skipped) as extra settings.
-pub fn parse_settings(text: &str) -> Result<ExtraSettings, ApiError> {
-    let mut out = ExtraSettings::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let (k, v) =
-            line.split_once('=').ok_or_else(|| ApiError::BadRequest(format!("settings: line {} must be key = value", i + 1)))?;
-        out.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    settings::validate("settings", &out)?;
-    Ok(out)
+/// The fields both forms have (not yet validated).
+fn form_changes(form: &HandsetForm, password: &str) -> Result<HandsetChanges, ApiError> {
+    let mac = match form.mac.as_str() {
+        "" => None,
+        m => Some(m.parse::<Mac>().map_err(|e| ApiError::BadRequest(e.to_string()))?),
+    };
+    Ok(HandsetChanges {
+        name: Some(form.name.clone()),
+        password: Some(password).filter(|p| !p.is_empty()).map(Secret::new),
+        mac: Some(mac),
+        model: Some(Some(form.model.clone()).filter(|m| !m.is_empty())),
+        ..Default::default()
+    })
 }
 
 /// What a redirect after a post asks the page to say (fixed texts: nothing
@@ -151,7 +143,7 @@ struct ListPage {
     rows: Vec<Row>,
     next: Option<String>,
     new: HandsetForm,
-    models: Vec<String>,
+    models: std::sync::Arc<[String]>,
 }
 
 #[derive(Deserialize, Default)]
@@ -224,13 +216,9 @@ async fn list_page(
             last_fetch: v.last_fetch.as_ref().map(|f| super::when(f.at)).unwrap_or_default(),
         })
         .collect();
-    let page = ListPage { nav, message, error, q: q.q, provisioning: q.provisioning, rows, next, new, models: models(state) };
+    let page =
+        ListPage { nav, message, error, q: q.q, provisioning: q.provisioning, rows, next, new, models: state.models.clone() };
     Ok(html(status, &page))
-}
-
-/// Every model of every vendor profile, for the model fields' suggestions.
-pub fn models(state: &AdminState) -> Vec<String> {
-    state.provisioner.profiles().iter().flat_map(|p| p.models.keys().cloned()).collect()
 }
 
 pub async fn create(State(state): State<AdminState>, posted: Posted) -> PageResult {
@@ -281,7 +269,7 @@ struct HandsetPage {
     history: Vec<(String, AuditRow)>,
     preview_file: String,
     preview: Result<String, String>,
-    models: Vec<String>,
+    models: std::sync::Arc<[String]>,
 }
 
 #[derive(Deserialize)]
@@ -348,7 +336,7 @@ async fn handset_page(
         history,
         preview_file,
         preview,
-        models: models(state),
+        models: state.models.clone(),
     };
     Ok(html(status, &page))
 }

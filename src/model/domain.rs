@@ -172,6 +172,11 @@ pub fn parse_site_networks<'a>(items: impl IntoIterator<Item = &'a str>) -> Resu
     Ok(nets)
 }
 
+/// Site networks as they are shown and stored: `203.0.113.7/32, 192.0.2.0/24`.
+pub fn site_networks_text(nets: &[ipnet::IpNet]) -> String {
+    nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+}
+
 /// Sets `slot` to `new` when given and different, recording the field name.
 pub(crate) fn set<T: PartialEq + Clone>(changed: &mut Vec<&'static str>, name: &'static str, slot: &mut T, new: &Option<T>) {
     if let Some(v) = new {

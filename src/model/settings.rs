@@ -70,6 +70,22 @@ pub fn from_text(text: &str) -> Result<ExtraSettings, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
+/// As people edit them: one `key = value` line each.
+pub fn to_lines(s: &ExtraSettings) -> String {
+    s.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+}
+
+/// `key = value` lines (blank lines skipped), validated.
+pub fn from_lines(field: &'static str, text: &str) -> Result<ExtraSettings, FieldError> {
+    let mut out = ExtraSettings::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let (k, v) = line.split_once('=').ok_or_else(|| FieldError::new(field, format!("line {} must be key = value", i + 1)))?;
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    validate(field, &out)?;
+    Ok(out)
+}
+
 /// domain < model < handset: later layers win, key by key.
 pub fn layered(layers: &[&ExtraSettings]) -> Vec<(String, String)> {
     let mut merged = ExtraSettings::new();

@@ -164,7 +164,7 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     .bind(d.relay.webhook_url.as_str())
     .bind(d.relay.webhook_secret.expose())
     .bind(i64::from(d.claim_creates))
-    .bind(d.site_networks.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))
+    .bind(crate::model::domain::site_networks_text(&d.site_networks))
     .execute(&mut **tx)
     .await?;
     Ok(())
