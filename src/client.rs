@@ -17,6 +17,11 @@ pub struct Listener {
     pub trusted_proxies: Arc<[IpNet]>,
 }
 
+/// The certificate a TLS client presented, already verified against the
+/// configured device CAs (attached to every request of its connection).
+#[derive(Clone, Debug)]
+pub struct ClientCertificate(pub Arc<rustls::pki_types::CertificateDer<'static>>);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientInfo {
     pub ip: IpAddr,

@@ -112,6 +112,68 @@ pub struct SettingsArgs {
     /// Hold all pushes: queue them but send nothing [default: false].
     #[arg(long, global = true, env = "AUTOPROV_PUSH_HOLD", value_name = "BOOL")]
     pub push_hold: Option<bool>,
+    /// Distinct unknown MACs (or wrong tokens or credentials) one address
+    /// may ask for within the scan window before it is banned [default: 20].
+    #[arg(long, global = true, env = "AUTOPROV_SCAN_THRESHOLD", value_name = "N")]
+    pub scan_threshold: Option<u32>,
+    /// The scan guard's window, as 10m or 1h [default: 10m].
+    #[arg(long, global = true, env = "AUTOPROV_SCAN_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
+    pub scan_window: Option<std::time::Duration>,
+    /// How long a scanning address is banned [default: 15m].
+    #[arg(long, global = true, env = "AUTOPROV_SCAN_BAN", value_name = "DURATION", value_parser = parse_duration)]
+    pub scan_ban: Option<std::time::Duration>,
+    /// Tell phones that came over HTTP or TFTP to come back over HTTPS: auto
+    /// (when tls_cert is an operator's certificate, which phones can trust;
+    /// never with the self-signed one), on, or off [default: auto].
+    #[arg(long, global = true, env = "AUTOPROV_HTTPS_UPGRADE", value_name = "auto|on|off")]
+    pub https_upgrade: Option<HttpsUpgrade>,
+    /// The vendors' device-issuing CA certificates (a PEM file, or a
+    /// directory of them): the HTTPS listener then asks phones for their
+    /// device certificate [default: none].
+    #[arg(long, global = true, env = "AUTOPROV_CLIENT_CA", value_name = "FILE|DIR")]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Whether phones are sent to HTTPS (see [`SettingsArgs::https_upgrade`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpsUpgrade {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl FromStr for HttpsUpgrade {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(HttpsUpgrade::Auto),
+            "on" | "true" | "yes" => Ok(HttpsUpgrade::On),
+            "off" | "false" | "no" => Ok(HttpsUpgrade::Off),
+            _ => Err(format!("{s:?} is not auto, on or off")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpsUpgrade {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration such as 10m or 1h: {e}"))
+}
+
+/// A duration in the TOML file, written as 10m or 1h.
+#[derive(Clone, Copy, Debug)]
+struct FileDuration(std::time::Duration);
+
+impl<'de> Deserialize<'de> for FileDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_duration(&String::deserialize(d)?).map(FileDuration).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The TOML file: the same keys as [`SettingsArgs`].
@@ -135,6 +197,11 @@ struct FileSettings {
     push_rate: Option<u32>,
     push_attempts: Option<u32>,
     push_hold: Option<bool>,
+    scan_threshold: Option<u32>,
+    scan_window: Option<FileDuration>,
+    scan_ban: Option<FileDuration>,
+    https_upgrade: Option<HttpsUpgrade>,
+    client_ca: Option<PathBuf>,
 }
 
 /// Resolved settings; everything else reads these.
@@ -163,8 +230,11 @@ pub struct Settings {
     /// How often provisioning caches read the change feed for changes made
     /// by other processes or nodes.
     pub change_poll_interval: std::time::Duration,
-    /// The provisioning scan guard (not a flag: tests shorten it).
+    /// The provisioning scan guard: distinct misses per address in a
+    /// window, and the ban.
     pub scan_policy: crate::guard::StrikePolicy,
+    pub https_upgrade: HttpsUpgrade,
+    pub client_ca: Option<PathBuf>,
     pub sip_listen: Listen,
     /// Pacing, retries and SIP timers of pushes.
     pub push: crate::push::PushPolicy,
@@ -214,7 +284,14 @@ impl Settings {
             resync_minutes: args.resync_minutes.or(file.resync_minutes).unwrap_or(1440).clamp(1, 44_640),
             fetch_flush_interval: std::time::Duration::from_secs(1),
             change_poll_interval: std::time::Duration::from_millis(500),
-            scan_policy: crate::provision::SCAN_POLICY,
+            scan_policy: crate::guard::StrikePolicy {
+                threshold: args.scan_threshold.or(file.scan_threshold).unwrap_or(SCAN_POLICY.threshold).max(1),
+                window: args.scan_window.or(file.scan_window.map(|d| d.0)).unwrap_or(SCAN_POLICY.window),
+                ban: args.scan_ban.or(file.scan_ban.map(|d| d.0)).unwrap_or(SCAN_POLICY.ban),
+                capacity: SCAN_POLICY.capacity,
+            },
+            https_upgrade: args.https_upgrade.or(file.https_upgrade).unwrap_or_default(),
+            client_ca: args.client_ca.clone().or(file.client_ca),
             sip_listen: args.sip_listen.or(file.sip_listen).unwrap_or(Listen::On(([0, 0, 0, 0], 5070).into())),
             push: crate::push::PushPolicy {
                 rate_per_second: args.push_rate.or(file.push_rate).unwrap_or(200),
@@ -251,12 +328,24 @@ impl Settings {
             resync_minutes: 1440,
             fetch_flush_interval: std::time::Duration::from_millis(50),
             change_poll_interval: std::time::Duration::from_millis(100),
-            scan_policy: crate::provision::SCAN_POLICY,
+            scan_policy: SCAN_POLICY,
+            https_upgrade: HttpsUpgrade::Auto,
+            client_ca: None,
             sip_listen: any,
             push: crate::push::PushPolicy::default(),
         }
     }
 }
+
+/// The scan guard's defaults: more than 20 distinct misses from one address
+/// within 10 minutes ban it for 15 minutes; at most 65,536 addresses are
+/// tracked.
+pub const SCAN_POLICY: crate::guard::StrikePolicy = crate::guard::StrikePolicy {
+    threshold: 20,
+    window: std::time::Duration::from_secs(10 * 60),
+    ban: std::time::Duration::from_secs(15 * 60),
+    capacity: 65_536,
+};
 
 /// `https://prov.example.com` → `https://prov.example.com/`; it goes into
 /// phone configs verbatim, so only a plain http(s)/tftp URL is accepted.
@@ -302,7 +391,11 @@ mod tests {
     fn file_sits_between_defaults_and_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("autoprov.toml");
-        std::fs::write(&path, "data_dir = \"/srv/prov\"\nhttp_listen = \"off\"\nhttps_listen = \"127.0.0.1:9443\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/prov\"\nhttp_listen = \"off\"\nhttps_listen = \"127.0.0.1:9443\"\nscan_window = \"2m\"\nhttps_upgrade = \"off\"\n",
+        )
+        .unwrap();
         let args =
             SettingsArgs { config: Some(path), https_listen: Some("127.0.0.1:10443".parse().unwrap()), ..Default::default() };
         let s = Settings::resolve(&args).unwrap();
@@ -310,6 +403,9 @@ mod tests {
         assert_eq!(s.http_listen, Listen::Off);
         assert_eq!(s.https_listen.addr().unwrap().port(), 10443);
         assert_eq!(s.tftp_listen.addr().unwrap().port(), 6969);
+        assert_eq!(s.scan_policy.window, std::time::Duration::from_secs(120));
+        assert_eq!(s.scan_policy.threshold, 20);
+        assert_eq!(s.https_upgrade, HttpsUpgrade::Off);
         assert!(s.database_url == "sqlite:///srv/prov/autoprov.db" || std::env::var("DATABASE_URL").is_ok());
     }
 

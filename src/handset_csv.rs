@@ -17,6 +17,16 @@ pub const COLUMNS: &[&str] =
 pub struct RowError {
     pub line: u64,
     pub error: String,
+    /// The row names a MAC in use in another domain (such answers are
+    /// rate-limited: see `api::mac_probes`).
+    #[serde(skip)]
+    pub foreign_mac: bool,
+}
+
+impl RowError {
+    pub fn new(line: u64, error: impl Into<String>) -> Self {
+        RowError { line, error: error.into(), foreign_mac: false }
+    }
 }
 
 /// A parsed, validated row.
@@ -32,23 +42,20 @@ pub fn parse(bytes: &[u8]) -> (Vec<Row>, Vec<RowError>) {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(bytes);
     let headers = match reader.byte_headers() {
         Ok(h) => h.clone(),
-        Err(e) => return (Vec::new(), vec![RowError { line: 1, error: format!("cannot read the header: {e}") }]),
+        Err(e) => return (Vec::new(), vec![RowError::new(1, format!("cannot read the header: {e}"))]),
     };
     let mut columns = Vec::new();
     let mut errors = Vec::new();
     for h in headers.iter() {
         match std::str::from_utf8(h).map(|s| s.trim().to_ascii_lowercase()) {
             Ok(name) if COLUMNS.contains(&name.as_str()) && !columns.contains(&name) => columns.push(name),
-            Ok(name) if COLUMNS.contains(&name.as_str()) => {
-                errors.push(RowError { line: 1, error: format!("column {name} appears twice") })
-            }
-            Ok(name) => errors
-                .push(RowError { line: 1, error: format!("unknown column {name:?}; the columns are {}", COLUMNS.join(",")) }),
-            Err(_) => errors.push(RowError { line: 1, error: "the header is not UTF-8".into() }),
+            Ok(name) if COLUMNS.contains(&name.as_str()) => errors.push(RowError::new(1, format!("column {name} appears twice"))),
+            Ok(name) => errors.push(RowError::new(1, format!("unknown column {name:?}; the columns are {}", COLUMNS.join(",")))),
+            Err(_) => errors.push(RowError::new(1, "the header is not UTF-8")),
         }
     }
     if !columns.iter().any(|c| c == "extensionnumber") {
-        errors.push(RowError { line: 1, error: "the extensionnumber column is required".into() });
+        errors.push(RowError::new(1, "the extensionnumber column is required"));
     }
     if !errors.is_empty() {
         return (Vec::new(), errors);
@@ -61,7 +68,7 @@ pub fn parse(bytes: &[u8]) -> (Vec<Row>, Vec<RowError>) {
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
-                errors.push(RowError { line, error: format!("unreadable row: {e}") });
+                errors.push(RowError::new(line, format!("unreadable row: {e}")));
                 continue;
             }
         };
@@ -69,18 +76,18 @@ pub fn parse(bytes: &[u8]) -> (Vec<Row>, Vec<RowError>) {
         match parse_row(&columns, &record) {
             Ok(h) => {
                 if let Some(first) = seen_ext.insert(h.extensionnumber.clone(), line) {
-                    errors.push(RowError { line, error: format!("extension {} is also on line {first}", h.extensionnumber) });
+                    errors.push(RowError::new(line, format!("extension {} is also on line {first}", h.extensionnumber)));
                     continue;
                 }
                 if let Some(Some(mac)) = h.fields.mac {
                     if let Some(first) = seen_mac.insert(mac, line) {
-                        errors.push(RowError { line, error: format!("MAC {mac} is also on line {first}") });
+                        errors.push(RowError::new(line, format!("MAC {mac} is also on line {first}")));
                         continue;
                     }
                 }
                 rows.push(Row { line, handset: h });
             }
-            Err(error) => errors.push(RowError { line, error }),
+            Err(error) => errors.push(RowError::new(line, error)),
         }
     }
     (rows, errors)
@@ -177,15 +184,16 @@ pub fn check_against(
     for r in rows {
         let ext = &r.handset.extensionnumber;
         if existing.contains(ext) && !update {
-            errors.push(RowError {
-                line: r.line,
-                error: format!("extension {ext} exists already (import with update to change it)"),
-            });
+            errors.push(RowError::new(r.line, format!("extension {ext} exists already (import with update to change it)")));
         }
         if let Some(Some(mac)) = r.handset.fields.mac {
             if let Some((d, owner)) = macs.get(&mac) {
                 if *d != domain_id || owner != ext {
-                    errors.push(RowError { line: r.line, error: format!("MAC {mac} already in use") });
+                    errors.push(RowError {
+                        line: r.line,
+                        error: format!("MAC {mac} already in use"),
+                        foreign_mac: *d != domain_id,
+                    });
                 }
             }
         }

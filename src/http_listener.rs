@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::client::ClientCertificate;
+
 /// A TLS handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle keep-alive connections waiting for a request header longer than
@@ -108,9 +110,18 @@ async fn accept_loop(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(TokioIo::new(stream), peer, app, watcher).await,
+                None => serve_connection(TokioIo::new(stream), peer, None, app, watcher).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => serve_connection(TokioIo::new(tls_stream), peer, app, watcher).await,
+                    Ok(Ok(tls_stream)) => {
+                        // Verified against the configured CAs by rustls.
+                        let cert = tls_stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .map(|leaf| ClientCertificate(Arc::new(leaf.clone().into_owned())));
+                        serve_connection(TokioIo::new(tls_stream), peer, cert, app, watcher).await
+                    }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
@@ -123,12 +134,20 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection<I>(io: TokioIo<I>, peer: SocketAddr, app: Router, watcher: hyper_util::server::graceful::Watcher)
-where
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    cert: Option<ClientCertificate>,
+    app: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(cert) = &cert {
+            req.extensions_mut().insert(cert.clone());
+        }
         app.clone().oneshot(req.map(axum::body::Body::new))
     });
     let conn = hyper::server::conn::http1::Builder::new()

@@ -17,10 +17,11 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState};
 use crate::bootstrap::{bootstrap_if_empty, Bootstrapped};
 use crate::client::{ClientInfo, Listener};
+use crate::config::HttpsUpgrade;
 use crate::config::Settings;
 use crate::http_listener;
 use crate::profiles::Profiles;
-use crate::provision::Provisioner;
+use crate::provision::{ComeBack, Provisioner};
 use crate::push::PushWorker;
 use crate::store::Store;
 use crate::tftp::TftpServer;
@@ -73,8 +74,27 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let store = Store::open(&settings.database_url).await?;
     let bootstrapped = bootstrap_if_empty(&store, &settings).await?;
     let tls = crate::tls::load_or_create(&settings)?;
-    let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, &settings));
-    let app = router(ApiState::new(store.clone()), provisioner.clone(), settings.provision_prefix.clone());
+    let upgrade = match settings.https_upgrade {
+        HttpsUpgrade::Auto => tls.operator_cert,
+        HttpsUpgrade::On => true,
+        HttpsUpgrade::Off => false,
+    };
+    let come_back = ComeBack {
+        public_url: settings.public_url.clone(),
+        https_port: https.as_ref().map(|(_, a)| a.port()).filter(|_| upgrade),
+        https_host: tls.dns_name.clone(),
+    };
+    let digest_key = store.shared_key("device-digest-nonce").await?;
+    let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, &settings, come_back, digest_key));
+    let urls = crate::api::domain::ProvisioningUrls {
+        public_url: settings.public_url.clone(),
+        http_port: http.as_ref().map(|(_, a)| a.port()),
+        https_port: https.as_ref().map(|(_, a)| a.port()),
+        tftp_port: tftp.as_ref().map(|(_, a)| a.port()),
+        prefix: settings.provision_prefix.clone(),
+        prefer_https: upgrade,
+    };
+    let app = router(ApiState::new(store.clone(), urls), provisioner.clone(), settings.provision_prefix.clone());
     let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.clone().into();
     let (stop_workers, stop) = watch::channel(false);
     let (stop_listeners, _) = watch::channel(false);
@@ -128,7 +148,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     }
     if let Some((socket, addr)) = tftp {
         let socket = UdpSocket::from_std(socket).map_err(|e| StartError::Bind { what: "TFTP", addr, reason: e.to_string() })?;
-        let tftp = TftpServer::new(socket, provisioner, settings.public_url.clone());
+        let tftp = TftpServer::new(socket, provisioner);
         let mut stop = server.stop_listeners.subscribe();
         server.listeners.push(tokio::spawn(tftp.run(async move {
             let _ = stop.changed().await;

@@ -26,6 +26,10 @@ pub struct TlsMaterial {
     pub fingerprint: String,
     pub cert_path: PathBuf,
     pub self_signed_created: bool,
+    /// The certificate is the operator's (phones can trust it), not the
+    /// self-signed one.
+    pub operator_cert: bool,
+    pub dns_name: Option<String>,
 }
 
 /// The ring provider, the only one this crate compiles in, with the AES-128
@@ -68,11 +72,15 @@ pub fn load_or_create(settings: &Settings) -> Result<TlsMaterial, TlsError> {
     let certs = read_certs(&cert_path)?;
     let key = read_key(&key_path)?;
     let fingerprint = fingerprint(&certs[0]);
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError::Setup(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let builder = match &settings.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => builder.with_client_cert_verifier(device_cert_verifier(path)?),
+    };
+    let mut config = builder
+        .with_single_cert(certs.clone(), key)
         .map_err(|e| TlsError::File { path: key_path.clone(), reason: e.to_string() })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.ignore_client_order = true;
@@ -81,7 +89,59 @@ pub fn load_or_create(settings: &Settings) -> Result<TlsMaterial, TlsError> {
     // than pay a full handshake each time.
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Setup(e.to_string()))?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
-    Ok(TlsMaterial { config: Arc::new(config), fingerprint, cert_path, self_signed_created: created })
+    Ok(TlsMaterial {
+        config: Arc::new(config),
+        fingerprint,
+        cert_path,
+        self_signed_created: created,
+        operator_cert: settings.tls_cert.is_some(),
+        dns_name: first_dns_name(&certs[0]),
+    })
+}
+
+/// Asks every HTTPS client for a certificate and verifies one against the
+/// vendors' device-issuing CAs, but lets clients without one in (the API,
+/// the admin UI, phones that prove themselves otherwise).
+fn device_cert_verifier(path: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let err = |reason: String| TlsError::File { path: path.to_path_buf(), reason };
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| err(e.to_string()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "pem" || e == "crt"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for file in &files {
+        for cert in read_certs(file)? {
+            roots.add(cert).map_err(|e| TlsError::File { path: file.clone(), reason: e.to_string() })?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(err("no CA certificate found (a PEM file, or a directory of .pem/.crt files)".into()));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| err(e.to_string()))
+}
+
+/// The certificate's first DNS name (not a wildcard): the host phones that
+/// came by address are sent to when they are told to use HTTPS.
+fn first_dns_name(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let san = parsed.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        GeneralName::DNSName(name) if !name.contains('*') && crate::model::validate_host("tls", name).is_ok() => {
+            Some(name.to_string())
+        }
+        _ => None,
+    })
 }
 
 fn create_self_signed(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
@@ -151,6 +211,8 @@ mod tests {
         assert!(!second.self_signed_created);
         assert_eq!(first.fingerprint, second.fingerprint);
         assert_eq!(first.fingerprint.len(), 32 * 3 - 1);
+        assert!(!first.operator_cert);
+        assert_eq!(first.dns_name.as_deref(), Some("localhost"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -51,7 +51,7 @@ async fn page(state: &AdminState, session: &Session, error: Option<String>, refr
     let nav = Nav::new(state, session, "devices").await?;
     let scope = unknown_scope(&state.api.store, &session.caller()).await?;
     let networks = match &scope {
-        DeviceScope::UnknownFrom(nets) => Some(site_networks_text(nets)),
+        DeviceScope::UnknownFor { networks, .. } => Some(site_networks_text(networks)),
         _ => None,
     };
     let rows = state.api.store.list_devices(scope, None, PAGE).await?;
@@ -66,7 +66,7 @@ pub async fn claim(State(state): State<AdminState>, posted: Posted) -> PageResul
     let ext = f.get("extensionnumber").trim();
     let model = Some(f.get("model").trim().to_string()).filter(|m| !m.is_empty());
     let result = match f.get("mac").trim().parse::<Mac>() {
-        Ok(mac) => claim_for(&state.api.store, &caller, mac, ext, model).await,
+        Ok(mac) => claim_for(&state.api, &caller, mac, ext, model).await,
         Err(e) => Err(ApiError::BadRequest(e.to_string())),
     };
     match result {

@@ -1,11 +1,12 @@
 //! The domain's settings: the SIP server every phone is given, time, how
 //! pushes travel, whether claims create handsets, and extra vendor
 //! settings. Everyone sees them; admins change them (as in the API).
-//! Relay secrets are write-only: an empty field keeps the one set.
+//! Relay secrets are write-only: an empty field keeps the one set. The
+//! page shows the URL to give the domain's phones and rotates its token.
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 
@@ -14,6 +15,7 @@ use super::form::{Fields, Posted};
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
+use crate::api::domain::{request_host, DomainJson};
 use crate::api::ApiError;
 use crate::model::domain::{parse_port, parse_site_networks, site_networks_text};
 use crate::model::settings;
@@ -26,6 +28,9 @@ struct DomainPage {
     message: Option<&'static str>,
     error: Option<String>,
     d: DomainForm,
+    /// The API's view of the domain: the provisioning URLs (token hidden
+    /// from read-only users).
+    urls: DomainJson,
 }
 
 /// The domain as the form shows it.
@@ -46,6 +51,8 @@ struct DomainForm {
     webhooksecret_set: bool,
     settings: String,
     sitenetworks: String,
+    requiretoken: bool,
+    requireclientcert: bool,
 }
 
 impl DomainForm {
@@ -67,6 +74,8 @@ impl DomainForm {
             webhooksecret_set: !d.relay.webhook_secret.expose().is_empty(),
             settings: settings::to_lines(&d.settings),
             sitenetworks: site_networks_text(&d.site_networks),
+            requiretoken: d.access.require_token,
+            requireclientcert: d.access.require_client_cert,
         }
     }
 
@@ -89,6 +98,8 @@ impl DomainForm {
             *slot = f.get(name).to_string();
         }
         self.claimcreates = f.ticked("claimcreates");
+        self.requiretoken = f.ticked("requiretoken");
+        self.requireclientcert = f.ticked("requireclientcert");
         self
     }
 }
@@ -114,6 +125,8 @@ fn changes(f: &Fields) -> Result<DomainChanges, ApiError> {
         webhook_secret: secret("webhooksecret"),
         claim_creates: Some(f.ticked("claimcreates")),
         site_networks: Some(parse_site_networks([f.get("sitenetworks")])?),
+        require_token: Some(f.ticked("requiretoken")),
+        require_client_cert: Some(f.ticked("requireclientcert")),
     })
 }
 
@@ -122,15 +135,40 @@ pub struct DomainQuery {
     done: Option<String>,
 }
 
-pub async fn page(State(state): State<AdminState>, session: Session, Query(q): Query<DomainQuery>) -> PageResult {
+pub async fn page(
+    State(state): State<AdminState>,
+    session: Session,
+    headers: HeaderMap,
+    Query(q): Query<DomainQuery>,
+) -> PageResult {
     let nav = Nav::new(&state, &session, "domain").await?;
     let d = state.api.store.domain_by_name(&session.row.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
-    let message =
-        (q.done.as_deref() == Some("saved")).then_some("Saved. Phones whose configuration changed are told to fetch it.");
-    Ok(html(StatusCode::OK, &DomainPage { nav, message, error: None, d: DomainForm::from_domain(&d) }))
+    let message = match q.done.as_deref() {
+        Some("saved") => Some("Saved. Phones whose configuration changed are told to fetch it."),
+        Some("rotated") => Some("New provisioning URL. Every phone of the domain is told to fetch its files, which name it; the old URL works until the grace period ends."),
+        _ => None,
+    };
+    let urls = DomainJson::new(&d, &session.caller(), &state.api.urls, &request_host(&headers));
+    Ok(html(StatusCode::OK, &DomainPage { nav, message, error: None, d: DomainForm::from_domain(&d), urls }))
 }
 
-pub async fn update(State(state): State<AdminState>, posted: Posted) -> PageResult {
+/// Rotates the provisioning token (admins), with the grace period typed
+/// in hours.
+pub async fn rotate_token(State(state): State<AdminState>, posted: Posted) -> PageResult {
+    let caller = posted.session.caller();
+    caller.require_admin()?;
+    let hours = posted.fields.get("gracehours").trim();
+    let grace = match hours.parse::<i64>() {
+        Ok(h) => crate::model::access::parse_grace_hours(h).map_err(ApiError::from)?,
+        Err(_) if hours.is_empty() => crate::model::access::DEFAULT_GRACE,
+        Err(_) => return Err(ApiError::BadRequest("gracehours: must be a whole number of hours".into()).into()),
+    };
+    state.api.store.rotate_provisioning_token(&caller.actor(), &caller.domain, grace).await?;
+    tracing::info!(user = %caller.user.login(), domain = %caller.domain, grace_hours = grace.as_secs() / 3600, "provisioning token rotated (admin UI)");
+    Ok(Redirect::to("/admin/domain?done=rotated").into_response())
+}
+
+pub async fn update(State(state): State<AdminState>, headers: HeaderMap, posted: Posted) -> PageResult {
     let caller = posted.session.caller();
     caller.require_admin()?;
     let result = match changes(&posted.fields) {
@@ -148,7 +186,8 @@ pub async fn update(State(state): State<AdminState>, posted: Posted) -> PageResu
             let nav = Nav::new(&state, &posted.session, "domain").await?;
             let d = state.api.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
             let form = DomainForm::from_domain(&d).with_fields(&posted.fields);
-            Ok(html(StatusCode::BAD_REQUEST, &DomainPage { nav, message: None, error: Some(e.to_string()), d: form }))
+            let urls = DomainJson::new(&d, &caller, &state.api.urls, &request_host(&headers));
+            Ok(html(StatusCode::BAD_REQUEST, &DomainPage { nav, message: None, error: Some(e.to_string()), d: form, urls }))
         }
         Err(e) => Err(e.into()),
     }

@@ -14,6 +14,7 @@ use super::form::{Fields, Posted};
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
+use crate::api::handsets::{create_for, update_for};
 use crate::api::ApiError;
 use crate::model::settings;
 use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
@@ -228,12 +229,9 @@ pub async fn create(State(state): State<AdminState>, posted: Posted) -> PageResu
     let result = match (validate_extension(&ext), create_changes(&posted.fields)) {
         (Err(e), _) => Err(ApiError::from(e)),
         (_, Err(e)) => Err(e),
-        (Ok(()), Ok(fields)) => state
-            .api
-            .store
-            .create_handset(&caller.actor(), caller.domain_id, NewHandset { extensionnumber: ext.clone(), fields })
-            .await
-            .map_err(ApiError::from),
+        (Ok(()), Ok(fields)) => {
+            create_for(&state.api, &caller, vec![NewHandset { extensionnumber: ext.clone(), fields }]).await.map_err(|(_, e)| e)
+        }
     };
     match result {
         Ok(_) => {
@@ -345,9 +343,7 @@ pub async fn update(State(state): State<AdminState>, Path(ext): Path<String>, he
     let caller = posted.session.caller();
     caller.require_write()?;
     let result = match edit_changes(&posted.fields) {
-        Ok(changes) => {
-            state.api.store.update_handset(&caller.actor(), caller.domain_id, &ext, &changes).await.map_err(ApiError::from)
-        }
+        Ok(changes) => update_for(&state.api, &caller, &ext, &changes).await,
         Err(e) => Err(e),
     };
     match result {

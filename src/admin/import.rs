@@ -11,7 +11,7 @@ use super::form::{check_csrf, Fields};
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
-use crate::api::handsets::MAX_CSV_BODY;
+use crate::api::handsets::{check_import_for, MAX_CSV_BODY};
 use crate::api::ApiError;
 use crate::handset_csv::RowError;
 use crate::store::handsets::ImportReport;
@@ -42,7 +42,7 @@ pub async fn upload(State(state): State<AdminState>, session: Session, headers: 
     caller.require_write()?;
     let nav = Nav::new(&state, &session, "import").await?;
     let mut page = ImportPage { nav, file, errors: Vec::new(), checked: None, report: None };
-    let checked = match crate::handset_csv::check(&state.api.store, caller.domain_id, &bytes, fields.ticked("update")).await? {
+    let checked = match check_import_for(&state.api, &caller, &bytes, fields.ticked("update")).await? {
         Ok(checked) => checked,
         Err(errors) => {
             page.errors = errors;

@@ -65,6 +65,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/devices/claim", post(devices::claim))
         .route("/admin/import", get(import::page).post(import::upload).layer(DefaultBodyLimit::max(import::MAX_UPLOAD)))
         .route("/admin/domain", get(domain::page).post(domain::update))
+        .route("/admin/domain/token", post(domain::rotate_token))
         .route("/admin/static/admin.css", get(stylesheet))
         .route("/admin/{*rest}", axum::routing::any(not_found))
         .layer(middleware::from_fn(page_headers))

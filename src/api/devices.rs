@@ -30,14 +30,15 @@ pub struct DeviceParams {
     domain: Option<String>,
 }
 
-/// `GET /api/device?state=known|unknown`. Unknown devices belong to no
-/// tenant yet (any tenant's phone may be booting): superusers list them
-/// all, everyone else those last seen from the domain's site networks.
+/// `GET /api/device?state=known|unknown`. An unknown phone belongs to the
+/// tenant whose provisioning token it came under; superusers list them
+/// all, everyone else those of their domain's token or last seen from its
+/// site networks.
 #[utoipa::path(
     get,
     path = "/api/device",
     tag = "installers",
-    summary = "Phones that fetched files: known ones of the domain, or unknown MACs (superusers: all; others: from the domain's site networks)",
+    summary = "Phones that fetched files: known ones of the domain, or unknown MACs (superusers: all; others: those under the domain's token or from its site networks)",
     params(DeviceParams),
     responses((status = 200, description = "Devices in MAC order", body = [crate::store::devices::DeviceRow]), ErrorResponses),
     security(("basic" = []))
@@ -60,13 +61,13 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http
 }
 
 /// The unknown devices `caller` may see: all for a superuser, else those
-/// last seen from the domain's site networks.
+/// that came under the domain's token or from its site networks.
 pub async fn unknown_scope(store: &crate::store::Store, caller: &Caller) -> ApiResult<DeviceScope> {
     if caller.user.superuser {
         return Ok(DeviceScope::Unknown);
     }
     let domain = store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
-    Ok(DeviceScope::UnknownFrom(domain.site_networks))
+    Ok(DeviceScope::UnknownFor { domain_id: domain.id, networks: domain.site_networks })
 }
 
 /// `POST /api/device/{mac}/claim` with `{"extensionnumber": "…", "model":
@@ -100,22 +101,37 @@ pub async fn claim(
         }
     }
     let ext = ext.ok_or_else(|| ApiError::BadRequest("extensionnumber: is required".into()))?;
-    Ok(Json(HandsetJson::from(&claim_for(&state.store, &caller, mac, &ext, model).await?)))
+    Ok(Json(HandsetJson::from(&claim_for(&state, &caller, mac, &ext, model).await?)))
 }
 
 /// A claim as the API and the web UI make it: the extension checked, the
-/// domain's `claimcreates` obeyed, the push queued with it.
+/// phone one the caller may see (seen under the domain's token or from its
+/// site networks; else 404, as for a MAC nobody has), the domain's
+/// `claimcreates` obeyed, the push queued with it.
 pub async fn claim_for(
-    store: &crate::store::Store,
+    state: &ApiState,
     caller: &Caller,
     mac: Mac,
     ext: &str,
     model: Option<String>,
 ) -> ApiResult<crate::store::handsets::HandsetView> {
+    let store = &state.store;
     caller.require_write()?;
     crate::model::validate_extension(ext)?;
+    state.mac_probes.check(caller)?;
     let domain = store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
-    let view = store.claim_device(&caller.actor(), caller.domain_id, mac, ext, model, domain.claim_creates).await?;
+    if !caller.user.superuser {
+        let device = store.device(&mac).await?;
+        if !device.is_some_and(|d| d.visible_to(domain.id, &domain.site_networks)) {
+            return Err(ApiError::NotFound(
+                "Device not found: it has not asked for its file under this domain's provisioning URL or from its site networks",
+            ));
+        }
+    }
+    let view = match store.claim_device(&caller.actor(), caller.domain_id, mac, ext, model, domain.claim_creates).await {
+        Ok(view) => view,
+        Err(e) => return Err(state.mac_probes.answer(store, caller, Some(mac), Some(ext), e).await),
+    };
     tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, mac = %mac, "device claimed");
     Ok(view)
 }

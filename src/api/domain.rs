@@ -1,6 +1,7 @@
 //! The caller's domain: the settings every phone of the domain is given.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use serde::Serialize;
 
@@ -41,6 +42,64 @@ pub struct DomainJson {
     /// the unknown phones last seen from them. Written as an array of
     /// addresses or CIDRs, or one string of them separated by commas.
     pub sitenetworks: Vec<String>,
+    /// The domain's provisioning token (`***` for read-only users): the
+    /// secret in the URL its phones fetch from.
+    pub provisioningtoken: String,
+    /// The URL to give the domain's phones (DHCP option 66, a vendor's
+    /// redirect service): `https://prov.example.com/p/<token>/`.
+    pub provisioningurl: String,
+    /// The same on each listener: `http`, `https`, `tftp`.
+    pub provisioningurls: BTreeMap<&'static str, String>,
+    /// Per-MAC files only under the token (or to a phone proving itself
+    /// with its device credentials or certificate).
+    pub requiretoken: bool,
+    /// Per-MAC files only to phones presenting a device certificate.
+    pub requireclientcert: bool,
+}
+
+/// Where phones reach this server, for the provisioning URLs shown to
+/// admins.
+#[derive(Clone, Debug, Default)]
+pub struct ProvisioningUrls {
+    /// `public_url` (ending in `/`), which wins when set.
+    pub public_url: Option<String>,
+    pub http_port: Option<u16>,
+    pub https_port: Option<u16>,
+    pub tftp_port: Option<u16>,
+    /// The HTTP(S) path prefix (`/prov`), if any.
+    pub prefix: Option<String>,
+    /// Phones trust our certificate (an operator's): HTTPS is the URL to give.
+    pub prefer_https: bool,
+}
+
+impl ProvisioningUrls {
+    /// The URL to give phones, and one per listener, for `token` on `host`
+    /// (the name the admin reached us by).
+    pub fn for_token(&self, host: &str, token: &str) -> (String, BTreeMap<&'static str, String>) {
+        let prefix = self.prefix.as_deref().unwrap_or("");
+        let at = |scheme: &str, port: u16, default: u16, prefix: &str| {
+            let port = if port == default { String::new() } else { format!(":{port}") };
+            format!("{scheme}://{host}{port}{prefix}/p/{token}/")
+        };
+        let mut each = BTreeMap::new();
+        if let Some(p) = self.http_port {
+            each.insert("http", at("http", p, 80, prefix));
+        }
+        if let Some(p) = self.https_port {
+            each.insert("https", at("https", p, 443, prefix));
+        }
+        if let Some(p) = self.tftp_port {
+            each.insert("tftp", at("tftp", p, 69, ""));
+        }
+        let preferred = match &self.public_url {
+            Some(url) => format!("{url}p/{token}/"),
+            None => {
+                let first = if self.prefer_https { ["https", "http", "tftp"] } else { ["http", "https", "tftp"] };
+                first.iter().find_map(|s| each.get(s).cloned()).unwrap_or_default()
+            }
+        };
+        (preferred, each)
+    }
 }
 
 fn masked(s: &crate::model::Secret) -> &'static str {
@@ -51,8 +110,11 @@ fn masked(s: &crate::model::Secret) -> &'static str {
     }
 }
 
-impl From<&Domain> for DomainJson {
-    fn from(d: &Domain) -> Self {
+impl DomainJson {
+    /// `d` as `caller` may see it, its URLs on `host`.
+    pub fn new(d: &Domain, caller: &Caller, urls: &ProvisioningUrls, host: &str) -> Self {
+        let token = d.access.token.expose();
+        let (provisioningurl, provisioningurls) = urls.for_token(host, token);
         DomainJson {
             name: d.name.clone(),
             sipserver: d.sip_server.clone(),
@@ -71,7 +133,41 @@ impl From<&Domain> for DomainJson {
             webhooksecret: masked(&d.relay.webhook_secret),
             claimcreates: d.claim_creates,
             sitenetworks: d.site_networks.iter().map(|n| n.to_string()).collect(),
+            provisioningtoken: token.to_string(),
+            provisioningurl,
+            provisioningurls,
+            requiretoken: d.access.require_token,
+            requireclientcert: d.access.require_client_cert,
         }
+        .hide_token_from(caller)
+    }
+
+    /// Read-only users do not see the token (it opens the domain's phones'
+    /// files to anyone who knows a MAC).
+    fn hide_token_from(mut self, caller: &Caller) -> Self {
+        if caller.require_write().is_err() {
+            let token = std::mem::replace(&mut self.provisioningtoken, "***".into());
+            for url in std::iter::once(&mut self.provisioningurl).chain(self.provisioningurls.values_mut()) {
+                *url = url.replace(&token, "***");
+            }
+        }
+        self
+    }
+}
+
+/// The host name an API request used (without its port), for the URLs it
+/// is shown; `localhost` when the header is missing or odd.
+pub fn request_host(headers: &axum::http::HeaderMap) -> String {
+    let raw = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = match raw.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(a, _)| format!("[{a}]")).unwrap_or_default(),
+        None => raw.split(':').next().unwrap_or("").to_string(),
+    };
+    let plain = host.trim_start_matches('[').trim_end_matches(']');
+    if crate::model::validate_host("host", plain).is_ok() {
+        host
+    } else {
+        "localhost".into()
     }
 }
 
@@ -94,9 +190,9 @@ fn site_networks(v: &serde_json::Value) -> ApiResult<Vec<ipnet::IpNet>> {
     responses((status = 200, description = "The domain", body = DomainJson), ErrorResponses),
     security(("basic" = []))
 )]
-pub async fn show(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<DomainJson>> {
+pub async fn show(State(state): State<ApiState>, caller: Caller, headers: HeaderMap) -> ApiResult<Json<DomainJson>> {
     let d = state.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
-    Ok(Json(DomainJson::from(&d)))
+    Ok(Json(DomainJson::new(&d, &caller, &state.urls, &request_host(&headers))))
 }
 
 /// Changes the domain's settings; every handset of the domain gets a new
@@ -111,7 +207,12 @@ pub async fn show(State(state): State<ApiState>, caller: Caller) -> ApiResult<Js
     responses((status = 200, description = "The domain", body = DomainJson), ErrorResponses),
     security(("basic" = []))
 )]
-pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(body): JsonObject) -> ApiResult<Json<DomainJson>> {
+pub async fn update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<DomainJson>> {
     caller.require_admin()?;
     let mut c = DomainChanges::default();
     for (key, v) in &body {
@@ -139,6 +240,10 @@ pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(bo
             "webhooksecret" => c.webhook_secret = Some(crate::model::Secret::new(string_field("webhooksecret", v)?)),
             "claimcreates" => c.claim_creates = Some(crate::model::handset::parse_bool("claimcreates", v)?),
             "sitenetworks" => c.site_networks = Some(site_networks(v)?),
+            "requiretoken" => c.require_token = Some(crate::model::handset::parse_bool("requiretoken", v)?),
+            "requireclientcert" => c.require_client_cert = Some(crate::model::handset::parse_bool("requireclientcert", v)?),
+            // Shown, not set: POST /api/domain/provisioningtoken rotates it.
+            "provisioningtoken" | "provisioningurl" | "provisioningurls" => {}
             "modelsettings" => {
                 let obj = v
                     .as_object()
@@ -156,5 +261,43 @@ pub async fn update(State(state): State<ApiState>, caller: Caller, JsonObject(bo
     if !changed.is_empty() {
         tracing::info!(user = %caller.user.login(), domain = %d.name, fields = %changed.join(","), "domain updated");
     }
-    Ok(Json(DomainJson::from(&d)))
+    Ok(Json(DomainJson::new(&d, &caller, &state.urls, &request_host(&headers))))
+}
+
+/// `POST /api/domain/provisioningtoken` with optional `{"gracehours": N}`:
+/// draws a new provisioning token. The old one keeps working for the grace
+/// period (default 168 hours; 0 ends it at once, for a token that leaked),
+/// and every phone of the domain is pushed its files with the new URL.
+#[utoipa::path(
+    post,
+    path = "/api/domain/provisioningtoken",
+    tag = "domain",
+    summary = "Rotate the domain's provisioning token (admins); the old one works for gracehours (default 168)",
+    params(DomainParam),
+    request_body(content = Object, description = "Optionally gracehours: 0 to 2160"),
+    responses((status = 200, description = "The domain with its new token", body = DomainJson), ErrorResponses),
+    security(("basic" = []))
+)]
+pub async fn rotate_token(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    super::body::JsonBody(body): super::body::JsonBody,
+) -> ApiResult<Json<DomainJson>> {
+    caller.require_admin()?;
+    let mut grace = crate::model::access::DEFAULT_GRACE;
+    let options = match body {
+        serde_json::Value::Null => serde_json::Map::new(),
+        serde_json::Value::Object(m) => m,
+        _ => return Err(ApiError::BadRequest("Bad JSON: the body must be a JSON object".into())),
+    };
+    for (key, v) in &options {
+        match key.as_str() {
+            "gracehours" => grace = crate::model::access::parse_grace_hours(integer_field("gracehours", v)?)?,
+            other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
+        }
+    }
+    let d = state.store.rotate_provisioning_token(&caller.actor(), &caller.domain, grace).await?;
+    tracing::info!(user = %caller.user.login(), domain = %d.name, grace_hours = grace.as_secs() / 3600, "provisioning token rotated");
+    Ok(Json(DomainJson::new(&d, &caller, &state.urls, &request_host(&headers))))
 }

@@ -29,6 +29,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("Too many failed logins; try again later")]
     TooManyRequests(Duration),
+    #[error("Too many answers naming MACs in use in other domains; try again later")]
+    TooManyMacConflicts(Duration),
     #[error("{0}")]
     NotImplemented(String),
     #[error("internal: {0}")]
@@ -62,7 +64,7 @@ impl ApiError {
             ApiError::SslRequired => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::TooManyMacConflicts(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -86,7 +88,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"autoprov\""));
             }
-            ApiError::TooManyRequests(left) => {
+            ApiError::TooManyRequests(left) | ApiError::TooManyMacConflicts(left) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(left.as_secs().max(1)));
             }
             _ => {}

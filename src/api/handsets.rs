@@ -232,7 +232,7 @@ pub async fn update(
 ) -> ApiResult<Json<HandsetJson>> {
     caller.require_write()?;
     let changes = parse_changes(&body, Some(&ext))?;
-    let (view, changed) = state.store.update_handset(&caller.actor(), caller.domain_id, &ext, &changes).await?;
+    let (view, changed) = update_for(&state, &caller, &ext, &changes).await?;
     if !changed.is_empty() {
         tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, fields = %changed.join(","), revision = view.handset.revision, "handset updated");
     }
@@ -275,7 +275,7 @@ pub async fn create(State(state): State<ApiState>, caller: Caller, JsonBody(body
     for (i, body) in items.iter().enumerate() {
         new.push(new_handset(body).map_err(|e| at(i, e))?);
     }
-    let created = state.store.create_handsets(&caller.actor(), caller.domain_id, new).await.map_err(|(i, e)| at(i, e.into()))?;
+    let created = create_for(&state, &caller, new).await.map_err(|(i, e)| at(i, e))?;
     tracing::info!(user = %caller.user.login(), domain = %caller.domain, count = created.len(), "handsets created");
     let json: Vec<HandsetJson> = created.iter().map(HandsetJson::from).collect();
     Ok(if bulk {
@@ -283,6 +283,40 @@ pub async fn create(State(state): State<ApiState>, caller: Caller, JsonBody(body
     } else {
         (StatusCode::CREATED, Json(json.into_iter().next())).into_response()
     })
+}
+
+/// Handset Update as the API and the web UI make it: a 409 for a MAC of
+/// another domain is counted against the caller (see `mac_probes`).
+pub async fn update_for(
+    state: &ApiState,
+    caller: &Caller,
+    ext: &str,
+    changes: &HandsetChanges,
+) -> ApiResult<(HandsetView, Vec<&'static str>)> {
+    let mac = changes.mac.flatten();
+    if mac.is_some() {
+        state.mac_probes.check(caller)?;
+    }
+    match state.store.update_handset(&caller.actor(), caller.domain_id, ext, changes).await {
+        Ok(done) => Ok(done),
+        Err(e) => Err(state.mac_probes.answer(&state.store, caller, mac, Some(ext), e).await),
+    }
+}
+
+/// Create as the API and the web UI make it (all or none); a failure comes
+/// with the index of the handset that caused it.
+pub async fn create_for(state: &ApiState, caller: &Caller, new: Vec<NewHandset>) -> Result<Vec<HandsetView>, (usize, ApiError)> {
+    let macs: Vec<Option<Mac>> = new.iter().map(|n| n.fields.mac.flatten()).collect();
+    if macs.iter().any(Option::is_some) {
+        state.mac_probes.check(caller).map_err(|e| (0, e))?;
+    }
+    match state.store.create_handsets(&caller.actor(), caller.domain_id, new).await {
+        Ok(created) => Ok(created),
+        Err((i, e)) => {
+            let ext = None;
+            Err((i, state.mac_probes.answer(&state.store, caller, macs.get(i).copied().flatten(), ext, e).await))
+        }
+    }
 }
 
 /// The most handsets one bulk create takes.
@@ -440,7 +474,7 @@ pub async fn import(
     };
     let (dry_run, update) = (flag(p.dryrun, "dryrun")?, flag(p.update, "update")?);
     let bytes = axum::body::to_bytes(body, MAX_CSV_BODY).await.map_err(|_| ApiError::PayloadTooLarge(MAX_CSV_BODY))?;
-    let checked = match crate::handset_csv::check(&state.store, caller.domain_id, &bytes, update).await? {
+    let checked = match check_import_for(&state, &caller, &bytes, update).await? {
         Ok(checked) => checked,
         Err(errors) => return Ok(refused(errors)),
     };
@@ -450,6 +484,30 @@ pub async fn import(
     let report = state.store.import_handsets(&caller.actor(), caller.domain_id, checked.rows, &checked.existing, &|_| {}).await?;
     tracing::info!(user = %caller.user.login(), domain = %caller.domain, created = report.created, updated = report.updated, "handsets imported");
     Ok(Json(report).into_response())
+}
+
+/// Checks a CSV file for the caller's domain, as the API and the web UI
+/// import it. Rows naming MACs of other domains are counted against the
+/// caller, one per row (see `mac_probes`): a file with more of them than
+/// the caller has left is refused whole (429), without naming any.
+pub async fn check_import_for(
+    state: &ApiState,
+    caller: &Caller,
+    bytes: &[u8],
+    update: bool,
+) -> ApiResult<Result<crate::handset_csv::CheckedImport, Vec<crate::handset_csv::RowError>>> {
+    state.mac_probes.check(caller)?;
+    let checked = crate::handset_csv::check(&state.store, caller.domain_id, bytes, update).await?;
+    if let Err(errors) = &checked {
+        let foreign = errors.iter().filter(|e| e.foreign_mac).count();
+        let foreign = u32::try_from(foreign).unwrap_or(u32::MAX);
+        if foreign > state.mac_probes.remaining(caller) {
+            state.mac_probes.count(&state.store, caller, foreign, "handset.import.macconflict", None).await?;
+            return Err(ApiError::TooManyMacConflicts(super::mac_probes::MAC_PROBE_POLICY.ban));
+        }
+        state.mac_probes.count(&state.store, caller, foreign, "handset.import.macconflict", None).await?;
+    }
+    Ok(checked)
 }
 
 fn refused(errors: Vec<crate::handset_csv::RowError>) -> Response {

@@ -11,6 +11,7 @@ pub mod devices;
 pub mod domain;
 pub mod error;
 pub mod handsets;
+pub mod mac_probes;
 pub mod openapi;
 pub mod paging;
 pub mod status;
@@ -32,11 +33,19 @@ pub use error::{ApiError, ApiResult};
 pub struct ApiState {
     pub store: Store,
     pub auth: Arc<auth::Authenticator>,
+    pub mac_probes: Arc<mac_probes::MacProbes>,
+    /// What the domain's provisioning URL looks like.
+    pub urls: Arc<domain::ProvisioningUrls>,
 }
 
 impl ApiState {
-    pub fn new(store: Store) -> Self {
-        ApiState { auth: Arc::new(auth::Authenticator::new(store.clone())), store }
+    pub fn new(store: Store, urls: domain::ProvisioningUrls) -> Self {
+        ApiState {
+            auth: Arc::new(auth::Authenticator::new(store.clone())),
+            mac_probes: Arc::default(),
+            urls: Arc::new(urls),
+            store,
+        }
     }
 }
 
@@ -50,6 +59,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/handsetstatus", get(status::search))
         .route("/api/handsetstatus/{extensionnumber}", get(status::select).put(status::report))
         .route("/api/domain", get(domain::show).put(domain::update))
+        .route("/api/domain/provisioningtoken", axum::routing::post(domain::rotate_token))
         .route("/api/audit", get(audit::list))
         .route("/api/device", get(devices::list))
         .route("/api/device/{mac}/claim", axum::routing::post(devices::claim))

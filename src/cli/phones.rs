@@ -36,7 +36,8 @@ pub async fn render(settings: &Settings, mac: &str, file: Option<&str>, url: Opt
     let mac: Mac = mac.parse()?;
     let profiles = Profiles::load(settings.profiles_dir.as_deref())?;
     let store = Store::open(&settings.database_url).await?;
-    let provisioner = Provisioner::new(store.clone(), profiles, settings);
+    // A preview asks for no proof: no Digest nonce is ever checked.
+    let provisioner = Provisioner::new(store.clone(), profiles, settings, Default::default(), crate::model::Secret::generate(32));
     let base = url.or_else(|| settings.public_url.clone()).unwrap_or_else(|| match settings.http_listen {
         Listen::On(a) => format!("http://localhost:{}/", a.port()),
         Listen::Off => "https://localhost/".into(),

@@ -1,7 +1,9 @@
-//! Defences against guessing: failed API logins now, provisioning scans
-//! (per-IP misses) with the provisioning issue. Both count strikes per key
-//! in a bounded table and ban keys that strike too often.
+//! Defences against guessing: bounded strike tables that ban keys (users,
+//! source addresses) that fail too often, and the provisioning scan guard
+//! built on them.
 
+pub mod scan;
 pub mod strikes;
 
+pub use scan::{Miss, ScanGuard};
 pub use strikes::{StrikePolicy, StrikeTable};

@@ -25,6 +25,9 @@ struct Entry {
     window_start: Instant,
     strikes: u32,
     banned_until: Option<Instant>,
+    /// For distinct counting: fingerprints of what struck in this window
+    /// (at most `threshold + 1`: the ban needs no more).
+    seen: Vec<u64>,
 }
 
 /// What a strike led to.
@@ -57,22 +60,83 @@ impl<K: Hash + Eq + Clone> StrikeTable<K> {
 
     /// Counts one strike against `key`.
     pub fn strike(&self, key: &K, now: Instant) -> Strike {
+        self.strike_n(key, 1, now)
+    }
+
+    /// Counts `n` strikes against `key` at once (a file with `n` refused rows).
+    pub fn strike_n(&self, key: &K, n: u32, now: Instant) -> Strike {
+        self.with_entry(key, now, |e| {
+            e.strikes = e.strikes.saturating_add(n);
+            true
+        })
+    }
+
+    /// Counts a strike for `item` against `key` unless `item` struck in
+    /// this window already: what is counted is distinct items (unknown
+    /// MACs from one address), not requests.
+    pub fn strike_distinct(&self, key: &K, item: u64, now: Instant) -> Strike {
+        let cap = self.policy.threshold as usize + 1;
+        self.with_entry(key, now, |e| {
+            if e.seen.contains(&item) {
+                return false;
+            }
+            if e.seen.len() < cap {
+                e.seen.push(item);
+            }
+            e.strikes = e.strikes.saturating_add(1);
+            true
+        })
+    }
+
+    /// Takes back `item`'s strike (it proved itself after all), unless the
+    /// ban has already fallen.
+    pub fn forgive_item(&self, key: &K, item: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = entries.get_mut(key).filter(|e| e.banned_until.is_none()) {
+            if let Some(i) = e.seen.iter().position(|s| *s == item) {
+                e.seen.swap_remove(i);
+                e.strikes = e.strikes.saturating_sub(1);
+            }
+        }
+    }
+
+    /// How many more strikes `key` may take in this window before a ban
+    /// (0 while banned).
+    pub fn remaining(&self, key: &K, now: Instant) -> u32 {
+        let p = self.policy;
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match entries.get(key) {
+            None => p.threshold,
+            Some(e) if e.banned_until.is_some_and(|until| until > now) => 0,
+            Some(e) if e.banned_until.is_some() || now.duration_since(e.window_start) > p.window => p.threshold,
+            Some(e) => p.threshold.saturating_sub(e.strikes),
+        }
+    }
+
+    /// Runs `count` on `key`'s entry (its window and an expired ban reset
+    /// first); bans when the count passes the threshold.
+    fn with_entry(&self, key: &K, now: Instant, count: impl FnOnce(&mut Entry) -> bool) -> Strike {
         let p = self.policy;
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if !entries.contains_key(key) && entries.len() >= p.capacity {
             evict(&mut entries, now, p);
         }
-        let e = entries.entry(key.clone()).or_insert(Entry { window_start: now, strikes: 0, banned_until: None });
+        let e =
+            entries.entry(key.clone()).or_insert(Entry { window_start: now, strikes: 0, banned_until: None, seen: Vec::new() });
         if e.banned_until.is_some_and(|until| until <= now) {
             e.banned_until = None;
             e.strikes = 0;
             e.window_start = now;
+            e.seen.clear();
         }
         if now.duration_since(e.window_start) > p.window {
             e.window_start = now;
             e.strikes = 0;
+            e.seen.clear();
         }
-        e.strikes = e.strikes.saturating_add(1);
+        if !count(e) {
+            return Strike::Counted;
+        }
         if e.strikes > p.threshold && e.banned_until.is_none() {
             e.banned_until = Some(now + p.ban);
             Strike::Banned
@@ -146,6 +210,35 @@ mod tests {
         for i in 0..10 {
             assert_eq!(t.strike(&"u", t0 + Duration::from_secs(61 * i)), Strike::Counted);
         }
+    }
+
+    #[test]
+    fn distinct_items_strike_once_and_can_be_forgiven() {
+        let t = StrikeTable::new(policy(100));
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(t.strike_distinct(&"ip", 1, t0), Strike::Counted, "the same item again is not a new strike");
+        }
+        assert_eq!(t.remaining(&"ip", t0), 2);
+        t.forgive_item(&"ip", 1);
+        assert_eq!(t.remaining(&"ip", t0), 3);
+        for item in 2..5 {
+            assert_eq!(t.strike_distinct(&"ip", item, t0), Strike::Counted);
+        }
+        assert_eq!(t.strike_distinct(&"ip", 5, t0), Strike::Banned);
+        assert_eq!(t.remaining(&"ip", t0), 0);
+        t.forgive_item(&"ip", 5);
+        assert!(t.banned(&"ip", t0).is_some(), "a ban is not taken back");
+    }
+
+    #[test]
+    fn several_strikes_at_once() {
+        let t = StrikeTable::new(policy(100));
+        let t0 = Instant::now();
+        assert_eq!(t.strike_n(&"user", 3, t0), Strike::Counted);
+        assert_eq!(t.remaining(&"user", t0), 0);
+        assert_eq!(t.strike_n(&"user", 1, t0), Strike::Banned);
+        assert_eq!(t.remaining(&"user", t0 + Duration::from_secs(301)), 3, "after the ban the window starts over");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::access::ProvisioningAccess;
 use super::relay::RelaySettings;
 use super::settings::ExtraSettings;
 use super::status::Transport;
@@ -28,6 +29,8 @@ pub struct Domain {
     /// Where the domain's phones fetch from: its users see the unknown
     /// phones seen last from these networks.
     pub site_networks: Vec<ipnet::IpNet>,
+    /// The provisioning token and what the domain demands of phones.
+    pub access: ProvisioningAccess,
 }
 
 /// A partial change of a domain's settings; `None` leaves a field alone.
@@ -49,12 +52,25 @@ pub struct DomainChanges {
     pub webhook_secret: Option<Secret>,
     pub claim_creates: Option<bool>,
     pub site_networks: Option<Vec<ipnet::IpNet>>,
+    pub require_token: Option<bool>,
+    pub require_client_cert: Option<bool>,
 }
 
 /// Domain fields that are not what phones are told (how pushes travel, what
 /// claims may do): a change to them bumps no revision.
-pub const NON_CONFIG_FIELDS: &[&str] =
-    &["pushbackend", "amihost", "amiport", "amiuser", "amisecret", "webhookurl", "webhooksecret", "claimcreates", "sitenetworks"];
+pub const NON_CONFIG_FIELDS: &[&str] = &[
+    "pushbackend",
+    "amihost",
+    "amiport",
+    "amiuser",
+    "amisecret",
+    "webhookurl",
+    "webhooksecret",
+    "claimcreates",
+    "sitenetworks",
+    "requiretoken",
+    "requireclientcert",
+];
 
 /// Domain names are one DNS label: a user may log in as
 /// `name@mycompany.example.com` and we look up `mycompany`.
@@ -144,6 +160,8 @@ impl DomainChanges {
         set(&mut changed, "webhooksecret", &mut r.webhook_secret, &self.webhook_secret);
         set(&mut changed, "claimcreates", &mut d.claim_creates, &self.claim_creates);
         set(&mut changed, "sitenetworks", &mut d.site_networks, &self.site_networks);
+        set(&mut changed, "requiretoken", &mut d.access.require_token, &self.require_token);
+        set(&mut changed, "requireclientcert", &mut d.access.require_client_cert, &self.require_client_cert);
         changed
     }
 }
@@ -151,9 +169,15 @@ impl DomainChanges {
 /// The most networks a domain may name.
 pub const MAX_SITE_NETWORKS: usize = 64;
 
+/// The broadest site network a domain may name: a site's public addresses
+/// fit in these, and anything wider would claim other tenants' phones.
+pub const WIDEST_SITE_NETWORK_V4: u8 = 16;
+pub const WIDEST_SITE_NETWORK_V6: u8 = 48;
+
 /// Site networks as people write them: CIDRs or single addresses, separated
 /// by commas, spaces or lines. Host bits are cleared (`192.0.2.7/24` is
-/// `192.0.2.0/24`).
+/// `192.0.2.0/24`); networks broader than /16 (IPv4) or /48 (IPv6) are
+/// refused.
 pub fn parse_site_networks<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<ipnet::IpNet>, FieldError> {
     let mut nets = Vec::new();
     for item in items.into_iter().flat_map(|s| s.split(|c: char| c == ',' || c.is_whitespace())).filter(|s| !s.is_empty()) {
@@ -162,6 +186,12 @@ pub fn parse_site_networks<'a>(items: impl IntoIterator<Item = &'a str>) -> Resu
             .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
             .map_err(|_| FieldError::new("sitenetworks", format!("{item:?} is not an address or a CIDR such as 203.0.113.0/24")))?
             .trunc();
+        if !narrow_enough(&net) {
+            return Err(FieldError::new(
+                "sitenetworks",
+                format!("{net} is too broad: a site network is at most a /{WIDEST_SITE_NETWORK_V4} (IPv4) or /{WIDEST_SITE_NETWORK_V6} (IPv6)"),
+            ));
+        }
         if !nets.contains(&net) {
             nets.push(net);
         }
@@ -170,6 +200,21 @@ pub fn parse_site_networks<'a>(items: impl IntoIterator<Item = &'a str>) -> Resu
         return Err(FieldError::new("sitenetworks", format!("at most {MAX_SITE_NETWORKS} networks")));
     }
     Ok(nets)
+}
+
+/// Site networks as stored. Networks written before the breadth rule are
+/// dropped (they grant nothing) rather than failing every read of the domain.
+pub fn stored_site_networks(text: &str) -> Result<Vec<ipnet::IpNet>, FieldError> {
+    let all = text.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let narrow: Vec<&str> = all.filter(|s| s.parse::<ipnet::IpNet>().map_or(true, |n| narrow_enough(&n))).collect();
+    parse_site_networks(narrow)
+}
+
+fn narrow_enough(net: &ipnet::IpNet) -> bool {
+    match net {
+        ipnet::IpNet::V4(n) => n.prefix_len() >= WIDEST_SITE_NETWORK_V4,
+        ipnet::IpNet::V6(n) => n.prefix_len() >= WIDEST_SITE_NETWORK_V6,
+    }
 }
 
 /// Site networks as they are shown and stored: `203.0.113.7/32, 192.0.2.0/24`.
@@ -204,12 +249,17 @@ mod tests {
 
     #[test]
     fn site_networks_as_written() {
-        let nets = parse_site_networks(["203.0.113.7, 192.0.2.9/24\n2001:db8::/32 192.0.2.0/24"]).unwrap();
+        let nets = parse_site_networks(["203.0.113.7, 192.0.2.9/24\n2001:db8:5::/48 192.0.2.0/24"]).unwrap();
         let shown: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
-        assert_eq!(shown, ["203.0.113.7/32", "192.0.2.0/24", "2001:db8::/32"]);
+        assert_eq!(shown, ["203.0.113.7/32", "192.0.2.0/24", "2001:db8:5::/48"]);
         assert_eq!(parse_site_networks([""]).unwrap(), []);
         assert!(parse_site_networks(["10.0.0.0/33"]).is_err());
         assert!(parse_site_networks(["office"]).unwrap_err().to_string().contains("office"));
+        assert!(parse_site_networks(["10.0.0.0/15"]).unwrap_err().to_string().contains("too broad"));
+        assert!(parse_site_networks(["2001:db8::/47"]).is_err());
+        parse_site_networks(["10.1.0.0/16, 2001:db8:1::/48"]).unwrap();
+        let kept = stored_site_networks("0.0.0.0/0, 203.0.113.7/32").unwrap();
+        assert_eq!(site_networks_text(&kept), "203.0.113.7/32");
     }
 
     #[test]

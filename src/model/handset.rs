@@ -29,6 +29,10 @@ pub struct Handset {
     pub revision: i64,
     /// Extra vendor settings of this handset (the top layer).
     pub settings: ExtraSettings,
+    /// The device-credential password the phone is given in its config
+    /// and may fetch with later (user: its MAC). Drawn anew when the MAC
+    /// changes, so a replaced phone's credentials open nothing.
+    pub device_password: Secret,
 }
 
 /// A partial change (Handset Update) or, with `extensionnumber`, a creation.
@@ -93,6 +97,9 @@ impl HandsetChanges {
         set(&mut changed, "mac", &mut h.mac, &self.mac);
         set(&mut changed, "model", &mut h.model, &self.model);
         set(&mut changed, "settings", &mut h.settings, &self.settings);
+        if changed.contains(&"mac") {
+            h.device_password = super::access::new_device_password();
+        }
         if changed.iter().any(|f| CONFIG_FIELDS.contains(f)) {
             h.revision += 1;
         }
@@ -133,6 +140,7 @@ impl NewHandset {
             model: f.model.flatten(),
             revision: 1,
             settings: f.settings.unwrap_or_default(),
+            device_password: super::access::new_device_password(),
         })
     }
 }
@@ -206,6 +214,17 @@ mod tests {
         // The same value again is no change at all.
         assert!(name.apply(&mut h).is_empty());
         assert_eq!(h.revision, 2);
+    }
+
+    #[test]
+    fn a_new_mac_gets_new_device_credentials() {
+        let mut h = handset();
+        let first = h.device_password.clone();
+        assert_eq!(first.expose().len(), crate::model::access::DEVICE_PASSWORD_LEN);
+        HandsetChanges { name: Some("Desk".into()), ..Default::default() }.apply(&mut h);
+        assert_eq!(h.device_password, first, "only a MAC change draws new credentials");
+        HandsetChanges { mac: Some(Some("001565aabbcc".parse().unwrap())), ..Default::default() }.apply(&mut h);
+        assert_ne!(h.device_password, first);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The records autoprov keeps and the rules their fields obey. No I/O here:
 //! the API, the CLI and (later) the CSV importer all validate through these.
 
+pub mod access;
 pub mod domain;
 pub mod handset;
 pub mod mac;
@@ -10,6 +11,7 @@ pub mod settings;
 pub mod status;
 pub mod user;
 
+pub use access::ProvisioningAccess;
 pub use domain::{Domain, DomainChanges};
 pub use handset::{Handset, HandsetChanges, NewHandset};
 pub use mac::Mac;

@@ -7,6 +7,7 @@
 //! may add families whose templates are built in). Every profile is
 //! validated at start-up: a bad one stops the server, naming file and fault.
 
+pub mod device_cert;
 pub mod identify;
 
 use std::collections::BTreeMap;
@@ -104,10 +105,26 @@ pub struct Profile {
     /// there) `mac`.
     pub user_agents: Vec<String>,
     pub files: Vec<FileSpec>,
+    /// Names (with the same placeholders, and `{*}` for any run of letters,
+    /// digits, `.`, `_`, `-`) the family's phones ask for at boot that we do
+    /// not serve: firmware, licences, directories. They 404 quietly and
+    /// never count as a scan.
+    #[serde(default)]
+    pub quiet_files: Vec<String>,
+    /// How the family's factory device certificates name the phone's MAC:
+    /// `ATTRIBUTE=regex` with a `mac` group (see `profiles::device_cert`).
+    /// Empty where the family has no such certificate we know of.
+    #[serde(default)]
+    pub device_cert_macs: Vec<String>,
+    /// How the family's config gives a phone its device credentials (the
+    /// keys, as documentation: the templates write them), or why it cannot.
+    pub device_credentials: String,
     #[serde(default)]
     pub models: BTreeMap<String, ModelSpec>,
     #[serde(skip)]
     pub(crate) ua_matchers: Vec<Regex>,
+    #[serde(skip)]
+    pub(crate) cert_mac_patterns: Vec<device_cert::CertMacPattern>,
     #[serde(skip)]
     pub source: String,
 }
@@ -148,6 +165,8 @@ pub struct Profiles {
     ua_index: Arc<Vec<(usize, usize)>>,
     /// Lower-cased model name → family index (the first family wins).
     model_index: Arc<std::collections::HashMap<String, usize>>,
+    /// Every family's quiet files, consulted only for names nothing serves.
+    quiet_set: Arc<RegexSet>,
 }
 
 impl Profiles {
@@ -184,7 +203,15 @@ impl Profiles {
         let mut file_index = Vec::new();
         let mut ua_patterns = Vec::new();
         let mut ua_index = Vec::new();
+        let mut quiet_patterns = Vec::new();
         for (pi, p) in families.iter().enumerate() {
+            for name in &p.quiet_files {
+                let m = file_matcher(name).map_err(|reason| ProfileError {
+                    file: p.source.clone(),
+                    reason: format!("quiet_files: {name:?}: {reason}"),
+                })?;
+                quiet_patterns.push(m.as_str().to_string());
+            }
             for (fi, f) in p.files.iter().enumerate() {
                 file_patterns.push(f.matcher.as_ref().map(|m| m.as_str().to_string()).unwrap_or_default());
                 file_index.push((pi, fi));
@@ -206,6 +233,7 @@ impl Profiles {
             file_index: Arc::new(file_index),
             ua_set: Arc::new(build(ua_patterns)?),
             ua_index: Arc::new(ua_index),
+            quiet_set: Arc::new(build(quiet_patterns)?),
             families: Arc::new(families),
         })
     }
@@ -216,6 +244,12 @@ impl Profiles {
 
     pub fn iter(&self) -> impl Iterator<Item = &Profile> {
         self.families.iter()
+    }
+
+    /// Whether some family's phones ask for `name` at boot although no
+    /// profile serves it.
+    pub fn is_quiet(&self, name: &str) -> bool {
+        self.quiet_set.is_match(name)
     }
 
     pub fn family(&self, name: &str) -> Option<&Profile> {
@@ -280,6 +314,7 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
     for name in p.models.keys() {
         crate::model::validate_token("model", name, 64).map_err(|e| err(format!("models.{name}: {e}")))?;
     }
+    p.cert_mac_patterns = device_cert::compile(source, &p.device_cert_macs)?;
     Ok(p)
 }
 
@@ -295,6 +330,7 @@ fn file_matcher(name: &str) -> Result<Regex, String> {
             "mac" | "MAC" => "(?P<mac>[0-9a-fA-F]{12})",
             "code" => "(?P<code>[0-9A-Za-z]{1,16})",
             "model" => "(?P<model>[A-Za-z0-9_+-]{1,64})",
+            "*" => "[A-Za-z0-9._-]{1,64}",
             other => return Err(format!("unknown placeholder {{{other}}}")),
         });
         rest = &rest[end + 1..];
@@ -327,6 +363,8 @@ mod tests {
         let m = file_matcher("snom{model}-{MAC}.htm").unwrap();
         let c = m.captures("snomD785-000413AABBCC.htm").unwrap();
         assert_eq!((&c["model"], &c["mac"]), ("D785", "000413AABBCC"));
+        assert!(file_matcher("{*}.sip.ld").unwrap().is_match("2345-12375-001.sip.ld"));
+        assert!(!file_matcher("{*}.sip.ld").unwrap().is_match("a/b.sip.ld"));
         assert!(file_matcher("{mac}{mac}").is_err());
         assert!(file_matcher("{serial}.cfg").is_err());
     }

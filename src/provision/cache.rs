@@ -34,6 +34,19 @@ struct Entry {
     loaded: Instant,
 }
 
+/// The domain a provisioning token belongs to.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub domain_id: i64,
+    /// The domain's current token (what its configs name, even for a phone
+    /// that came under the previous one).
+    pub token: Arc<str>,
+}
+
+/// Every domain's tokens: token → (tenant, accepted until; `i64::MAX` for
+/// a current token).
+type TokenMap = HashMap<String, (Tenant, i64)>;
+
 pub struct PhoneCache {
     phones: RwLock<HashMap<Mac, Entry>>,
     /// One shared copy of each domain's settings.
@@ -46,6 +59,9 @@ pub struct PhoneCache {
     /// When the last feed read started (Unix ms).
     last_read_ms: AtomicI64,
     reading: Mutex<()>,
+    /// Loaded on first use and dropped with any domain change: domains are
+    /// few and their tokens small, so a token lookup never queries.
+    tokens: RwLock<Option<Arc<TokenMap>>>,
 }
 
 impl PhoneCache {
@@ -57,7 +73,42 @@ impl PhoneCache {
             synced_local: AtomicU64::new(store.local_change_count()),
             last_read_ms: AtomicI64::new(now_ms()),
             reading: Mutex::new(()),
+            tokens: RwLock::default(),
         }
+    }
+
+    /// The tenant whose provisioning token `token` is (or was, within its
+    /// grace), if any.
+    pub async fn tenant(&self, store: &Store, token: &str) -> Result<Option<Tenant>> {
+        if !crate::model::access::plausible_token(token) {
+            return Ok(None);
+        }
+        if store.local_change_count() != self.synced_local.load(Ordering::Acquire) {
+            self.read_feed(store).await?;
+        }
+        let map = self.tokens.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let map = match map {
+            Some(m) => m,
+            None => {
+                let generation = self.generation.load(Ordering::Acquire);
+                let mut map = TokenMap::new();
+                for (domain_id, access) in store.domain_tokens().await? {
+                    let tenant = Tenant { domain_id, token: Arc::from(access.token.expose()) };
+                    if !access.previous_token.expose().is_empty() {
+                        map.insert(access.previous_token.expose().to_string(), (tenant.clone(), access.previous_until));
+                    }
+                    if !access.token.expose().is_empty() {
+                        map.insert(access.token.expose().to_string(), (tenant, i64::MAX));
+                    }
+                }
+                let map = Arc::new(map);
+                if self.generation.load(Ordering::Acquire) == generation {
+                    *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Some(map.clone());
+                }
+                map
+            }
+        };
+        Ok(map.get(token).filter(|(_, until)| now_ms() < *until).map(|(t, _)| t.clone()))
     }
 
     /// The handset that owns `mac`, with its domain.
@@ -155,6 +206,7 @@ impl PhoneCache {
                     Change::Domain(id) => {
                         phones.retain(|_, e| e.phone.domain.id != *id);
                         self.domains.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+                        *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = None;
                     }
                 }
             }

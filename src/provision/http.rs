@@ -11,8 +11,9 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use super::{FetchRequest, Protocol, Provisioner, Refusal, Served};
-use crate::client::ClientInfo;
+use super::device_auth::Credentials;
+use super::{names, DeviceCert, FetchRequest, Origin, Protocol, Provisioner, Refusal, Served};
+use crate::client::{ClientCertificate, ClientInfo};
 
 #[derive(Clone)]
 struct HttpFront {
@@ -28,6 +29,7 @@ pub fn router(provisioner: Arc<Provisioner>, prefix: Option<String>) -> Router {
 async fn serve_file(
     State(front): State<HttpFront>,
     client: ClientInfo,
+    client_cert: Option<axum::Extension<ClientCertificate>>,
     method: Method,
     headers: HeaderMap,
     uri: Uri,
@@ -40,24 +42,64 @@ async fn serve_file(
         Some(p) if path.starts_with(p) && path[p.len()..].starts_with('/') => (&path[p.len() + 1..], p),
         _ => (path.strip_prefix('/').unwrap_or(path), ""),
     };
+    let (token, raw) = names::split_token(raw);
     let Ok(file) = percent_encoding::percent_decode_str(raw).decode_utf8() else {
-        return refusal_response(Refusal::BadName("file name is not UTF-8"));
-    };
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| valid_host(h)) else {
-        return (StatusCode::BAD_REQUEST, "Bad or missing Host header\n").into_response();
+        return refusal_response(&front.provisioner, Refusal::BadName("file name is not UTF-8"));
     };
     let protocol = if client.tls { Protocol::Https } else { Protocol::Http };
+    let Some(origin) = headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| origin(h, protocol, prefix)) else {
+        return (StatusCode::BAD_REQUEST, "Bad or missing Host header\n").into_response();
+    };
+    let credentials =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| Credentials::parse(v, method.as_str()));
     let req = FetchRequest {
         peer: client.ip,
         file: &file,
+        token,
+        path,
         user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
         protocol,
-        base_url: format!("{}://{host}{prefix}/", protocol.as_str()),
+        origin,
+        credentials,
+        device_cert: client_cert.map(|c| {
+            // A certificate that names no MAC we can read is a device
+            // certificate for no phone: it earns nothing.
+            Arc::new(DeviceCert { macs: front.provisioner.profiles().macs_in_certificate(&c.0 .0) })
+        }),
     };
     match front.provisioner.fetch(&req).await {
         Ok(served) => file_response(&method, &headers, served),
-        Err(refusal) => refusal_response(refusal),
+        Err(refusal) => refusal_response(&front.provisioner, refusal),
     }
+}
+
+/// The `Host` header as host and port: it goes into the phone's config, so
+/// only a plain `host[:port]` (a DNS name, IPv4, or bracketed IPv6) with a
+/// real port is accepted.
+fn origin(h: &str, protocol: Protocol, prefix: &str) -> Option<Origin> {
+    if h.is_empty() || h.len() > 255 || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
+        return None;
+    }
+    let (host, port) = match h.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, rest) = v6.split_once(']')?;
+            addr.parse::<std::net::Ipv6Addr>().ok()?;
+            let port = if rest.is_empty() { None } else { Some(rest.strip_prefix(':')?) };
+            (&h[..addr.len() + 2], port)
+        }
+        None => match h.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (h, None),
+        },
+    };
+    if host.is_empty() || (!host.starts_with('[') && host.contains(['[', ']'])) {
+        return None;
+    }
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0)?,
+        None => protocol.default_port(),
+    };
+    Some(Origin { host: host.to_string(), port, prefix: prefix.to_string() })
 }
 
 fn file_response(method: &Method, request: &HeaderMap, served: Served) -> Response {
@@ -85,10 +127,11 @@ fn file_response(method: &Method, request: &HeaderMap, served: Served) -> Respon
     builder.body(body).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-fn refusal_response(refusal: Refusal) -> Response {
+fn refusal_response(provisioner: &Provisioner, refusal: Refusal) -> Response {
     let status = match refusal {
         Refusal::Banned | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
         Refusal::BadName(_) => StatusCode::BAD_REQUEST,
+        Refusal::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
         Refusal::NotFound(_) => StatusCode::NOT_FOUND,
         Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -96,19 +139,19 @@ fn refusal_response(refusal: Refusal) -> Response {
     let text = match status {
         StatusCode::FORBIDDEN => "Forbidden\n",
         StatusCode::BAD_REQUEST => "Bad file name\n",
+        StatusCode::UNAUTHORIZED => "Unauthorized\n",
         StatusCode::NOT_FOUND => "Not found\n",
         _ => "Internal server error\n",
     };
-    (status, [(header::CACHE_CONTROL, "no-store")], text).into_response()
-}
-
-/// `host[:port]` with a DNS name, IPv4 or bracketed IPv6: it goes into the
-/// phone's config, so nothing else is accepted.
-fn valid_host(h: &str) -> bool {
-    h.len() <= 255
-        && !h.is_empty()
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        && h.bytes().filter(|&b| b == b'[').count() <= 1
+    let mut response = (status, [(header::CACHE_CONTROL, "no-store")], text).into_response();
+    if let Refusal::Unauthorized { stale } = refusal {
+        for challenge in provisioner.challenge(stale) {
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().append(header::WWW_AUTHENTICATE, v);
+            }
+        }
+    }
+    response
 }
 
 fn truncate_to_seconds(t: SystemTime) -> SystemTime {
@@ -122,11 +165,27 @@ mod tests {
 
     #[test]
     fn hosts_that_may_go_into_a_config() {
-        for ok in ["prov.example.com", "192.0.2.1:8080", "[2001:db8::1]:8443", "localhost"] {
-            assert!(valid_host(ok), "{ok}");
-        }
-        for bad in ["", "a b", "evil\"/><x", "host/path", "a\r\nb", "[[::1]]"] {
-            assert!(!valid_host(bad), "{bad:?}");
+        let o = |h: &str| origin(h, Protocol::Http, "/prov").map(|o| (o.host, o.port));
+        assert_eq!(o("prov.example.com"), Some(("prov.example.com".into(), 80)));
+        assert_eq!(o("192.0.2.1:8080"), Some(("192.0.2.1".into(), 8080)));
+        assert_eq!(o("[2001:db8::1]:8443"), Some(("[2001:db8::1]".into(), 8443)));
+        assert_eq!(o("[::1]"), Some(("[::1]".into(), 80)));
+        for bad in [
+            "",
+            "a b",
+            "evil\"/><x",
+            "host/path",
+            "a\r\nb",
+            "[[::1]]",
+            "[::1",
+            "[::1]x",
+            "x:99999999",
+            "x:0",
+            "x:",
+            "a]b",
+            "[zz]",
+        ] {
+            assert_eq!(o(bad), None, "{bad:?}");
         }
     }
 }

@@ -1,13 +1,20 @@
 //! Serving phones: one function, [`Provisioner::fetch`], turns a request
-//! (peer, file name, User-Agent, protocol) into the file's bytes or a typed
-//! refusal. The HTTP(S) front end (`http`) and the TFTP one (`crate::tftp`)
-//! only translate to and from it.
+//! (peer, file name, token, credentials, certificate, User-Agent, protocol)
+//! into the file's bytes or a typed refusal. The HTTP(S) front end (`http`)
+//! and the TFTP one (`crate::tftp`) only translate to and from it.
 //!
-//! identify → guard → render → record: the scan guard bans source IPs that
-//! miss too often; known phones' fetches and unknown MACs are recorded
-//! (write-behind, see `recorder`) for Handset Select and for installers.
+//! identify → who may have it → render → record. A config carries a SIP
+//! password, so a per-MAC file goes only to a request that proves itself,
+//! strongest first: a device certificate naming the MAC (mTLS), the
+//! handset's device credentials, or the domain's provisioning token in the
+//! path; a domain that allows it (`requiretoken` off) also serves bare
+//! requests. Anything else is challenged (HTTP 401, uniform for known and
+//! unknown MACs, so a MAC's existence shows nowhere) and counted by the
+//! scan guard. Unknown MACs are recorded (write-behind, see `recorder`) for
+//! the tenant whose token they came under.
 
 pub mod cache;
+pub mod device_auth;
 pub mod http;
 pub mod names;
 pub mod recorder;
@@ -20,21 +27,16 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
-use crate::guard::strikes::Strike;
-use crate::guard::{StrikePolicy, StrikeTable};
-use crate::model::{settings, Mac};
+use crate::guard::{Miss, ScanGuard};
+use crate::model::{settings, Mac, Secret};
 use crate::profiles::identify::IdentifyError;
 use crate::profiles::Profiles;
 use crate::render::{self, ResyncPolicy};
 use crate::store::devices::PhoneRecord;
-use crate::store::Store;
+use crate::store::{now_ms, Store};
 use cache::PhoneCache;
+use device_auth::{Credentials, DeviceAuth, Verdict};
 use recorder::{Fetch, FetchRecorder};
-
-/// More than 20 misses (unknown MAC, refused file) from one source IP within
-/// 10 minutes ban it for 15 minutes. The table holds at most 65,536 IPs.
-pub const SCAN_POLICY: StrikePolicy =
-    StrikePolicy { threshold: 20, window: Duration::from_secs(10 * 60), ban: Duration::from_secs(15 * 60), capacity: 65_536 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -51,19 +53,52 @@ impl Protocol {
             Protocol::Tftp => "tftp",
         }
     }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Protocol::Http => 80,
+            Protocol::Https => 443,
+            Protocol::Tftp => 69,
+        }
+    }
+}
+
+/// Where a phone reached us: what its config must send it back to.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// Host name or IP literal (IPv6 in brackets), as the phone used it.
+    pub host: String,
+    pub port: u16,
+    /// The path prefix it used (`/prov`), or `""`.
+    pub prefix: String,
 }
 
 /// A phone's request, as any front end sees it.
 #[derive(Debug)]
 pub struct FetchRequest<'a> {
     pub peer: IpAddr,
-    /// The file name as received (checked by [`names::clean`]).
+    /// The file name as received, after any `p/<token>/` (checked by
+    /// [`names::clean`]).
     pub file: &'a str,
+    /// The provisioning token of the path, if any.
+    pub token: Option<&'a str>,
+    /// The request path, which a Digest answer must name.
+    pub path: &'a str,
     pub user_agent: Option<&'a str>,
     pub protocol: Protocol,
-    /// The base URL the phone used (`scheme://host[:port]/[prefix/]`),
-    /// written into configs unless a public URL is configured.
-    pub base_url: String,
+    pub origin: Origin,
+    /// Device credentials from an `Authorization` header.
+    pub credentials: Option<Credentials>,
+    /// The device certificate the TLS connection presented (verified
+    /// against the configured vendor CAs).
+    pub device_cert: Option<Arc<DeviceCert>>,
+}
+
+/// A verified device certificate: the MACs it names, by the vendors'
+/// conventions (see `profiles`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceCert {
+    pub macs: Vec<Mac>,
 }
 
 /// A file to send.
@@ -82,6 +117,10 @@ pub enum Refusal {
     Banned,
     #[error("bad file name: {0}")]
     BadName(&'static str),
+    /// The request proved nothing: ask for device credentials (`stale`:
+    /// they were right, the Digest nonce too old).
+    #[error("proof of the device needed")]
+    Unauthorized { stale: bool },
     #[error("{0}")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -90,30 +129,66 @@ pub enum Refusal {
     Internal(String),
 }
 
+/// How a per-MAC file was earned, for the log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proof {
+    Certificate,
+    Credentials,
+    Token,
+    /// The domain does not require a token.
+    Open,
+}
+
+impl Proof {
+    fn as_str(self) -> &'static str {
+        match self {
+            Proof::Certificate => "certificate",
+            Proof::Credentials => "credentials",
+            Proof::Token => "token",
+            Proof::Open => "open",
+        }
+    }
+}
+
+/// Where configs send phones back to.
+#[derive(Clone, Debug, Default)]
+pub struct ComeBack {
+    /// `public_url`: written as it is, ending in `/`.
+    pub public_url: Option<String>,
+    /// Phones that came over HTTP or TFTP are sent to HTTPS on this port
+    /// (set when the certificate is one phones trust, or by the setting).
+    pub https_port: Option<u16>,
+    /// The host to give phones that came by TFTP (by address) when sending
+    /// them to HTTPS: the certificate's name.
+    pub https_host: Option<String>,
+}
+
 pub struct Provisioner {
     store: Store,
     profiles: Profiles,
-    scan_policy: StrikePolicy,
-    scan_guard: StrikeTable<IpAddr>,
+    scan_guard: ScanGuard,
+    device_auth: DeviceAuth,
     pub recorder: Arc<FetchRecorder>,
     pub cache: Arc<PhoneCache>,
-    public_url: Option<String>,
+    come_back: ComeBack,
     resync: ResyncPolicy,
     /// Common files depend only on the binary and the settings.
     started_at: SystemTime,
 }
 
 impl Provisioner {
-    pub fn new(store: Store, profiles: Profiles, settings: &Settings) -> Self {
+    /// `digest_key` signs Digest nonces (every node of one database must
+    /// have the same: `Store::shared_key`).
+    pub fn new(store: Store, profiles: Profiles, settings: &Settings, come_back: ComeBack, digest_key: Secret) -> Self {
         let resync_minutes = settings.resync_minutes;
         Provisioner {
             profiles,
-            scan_policy: settings.scan_policy,
-            scan_guard: StrikeTable::new(settings.scan_policy),
+            scan_guard: ScanGuard::new(settings.scan_policy),
+            device_auth: DeviceAuth::new(digest_key),
             recorder: Arc::new(FetchRecorder::default()),
             cache: Arc::new(PhoneCache::new(&store)),
             store,
-            public_url: settings.public_url.clone(),
+            come_back,
             // Spread over a tenth of the period, at most 10 minutes.
             resync: ResyncPolicy { minutes: resync_minutes, jitter_seconds: (resync_minutes * 6).clamp(1, 600) },
             started_at: SystemTime::now(),
@@ -122,6 +197,15 @@ impl Provisioner {
 
     pub fn profiles(&self) -> &Profiles {
         &self.profiles
+    }
+
+    pub fn scan_guard(&self) -> &ScanGuard {
+        &self.scan_guard
+    }
+
+    /// The `WWW-Authenticate` values answering [`Refusal::Unauthorized`].
+    pub fn challenge(&self, stale: bool) -> [String; 2] {
+        self.device_auth.challenge(now_ms(), stale)
     }
 
     /// Serves one request, logging one line for it.
@@ -133,6 +217,7 @@ impl Provisioner {
             Ok(s) => ("served", s.body.len()),
             Err(Refusal::Banned) => ("banned", 0),
             Err(Refusal::BadName(_)) => ("bad-name", 0),
+            Err(Refusal::Unauthorized { .. }) => ("unauthorized", 0),
             Err(Refusal::NotFound(_)) => ("not-found", 0),
             Err(Refusal::Forbidden(_)) => ("forbidden", 0),
             Err(Refusal::Internal(_)) => ("error", 0),
@@ -144,6 +229,7 @@ impl Provisioner {
             file = %req.file.escape_debug().to_string().chars().take(140).collect::<String>(),
             mac = %facts.mac.map(|m| m.lower()).unwrap_or_default(),
             vendor = facts.vendor.unwrap_or(""),
+            via = facts.proof.map(Proof::as_str).unwrap_or(""),
             result = outcome,
             bytes,
             us = started.elapsed().as_micros() as u64,
@@ -153,61 +239,66 @@ impl Provisioner {
 
     async fn fetch_inner<'s>(&'s self, req: &FetchRequest<'_>, facts: &mut Facts<'s>) -> Result<Served, Refusal> {
         let now = Instant::now();
-        if self.scan_guard.banned(&req.peer, now).is_some() {
+        let over_udp = req.protocol == Protocol::Tftp;
+        let banned = self.scan_guard.banned(&req.peer, now);
+        // A banned source is still served what it proves it may have.
+        let offers_proof = req.token.is_some() || req.credentials.is_some() || req.device_cert.is_some();
+        if banned && !offers_proof {
             return Err(Refusal::Banned);
         }
-        let result = self.identify_and_render(req, facts, Purpose::Serve).await;
-        if let Err(Refusal::BadName(_) | Refusal::NotFound(_) | Refusal::Forbidden(_)) = &result {
-            if self.scan_guard.strike(&req.peer, now) == Strike::Banned {
-                // One fail2ban-friendly line per ban.
-                tracing::warn!(
-                    target: "autoprov::guard",
-                    "scan-guard ban ip={} misses>{} window={}s ban={}s",
-                    req.peer,
-                    self.scan_policy.threshold,
-                    self.scan_policy.window.as_secs(),
-                    self.scan_policy.ban.as_secs()
-                );
-            }
-        }
-        result
-    }
-
-    async fn identify_and_render<'s>(
-        &'s self,
-        req: &FetchRequest<'_>,
-        facts: &mut Facts<'s>,
-        purpose: Purpose,
-    ) -> Result<Served, Refusal> {
-        let name = names::clean(req.file)?;
+        let tenant = match req.token {
+            None => None,
+            Some(token) => match self.cache.tenant(&self.store, token).await.map_err(internal)? {
+                Some(t) => Some(t),
+                None => {
+                    self.scan_guard.miss(req.peer, Miss::Token(token), over_udp, now);
+                    return Err(if banned { Refusal::Banned } else { Refusal::NotFound("no such provisioning token") });
+                }
+            },
+        };
+        let name = names::clean(req.file).inspect_err(|_| {
+            self.scan_guard.miss(req.peer, Miss::Name(req.file), over_udp, now);
+        })?;
         let candidates = self.profiles.candidates(name);
         if candidates.is_empty() {
-            return Err(Refusal::NotFound("no vendor uses a file of this name"));
+            // Files a family's phones ask for at every boot and we do not
+            // serve (firmware, directories, licences) are no sign of a scan.
+            return Err(Refusal::NotFound(if self.profiles.is_quiet(name) {
+                "a file this server does not serve"
+            } else {
+                "no vendor uses a file of this name"
+            }));
         }
-        let base_url = self.public_url.as_deref().unwrap_or(&req.base_url);
         let Some(mac) = candidates.iter().find_map(|c| c.mac) else {
-            // A common file: no phone record involved.
+            // A common file: no phone record involved, nothing secret.
+            if banned && tenant.is_none() && req.device_cert.is_none() {
+                return Err(Refusal::Banned);
+            }
             let id = self.profiles.choose(candidates, req.user_agent, None).map_err(|e| identify_refusal(e, req))?;
             facts.vendor = Some(id.profile.family.as_str());
+            let base_url = self.config_url(&self.come_back_root(req), tenant.as_ref().map(|t| &*t.token));
             let body = render::render_common(
                 id.profile,
                 &id.file.template,
                 id.model.as_deref().unwrap_or(""),
                 id.code.as_deref().unwrap_or(""),
-                base_url,
+                &base_url,
                 self.resync,
             )
             .map_err(|e| Refusal::Internal(e.to_string()))?;
             return Ok(served(body, &id.profile.content_type, self.started_at));
         };
         facts.mac = Some(mac);
-        let phone = self.cache.phone(&self.store, &mac).await.map_err(|e| Refusal::Internal(e.to_string()))?;
+        let phone = self.cache.phone(&self.store, &mac).await.map_err(internal)?;
         let hint = phone
             .as_ref()
             .and_then(|p| p.handset.model.as_deref())
             .and_then(|m| self.profiles.family_of_model(m))
             .map(|p| p.family.clone());
-        let id = self.profiles.choose(candidates, req.user_agent, hint.as_deref()).map_err(|e| identify_refusal(e, req))?;
+        let id = self.profiles.choose(candidates, req.user_agent, hint.as_deref()).map_err(|e| {
+            self.scan_guard.miss(req.peer, Miss::Mac(mac), over_udp, now);
+            identify_refusal(e, req)
+        })?;
         facts.vendor = Some(id.profile.family.as_str());
         let mut fetch = Fetch {
             mac,
@@ -220,14 +311,100 @@ impl Provisioner {
             file: name,
             protocol: req.protocol.as_str(),
             revision: None,
+            token_domain_id: tenant.as_ref().map(|t| t.domain_id),
         };
-        let Some(phone) = phone else {
-            if purpose == Purpose::Serve {
+        let proof = self.proof(req, &mac, phone.as_deref(), tenant.as_ref().map(|t| t.domain_id), now).inspect_err(|r| {
+            // Only a MAC nobody has is recorded, for its tenant's installers
+            // (or, without a token, for superusers and site networks): a
+            // request that proves nothing must not touch a known phone's
+            // record, which decides where its pushes go.
+            if phone.is_none() && matches!(r, Refusal::NotFound(_) | Refusal::Unauthorized { .. }) {
                 self.recorder.record(&fetch);
             }
-            return Err(Refusal::NotFound("no handset has this MAC"));
-        };
-        let PhoneRecord { handset, domain, changed_at, reported_model } = &*phone;
+        })?;
+        let Some(phone) = phone else { return Err(Refusal::Internal("proof without a phone".into())) };
+        facts.proof = Some(proof);
+        if proof == Proof::Credentials {
+            // The challenge that asked for them was counted; take it back.
+            self.scan_guard.forgive(req.peer, Miss::Mac(mac));
+        }
+        let body = self.render_phone(&phone, &id, &self.come_back_root(req), false)?;
+        fetch.handset_id = Some(phone.handset.id);
+        fetch.revision = Some(phone.handset.revision);
+        self.recorder.record(&fetch);
+        Ok(served(body, &id.profile.content_type, last_modified(&phone)))
+    }
+
+    /// Whether the request may have `mac`'s file, and by what proof. Misses
+    /// are counted here; refusals say as little as they can: a request that
+    /// proves nothing gets the same challenge whether the MAC is known,
+    /// another tenant's, or nobody's.
+    fn proof(
+        &self,
+        req: &FetchRequest<'_>,
+        mac: &Mac,
+        phone: Option<&PhoneRecord>,
+        tenant: Option<i64>,
+        now: Instant,
+    ) -> Result<Proof, Refusal> {
+        let over_udp = req.protocol == Protocol::Tftp;
+        let miss = |m: Miss<'_>| self.scan_guard.miss(req.peer, m, over_udp, now);
+        let access = phone.map(|p| &p.domain.access);
+        if let Some(cert) = &req.device_cert {
+            if !cert.macs.contains(mac) {
+                miss(Miss::Mac(*mac));
+                return Err(Refusal::Forbidden("the device certificate names another phone".into()));
+            }
+            return match phone {
+                Some(_) => Ok(Proof::Certificate),
+                None => Err(Refusal::NotFound("no handset has this MAC")),
+            };
+        }
+        let needs_cert = access.is_some_and(|a| a.require_client_cert);
+        if let Some(creds) = &req.credentials {
+            let verdict = match phone {
+                Some(p) => self.device_auth.verify(creds, mac, &p.handset.device_password, req.path, now_ms()),
+                None => Verdict::Wrong,
+            };
+            match verdict {
+                Verdict::Good if needs_cert => return Err(Refusal::Forbidden("the domain requires a device certificate".into())),
+                Verdict::Good => return Ok(Proof::Credentials),
+                Verdict::Stale => return Err(Refusal::Unauthorized { stale: true }),
+                Verdict::Wrong => {
+                    miss(Miss::Credentials(*mac));
+                    return Err(Refusal::Unauthorized { stale: false });
+                }
+            }
+        }
+        if let Some(domain_id) = tenant {
+            return match phone {
+                Some(p) if p.domain.id == domain_id && needs_cert => {
+                    Err(Refusal::Forbidden("the domain requires a device certificate".into()))
+                }
+                Some(p) if p.domain.id == domain_id => Ok(Proof::Token),
+                // Another tenant's phone is, under this token, nobody's.
+                _ => Err(Refusal::NotFound("no handset of this domain has this MAC")),
+            };
+        }
+        match access {
+            Some(a) if !a.require_token && !a.require_client_cert => Ok(Proof::Open),
+            _ => {
+                miss(Miss::Mac(*mac));
+                Err(if self.scan_guard.banned(&req.peer, now) { Refusal::Banned } else { Refusal::Unauthorized { stale: false } })
+            }
+        }
+    }
+
+    /// Renders `id`'s file for `phone`, telling it to come back to `root`
+    /// under its domain's token.
+    fn render_phone(
+        &self,
+        phone: &PhoneRecord,
+        id: &crate::profiles::Identified<'_>,
+        root: &str,
+        mask_passwords: bool,
+    ) -> Result<String, Refusal> {
+        let PhoneRecord { handset, domain, reported_model, .. } = phone;
         // The model an admin set, else what the phone says now, else what it
         // said before (so a TFTP fetch gets the same file as an HTTP one).
         let model = handset
@@ -241,56 +418,109 @@ impl Provisioner {
         let model_settings = domain.model_settings.get(&model).unwrap_or(&no_settings);
         let settings = settings::layered(&[&domain.settings, model_settings, &handset.settings]);
         let masked;
-        let handset = if purpose == Purpose::MaskedPreview {
-            masked = crate::model::Handset { password: crate::model::Secret::new(MASKED_PASSWORD), ..handset.clone() };
+        let handset = if mask_passwords {
+            masked = crate::model::Handset {
+                password: Secret::new(MASKED_PASSWORD),
+                device_password: Secret::new(MASKED_PASSWORD),
+                ..handset.clone()
+            };
             &masked
         } else {
             handset
         };
-        let body = render::render_phone(id.profile, &id.file.template, handset, domain, &model, base_url, self.resync, &settings)
-            .map_err(|e| Refusal::Internal(e.to_string()))?;
-        fetch.handset_id = Some(handset.id);
-        fetch.revision = Some(handset.revision);
-        if purpose == Purpose::Serve {
-            self.recorder.record(&fetch);
+        let base_url = self.config_url(root, Some(domain.access.token.expose()));
+        render::render_phone(id.profile, &id.file.template, handset, domain, &model, &base_url, self.resync, &settings)
+            .map_err(|e| Refusal::Internal(e.to_string()))
+    }
+
+    /// The root URL (ending in `/`) a config sends the phone back to: the
+    /// public URL when one is set; HTTPS when the phone came otherwise and
+    /// our certificate is one phones trust; else where it came.
+    fn come_back_root(&self, req: &FetchRequest<'_>) -> String {
+        if let Some(url) = &self.come_back.public_url {
+            return url.clone();
         }
-        Ok(served(body, &id.profile.content_type, UNIX_EPOCH + Duration::from_millis((*changed_at).max(0) as u64)))
+        let o = &req.origin;
+        let (scheme, host, port) = match self.come_back.https_port {
+            Some(port) if req.protocol != Protocol::Https => {
+                let host = match (req.protocol, &self.come_back.https_host) {
+                    (Protocol::Tftp, Some(name)) => name.as_str(),
+                    _ => o.host.as_str(),
+                };
+                (Protocol::Https, host, port)
+            }
+            _ => (req.protocol, o.host.as_str(), o.port),
+        };
+        let port = if port == scheme.default_port() { String::new() } else { format!(":{port}") };
+        // TFTP has no path prefix of ours.
+        let prefix = if scheme == Protocol::Tftp { "" } else { o.prefix.as_str() };
+        format!("{}://{host}{port}{prefix}/", scheme.as_str())
+    }
+
+    /// `root` under `token`'s path.
+    fn config_url(&self, root: &str, token: Option<&str>) -> String {
+        match token {
+            Some(t) if !t.is_empty() => format!("{root}p/{t}/"),
+            _ => root.to_string(),
+        }
     }
 }
 
 impl Provisioner {
     /// The installers' preview: exactly the bytes a phone asking for `file`
-    /// (by default the first per-phone file of its family) over `base_url`
-    /// would receive, without recording a fetch or counting a miss; with
-    /// `mask_password`, the SIP password is written as [`MASKED_PASSWORD`]
-    /// (the web UI's preview: a screen is no place for it).
+    /// (by default the first per-phone file of its family) would receive
+    /// if told to come back to `root` (ending in `/`), without recording a
+    /// fetch or asking for proof; with `mask_passwords`, the SIP password
+    /// and the device password are written as [`MASKED_PASSWORD`] (the web
+    /// UI's preview: a screen is no place for them).
     pub async fn preview(
         &self,
         mac: &Mac,
         file: Option<&str>,
-        base_url: &str,
-        mask_password: bool,
+        root: &str,
+        mask_passwords: bool,
     ) -> Result<(String, Served), Refusal> {
         let file = match file {
             Some(f) => f.to_string(),
             None => self.default_file(mac).await?,
         };
-        let req = FetchRequest {
-            peer: [127, 0, 0, 1].into(),
-            file: &file,
-            user_agent: None,
-            protocol: Protocol::Http,
-            base_url: base_url.into(),
+        let name = names::clean(&file)?;
+        let candidates = self.profiles.candidates(name);
+        if candidates.iter().any(|c| c.mac.is_some_and(|m| m != *mac)) {
+            return Err(Refusal::Forbidden(format!("{name} is another phone's file")));
+        }
+        let phone = self.store.handset_for_phone(mac).await.map_err(internal)?;
+        let hint = phone.as_ref().and_then(|p| p.handset.model.as_deref()).and_then(|m| self.profiles.family_of_model(m));
+        let id = self
+            .profiles
+            .choose(candidates, None, hint.map(|p| p.family.as_str()))
+            .map_err(|_| Refusal::NotFound("no vendor uses a file of this name"))?;
+        let served = match (id.mac, phone) {
+            (None, _) => served(
+                render::render_common(
+                    id.profile,
+                    &id.file.template,
+                    id.model.as_deref().unwrap_or(""),
+                    id.code.as_deref().unwrap_or(""),
+                    root,
+                    self.resync,
+                )
+                .map_err(|e| Refusal::Internal(e.to_string()))?,
+                &id.profile.content_type,
+                self.started_at,
+            ),
+            (Some(_), None) => return Err(Refusal::NotFound("no handset has this MAC")),
+            (Some(_), Some(phone)) => {
+                served(self.render_phone(&phone, &id, root, mask_passwords)?, &id.profile.content_type, last_modified(&phone))
+            }
         };
-        let purpose = if mask_password { Purpose::MaskedPreview } else { Purpose::Preview };
-        let served = self.identify_and_render(&req, &mut Facts::default(), purpose).await?;
         Ok((file, served))
     }
 
     /// The family's first per-phone file name for `mac`: the family comes
     /// from the handset's model, else from the MAC's OUI.
     async fn default_file(&self, mac: &Mac) -> Result<String, Refusal> {
-        let phone = self.store.handset_for_phone(mac).await.map_err(|e| Refusal::Internal(e.to_string()))?;
+        let phone = self.store.handset_for_phone(mac).await.map_err(internal)?;
         let handset = phone.ok_or(Refusal::NotFound("no handset has this MAC"))?.handset;
         let profile = handset
             .model
@@ -324,15 +554,16 @@ fn served(body: String, content_type: &str, last_modified: SystemTime) -> Served
     }
 }
 
-/// What a rendering is for: a phone's fetch is recorded; a preview is not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Purpose {
-    Serve,
-    Preview,
-    MaskedPreview,
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    Refusal::Internal(e.to_string())
 }
 
-/// What a masked preview shows in place of the SIP password.
+/// When the handset or its domain last changed.
+fn last_modified(phone: &PhoneRecord) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(phone.changed_at.max(0) as u64)
+}
+
+/// What a masked preview shows in place of the passwords.
 pub const MASKED_PASSWORD: &str = "********";
 
 /// What the log line says about a request.
@@ -340,4 +571,5 @@ pub const MASKED_PASSWORD: &str = "********";
 struct Facts<'s> {
     mac: Option<Mac>,
     vendor: Option<&'s str>,
+    proof: Option<Proof>,
 }

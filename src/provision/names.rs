@@ -24,9 +24,30 @@ pub fn clean(raw: &str) -> Result<&str, Refusal> {
     Ok(name)
 }
 
+/// Splits a provisioning token off a path as phones send it: `p/<token>/<file>`
+/// (a leading `/` allowed) is `(Some(token), file)`; anything else is the
+/// file alone. The token is not checked here (see `model::access`).
+pub fn split_token(path: &str) -> (Option<&str>, &str) {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    match rest.strip_prefix("p/").and_then(|r| r.split_once('/')) {
+        Some((token, file)) => (Some(token), file),
+        None => (None, path),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_in_paths() {
+        assert_eq!(split_token("p/AbC123/001565aabbcc.cfg"), (Some("AbC123"), "001565aabbcc.cfg"));
+        assert_eq!(split_token("/p/AbC123/y000000000066.cfg"), (Some("AbC123"), "y000000000066.cfg"));
+        assert_eq!(split_token("p/AbC123/"), (Some("AbC123"), ""));
+        assert_eq!(split_token("001565aabbcc.cfg"), (None, "001565aabbcc.cfg"));
+        assert_eq!(split_token("p/no-file"), (None, "p/no-file"), "a path, refused by clean");
+        assert_eq!(split_token("p/a/b/c.cfg"), (Some("a"), "b/c.cfg"), "the rest is checked by clean");
+    }
 
     #[test]
     fn hostile_names() {

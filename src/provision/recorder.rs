@@ -54,6 +54,8 @@ pub struct Fetch<'a> {
     pub file: &'a str,
     pub protocol: &'static str,
     pub revision: Option<i64>,
+    /// The domain whose token the request carried.
+    pub token_domain_id: Option<i64>,
 }
 
 #[derive(Default)]
@@ -67,7 +69,8 @@ pub struct FetchRecorder {
 /// Everything of a fetch but its time.
 fn fingerprint(f: &Fetch<'_>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (f.handset_id, f.ip, f.user_agent, f.vendor, f.model, f.firmware, f.file, f.protocol, f.revision).hash(&mut h);
+    (f.handset_id, f.ip, f.user_agent, f.vendor, f.model, f.firmware, f.file, f.protocol, f.revision, f.token_domain_id)
+        .hash(&mut h);
     h.finish()
 }
 
@@ -96,6 +99,7 @@ impl FetchRecorder {
             file: f.file.to_string(),
             protocol: f.protocol,
             revision: f.revision,
+            token_domain_id: f.token_domain_id,
             first_seen: now_ms,
             last_seen: now_ms,
             count: 1,
@@ -112,7 +116,8 @@ impl FetchRecorder {
                 let model = keep(rec.model, &mut existing.model);
                 let firmware = keep(rec.firmware, &mut existing.firmware);
                 let (first_seen, count) = (existing.first_seen, existing.count);
-                *existing = FetchRecord { first_seen, count: count + rec.count, model, firmware, ..rec };
+                let token_domain_id = rec.token_domain_id.or(existing.token_domain_id);
+                *existing = FetchRecord { first_seen, count: count + rec.count, model, firmware, token_domain_id, ..rec };
             }
             None if len >= MAX_PENDING => {
                 self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -42,6 +42,10 @@ pub struct PhoneContext<'a> {
     /// The handset's revision, written into the file as a comment so that
     /// admins can see which one a phone has.
     pub revision: i64,
+    /// Device credentials: the user (the MAC, lower case) and password the
+    /// phone may prove itself with on later fetches.
+    pub device_user: &'a str,
+    pub device_password: &'a str,
     /// The resync NOTIFY event the phone must accept.
     pub notify_event: &'a str,
     /// Extra vendor settings (domain < model < handset), validated for the
@@ -127,6 +131,8 @@ pub fn render_phone(
         resync_minutes: resync.minutes,
         resync_jitter_seconds: resync.jitter_seconds,
         revision: handset.revision,
+        device_user: &mac.0,
+        device_password: handset.device_password.expose(),
         notify_event: &profile.notify_event,
         settings,
     };

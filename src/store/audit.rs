@@ -62,6 +62,22 @@ pub(crate) async fn record(
 }
 
 impl Store {
+    /// Audits something that changed nothing (a refused request worth
+    /// knowing about), in a transaction of its own.
+    pub async fn record_audit(
+        &self,
+        actor: &Actor,
+        domain_id: i64,
+        action: &str,
+        ext: Option<&str>,
+        fields: &[&str],
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        record(&mut tx, actor, domain_id, action, ext, fields).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A domain's audit rows in id order, after `after_id`.
     pub async fn list_audit(&self, domain_id: i64, after_id: i64, limit: i64) -> Result<Vec<AuditRow>> {
         Ok(sqlx::query_as::<_, AuditRow>(

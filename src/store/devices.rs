@@ -36,6 +36,8 @@ pub struct FetchRecord {
     pub file: String,
     pub protocol: &'static str,
     pub revision: Option<i64>,
+    /// The domain whose provisioning token the request carried.
+    pub token_domain_id: Option<i64>,
     pub first_seen: i64,
     pub last_seen: i64,
     pub count: i64,
@@ -58,6 +60,18 @@ pub struct DeviceRow {
     pub firstseen: i64,
     pub lastseen: i64,
     pub fetchcount: i64,
+    /// The domain whose token the phone last fetched under.
+    #[serde(skip)]
+    pub token_domain_id: Option<i64>,
+}
+
+impl DeviceRow {
+    /// Whether a user of `domain_id` may see (and claim) this unknown phone:
+    /// it came under the domain's token, or from one of its site networks.
+    pub fn visible_to(&self, domain_id: i64, networks: &[ipnet::IpNet]) -> bool {
+        self.token_domain_id == Some(domain_id)
+            || self.ip.parse::<std::net::IpAddr>().is_ok_and(|ip| networks.iter().any(|n| n.contains(&ip)))
+    }
 }
 
 /// What a handset's last fetch said, for Handset Select.
@@ -79,14 +93,15 @@ impl Store {
     /// The handset that owns `mac`, with its domain: everything a per-phone
     /// file is rendered from, in one indexed query.
     pub async fn handset_for_phone(&self, mac: &Mac) -> Result<Option<PhoneRecord>> {
-        let row = sqlx::query(&format!("{SELECT_PHONE} WHERE h.mac = $1")).bind(mac.lower()).fetch_optional(self.pool()).await?;
+        let row =
+            sqlx::query(&format!("{} WHERE h.mac = $1", *SELECT_PHONE)).bind(mac.lower()).fetch_optional(self.pool()).await?;
         row.as_ref().map(phone_from_row).transpose()
     }
 
     /// Phones (handsets with a MAC) in MAC order after `after`: for warming
     /// the provisioning cache page by page.
     pub async fn phones_after(&self, after: &str, limit: i64) -> Result<Vec<PhoneRecord>> {
-        let rows = sqlx::query(&format!("{SELECT_PHONE} WHERE h.mac > $1 ORDER BY h.mac LIMIT $2"))
+        let rows = sqlx::query(&format!("{} WHERE h.mac > $1 ORDER BY h.mac LIMIT $2", *SELECT_PHONE))
             .bind(after)
             .bind(limit)
             .fetch_all(self.pool())
@@ -107,19 +122,19 @@ impl Store {
         for chunk in batch.chunks(UPSERT_ROWS) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|r| {
-                    let params: Vec<String> = (1..=13).map(|c| format!("${}", r * 13 + c)).collect();
+                    let params: Vec<String> = (1..=14).map(|c| format!("${}", r * 14 + c)).collect();
                     format!("({})", params.join(", "))
                 })
                 .collect();
             let sql = format!(
                 "INSERT INTO device (mac, handset_id, ip, user_agent, vendor, model, firmware, last_file, protocol, revision, \
-                 first_seen, last_seen, fetch_count) VALUES {} \
+                 token_domain_id, first_seen, last_seen, fetch_count) VALUES {} \
                  ON CONFLICT (mac) DO UPDATE SET handset_id = excluded.handset_id, ip = excluded.ip, \
                  user_agent = excluded.user_agent, vendor = excluded.vendor, \
                  model = CASE WHEN excluded.model = '' THEN device.model ELSE excluded.model END, \
                  firmware = CASE WHEN excluded.firmware = '' THEN device.firmware ELSE excluded.firmware END, \
                  last_file = excluded.last_file, protocol = excluded.protocol, revision = excluded.revision, \
-                 last_seen = excluded.last_seen, fetch_count = device.fetch_count + excluded.fetch_count",
+                 token_domain_id = COALESCE(excluded.token_domain_id, device.token_domain_id), last_seen = excluded.last_seen, fetch_count = device.fetch_count + excluded.fetch_count",
                 rows.join(", ")
             );
             let mut q = sqlx::query(&sql);
@@ -135,6 +150,7 @@ impl Store {
                     .bind(f.file.as_str())
                     .bind(f.protocol)
                     .bind(f.revision)
+                    .bind(f.token_domain_id)
                     .bind(f.first_seen)
                     .bind(f.last_seen)
                     .bind(f.count);
@@ -178,14 +194,13 @@ impl Store {
     }
 
     /// Devices in MAC order after `after`: unknown ones (no handset), those
-    /// of them last seen from some networks, or the known ones of one domain.
+    /// of them a domain's users may see, or the known ones of one domain.
     pub async fn list_devices(&self, scope: DeviceScope, after: Option<&Mac>, limit: i64) -> Result<Vec<DeviceRow>> {
         let mut after = after.map(|m| m.lower()).unwrap_or_default();
-        let nets = match scope {
+        let (domain_id, networks) = match scope {
             DeviceScope::Unknown => return self.page_devices("dv.handset_id IS NULL AND $2 = 0", 0, &after, limit).await,
             DeviceScope::Known(domain_id) => return self.page_devices("h.domain_id = $2", domain_id, &after, limit).await,
-            DeviceScope::UnknownFrom(nets) if nets.is_empty() => return Ok(Vec::new()),
-            DeviceScope::UnknownFrom(nets) => nets,
+            DeviceScope::UnknownFor { domain_id, networks } => (domain_id, networks),
         };
         // Addresses are text in both databases: filter here, a batch at a
         // time. Unknown devices are capped, so this reads a bounded table.
@@ -195,8 +210,7 @@ impl Store {
             let done = batch.len() < 1000;
             after = batch.last().map(|d| d.mac.clone()).unwrap_or_default();
             for d in batch {
-                let ip = d.ip.parse::<std::net::IpAddr>().ok();
-                if ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))) {
+                if d.visible_to(domain_id, &networks) {
                     out.push(d);
                     if out.len() as i64 == limit {
                         return Ok(out);
@@ -227,16 +241,16 @@ impl Store {
     }
 }
 
-const SELECT_PHONE: &str = "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, \
-    h.recording, h.notes, h.mac, h.model, h.revision, h.settings, h.updated_at, d.name AS domain_name, \
-    d.sip_server AS domain_sip_server, d.sip_port AS domain_sip_port, d.sip_transport AS domain_sip_transport, \
-    d.timezone AS domain_timezone, d.ntp_server AS domain_ntp_server, d.settings AS domain_settings, \
-    d.model_settings AS domain_model_settings, d.updated_at AS domain_updated_at, dv.model AS reported_model, \
-    d.push_backend AS domain_push_backend, d.ami_host AS domain_ami_host, d.ami_port AS domain_ami_port, \
-    d.ami_user AS domain_ami_user, d.ami_secret AS domain_ami_secret, d.webhook_url AS domain_webhook_url, \
-    d.webhook_secret AS domain_webhook_secret, d.claim_creates AS domain_claim_creates, \
-    d.site_networks AS domain_site_networks \
-    FROM handset h JOIN domain d ON d.id = h.domain_id LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id";
+/// A handset with its domain and what its phone reported: everything a
+/// per-phone file is rendered from, in one indexed query.
+static SELECT_PHONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {}, h.updated_at, {}, dv.model AS reported_model FROM handset h JOIN domain d ON d.id = h.domain_id \
+         LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id",
+        super::handsets::handset_columns!(),
+        super::domains::columns_as("d", "domain_"),
+    )
+});
 
 fn phone_from_row(row: &AnyRow) -> Result<PhoneRecord> {
     let handset = handset_from_row(row)?;
@@ -247,16 +261,16 @@ fn phone_from_row(row: &AnyRow) -> Result<PhoneRecord> {
 }
 
 const SELECT_DEVICE: &str = "SELECT dv.mac, dv.ip, dv.user_agent, dv.vendor, dv.model, dv.firmware, dv.last_file, \
-    dv.protocol, dv.revision, dv.first_seen, dv.last_seen, dv.fetch_count, h.extensionnumber \
+    dv.protocol, dv.revision, dv.first_seen, dv.last_seen, dv.fetch_count, dv.token_domain_id, h.extensionnumber \
     FROM device dv LEFT JOIN handset h ON h.id = dv.handset_id";
 
 #[derive(Clone, Debug)]
 pub enum DeviceScope {
     /// Every unknown device (superusers).
     Unknown,
-    /// Unknown devices last seen from one of these networks (a domain's
-    /// site networks).
-    UnknownFrom(Vec<ipnet::IpNet>),
+    /// Unknown devices a domain's users may see: those that came under its
+    /// token or from its site networks.
+    UnknownFor { domain_id: i64, networks: Vec<ipnet::IpNet> },
     /// The devices of one domain's handsets.
     Known(i64),
 }
@@ -278,5 +292,6 @@ fn device_from_row(r: &AnyRow) -> Result<DeviceRow> {
         firstseen: r.try_get("first_seen")?,
         lastseen: r.try_get("last_seen")?,
         fetchcount: r.try_get("fetch_count")?,
+        token_domain_id: r.try_get("token_domain_id")?,
     })
 }

@@ -5,13 +5,48 @@ use sqlx::Row;
 
 use super::changes::{self, Change};
 use super::{audit, now_ms, Actor, Result, Store, StoreError};
+use crate::model::access::{self, ProvisioningAccess};
 use crate::model::domain::NON_CONFIG_FIELDS;
 use crate::model::relay::RelaySettings;
 use crate::model::settings;
 use crate::model::{Domain, DomainChanges, Secret, Transport};
 
-const COLUMNS: &str = "id, name, sip_server, sip_port, sip_transport, timezone, ntp_server, settings, model_settings, \
-    push_backend, ami_host, ami_port, ami_user, ami_secret, webhook_url, webhook_secret, claim_creates, site_networks";
+/// The domain's columns, in one place: plain here, prefixed where a join
+/// reads them beside a handset's (see [`columns_as`]).
+const COLUMN_NAMES: &[&str] = &[
+    "id",
+    "name",
+    "sip_server",
+    "sip_port",
+    "sip_transport",
+    "timezone",
+    "ntp_server",
+    "settings",
+    "model_settings",
+    "push_backend",
+    "ami_host",
+    "ami_port",
+    "ami_user",
+    "ami_secret",
+    "webhook_url",
+    "webhook_secret",
+    "claim_creates",
+    "site_networks",
+    "provisioning_token",
+    "previous_token",
+    "previous_token_until",
+    "require_token",
+    "require_client_cert",
+    "updated_at",
+];
+
+static COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| COLUMN_NAMES.join(", "));
+
+/// `d.id AS domain_id, d.name AS domain_name, …`: the columns of table
+/// alias `table`, named `<prefix><column>` for [`domain_from_row_prefixed`].
+pub(crate) fn columns_as(table: &str, prefix: &str) -> String {
+    COLUMN_NAMES.iter().map(|c| format!("{table}.{c} AS {prefix}{c}")).collect::<Vec<_>>().join(", ")
+}
 
 /// Reads a domain from `row`, whose columns are named `<prefix><column>`
 /// (a join aliases them `domain_…`).
@@ -40,10 +75,15 @@ pub(crate) fn domain_from_row_prefixed(row: &AnyRow, prefix: &str) -> Result<Dom
             webhook_secret: Secret::new(row.try_get::<String, _>(col("webhook_secret").as_str())?),
         },
         claim_creates: row.try_get::<i64, _>(col("claim_creates").as_str())? != 0,
-        site_networks: crate::model::domain::parse_site_networks([row
-            .try_get::<String, _>(col("site_networks").as_str())?
-            .as_str()])
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        site_networks: crate::model::domain::stored_site_networks(&row.try_get::<String, _>(col("site_networks").as_str())?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        access: ProvisioningAccess {
+            token: Secret::new(row.try_get::<String, _>(col("provisioning_token").as_str())?),
+            previous_token: Secret::new(row.try_get::<String, _>(col("previous_token").as_str())?),
+            previous_until: row.try_get(col("previous_token_until").as_str())?,
+            require_token: row.try_get::<i64, _>(col("require_token").as_str())? != 0,
+            require_client_cert: row.try_get::<i64, _>(col("require_client_cert").as_str())? != 0,
+        },
     })
 }
 
@@ -53,13 +93,15 @@ fn domain_from_row(row: &AnyRow) -> Result<Domain> {
 
 impl Store {
     pub async fn domain_by_name(&self, name: &str) -> Result<Option<Domain>> {
-        let row =
-            sqlx::query(&format!("SELECT {COLUMNS} FROM domain WHERE name = $1")).bind(name).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(&format!("SELECT {} FROM domain WHERE name = $1", *COLUMNS))
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(domain_from_row).transpose()
     }
 
     pub async fn list_domains(&self) -> Result<Vec<Domain>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM domain ORDER BY name")).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(&format!("SELECT {} FROM domain ORDER BY name", *COLUMNS)).fetch_all(self.pool()).await?;
         rows.iter().map(domain_from_row).collect()
     }
 
@@ -94,11 +136,16 @@ impl Store {
             relay: RelaySettings { backend: "direct".into(), ami_port: 5038, ..Default::default() },
             claim_creates: false,
             site_networks: Vec::new(),
+            access: ProvisioningAccess { token: access::new_token(), require_token: true, ..Default::default() },
         };
         settings.apply(&mut domain);
         write_settings(&mut tx, &domain, now).await?;
+        write_token(&mut tx, &domain).await?;
         audit::record(&mut tx, actor, id, "domain.create", None, &[]).await?;
+        // Provisioning caches learn the new token from the feed.
+        changes::record(&mut tx, &Change::Domain(id)).await?;
         tx.commit().await?;
+        self.note_local_change();
         Ok(domain)
     }
 
@@ -114,7 +161,7 @@ impl Store {
         if locked.rows_affected() == 0 {
             return Err(StoreError::NotFound("Domain not found"));
         }
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM domain WHERE name = $1")).bind(name).fetch_one(&mut *tx).await?;
+        let row = sqlx::query(&format!("SELECT {} FROM domain WHERE name = $1", *COLUMNS)).bind(name).fetch_one(&mut *tx).await?;
         let mut domain = domain_from_row(&row)?;
         let changed = changes.apply(&mut domain);
         domain.relay.relay()?;
@@ -123,29 +170,117 @@ impl Store {
             let now = now_ms();
             write_settings(&mut tx, &domain, now).await?;
             audit::record(&mut tx, actor, domain.id, "domain.update", None, &changed).await?;
+            // Caches hold the whole domain (what it demands of phones too),
+            // whether or not the change reaches the phones' files.
+            changes::record(&mut tx, &Change::Domain(domain.id)).await?;
         }
         if config_changed {
-            sqlx::query("UPDATE handset SET revision = revision + 1, updated_at = $1 WHERE domain_id = $2")
-                .bind(now_ms())
-                .bind(domain.id)
-                .execute(&mut *tx)
-                .await?;
-            changes::record(&mut tx, &Change::Domain(domain.id)).await?;
-            super::push::enqueue_domain(&mut tx, domain.id).await?;
+            bump_domain_phones(&mut tx, domain.id).await?;
         }
         tx.commit().await?;
-        if config_changed {
+        if !changed.is_empty() {
             self.note_local_change();
         }
         Ok((domain, changed))
     }
+
+    /// Draws a new provisioning token for the domain; the old one keeps
+    /// working for `grace`. Phones' files name the token in the URL they
+    /// come back to, so every phone of the domain gets a new revision and a
+    /// push, which moves it to the new URL within the grace period.
+    pub async fn rotate_provisioning_token(&self, actor: &Actor, name: &str, grace: std::time::Duration) -> Result<Domain> {
+        let mut tx = self.pool().begin().await?;
+        let locked =
+            sqlx::query("UPDATE domain SET updated_at = updated_at WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        if locked.rows_affected() == 0 {
+            return Err(StoreError::NotFound("Domain not found"));
+        }
+        let row = sqlx::query(&format!("SELECT {} FROM domain WHERE name = $1", *COLUMNS)).bind(name).fetch_one(&mut *tx).await?;
+        let mut domain = domain_from_row(&row)?;
+        let now = now_ms();
+        let old = std::mem::replace(&mut domain.access.token, access::new_token());
+        domain.access.previous_token = old;
+        domain.access.previous_until = now.saturating_add(grace.as_millis() as i64);
+        write_token(&mut tx, &domain).await?;
+        sqlx::query("UPDATE domain SET updated_at = $1 WHERE id = $2").bind(now).bind(domain.id).execute(&mut *tx).await?;
+        audit::record(&mut tx, actor, domain.id, "domain.rotatetoken", None, &["provisioningtoken"]).await?;
+        changes::record(&mut tx, &Change::Domain(domain.id)).await?;
+        bump_domain_phones(&mut tx, domain.id).await?;
+        tx.commit().await?;
+        self.note_local_change();
+        Ok(domain)
+    }
+
+    /// Every domain's tokens, for the provisioners' token map.
+    pub async fn domain_tokens(&self) -> Result<Vec<(i64, ProvisioningAccess)>> {
+        let rows = sqlx::query(
+            "SELECT id, provisioning_token, previous_token, previous_token_until, require_token, require_client_cert FROM domain",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    ProvisioningAccess {
+                        token: Secret::new(r.try_get::<String, _>("provisioning_token")?),
+                        previous_token: Secret::new(r.try_get::<String, _>("previous_token")?),
+                        previous_until: r.try_get("previous_token_until")?,
+                        require_token: r.try_get::<i64, _>("require_token")? != 0,
+                        require_client_cert: r.try_get::<i64, _>("require_client_cert")? != 0,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Gives every domain without a provisioning token (those made before
+    /// tokens existed) a random one. Run at every open; a no-op after the
+    /// first. On several nodes at once, the first write wins.
+    pub(crate) async fn fill_missing_tokens(&self) -> Result<()> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM domain WHERE provisioning_token = ''").fetch_all(self.pool()).await?;
+        for id in ids {
+            sqlx::query("UPDATE domain SET provisioning_token = $1 WHERE id = $2 AND provisioning_token = ''")
+                .bind(access::new_token().expose())
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A change every phone of the domain is configured from: each handset's
+/// revision rises by one, the caches drop the domain, and pushes go out.
+async fn bump_domain_phones(tx: &mut sqlx::Transaction<'_, sqlx::Any>, domain_id: i64) -> Result<()> {
+    sqlx::query("UPDATE handset SET revision = revision + 1, updated_at = $1 WHERE domain_id = $2")
+        .bind(now_ms())
+        .bind(domain_id)
+        .execute(&mut **tx)
+        .await?;
+    changes::record(tx, &Change::Domain(domain_id)).await?;
+    super::push::enqueue_domain(tx, domain_id).await?;
+    Ok(())
+}
+
+async fn write_token(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain) -> Result<()> {
+    sqlx::query("UPDATE domain SET provisioning_token = $1, previous_token = $2, previous_token_until = $3 WHERE id = $4")
+        .bind(d.access.token.expose())
+        .bind(d.access.previous_token.expose())
+        .bind(d.access.previous_until)
+        .bind(d.id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, now: i64) -> Result<()> {
     sqlx::query(
         "UPDATE domain SET sip_server = $1, sip_port = $2, sip_transport = $3, timezone = $4, ntp_server = $5, updated_at = $6, \
          settings = $8, model_settings = $9, push_backend = $10, ami_host = $11, ami_port = $12, ami_user = $13, \
-         ami_secret = $14, webhook_url = $15, webhook_secret = $16, claim_creates = $17, site_networks = $18 WHERE id = $7",
+         ami_secret = $14, webhook_url = $15, webhook_secret = $16, claim_creates = $17, site_networks = $18, \
+         require_token = $19, require_client_cert = $20 WHERE id = $7",
     )
     .bind(&d.sip_server)
     .bind(i64::from(d.sip_port))
@@ -165,6 +300,8 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     .bind(d.relay.webhook_secret.expose())
     .bind(i64::from(d.claim_creates))
     .bind(crate::model::domain::site_networks_text(&d.site_networks))
+    .bind(i64::from(d.access.require_token))
+    .bind(i64::from(d.access.require_client_cert))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -90,17 +90,28 @@ pub struct PushView {
 const APPLIED: &str = "COALESCE(dv.revision, 0) >= h.revision";
 const FAILED: &str = "p.state IN ('failed', 'no-target')";
 
-const SELECT_VIEW: &str = "SELECT h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, \
-    h.recording, h.notes, h.mac, h.model, h.revision, h.settings, s.state, s.calldirection, s.calldurationseconds, \
+/// A handset's columns over alias `h`, as [`handset_from_row`] reads them.
+macro_rules! handset_columns {
+    () => {
+        "h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, h.recording, h.notes, \
+         h.mac, h.model, h.revision, h.settings, h.prov_password"
+    };
+}
+pub(crate) use handset_columns;
+
+const SELECT_VIEW: &str = concat!(
+    "SELECT ",
+    handset_columns!(),
+    ", s.state, s.calldirection, s.calldurationseconds, \
     s.otherpartyphonenumber, s.app, s.registration_address, s.registration_transport, s.updated_at AS status_updated_at, \
     dv.last_seen AS fetched_at, dv.revision AS fetched_revision, dv.model AS device_model, dv.firmware AS device_firmware, \
     p.state AS push_state, p.last_push_at, p.last_error AS push_error \
     FROM handset h LEFT JOIN handset_status s ON s.handset_id = h.id \
     LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id \
-    LEFT JOIN push p ON p.handset_id = h.id";
+    LEFT JOIN push p ON p.handset_id = h.id"
+);
 
-const SELECT_HANDSET: &str = "SELECT id, domain_id, extensionnumber, name, password, location, outgoingcli, recording, \
-    notes, mac, model, revision, settings FROM handset";
+const SELECT_HANDSET: &str = concat!("SELECT ", handset_columns!(), " FROM handset h");
 
 pub(crate) fn handset_from_row(row: &AnyRow) -> Result<Handset> {
     let mac: Option<String> = row.try_get("mac")?;
@@ -118,6 +129,7 @@ pub(crate) fn handset_from_row(row: &AnyRow) -> Result<Handset> {
         model: row.try_get("model")?,
         revision: row.try_get("revision")?,
         settings: settings::from_text(&row.try_get::<String, _>("settings")?).map_err(StoreError::Corrupt)?,
+        device_password: Secret::new(row.try_get::<String, _>("prov_password")?),
     })
 }
 
@@ -312,6 +324,14 @@ impl Store {
         self.handset(domain_id, ext).await?.ok_or(StoreError::NotFound("Handset not found"))
     }
 
+    /// The domain of the handset that has `mac`, if any.
+    pub async fn mac_owner_domain(&self, mac: &Mac) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT domain_id FROM handset WHERE mac = $1")
+            .bind(mac.lower())
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
     pub async fn delete_handset(&self, actor: &Actor, domain_id: i64, ext: &str) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         let deleted = sqlx::query("DELETE FROM handset WHERE domain_id = $1 AND extensionnumber = $2 RETURNING mac")
@@ -362,8 +382,8 @@ async fn insert_new(tx: &mut Transaction<'_, Any>, domain_id: i64, new: NewHands
     let row = bind_columns(
         sqlx::query(
             "INSERT INTO handset (name, password, location, outgoingcli, recording, notes, mac, model, revision, settings, \
-             domain_id, extensionnumber, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
+             prov_password, domain_id, extensionnumber, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id",
         ),
         &h,
     )
@@ -460,7 +480,7 @@ impl Store {
 
     /// Every handset of a domain in extension order, for export.
     pub async fn domain_handsets(&self, domain_id: i64) -> Result<Vec<Handset>> {
-        let rows = sqlx::query(&format!("{SELECT_HANDSET} WHERE domain_id = $1 ORDER BY extensionnumber"))
+        let rows = sqlx::query(&format!("{SELECT_HANDSET} WHERE h.domain_id = $1 ORDER BY h.extensionnumber"))
             .bind(domain_id)
             .fetch_all(self.pool())
             .await?;
@@ -487,7 +507,7 @@ async fn apply_changes(
         bind_columns(
             sqlx::query(
                 "UPDATE handset SET name = $1, password = $2, location = $3, outgoingcli = $4, recording = $5, notes = $6, \
-                 mac = $7, model = $8, revision = $9, settings = $10, updated_at = $11 WHERE id = $12",
+                 mac = $7, model = $8, revision = $9, settings = $10, prov_password = $11, updated_at = $12 WHERE id = $13",
             ),
             &h,
         )
@@ -509,7 +529,7 @@ async fn apply_changes(
     Ok((h, changed, config_changed))
 }
 
-/// Binds $1…$10: the columns a handset's create and update both write.
+/// Binds $1…$11: the columns a handset's create and update both write.
 fn bind_columns<'q>(
     q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     h: &'q Handset,
@@ -524,6 +544,7 @@ fn bind_columns<'q>(
         .bind(h.model.as_deref())
         .bind(h.revision)
         .bind(settings::to_text(&h.settings))
+        .bind(h.device_password.expose())
 }
 
 /// Takes the handset's row lock, then reads the row.
@@ -543,7 +564,7 @@ pub(crate) async fn lock_handset(tx: &mut Transaction<'_, Any>, domain_id: i64, 
     if locked.rows_affected() == 0 {
         return Err(StoreError::NotFound("Handset not found"));
     }
-    let row = sqlx::query(&format!("{SELECT_HANDSET} WHERE domain_id = $1 AND extensionnumber = $2"))
+    let row = sqlx::query(&format!("{SELECT_HANDSET} WHERE h.domain_id = $1 AND h.extensionnumber = $2"))
         .bind(domain_id)
         .bind(ext)
         .fetch_one(&mut **tx)

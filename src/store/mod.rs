@@ -11,6 +11,7 @@ pub mod changes;
 pub mod devices;
 pub mod domains;
 pub mod handsets;
+pub mod keys;
 pub mod push;
 pub mod sessions;
 pub mod status;
@@ -112,6 +113,7 @@ impl Store {
             .map_err(|e| unreachable(&e))?;
         let store = Store { pool, backend, local_changes: Default::default() };
         store.migrate().await?;
+        store.fill_missing_tokens().await?;
         Ok(store)
     }
 

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
-use crate::provision::{FetchRequest, Protocol, Provisioner, Refusal};
+use crate::provision::{names, FetchRequest, Origin, Protocol, Provisioner, Refusal};
 use packet::{ErrorCode, Mode, Packet, RequestedOptions};
 
 /// Transfers in flight at once; requests beyond are answered "busy".
@@ -31,7 +31,6 @@ const MAX_WINDOW: u64 = 64;
 pub struct TftpServer {
     socket: Arc<UdpSocket>,
     provisioner: Arc<Provisioner>,
-    public_url: Option<String>,
     /// Transfers running, by client address and file: a request that
     /// repeats one is the client retransmitting it, and is ignored. (Not by
     /// address alone: a client's next socket may get the port of its last.)
@@ -40,11 +39,10 @@ pub struct TftpServer {
 }
 
 impl TftpServer {
-    pub fn new(socket: UdpSocket, provisioner: Arc<Provisioner>, public_url: Option<String>) -> Self {
+    pub fn new(socket: UdpSocket, provisioner: Arc<Provisioner>) -> Self {
         TftpServer {
             socket: Arc::new(socket),
             provisioner,
-            public_url,
             in_flight: Arc::default(),
             slots: Arc::new(Semaphore::new(MAX_TRANSFERS)),
         }
@@ -100,10 +98,9 @@ impl TftpServer {
         };
         let provisioner = self.provisioner.clone();
         let in_flight = self.in_flight.clone();
-        let local_ip = self.socket.local_addr().map(|a| a.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-        let public_url = self.public_url.clone();
+        let local = self.socket.local_addr().unwrap_or((std::net::Ipv4Addr::UNSPECIFIED, 0).into());
         tokio::spawn(async move {
-            let result = serve_read(&provisioner, peer, local_ip, public_url, &file, mode, options).await;
+            let result = serve_read(&provisioner, peer, local, &file, mode, options).await;
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "tftp transfer ended early");
             }
@@ -116,29 +113,42 @@ impl TftpServer {
 async fn serve_read(
     provisioner: &Provisioner,
     peer: SocketAddr,
-    local_ip: std::net::IpAddr,
-    public_url: Option<String>,
-    file: &str,
+    listening: SocketAddr,
+    path: &str,
     mode: Mode,
     options: RequestedOptions,
 ) -> std::io::Result<()> {
     // The transfer's own socket: a new TID, and (once connected) the source
-    // address the phone reaches us on, which goes into its config.
-    let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
+    // address the phone reaches us on, which goes into its config with the
+    // port we listen on.
+    let socket = UdpSocket::bind(SocketAddr::new(listening.ip(), 0)).await?;
     socket.connect(peer).await?;
-    let base_url = public_url.unwrap_or_else(|| match socket.local_addr() {
-        Ok(SocketAddr::V6(a)) => format!("tftp://[{}]/", a.ip()),
-        Ok(a) => format!("tftp://{}/", a.ip()),
-        Err(_) => "tftp://localhost/".into(),
-    });
-    let req = FetchRequest { peer: peer.ip(), file, user_agent: None, protocol: Protocol::Tftp, base_url };
+    let host = match socket.local_addr() {
+        Ok(SocketAddr::V6(a)) => format!("[{}]", a.ip()),
+        Ok(a) => a.ip().to_string(),
+        Err(_) => "localhost".into(),
+    };
+    let (token, file) = names::split_token(path);
+    let req = FetchRequest {
+        peer: peer.ip(),
+        file,
+        token,
+        path,
+        user_agent: None,
+        protocol: Protocol::Tftp,
+        origin: Origin { host, port: listening.port(), prefix: String::new() },
+        credentials: None,
+        device_cert: None,
+    };
     let body = match provisioner.fetch(&req).await {
         Ok(served) => served.body,
         // A banned scanner gets nothing at all.
         Err(Refusal::Banned) => return Ok(()),
         Err(Refusal::Forbidden(_)) => return send_error(&socket, ErrorCode::AccessViolation, "access denied").await,
         Err(Refusal::Internal(_)) => return send_error(&socket, ErrorCode::NotDefined, "internal error").await,
-        Err(Refusal::NotFound(_) | Refusal::BadName(_)) => {
+        // TFTP has no challenge: a phone that proves nothing is told what
+        // an unknown MAC is told.
+        Err(Refusal::NotFound(_) | Refusal::BadName(_) | Refusal::Unauthorized { .. }) => {
             return send_error(&socket, ErrorCode::FileNotFound, "file not found").await
         }
     };
@@ -146,7 +156,13 @@ async fn serve_read(
         Mode::Octet => body,
         Mode::Netascii => Bytes::from(packet::to_netascii(&body)),
     };
-    Transfer::negotiate(socket, body, &options).run().await
+    let transfer = Transfer::negotiate(socket, body, &options);
+    if transfer.run().await? {
+        // The peer acknowledged what we sent: the address is really its
+        // own, so from now on its misses count.
+        provisioner.scan_guard().prove(peer.ip(), std::time::Instant::now());
+    }
+    Ok(())
 }
 
 async fn send_error(socket: &UdpSocket, code: ErrorCode, message: &str) -> std::io::Result<()> {
@@ -199,12 +215,17 @@ impl Transfer {
         &self.body[start..end]
     }
 
-    async fn run(self) -> std::io::Result<()> {
+    /// Sends the file; says whether the peer acknowledged anything.
+    async fn run(self) -> std::io::Result<bool> {
         // A body of exactly k blocks ends with an empty block k+1.
         let blocks = self.body.len() as u64 / self.blksize as u64 + 1;
+        let mut acknowledged = false;
         // The OACK is answered with ACK 0: a window of one "block 0".
-        if !self.oack.is_empty() && self.send_window(&[packet::oack(&self.oack)], 0).await?.is_none() {
-            return Ok(());
+        if !self.oack.is_empty() {
+            if self.send_window(&[packet::oack(&self.oack)], 0).await?.is_none() {
+                return Ok(false);
+            }
+            acknowledged = true;
         }
         // `next` is the first block not yet acknowledged (absolute number).
         let mut next: u64 = 1;
@@ -212,11 +233,14 @@ impl Transfer {
             let last = (next + u64::from(self.window) - 1).min(blocks);
             let datagrams: Vec<Bytes> = (next..=last).map(|n| packet::data(n as u16, self.block(n))).collect();
             match self.send_window(&datagrams, next).await? {
-                Some(acked) => next = acked + 1,
-                None => return Ok(()),
+                Some(acked) => {
+                    acknowledged = true;
+                    next = acked + 1;
+                }
+                None => return Ok(acknowledged),
             }
         }
-        Ok(())
+        Ok(acknowledged)
     }
 
     /// Sends `datagrams` (blocks `first…`, or the OACK as block 0) until an

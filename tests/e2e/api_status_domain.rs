@@ -82,8 +82,20 @@ async fn domain_settings_bump_every_handset(b: Backend) {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(d["name"], "default");
     let change = json!({"sipserver": "sip.example.com", "sipport": 5080, "siptransport": "TLS", "timezone": "Australia/Sydney", "ntpserver": "ntp.example.com"});
-    let (s, d) = srv.put("/api/domain", change.clone()).await;
+    let (s, mut d) = srv.put("/api/domain", change.clone()).await;
     assert_eq!(s, StatusCode::OK, "{d}");
+    // The provisioning URL names the token on each listener.
+    let token = d["provisioningtoken"].as_str().unwrap().to_string();
+    assert!(token.len() >= 22 && token.bytes().all(|b| b.is_ascii_alphanumeric()), "{token}");
+    let http = format!("http://localhost:{}/p/{token}/", srv.http().port());
+    assert_eq!(d["provisioningurl"], http.as_str(), "HTTP while the certificate is self-signed");
+    assert_eq!(d["provisioningurls"]["https"], format!("https://localhost:{}/p/{token}/", srv.https().port()));
+    let tftp = srv.running().tftp_addr.unwrap().port();
+    assert_eq!(d["provisioningurls"]["tftp"], format!("tftp://localhost:{tftp}/p/{token}/"));
+    assert_eq!((d["requiretoken"].as_bool(), d["requireclientcert"].as_bool()), (Some(true), Some(false)));
+    for shown in ["provisioningtoken", "provisioningurl", "provisioningurls", "requiretoken", "requireclientcert"] {
+        d.as_object_mut().unwrap().remove(shown);
+    }
     assert_eq!(
         d,
         json!({"name": "default", "sipserver": "sip.example.com", "sipport": 5080, "siptransport": "tls", "timezone": "Australia/Sydney", "ntpserver": "ntp.example.com", "settings": {}, "modelsettings": {},

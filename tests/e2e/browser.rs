@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::harness::{plain_client, Backend, TestServer, ADMIN};
-use crate::provisioning::{http_get, PHONES};
+use crate::provisioning::{http_get_path, PHONES};
 use crate::push::{quick_push, Phone};
 
 /// An installer: an admin of a tenant, not a superuser.
@@ -135,11 +135,12 @@ async fn installer_session(srv: &TestServer, b: &Client) {
     assert_eq!(text(b, "#who").await, INSTALLER.0);
     assert_eq!(b.current_url().await.unwrap().path(), "/admin/handsets");
 
-    // Name the site's network, so that its booting phones show up here.
+    // The Domain page gives the URL to put in the site's DHCP: the site's
+    // booting phones that use it show up here.
     b.goto(&srv.url("/admin/domain")).await.unwrap();
-    type_into(b, "#sitenetworks", "127.0.0.1").await;
-    click(b, "#save-domain").await;
-    assert!(text(b, "#message").await.starts_with("Saved."));
+    let site_url = text(b, "#provisioningurl-http").await;
+    assert!(site_url.starts_with(&format!("http://localhost:{}/p/", srv.http().port())), "{site_url}");
+    let path = format!("{}{}", &site_url[format!("http://localhost:{}", srv.http().port()).len()..], p.file);
     b.goto(&srv.url("/admin/handsets")).await.unwrap();
 
     // Create a handset.
@@ -158,7 +159,7 @@ async fn installer_session(srv: &TestServer, b: &Client) {
     // boot the phone: it asks for its file and is refused as unknown.
     b.goto(&srv.url("/admin/devices")).await.unwrap();
     click(b, "#autorefresh").await;
-    let (status, _, _) = http_get(srv, p.file, Some(p.ua)).await;
+    let (status, _, _) = http_get_path(srv, &path, Some(p.ua)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let row = format!("#device-{}", p.mac);
     let appeared = b.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css(&row)).await;
@@ -175,7 +176,7 @@ async fn installer_session(srv: &TestServer, b: &Client) {
     let notify = phone.next(Duration::from_secs(10)).await.expect("the phone gets a NOTIFY");
     assert!(notify.request_line().starts_with("NOTIFY sip:"), "{}", notify.text);
     phone.answer(&notify, "200 OK", "").await;
-    let (status, _, body) = http_get(srv, p.file, Some(p.ua)).await;
+    let (status, _, body) = http_get_path(srv, &path, Some(p.ua)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("account.1.user_name = 2000"));
 

@@ -86,6 +86,8 @@ pub struct TestServer {
     pub server: Option<RunningServer>,
     pub client: reqwest::Client,
     pub dir: TempDir,
+    /// The default domain's provisioning token, read once from the API.
+    token: tokio::sync::OnceCell<String>,
 }
 
 impl TestServer {
@@ -102,7 +104,7 @@ impl TestServer {
         adjust(&mut settings);
         let server = server::start(settings.clone()).await.expect("server starts");
         let client = https_client(&server.tls_cert_path, None);
-        TestServer { backend, settings, server: Some(server), client, dir }
+        TestServer { backend, settings, server: Some(server), client, dir, token: Default::default() }
     }
 
     /// A second node on the same database (its own data dir and ports).
@@ -112,7 +114,25 @@ impl TestServer {
         settings.database_url = other.settings.database_url.clone();
         let server = server::start(settings.clone()).await.expect("second node starts");
         let client = https_client(&server.tls_cert_path, None);
-        TestServer { backend: other.backend, settings, server: Some(server), client, dir }
+        TestServer { backend: other.backend, settings, server: Some(server), client, dir, token: Default::default() }
+    }
+
+    /// The default domain's provisioning token (as `GET /api/domain` shows
+    /// it to its admin).
+    pub async fn token(&self) -> String {
+        self.token
+            .get_or_init(|| async {
+                let (status, d) = self.get("/api/domain").await;
+                assert_eq!(status, StatusCode::OK, "{d}");
+                d["provisioningtoken"].as_str().expect("provisioningtoken").to_string()
+            })
+            .await
+            .clone()
+    }
+
+    /// `/p/<token>/<file>`: where the default domain's phones ask for `file`.
+    pub async fn phone_path(&self, file: &str) -> String {
+        format!("/p/{}/{file}", self.token().await)
     }
 
     pub fn running(&self) -> &RunningServer {

@@ -86,8 +86,19 @@ both_backends!(
     a_change_on_another_node_reaches_this_nodes_phones,
 );
 
+/// A phone of the default domain asking for `file` over plain HTTP, under
+/// the domain's provisioning URL.
 pub async fn http_get(srv: &TestServer, file: &str, ua: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, String) {
-    let mut req = plain_client().get(srv.plain_url(&format!("/{file}")));
+    http_get_path(srv, &srv.phone_path(file).await, ua).await
+}
+
+/// The same at a bare `/<file>`, as a phone whose DHCP names no token.
+pub async fn http_get_bare(srv: &TestServer, file: &str, ua: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    http_get_path(srv, &format!("/{file}"), ua).await
+}
+
+pub async fn http_get_path(srv: &TestServer, path: &str, ua: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let mut req = plain_client().get(srv.plain_url(path));
     if let Some(ua) = ua {
         req = req.header("user-agent", ua);
     }
@@ -138,15 +149,18 @@ async fn every_family_over_http_https_and_tftp(b: Backend) {
         assert!(entries.iter().any(|(_, v)| v.starts_with("sip.example.net")), "{}: no SIP server in\n{body}", p.family);
         assert!(body.contains(&http_base[7..]), "{}: the config sends the phone back where it came from", p.family);
 
-        // The same file over HTTPS and TFTP: only the server address differs.
-        let resp = https.get(srv.url(&format!("/{}", p.file))).header("user-agent", p.ua).send().await.unwrap();
+        // The same file over HTTPS and TFTP: only the server address differs
+        // (with the port TFTP really listens on).
+        let resp = https.get(srv.url(&srv.phone_path(p.file).await)).header("user-agent", p.ua).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         let over_https = resp.text().await.unwrap();
         assert_eq!(same_but_server(&over_https, &https_base), same_but_server(&body, &http_base), "{}", p.family);
-        let over_tftp = String::from_utf8(tftp_client::get(tftp, p.file).await.unwrap()).unwrap();
-        assert_eq!(same_but_server(&over_tftp, "tftp://127.0.0.1/"), same_but_server(&body, &http_base), "{}", p.family);
+        let tftp_path = srv.phone_path(p.file).await;
+        let over_tftp = String::from_utf8(tftp_client::get(tftp, &tftp_path[1..]).await.unwrap()).unwrap();
+        let tftp_base = format!("tftp://127.0.0.1:{}/", tftp.port());
+        assert_eq!(same_but_server(&over_tftp, &tftp_base), same_but_server(&body, &http_base), "{}", p.family);
         if let Some(client) = real_tftp_client() {
-            let got = real_tftp_get(&client, tftp.port(), p.file);
+            let got = real_tftp_get(&client, tftp.port(), &tftp_path);
             assert_eq!(got, over_tftp.as_bytes(), "{}: {client} got other bytes", p.family);
         }
 
@@ -204,7 +218,7 @@ async fn conditional_requests_and_changes(b: Backend) {
     // The phone's own User-Agent on every request: it names the model,
     // which is part of the file.
     let client = reqwest::Client::builder().user_agent(p.ua).no_proxy().build().unwrap();
-    let url = srv.plain_url(&format!("/{}", p.file));
+    let url = srv.plain_url(&srv.phone_path(p.file).await);
 
     let resp = client.get(&url).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
@@ -266,19 +280,19 @@ async fn unknown_phones_are_recorded_for_installers(b: Backend) {
         (Some(2), Some("unknown"), Some("127.0.0.1"))
     );
     assert_eq!(last["lastfile"], "001565c0ffe5.cfg");
-    // Unknown devices belong to no tenant yet: other users see only those
-    // last seen from their domain's site networks.
+    // They came under the default domain's token: another tenant's users
+    // see them only when they fetch from its site networks.
     let boss = ("boss@acme", "boss-password-123");
     let (s, none) = srv.call(Method::GET, "/api/device?state=unknown", boss, None).await;
     assert_eq!((s, none), (StatusCode::OK, json!([])));
-    for (nets, want) in [(json!(["10.0.0.0/8"]), 0), (json!("192.0.2.1, 127.0.0.0/8"), 3)] {
+    for (nets, want) in [(json!(["10.1.0.0/16"]), 0), (json!("192.0.2.1, 127.0.0.0/16"), 3)] {
         let (s, d) = srv.call(Method::PUT, "/api/domain", boss, Some(json!({"sitenetworks": nets}))).await;
         assert_eq!(s, StatusCode::OK, "{d}");
         let (_, seen) = srv.call(Method::GET, "/api/device?state=unknown", boss, None).await;
         assert_eq!(seen.as_array().unwrap().len(), want, "{nets}: {seen}");
     }
     let (_, d) = srv.call(Method::GET, "/api/domain", boss, None).await;
-    assert_eq!(d["sitenetworks"], json!(["192.0.2.1/32", "127.0.0.0/8"]));
+    assert_eq!(d["sitenetworks"], json!(["192.0.2.1/32", "127.0.0.0/16"]));
     let (s, v) = srv.call(Method::PUT, "/api/domain", boss, Some(json!({"sitenetworks": ["office"]}))).await;
     assert!(s == StatusCode::BAD_REQUEST && v["error"].as_str().unwrap().contains("office"), "{v}");
     // Once a handset has the MAC, the phone is known and served.
@@ -398,23 +412,38 @@ async fn the_scan_guard_bans_and_lifts() {
     let scanner: IpAddr = "127.0.0.7".parse().unwrap();
     let from_scanner = https_client_from(&srv.running().tls_cert_path, None, Some(scanner));
     let url = |f: &str| srv.url(&format!("/{f}"));
-    for i in 0..21 {
-        let resp = from_scanner.get(url(&format!("001565{i:06x}.cfg"))).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "miss {i}");
+    // Without a token every MAC's file is challenged alike; asking again
+    // for the same one is no new miss.
+    for _ in 0..30 {
+        let resp = from_scanner.get(url("001565000000.cfg")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
-    // Banned now: even a known phone's file, over HTTP(S) and TFTP.
+    for i in 1..20 {
+        let resp = from_scanner.get(url(&format!("001565{i:06x}.cfg"))).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "miss {i}");
+    }
+    // The 21st distinct MAC bans: bare requests get nothing, over HTTP(S)
+    // and TFTP.
+    let resp = from_scanner.get(url("001565ffffff.cfg")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let resp = from_scanner.get(url(PHONES[0].file)).header("user-agent", PHONES[0].ua).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = from_scanner.get(url(PHONES[0].common)).header("user-agent", PHONES[0].ua).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let tftp = srv.running().tftp_addr.unwrap();
     let silent = tftp_client::get_raw(tftp, scanner, &tftp_client::rrq(PHONES[0].file, "octet", &[]), 512, 1).await;
     assert_eq!(silent.err(), Some(TftpError::Silent), "a banned address gets no TFTP answer");
-    // Known phones elsewhere are unaffected.
+    // A request that proves itself is served even from a banned address.
+    let resp =
+        from_scanner.get(srv.url(&srv.phone_path(PHONES[0].file).await)).header("user-agent", PHONES[0].ua).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Phones elsewhere are unaffected.
     let (s, _, _) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
     assert_eq!(s, StatusCode::OK);
     // The ban lifts.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let resp = from_scanner.get(url(PHONES[0].file)).header("user-agent", PHONES[0].ua).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     srv.stop().await;
 }
 
@@ -424,13 +453,14 @@ async fn files_are_served_under_the_prefix_too() {
     create_phones(&srv).await;
     let p = &PHONES[0];
     let get = |path: String| plain_client().get(srv.plain_url(&path)).header("user-agent", p.ua).send();
-    let root = get(format!("/{}", p.file)).await.unwrap().text().await.unwrap();
-    let prefixed = get(format!("/prov/{}", p.file)).await.unwrap();
+    let path = srv.phone_path(p.file).await;
+    let root = get(path.clone()).await.unwrap().text().await.unwrap();
+    let prefixed = get(format!("/prov{path}")).await.unwrap();
     assert_eq!(prefixed.status(), StatusCode::OK);
     let prefixed = prefixed.text().await.unwrap();
     assert!(prefixed.contains(&format!("127.0.0.1:{}/prov/", srv.http().port())), "the phone comes back under the prefix");
     assert_eq!(prefixed.replace("/prov/", "/"), root);
-    assert_eq!(get(format!("/other/{}", p.file)).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    assert_eq!(get(format!("/other{path}")).await.unwrap().status(), StatusCode::BAD_REQUEST);
     srv.stop().await;
 }
 

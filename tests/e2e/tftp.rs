@@ -10,21 +10,24 @@ use crate::harness::{Backend, TestServer};
 use crate::provisioning::{http_get, real_tftp_client, real_tftp_get, same_but_server, PHONES};
 use crate::tftp_client::{get, get_raw, rrq, TftpError};
 
-async fn server_with_phone() -> TestServer {
+/// A server with one phone, and that phone's file as a TFTP client names
+/// it: `p/<token>/<file>`.
+async fn server_with_phone() -> (TestServer, String) {
     let srv = TestServer::start(Backend::Sqlite).await;
     srv.create_handset(json!({"extensionnumber": "100", "name": "Reception", "mac": PHONES[0].mac, "model": PHONES[0].model}))
         .await;
-    srv
+    let file = srv.phone_path(PHONES[0].file).await[1..].to_string();
+    (srv, file)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn options_are_negotiated() {
-    let srv = server_with_phone().await;
+    let (srv, file) = server_with_phone().await;
     let tftp = srv.running().tftp_addr.unwrap();
-    let plain = get(tftp, PHONES[0].file).await.unwrap();
+    let plain = get(tftp, &file).await.unwrap();
     assert!(plain.len() > 600, "a file of several 512-byte blocks");
 
-    let req = rrq(PHONES[0].file, "octet", &[("blksize", "1428"), ("tsize", "0"), ("timeout", "2"), ("windowsize", "4")]);
+    let req = rrq(&file, "octet", &[("blksize", "1428"), ("tsize", "0"), ("timeout", "2"), ("windowsize", "4")]);
     let out = get_raw(tftp, [127, 0, 0, 1].into(), &req, 1428, 4).await.unwrap();
     let oack: Vec<(&str, &str)> = out.oack.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let size = plain.len().to_string();
@@ -32,13 +35,13 @@ async fn options_are_negotiated() {
     assert_eq!(out.data, plain);
 
     // Small blocks and a window of 4: the server sends four blocks per ACK.
-    let req = rrq(PHONES[0].file, "octet", &[("blksize", "16"), ("windowsize", "4")]);
+    let req = rrq(&file, "octet", &[("blksize", "16"), ("windowsize", "4")]);
     let out = get_raw(tftp, [127, 0, 0, 1].into(), &req, 16, 4).await.unwrap();
     assert_eq!(out.data, plain);
     assert!(out.bursts.iter().rev().skip(1).all(|&n| n == 4), "{:?}", out.bursts);
 
     // Out-of-range values are clamped or ignored, never an error.
-    let req = rrq(PHONES[0].file, "octet", &[("blksize", "4"), ("timeout", "0"), ("windowsize", "0"), ("colour", "red")]);
+    let req = rrq(&file, "octet", &[("blksize", "4"), ("timeout", "0"), ("windowsize", "0"), ("colour", "red")]);
     let out = get_raw(tftp, [127, 0, 0, 1].into(), &req, 512, 1).await.unwrap();
     assert!(out.oack.is_empty(), "{:?}", out.oack);
     assert_eq!(out.data, plain);
@@ -47,10 +50,10 @@ async fn options_are_negotiated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn netascii_is_converted() {
-    let srv = server_with_phone().await;
+    let (srv, file) = server_with_phone().await;
     let tftp = srv.running().tftp_addr.unwrap();
-    let octet = get(tftp, PHONES[0].file).await.unwrap();
-    let out = get_raw(tftp, [127, 0, 0, 1].into(), &rrq(PHONES[0].file, "netascii", &[]), 512, 1).await.unwrap();
+    let octet = get(tftp, &file).await.unwrap();
+    let out = get_raw(tftp, [127, 0, 0, 1].into(), &rrq(&file, "netascii", &[]), 512, 1).await.unwrap();
     let lines = octet.iter().filter(|&&b| b == b'\n').count();
     assert_eq!(out.data.len(), octet.len() + lines);
     assert_eq!(String::from_utf8(out.data).unwrap().replace("\r\n", "\n").into_bytes(), octet);
@@ -59,7 +62,7 @@ async fn netascii_is_converted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_and_garbage() {
-    let srv = server_with_phone().await;
+    let (srv, file) = server_with_phone().await;
     let tftp = srv.running().tftp_addr.unwrap();
     let local = [127, 0, 0, 1].into();
     // A write request is refused with an error packet.
@@ -89,18 +92,18 @@ async fn refusals_and_garbage() {
     let answer = tokio::time::timeout(Duration::from_millis(500), socket.recv_from(&mut buf)).await;
     assert!(answer.is_err(), "garbage got an answer");
     // The server still serves.
-    assert!(get(tftp, PHONES[0].file).await.is_ok());
+    assert!(get(tftp, &file).await.is_ok());
     srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_client_gets_the_same_file_as_http() {
     let Some(client) = real_tftp_client() else { return };
-    let srv = server_with_phone().await;
+    let (srv, file) = server_with_phone().await;
     let tftp = srv.running().tftp_addr.unwrap();
-    let got = String::from_utf8(real_tftp_get(&client, tftp.port(), PHONES[0].file)).unwrap();
+    let got = String::from_utf8(real_tftp_get(&client, tftp.port(), &file)).unwrap();
     let (_, _, body) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
     let http_base = format!("http://127.0.0.1:{}/", srv.http().port());
-    assert_eq!(same_but_server(&got, "tftp://127.0.0.1/"), same_but_server(&body, &http_base));
+    assert_eq!(same_but_server(&got, &format!("tftp://127.0.0.1:{}/", tftp.port())), same_but_server(&body, &http_base));
     srv.stop().await;
 }

@@ -17,6 +17,26 @@ const LABEL: &str = "Desk & <1> 'front'";
 const SERVER: &str = "sip.example.net";
 const PROV_URL: &str = "https://prov.example.com/";
 const REVISION: i64 = 73519;
+const DEVICE_PASSWORD: &str = "dEv1cePassw0rd";
+
+/// Where each family's config carries the device credentials, by the
+/// vendors' documentation: (user key, password key). Cisco writes them as
+/// options of its Profile_Rule, checked apart.
+fn device_credential_keys(family: &str) -> Option<(&'static str, &'static str)> {
+    match family {
+        // Yealink Auto Provisioning Guide: static.auto_provision.server.*
+        "yealink" => Some(("static.auto_provision.server.username", "static.auto_provision.server.password")),
+        // Polycom UC Software Administrator Guide: device.prov.user/password
+        "polycom" => Some(("device.prov.user", "device.prov.password")),
+        // snom: the phone's HTTP client credentials
+        "snom" => Some(("http_client_user", "http_client_pass")),
+        // Grandstream P-values: config server HTTP/HTTPS user name, password
+        "grandstream" => Some(("P1360", "P1361")),
+        // Fanvil <AUTOUPDATE CONFIG MODULE>
+        "fanvil" => Some(("Download Username", "Download Password")),
+        _ => None,
+    }
+}
 
 /// Extra settings in each vendor's own key syntax.
 fn sample_settings(family: &str) -> Vec<(String, String)> {
@@ -53,6 +73,8 @@ fn phone<'a>(profile: &'a Profile, settings: &'a [(String, String)]) -> PhoneCon
         resync_minutes: 1440,
         resync_jitter_seconds: 600,
         revision: REVISION,
+        device_user: "0c1d2e3f4a5b",
+        device_password: DEVICE_PASSWORD,
         notify_event: &profile.notify_event,
         settings,
     }
@@ -116,6 +138,22 @@ fn every_per_phone_file_renders_in_the_vendor_format() {
             assert!(entries.iter().any(|(_, v)| v.contains("ntp.example.org")), "{what}: no NTP server\n{body}");
             assert!(body.contains("Europe/London"), "{what}: no time zone\n{body}");
             assert!(entries.iter().any(|(_, v)| v.contains("prov.example.com")), "{what}: no provisioning server\n{body}");
+            match device_credential_keys(family) {
+                Some((user_key, password_key)) => {
+                    for (k, want) in [(user_key, "0c1d2e3f4a5b"), (password_key, DEVICE_PASSWORD)] {
+                        assert!(
+                            entries.iter().any(|(ek, ev)| ek == k && ev.trim() == want),
+                            "{what}: the device credentials are not set as {k}\n{body}"
+                        );
+                    }
+                }
+                // Cisco Provisioning Guide: Profile_Rule "[--uid user --pwd password]URL".
+                None => assert!(
+                    entries.iter().any(|(k, v)| k == "Profile_Rule"
+                        && v.starts_with(&format!("[--uid 0c1d2e3f4a5b --pwd {DEVICE_PASSWORD}]https://prov.example.com/"))),
+                    "{what}: the device credentials are not in Profile_Rule\n{body}"
+                ),
+            }
             for (k, v) in &settings {
                 assert!(
                     entries.iter().any(|(ek, ev)| ek == k && ev.trim() == v),
