@@ -177,6 +177,14 @@ fn validate_notes(s: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A model as a phone reported it (`X6U Pro` in a Fanvil User-Agent) as a
+/// handset's model (`X6U-Pro`, as the profiles name it); `None` when it
+/// cannot be one.
+pub fn model_from_report(reported: &str) -> Option<String> {
+    let model = reported.trim().replace(' ', "-");
+    validate_token("model", &model, 64).is_ok().then_some(model)
+}
+
 /// Jingl sends booleans as `true`/`false` or as the strings `"true"`/`"false"`.
 pub fn parse_bool(field: &'static str, v: &serde_json::Value) -> Result<bool, FieldError> {
     match v {
@@ -243,6 +251,14 @@ mod tests {
         HandsetChanges { outgoingcli: Some("+61409123456".into()), notes: Some("a\nb".into()), ..Default::default() }
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn reported_models() {
+        assert_eq!(model_from_report("X6U Pro").as_deref(), Some("X6U-Pro"));
+        assert_eq!(model_from_report("T46S").as_deref(), Some("T46S"));
+        assert_eq!(model_from_report(""), None);
+        assert_eq!(model_from_report("a;b"), None);
     }
 
     #[test]

@@ -301,7 +301,7 @@ impl Store {
             .bind(mac.lower())
             .fetch_optional(&mut *tx)
             .await?
-            .filter(|m: &String| !m.is_empty());
+            .and_then(|m: String| crate::model::handset::model_from_report(&m));
         let fields = HandsetChanges { mac: Some(Some(mac)), model: model.or(reported).map(Some), ..Default::default() };
         fields.validate()?;
         let handset = match lock_handset(&mut tx, domain_id, ext).await {

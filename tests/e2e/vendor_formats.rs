@@ -5,6 +5,7 @@ use autoprov::profiles::{Profile, Profiles};
 use autoprov::render::templates;
 use autoprov::render::{CommonContext, PhoneContext};
 
+use crate::fixtures::{self, Row};
 use crate::formats::{has_value, parse};
 
 const FAMILIES: [&str; 6] = ["yealink", "polycom", "snom", "cisco", "grandstream", "fanvil"];
@@ -221,35 +222,8 @@ fn every_common_file_renders_in_the_vendor_format() {
     }
 }
 
-struct Row {
-    family: String,
-    model: String,
-    firmware: String,
-    user_agent: String,
-    mac: String,
-    files: Vec<String>,
-}
-
 fn fixture_rows() -> Vec<Row> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/phone-requests.tsv");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let col: Vec<&str> = l.split('\t').collect();
-            assert!(col.len() >= 7, "short fixture row {l:?}");
-            Row {
-                family: col[0].to_string(),
-                model: col[1].to_string(),
-                firmware: col[2].to_string(),
-                user_agent: col[3].to_string(),
-                mac: col[4].to_string(),
-                files: col[6].split_whitespace().map(str::to_string).collect(),
-            }
-        })
-        .filter(|r| FAMILIES.contains(&r.family.as_str()))
-        .collect()
+    fixtures::requests().into_iter().filter(|r| FAMILIES.contains(&r.family.as_str())).collect()
 }
 
 fn squash(s: &str) -> String {

@@ -1,0 +1,53 @@
+//! The captured phone requests (`tests/fixtures/phone-requests.tsv`, a copy
+//! of the team's shared fixture): each row a real phone's User-Agent, MAC
+//! and the files it asks for at boot, in order, with its source.
+
+#![allow(dead_code)]
+
+pub struct Row {
+    pub family: String,
+    pub model: String,
+    pub firmware: String,
+    pub user_agent: String,
+    pub mac: String,
+    pub protocol: String,
+    pub files: Vec<String>,
+}
+
+pub fn requests() -> Vec<Row> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/phone-requests.tsv");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let col: Vec<&str> = l.split('\t').collect();
+            assert!(col.len() >= 7, "short fixture row {l:?}");
+            Row {
+                family: col[0].to_string(),
+                model: col[1].to_string(),
+                firmware: col[2].to_string(),
+                user_agent: col[3].to_string(),
+                mac: col[4].to_string(),
+                protocol: col[5].to_string(),
+                files: col[6].split_whitespace().map(str::to_string).collect(),
+            }
+        })
+        .collect()
+}
+
+impl Row {
+    /// The same phone with another MAC (12 lower-case hex digits): its
+    /// User-Agent and file names say `mac` wherever they said the row's,
+    /// in the same spelling.
+    pub fn with_mac(&self, mac: &str) -> (String, Vec<String>) {
+        let spellings = |m: &str| {
+            let colons = m.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":");
+            [m.to_string(), m.to_uppercase(), colons.clone(), colons.to_uppercase()]
+        };
+        let swap = |s: &str| {
+            spellings(&self.mac).iter().zip(spellings(mac)).fold(s.to_string(), |s, (old, new)| s.replace(old.as_str(), &new))
+        };
+        (swap(&self.user_agent), self.files.iter().map(|f| swap(f)).collect())
+    }
+}
