@@ -6,7 +6,9 @@ for ../shared/bench/http_vs_nginx.sh and the TFTP file list.
 usage: load_handsets.py BASE_URL USER PASSWORD N OUTDIR [--family yealink]
   BASE_URL  https://127.0.0.1:8443
 writes OUTDIR/requests.tsv (PATH<TAB>USER-AGENT) and OUTDIR/files.txt (one
-file name a line), rotating over all N phones.
+file name a line), rotating over all N phones. Paths are under the domain's
+provisioning token (/p/<token>/<file>), as the phones of a requiretoken
+domain (the default) ask for them.
 """
 import base64, json, os, ssl, sys, http.client, time, concurrent.futures
 
@@ -47,10 +49,13 @@ def main():
     with concurrent.futures.ThreadPoolExecutor(4) as ex:
         list(ex.map(post, batches))
     print(f"loaded {n} {family} handsets in {time.time() - t0:.1f} s", file=sys.stderr)
+    conn = http.client.HTTPSConnection(host, context=ctx)
+    conn.request("GET", "/api/domain", headers={"Authorization": auth})
+    token = json.loads(conn.getresponse().read())["provisioningtoken"]
     with open(os.path.join(outdir, "requests.tsv"), "w") as req, open(os.path.join(outdir, "files.txt"), "w") as files:
         for m in macs:
             colons = ":".join(m[i:i + 2] for i in range(0, 12, 2))
-            name = file_pat.format(mac=m, MAC=m.upper())
+            name = f"p/{token}/" + file_pat.format(mac=m, MAC=m.upper())
             req.write(f"/{name}\t{ua_pat.format(mac=m, MAC=m.upper(), colons=colons)}\n")
             files.write(name + "\n")
 

@@ -48,7 +48,7 @@ echo "== HTTPS --close";    bash "$shared/bench/http_vs_nginx.sh" "https://127.0
 # tftpd-hpa serves the same files, fetched from us over HTTP.
 mkdir -p "$work/tftproot"
 python3 - "$work" "$http" <<'PY'
-import http.client, sys, concurrent.futures
+import http.client, os, sys, concurrent.futures
 work, port = sys.argv[1], int(sys.argv[2])
 lines = [l.rstrip("\n").split("\t") for l in open(f"{work}/out/requests.tsv")]
 def fetch(chunk):
@@ -56,6 +56,7 @@ def fetch(chunk):
     for path, ua in chunk:
         c.request("GET", path, headers={"User-Agent": ua}); r = c.getresponse(); body = r.read()
         assert r.status == 200, (path, r.status)
+        os.makedirs(os.path.dirname(f"{work}/tftproot{path}"), exist_ok=True)
         open(f"{work}/tftproot{path}", "wb").write(body)
 with concurrent.futures.ThreadPoolExecutor(4) as ex: list(ex.map(fetch, [lines[i::4] for i in range(4)]))
 PY

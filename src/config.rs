@@ -307,6 +307,17 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Whether phones that came over HTTP or TFTP are told to come back
+    /// over HTTPS: `auto` does when the certificate is the operator's (phones
+    /// refuse the self-signed one).
+    pub fn sends_phones_to_https(&self) -> bool {
+        match self.https_upgrade {
+            HttpsUpgrade::Auto => self.tls_cert.is_some(),
+            HttpsUpgrade::On => true,
+            HttpsUpgrade::Off => false,
+        }
+    }
+
     /// Defaults for a server in `data_dir` on loopback ephemeral ports: what
     /// tests and embedders start from.
     pub fn for_data_dir(data_dir: &Path) -> Settings {

@@ -18,14 +18,16 @@
 //! - [`handset_csv`]: handsets as CSV for installers (import validation,
 //!   export).
 //! - [`guard`]: bounded strike tables that ban keys (users, IPs) that fail
-//!   too often.
+//!   too often, and the provisioning scan guard that counts distinct misses.
 //! - [`client`]: who sent a request: client IP and TLS, believing
 //!   `X-Forwarded-*` only from trusted proxies.
-//! - [`profiles`]: vendor profiles (`vendor-profiles/*.toml`) and request
-//!   identification from file name and User-Agent.
+//! - [`profiles`]: vendor profiles (`vendor-profiles/*.toml`), request
+//!   identification from file name and User-Agent, and the MACs a device
+//!   certificate names.
 //! - [`render`]: the askama templates of each vendor and their contexts.
 //! - [`password`]: argon2 hashes of API user passwords.
-//! - [`provision`]: serving phones: identify → scan guard → cached phone
+//! - [`provision`]: serving phones: identify → who may have the file (device
+//!   certificate, device credentials, the tenant's token) → cached phone
 //!   record → render → record the fetch, behind the HTTP(S) front end
 //!   (`provision::http`).
 //! - [`push`]: the push worker: outbox → SIP NOTIFY (direct, or relayed
@@ -34,7 +36,8 @@
 //! - [`sip`]: the small SIP we need (RFC 3261): build NOTIFY, parse
 //!   responses, answer digest challenges; UDP (one shared socket) and TCP.
 //! - [`tftp`]: the read-only TFTP front end (options, windows, netascii).
-//! - [`tls`]: rustls server config (ring provider), self-signed bootstrap.
+//! - [`tls`]: rustls server config (ring provider), self-signed bootstrap,
+//!   device-certificate verification against the vendors' CAs.
 //! - [`bootstrap`]: the default domain and superuser of a fresh database.
 //! - [`http_listener`]: HTTP/1.1 and HTTPS accept loops (`SO_REUSEPORT`, one
 //!   per core) on hyper, with graceful shutdown.

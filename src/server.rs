@@ -17,7 +17,6 @@ use tokio::task::JoinHandle;
 use crate::api::{self, ApiState};
 use crate::bootstrap::{bootstrap_if_empty, Bootstrapped};
 use crate::client::{ClientInfo, Listener};
-use crate::config::HttpsUpgrade;
 use crate::config::Settings;
 use crate::http_listener;
 use crate::profiles::Profiles;
@@ -74,11 +73,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let store = Store::open(&settings.database_url).await?;
     let bootstrapped = bootstrap_if_empty(&store, &settings).await?;
     let tls = crate::tls::load_or_create(&settings)?;
-    let upgrade = match settings.https_upgrade {
-        HttpsUpgrade::Auto => tls.operator_cert,
-        HttpsUpgrade::On => true,
-        HttpsUpgrade::Off => false,
-    };
+    let upgrade = settings.sends_phones_to_https();
     let come_back = ComeBack {
         public_url: settings.public_url.clone(),
         https_port: https.as_ref().map(|(_, a)| a.port()).filter(|_| upgrade),

@@ -26,9 +26,6 @@ pub struct TlsMaterial {
     pub fingerprint: String,
     pub cert_path: PathBuf,
     pub self_signed_created: bool,
-    /// The certificate is the operator's (phones can trust it), not the
-    /// self-signed one.
-    pub operator_cert: bool,
     pub dns_name: Option<String>,
 }
 
@@ -94,7 +91,6 @@ pub fn load_or_create(settings: &Settings) -> Result<TlsMaterial, TlsError> {
         fingerprint,
         cert_path,
         self_signed_created: created,
-        operator_cert: settings.tls_cert.is_some(),
         dns_name: first_dns_name(&certs[0]),
     })
 }
@@ -211,7 +207,6 @@ mod tests {
         assert!(!second.self_signed_created);
         assert_eq!(first.fingerprint, second.fingerprint);
         assert_eq!(first.fingerprint.len(), 32 * 3 - 1);
-        assert!(!first.operator_cert);
         assert_eq!(first.dns_name.as_deref(), Some("localhost"));
         #[cfg(unix)]
         {

@@ -102,6 +102,15 @@ pub fn optional_string_field(field: &'static str, v: &Value) -> Result<Option<St
 }
 
 /// A whole number, as a JSON number or a string of digits.
+/// An optional JSON object of options (an empty body is no options).
+pub fn options(body: Value) -> Result<Map<String, Value>, ApiError> {
+    match body {
+        Value::Null => Ok(Map::new()),
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::BadRequest("Bad JSON: the body must be a JSON object".into())),
+    }
+}
+
 pub fn integer_field(field: &'static str, v: &Value) -> Result<i64, ApiError> {
     let n = match v {
         Value::Number(n) => n.as_i64(),

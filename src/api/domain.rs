@@ -73,6 +73,19 @@ pub struct ProvisioningUrls {
 }
 
 impl ProvisioningUrls {
+    /// The URLs as configured (the ports of the listen settings), for the
+    /// command line.
+    pub fn from_settings(s: &crate::config::Settings) -> Self {
+        ProvisioningUrls {
+            public_url: s.public_url.clone(),
+            http_port: s.http_listen.addr().map(|a| a.port()),
+            https_port: s.https_listen.addr().map(|a| a.port()),
+            tftp_port: s.tftp_listen.addr().map(|a| a.port()),
+            prefix: s.provision_prefix.clone(),
+            prefer_https: s.sends_phones_to_https(),
+        }
+    }
+
     /// The URL to give phones, and one per listener, for `token` on `host`
     /// (the name the admin reached us by).
     pub fn for_token(&self, host: &str, token: &str) -> (String, BTreeMap<&'static str, String>) {
@@ -286,12 +299,7 @@ pub async fn rotate_token(
 ) -> ApiResult<Json<DomainJson>> {
     caller.require_admin()?;
     let mut grace = crate::model::access::DEFAULT_GRACE;
-    let options = match body {
-        serde_json::Value::Null => serde_json::Map::new(),
-        serde_json::Value::Object(m) => m,
-        _ => return Err(ApiError::BadRequest("Bad JSON: the body must be a JSON object".into())),
-    };
-    for (key, v) in &options {
+    for (key, v) in &super::body::options(body)? {
         match key.as_str() {
             "gracehours" => grace = crate::model::access::parse_grace_hours(integer_field("gracehours", v)?)?,
             other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),

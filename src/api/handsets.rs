@@ -376,12 +376,7 @@ pub async fn resync(
 ) -> ApiResult<(StatusCode, Json<HandsetJson>)> {
     caller.require_write()?;
     let mut reboot = false;
-    let options = match body {
-        Value::Null => Map::new(),
-        Value::Object(m) => m,
-        _ => return Err(ApiError::BadRequest("Bad JSON: the body must be a JSON object".into())),
-    };
-    for (key, v) in options {
+    for (key, v) in super::body::options(body)? {
         match key.as_str() {
             "reboot" => reboot = parse_bool("reboot", &v)?,
             other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),

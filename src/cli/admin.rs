@@ -40,6 +40,24 @@ pub async fn domain(settings: &Settings, command: DomainCommand) -> anyhow::Resu
                 println!("{:<24} {:<32} {:>5} {:<9} {}", d.name, d.sip_server, d.sip_port, d.sip_transport.as_str(), d.timezone);
             }
         }
+        DomainCommand::Url { name, host, rotate, grace_hours } => {
+            let d = if rotate {
+                let grace = crate::model::access::parse_grace_hours(grace_hours)?;
+                store.rotate_provisioning_token(&Actor::cli(), &name, grace).await?
+            } else {
+                store.domain_by_name(&name).await?.ok_or_else(|| anyhow::anyhow!("domain {name} not found"))?
+            };
+            let urls = crate::api::domain::ProvisioningUrls::from_settings(settings);
+            let host = host.unwrap_or_else(|| "localhost".into());
+            let (preferred, each) = urls.for_token(&host, d.access.token.expose());
+            println!("{preferred}");
+            for (scheme, url) in each.iter().filter(|(_, u)| **u != preferred) {
+                eprintln!("{scheme:>5}: {url}");
+            }
+            if !d.access.require_token {
+                eprintln!("(requiretoken is off: the domain's phones are also served at the bare URL)");
+            }
+        }
     }
     store.close().await;
     Ok(())

@@ -124,6 +124,21 @@ pub enum DomainCommand {
     },
     /// List domains.
     List,
+    /// Print the URL to give a domain's phones (it carries the domain's
+    /// provisioning token); --rotate draws a new token first.
+    Url {
+        #[arg(default_value = "default")]
+        name: String,
+        /// The host name phones reach this server by [default: the public
+        /// URL's, else localhost].
+        #[arg(long)]
+        host: Option<String>,
+        /// Draw a new token; the old one keeps working for --grace-hours.
+        #[arg(long)]
+        rotate: bool,
+        #[arg(long, value_name = "HOURS", default_value_t = 168, requires = "rotate")]
+        grace_hours: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]

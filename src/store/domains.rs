@@ -155,14 +155,7 @@ impl Store {
     pub async fn update_domain(&self, actor: &Actor, name: &str, changes: &DomainChanges) -> Result<(Domain, Vec<&'static str>)> {
         changes.validate()?;
         let mut tx = self.pool().begin().await?;
-        // Take the write lock first (see handsets::update_handset for why).
-        let locked =
-            sqlx::query("UPDATE domain SET updated_at = updated_at WHERE name = $1").bind(name).execute(&mut *tx).await?;
-        if locked.rows_affected() == 0 {
-            return Err(StoreError::NotFound("Domain not found"));
-        }
-        let row = sqlx::query(&format!("SELECT {} FROM domain WHERE name = $1", *COLUMNS)).bind(name).fetch_one(&mut *tx).await?;
-        let mut domain = domain_from_row(&row)?;
+        let mut domain = lock_domain(&mut tx, name).await?;
         let changed = changes.apply(&mut domain);
         domain.relay.relay()?;
         let config_changed = changed.iter().any(|f| !NON_CONFIG_FIELDS.contains(f));
@@ -190,13 +183,7 @@ impl Store {
     /// push, which moves it to the new URL within the grace period.
     pub async fn rotate_provisioning_token(&self, actor: &Actor, name: &str, grace: std::time::Duration) -> Result<Domain> {
         let mut tx = self.pool().begin().await?;
-        let locked =
-            sqlx::query("UPDATE domain SET updated_at = updated_at WHERE name = $1").bind(name).execute(&mut *tx).await?;
-        if locked.rows_affected() == 0 {
-            return Err(StoreError::NotFound("Domain not found"));
-        }
-        let row = sqlx::query(&format!("SELECT {} FROM domain WHERE name = $1", *COLUMNS)).bind(name).fetch_one(&mut *tx).await?;
-        let mut domain = domain_from_row(&row)?;
+        let mut domain = lock_domain(&mut tx, name).await?;
         let now = now_ms();
         let old = std::mem::replace(&mut domain.access.token, access::new_token());
         domain.access.previous_token = old;
@@ -249,6 +236,17 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Takes the domain's row lock, then reads it (see
+/// `handsets::lock_handset` for why the lock comes first).
+async fn lock_domain(tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) -> Result<Domain> {
+    let locked = sqlx::query("UPDATE domain SET updated_at = updated_at WHERE name = $1").bind(name).execute(&mut **tx).await?;
+    if locked.rows_affected() == 0 {
+        return Err(StoreError::NotFound("Domain not found"));
+    }
+    let row = sqlx::query(&format!("SELECT {} FROM domain WHERE name = $1", *COLUMNS)).bind(name).fetch_one(&mut **tx).await?;
+    domain_from_row(&row)
 }
 
 /// A change every phone of the domain is configured from: each handset's
