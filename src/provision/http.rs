@@ -61,11 +61,12 @@ async fn serve_file(
         protocol,
         origin,
         credentials,
-        device_cert: client_cert.map(|c| {
-            // A certificate that names no MAC we can read is a device
-            // certificate for no phone: it earns nothing.
-            Arc::new(DeviceCert { macs: front.provisioner.profiles().macs_in_certificate(&c.0 .0) })
-        }),
+        // A verified certificate that names no MAC we know how to read is no
+        // device certificate: the request proves itself otherwise or not.
+        device_cert: client_cert
+            .map(|c| front.provisioner.profiles().macs_in_certificate(&c.0 .0))
+            .filter(|macs| !macs.is_empty())
+            .map(|macs| Arc::new(DeviceCert { macs })),
     };
     match front.provisioner.fetch(&req).await {
         Ok(served) => file_response(&method, &headers, served),

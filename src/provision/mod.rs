@@ -313,7 +313,8 @@ impl Provisioner {
             revision: None,
             token_domain_id: tenant.as_ref().map(|t| t.domain_id),
         };
-        let proof = self.proof(req, &mac, phone.as_deref(), tenant.as_ref().map(|t| t.domain_id), now).inspect_err(|r| {
+        let tenant_id = tenant.as_ref().map(|t| t.domain_id);
+        let (proof, phone) = self.proof(req, &mac, phone.as_deref(), tenant_id, now).inspect_err(|r| {
             // Only a MAC nobody has is recorded, for its tenant's installers
             // (or, without a token, for superusers and site networks): a
             // request that proves nothing must not touch a known phone's
@@ -322,73 +323,68 @@ impl Provisioner {
                 self.recorder.record(&fetch);
             }
         })?;
-        let Some(phone) = phone else { return Err(Refusal::Internal("proof without a phone".into())) };
         facts.proof = Some(proof);
         if proof == Proof::Credentials {
             // The challenge that asked for them was counted; take it back.
             self.scan_guard.forgive(req.peer, Miss::Mac(mac));
         }
-        let body = self.render_phone(&phone, &id, &self.come_back_root(req), false)?;
+        let body = self.render_phone(phone, &id, &self.come_back_root(req), false)?;
         fetch.handset_id = Some(phone.handset.id);
         fetch.revision = Some(phone.handset.revision);
         self.recorder.record(&fetch);
-        Ok(served(body, &id.profile.content_type, last_modified(&phone)))
+        Ok(served(body, &id.profile.content_type, last_modified(phone)))
     }
 
-    /// Whether the request may have `mac`'s file, and by what proof. Misses
-    /// are counted here; refusals say as little as they can: a request that
-    /// proves nothing gets the same challenge whether the MAC is known,
-    /// another tenant's, or nobody's.
-    fn proof(
+    /// Whether the request may have `mac`'s file, and by what proof, and
+    /// the phone's record. Misses are counted here; refusals say as little
+    /// as they can: a request that proves nothing gets the same challenge
+    /// whether the MAC is known, another tenant's, or nobody's.
+    fn proof<'p>(
         &self,
         req: &FetchRequest<'_>,
         mac: &Mac,
-        phone: Option<&PhoneRecord>,
+        phone: Option<&'p PhoneRecord>,
         tenant: Option<i64>,
         now: Instant,
-    ) -> Result<Proof, Refusal> {
+    ) -> Result<(Proof, &'p PhoneRecord), Refusal> {
         let over_udp = req.protocol == Protocol::Tftp;
         let miss = |m: Miss<'_>| self.scan_guard.miss(req.peer, m, over_udp, now);
-        let access = phone.map(|p| &p.domain.access);
+        // Under one tenant's token, another tenant's phone is nobody's,
+        // whatever else the request carries.
+        let phone = match (phone, tenant) {
+            (Some(p), Some(t)) if p.domain.id != t => None,
+            (p, _) => p,
+        };
         if let Some(cert) = &req.device_cert {
             if !cert.macs.contains(mac) {
                 miss(Miss::Mac(*mac));
                 return Err(Refusal::Forbidden("the device certificate names another phone".into()));
             }
-            return match phone {
-                Some(_) => Ok(Proof::Certificate),
-                None => Err(Refusal::NotFound("no handset has this MAC")),
-            };
+            return phone.map(|p| (Proof::Certificate, p)).ok_or(Refusal::NotFound("no handset has this MAC"));
         }
-        let needs_cert = access.is_some_and(|a| a.require_client_cert);
+        let needs_cert = phone.is_some_and(|p| p.domain.access.require_client_cert);
+        let cert_needed = || Refusal::Forbidden("the domain requires a device certificate".into());
         if let Some(creds) = &req.credentials {
             let verdict = match phone {
                 Some(p) => self.device_auth.verify(creds, mac, &p.handset.device_password, req.path, now_ms()),
                 None => Verdict::Wrong,
             };
-            match verdict {
-                Verdict::Good if needs_cert => return Err(Refusal::Forbidden("the domain requires a device certificate".into())),
-                Verdict::Good => return Ok(Proof::Credentials),
-                Verdict::Stale => return Err(Refusal::Unauthorized { stale: true }),
-                Verdict::Wrong => {
+            return match (verdict, phone) {
+                (Verdict::Good, Some(_)) if needs_cert => Err(cert_needed()),
+                (Verdict::Good, Some(p)) => Ok((Proof::Credentials, p)),
+                (Verdict::Stale, _) => Err(Refusal::Unauthorized { stale: true }),
+                _ => {
                     miss(Miss::Credentials(*mac));
-                    return Err(Refusal::Unauthorized { stale: false });
+                    Err(Refusal::Unauthorized { stale: false })
                 }
-            }
-        }
-        if let Some(domain_id) = tenant {
-            return match phone {
-                Some(p) if p.domain.id == domain_id && needs_cert => {
-                    Err(Refusal::Forbidden("the domain requires a device certificate".into()))
-                }
-                Some(p) if p.domain.id == domain_id => Ok(Proof::Token),
-                // Another tenant's phone is, under this token, nobody's.
-                _ => Err(Refusal::NotFound("no handset of this domain has this MAC")),
             };
         }
-        match access {
-            Some(a) if !a.require_token && !a.require_client_cert => Ok(Proof::Open),
-            _ => {
+        match (phone, tenant) {
+            (Some(_), Some(_)) if needs_cert => Err(cert_needed()),
+            (Some(p), Some(_)) => Ok((Proof::Token, p)),
+            (None, Some(_)) => Err(Refusal::NotFound("no handset of this domain has this MAC")),
+            (Some(p), None) if !p.domain.access.require_token && !needs_cert => Ok((Proof::Open, p)),
+            (_, None) => {
                 miss(Miss::Mac(*mac));
                 Err(if self.scan_guard.banned(&req.peer, now) { Refusal::Banned } else { Refusal::Unauthorized { stale: false } })
             }

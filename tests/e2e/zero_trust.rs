@@ -335,11 +335,22 @@ impl DeviceCa {
     }
 
     fn phone(&self, mac: &str) -> (rustls::pki_types::CertificateDer<'static>, rustls::pki_types::PrivateKeyDer<'static>) {
+        self.issue(&[
+            (rcgen::DnType::OrganizationalUnitName, "CP-8841-3PCC"),
+            (rcgen::DnType::LocalityName, "FCH2233A1BC"),
+            (rcgen::DnType::StateOrProvinceName, mac),
+        ])
+    }
+
+    fn issue(
+        &self,
+        subject: &[(rcgen::DnType, &str)],
+    ) -> (rustls::pki_types::CertificateDer<'static>, rustls::pki_types::PrivateKeyDer<'static>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "CP-8841-3PCC");
-        params.distinguished_name.push(rcgen::DnType::LocalityName, "FCH2233A1BC");
-        params.distinguished_name.push(rcgen::DnType::StateOrProvinceName, mac);
+        for (t, v) in subject {
+            params.distinguished_name.push(t.clone(), *v);
+        }
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &self.ca, &self.key).unwrap();
         (cert.der().clone(), rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap())
@@ -393,6 +404,18 @@ async fn a_device_certificate_opens_only_its_own_files(b: Backend) {
         let resp = phone.get(srv.url(&path)).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
     }
+    // A certificate from the CA that names no MAC earns nothing, nor
+    // costs anything: the token still serves.
+    let unnamed = https_with_cert(&srv, ca.issue(&[(rcgen::DnType::CommonName, "lab tool")]));
+    let resp = unnamed.get(srv.url(&srv.phone_path(cisco.file).await)).header("user-agent", cisco.ua).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = unnamed.get(srv.url(&format!("/{}", cisco.file))).header("user-agent", cisco.ua).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Under another tenant's token even its own certificate gets nothing.
+    srv.add_user("boss@other", "other-password-12", "admin", false).await;
+    let other = token_of(&srv, ("boss@other", "other-password-12"), None).await;
+    let resp = phone.get(srv.url(&format!("/p/{other}/{}", cisco.file))).header("user-agent", cisco.ua).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     // The API and the admin UI still take clients without a certificate.
     assert_eq!(srv.get("/api/domain").await.0, StatusCode::OK);
     // A certificate from another CA gets no connection at all.
