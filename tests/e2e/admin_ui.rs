@@ -310,6 +310,26 @@ async fn tenants_stay_apart_in_the_ui(b: Backend) {
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert_eq!(viewer.post("/admin/domain", &[("csrf", &vcsrf), ("sipport", "5060")]).await.status, StatusCode::FORBIDDEN);
 
+    // The Domain page: the URL for the site's phones (the token hidden from
+    // read-only users), and a new one on demand, for admins only.
+    let boss_login = ("boss@acme", "boss-password-123");
+    let (_, d) = srv.call(Method::GET, "/api/domain", boss_login, None).await;
+    let token = d["provisioningtoken"].as_str().unwrap().to_string();
+    let page = boss.get("/admin/domain").await;
+    assert!(page.body.contains(&format!("/p/{token}/")), "{}", page.body);
+    let page = viewer.get("/admin/domain").await;
+    assert!(!page.body.contains(&token) && page.body.contains("/p/***/"), "{}", page.body);
+    assert_eq!(viewer.post("/admin/domain/token", &[("csrf", &vcsrf)]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        boss.post("/admin/domain/token", &[("csrf", &csrf), ("gracehours", "many")]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    boss.post("/admin/domain/token", &[("csrf", &csrf), ("gracehours", "0")]).await.assert_redirect("/admin/domain?done=rotated");
+    let (_, d) = srv.call(Method::GET, "/api/domain", boss_login, None).await;
+    let rotated = d["provisioningtoken"].as_str().unwrap();
+    assert_ne!(rotated, token);
+    assert!(boss.get("/admin/domain?done=rotated").await.body.contains(&format!("/p/{rotated}/")));
+
     // The superuser switches to acme and acts there.
     let (admin, acsrf) = Ui::logged_in(&srv, ADMIN).await;
     assert!(admin.get("/admin/devices").await.body.contains(p.mac), "superusers see unknown phones");

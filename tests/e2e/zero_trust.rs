@@ -559,3 +559,43 @@ async fn a_rotated_token_moves_the_phones(b: Backend) {
     assert_eq!(http_get_bare(&srv, p.file, Some(p.ua)).await.0, StatusCode::OK);
     srv.stop().await;
 }
+
+/// With the operator's certificate (one phones can trust), phones that came
+/// over HTTP or TFTP are told to come back over HTTPS; TFTP ones by the
+/// certificate's name, as they came by address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_are_sent_up_to_https_with_an_operators_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["prov.example.test".to_string(), "localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("fullchain.pem"), dir.path().join("privkey.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    for upgrade in [autoprov::config::HttpsUpgrade::Auto, autoprov::config::HttpsUpgrade::Off] {
+        let srv = TestServer::start_with(Backend::Sqlite, |s| {
+            s.tls_cert = Some(cert_path.clone());
+            s.tls_key = Some(key_path.clone());
+            s.https_upgrade = upgrade;
+            s.push.hold = true;
+        })
+        .await;
+        let p = &PHONES[0];
+        srv.create_handset(json!({"extensionnumber": "100", "mac": p.mac, "model": p.model})).await;
+        let token = srv.token().await;
+        let (s, _, body) = http_get(&srv, p.file, Some(p.ua)).await;
+        assert_eq!(s, StatusCode::OK);
+        let tftp = srv.running().tftp_addr.unwrap();
+        let over_tftp = tftp_client::get(tftp, &format!("p/{token}/{}", p.file)).await.unwrap();
+        let over_tftp = String::from_utf8(over_tftp).unwrap();
+        let https = srv.https().port();
+        if upgrade == autoprov::config::HttpsUpgrade::Auto {
+            assert!(body.contains(&format!("server.url = https://127.0.0.1:{https}/p/{token}/")), "{body}");
+            assert!(over_tftp.contains(&format!("server.url = https://prov.example.test:{https}/p/{token}/")), "{over_tftp}");
+            let (_, d) = srv.get("/api/domain").await;
+            assert_eq!(d["provisioningurl"], format!("https://localhost:{https}/p/{token}/"), "HTTPS is the URL to give");
+        } else {
+            assert!(body.contains(&format!("server.url = http://127.0.0.1:{}/p/{token}/", srv.http().port())), "{body}");
+            assert!(over_tftp.contains(&format!("server.url = tftp://127.0.0.1:{}/p/{token}/", tftp.port())), "{over_tftp}");
+        }
+        srv.stop().await;
+    }
+}
