@@ -474,29 +474,13 @@ async fn answers_naming_another_tenants_mac_are_limited_and_audited(b: Backend) 
             if (i as usize) < bravo_macs.len() { bravo_macs[i as usize].clone() } else { format!("0015{:08x}", 0x6600_0000 + i) };
         csv.push_str(&format!("{i},{mac}\n"));
     }
-    let resp = srv
-        .client
-        .post(srv.url("/api/handset/import?dryrun=true"))
-        .basic_auth("csvprober@acme", Some("acme-password-123"))
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
+    let resp = csv_dry_run(&srv, "csvprober@acme", csv).await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let body = resp.text().await.unwrap();
     assert!(!body.contains("001565b0") && !body.contains("errors"), "{body}");
     // A file naming a few: each such row listed, and counted.
     let few = format!("extensionnumber,mac\n1,{}\n2,{}\n3,001565fe0002\n", bravo_macs[0], bravo_macs[1]);
-    let resp = srv
-        .client
-        .post(srv.url("/api/handset/import?dryrun=true"))
-        .basic_auth("careful@acme", Some("acme-password-123"))
-        .header("content-type", "text/csv")
-        .body(few)
-        .send()
-        .await
-        .unwrap();
+    let resp = csv_dry_run(&srv, "careful@acme", few).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let v: Value = resp.json().await.unwrap();
     let lines: Vec<i64> = v["errors"].as_array().unwrap().iter().map(|e| e["line"].as_i64().unwrap()).collect();
@@ -514,6 +498,13 @@ async fn answers_naming_another_tenants_mac_are_limited_and_audited(b: Backend) 
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     srv.stop().await;
+}
+
+/// `POST /api/handset/import?dryrun=true` as `login`.
+async fn csv_dry_run(srv: &TestServer, login: &str, csv: String) -> reqwest::Response {
+    let url = srv.url("/api/handset/import?dryrun=true");
+    let req = srv.client.post(url).basic_auth(login, Some("acme-password-123")).header("content-type", "text/csv");
+    req.body(csv).send().await.unwrap()
 }
 
 async fn a_rotated_token_moves_the_phones(b: Backend) {
