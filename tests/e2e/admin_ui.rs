@@ -108,7 +108,6 @@ impl Ui {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ui_needs_https_and_a_login() {
     let srv = TestServer::start(Backend::Sqlite).await;
     let resp = plain_client().get(srv.plain_url("/admin/handsets")).send().await.unwrap();
@@ -253,7 +252,7 @@ async fn tenants_stay_apart_in_the_ui(b: Backend) {
     // An unknown phone boots somewhere.
     let p = &PHONES[1];
     assert_eq!(http_get(&srv, p.file, Some(p.ua)).await.0, StatusCode::NOT_FOUND);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    crate::harness::wait_for_unknown_device(&srv, p.mac).await;
 
     let (boss, csrf) = Ui::logged_in(&srv, ("boss@acme", "boss-password-123")).await;
     let list = boss.get("/admin/handsets").await;
@@ -493,3 +492,5 @@ async fn upload(ui: &Ui, csrf: &str, csv: &[u8], flags: &[(&'static str, &'stati
     form = form.part("file", part);
     ui.send(ui.client.post(format!("{}/admin/import", ui.base)).header(ORIGIN, ui.origin()).multipart(form)).await
 }
+
+crate::e2e!(the_ui_needs_https_and_a_login,);

@@ -151,7 +151,6 @@ async fn failed_logins_are_limited(b: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test]
 async fn tls_12_and_13_are_both_served() {
     let srv = TestServer::start(Backend::Sqlite).await;
     let cert = srv.running().tls_cert_path.clone();
@@ -163,7 +162,6 @@ async fn tls_12_and_13_are_both_served() {
     srv.stop().await;
 }
 
-#[tokio::test]
 async fn internal_errors_carry_an_id_and_no_internals() {
     let srv = TestServer::start(Backend::Sqlite).await;
     srv.create_handset(json!({"extensionnumber": "100"})).await;
@@ -180,7 +178,6 @@ async fn internal_errors_carry_an_id_and_no_internals() {
     srv.stop().await;
 }
 
-#[tokio::test]
 async fn the_api_is_described_in_openapi_with_a_built_in_swagger_ui() {
     let srv = TestServer::start(Backend::Sqlite).await;
     let resp = srv.client.get(srv.url("/api/openapi.json")).send().await.unwrap();
@@ -220,3 +217,9 @@ async fn the_api_is_described_in_openapi_with_a_built_in_swagger_ui() {
     assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE);
     srv.stop().await;
 }
+
+crate::e2e!(
+    tls_12_and_13_are_both_served,
+    internal_errors_carry_an_id_and_no_internals,
+    the_api_is_described_in_openapi_with_a_built_in_swagger_ui,
+);

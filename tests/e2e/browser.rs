@@ -2,10 +2,9 @@
 //! (chromedriver), against the real server, with a real phone peer (a UDP
 //! socket that receives the NOTIFY, then fetches its file over HTTP).
 //!
-//! Runs when `AUTOPROV_TEST_CHROMEDRIVER` names chromedriver (`.ci/run`
-//! installs Debian's chromium and chromium-driver and sets it);
-//! `AUTOPROV_TEST_CHROMIUM` names the browser (default `/usr/bin/chromium`).
-//! The screenshot it takes is written under the target directory.
+//! Needs chromedriver and Chromium (Debian's chromium-driver and chromium,
+//! found by `peers`). The screenshot it takes is written under the target
+//! directory.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -24,16 +23,6 @@ use crate::push::{quick_push, Phone};
 /// An installer: an admin of a tenant, not a superuser.
 const INSTALLER: (&str, &str) = ("installer@acme", "installer-password-1");
 
-fn enabled() -> Option<String> {
-    match std::env::var("AUTOPROV_TEST_CHROMEDRIVER") {
-        Ok(path) if !path.is_empty() => Some(path),
-        _ => {
-            eprintln!("browser test not enabled: set AUTOPROV_TEST_CHROMEDRIVER=/usr/bin/chromedriver to run it");
-            None
-        }
-    }
-}
-
 /// chromedriver on a free loopback port, killed when dropped.
 struct Driver {
     _child: Child,
@@ -41,9 +30,10 @@ struct Driver {
 }
 
 impl Driver {
-    async fn start(path: &str) -> Driver {
+    async fn start(path: &std::path::Path) -> Driver {
+        let path = path.display();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(path)
+        let child = Command::new(path.to_string())
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -64,7 +54,7 @@ impl Driver {
 
     /// A headless Chromium session that talks to nothing but us.
     async fn browser(&self, profile: &std::path::Path) -> Client {
-        let chromium = std::env::var("AUTOPROV_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let chromium = crate::peers::chromium().expect("Chromium (the test needs it)");
         let args = [
             "--headless=new",
             "--no-sandbox",
@@ -110,9 +100,8 @@ fn screenshot_path() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin-ui-applied.png")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_installer_claims_a_booting_phone_and_watches_it_apply_in_the_browser() {
-    let Some(driver_path) = enabled() else { return };
+    let driver_path = crate::peers::chromedriver().expect("chromedriver (the test needs it)");
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
     srv.add_user(INSTALLER.0, INSTALLER.1, "admin", false).await;
     let driver = Driver::start(&driver_path).await;
@@ -207,3 +196,7 @@ async fn installer_session(srv: &TestServer, b: &Client) {
     b.goto(&srv.url("/admin/handsets")).await.unwrap();
     assert!(b.current_url().await.unwrap().path().ends_with("/admin/login"), "logged out for good");
 }
+
+crate::e2e!(
+    an_installer_claims_a_booting_phone_and_watches_it_apply_in_the_browser needs [Chromium],
+);

@@ -19,7 +19,7 @@ async fn an_unknown_phone_is_claimed_and_converges(b: Backend) {
     // The phone boots before anyone knows it.
     let (s, _, _) = http_get(&srv, p.file, Some(p.ua)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    crate::harness::wait_for_unknown_device(&srv, p.mac).await;
     let (_, unknown) = srv.get("/api/device?state=unknown").await;
     assert_eq!(unknown[0]["mac"], p.mac);
 

@@ -52,7 +52,6 @@ fn sigterm(child: &Child) {
     assert!(ok);
 }
 
-#[tokio::test]
 async fn first_start_bootstraps_an_admin_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, lines) = serve(dir.path());
@@ -101,8 +100,7 @@ async fn first_start_bootstraps_an_admin_and_sigterm_stops_cleanly() {
     assert!(child.wait().unwrap().success());
 }
 
-#[test]
-fn admin_commands_work_on_the_server_database() {
+async fn admin_commands_work_on_the_server_database() {
     let dir = tempfile::tempdir().unwrap();
     let ok = |args: &[&str], stdin: Option<&str>| {
         let (ok, out, err) = run(autoprov(dir.path()).args(args), stdin);
@@ -143,8 +141,7 @@ fn admin_commands_work_on_the_server_database() {
     }
 }
 
-#[test]
-fn startup_failures_are_one_line_reasons() {
+async fn startup_failures_are_one_line_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
         (vec![("AUTOPROV_DATABASE_URL", "postgres://autoprov:hunter2@127.0.0.1:1/none".into())], "cannot open database"),
@@ -176,8 +173,7 @@ fn startup_failures_are_one_line_reasons() {
     assert!(!ok && err.contains(&addr) && err.trim().lines().count() == 1, "{err}");
 }
 
-#[test]
-fn settings_are_documented_in_serve_help() {
+async fn settings_are_documented_in_serve_help() {
     let (ok, out, _) = run(Command::new(env!("CARGO_BIN_EXE_autoprov")).args(["serve", "--help"]), None);
     assert!(ok);
     for word in [
@@ -194,7 +190,6 @@ fn settings_are_documented_in_serve_help() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn render_prints_what_the_phone_gets_and_profiles_lists_the_files() {
     use serde_json::json;
     let srv = crate::harness::TestServer::start_with(crate::harness::Backend::Sqlite, |s| {
@@ -233,7 +228,6 @@ async fn render_prints_what_the_phone_gets_and_profiles_lists_the_files() {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_list_shows_unknown_phones() {
     let srv = crate::harness::TestServer::start(crate::harness::Backend::Sqlite).await;
     let (s, _, _) = crate::provisioning::http_get(
@@ -243,7 +237,7 @@ async fn device_list_shows_unknown_phones() {
     )
     .await;
     assert_eq!(s, reqwest::StatusCode::NOT_FOUND);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::harness::wait_for_unknown_device(&srv, "0004f2123456").await;
     let mut cmd = autoprov(srv.dir.path());
     cmd.env("AUTOPROV_DATABASE_URL", &srv.settings.database_url);
     let (ok, out, err) = run(cmd.args(["device", "list", "--state", "unknown"]), None);
@@ -255,7 +249,6 @@ async fn device_list_shows_unknown_phones() {
 
 /// A change made while pushes are held survives SIGKILL: the outbox row was
 /// written with the change, and the restarted server sends the NOTIFY.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_push_survives_sigkill() {
     use serde_json::json;
     let dir = tempfile::tempdir().unwrap();
@@ -309,7 +302,6 @@ async fn a_queued_push_survives_sigkill() {
     assert!(child.wait().unwrap().success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_queues_a_push_for_the_running_server() {
     use serde_json::json;
     let srv = crate::harness::TestServer::start_with(crate::harness::Backend::Sqlite, crate::push::quick_push).await;
@@ -331,7 +323,6 @@ async fn notify_queues_a_push_for_the_running_server() {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_claim_assigns_a_phone_from_the_command_line() {
     use serde_json::json;
     let srv = crate::harness::TestServer::start(crate::harness::Backend::Sqlite).await;
@@ -349,3 +340,15 @@ async fn device_claim_assigns_a_phone_from_the_command_line() {
     assert!(!ok && err.contains("MAC already in use"), "{err}");
     srv.stop().await;
 }
+
+crate::e2e!(
+    admin_commands_work_on_the_server_database,
+    startup_failures_are_one_line_reasons,
+    settings_are_documented_in_serve_help,
+    first_start_bootstraps_an_admin_and_sigterm_stops_cleanly,
+    render_prints_what_the_phone_gets_and_profiles_lists_the_files,
+    device_list_shows_unknown_phones,
+    a_queued_push_survives_sigkill,
+    notify_queues_a_push_for_the_running_server,
+    device_claim_assigns_a_phone_from_the_command_line,
+);

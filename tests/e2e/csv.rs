@@ -74,8 +74,7 @@ async fn a_broken_file_writes_nothing_and_a_good_one_writes_all(b: Backend) {
     srv.stop().await;
 }
 
-#[test]
-fn export_import_export_is_byte_identical() {
+async fn export_import_export_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let cli = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_autoprov"));
@@ -112,3 +111,5 @@ fn export_import_export_is_byte_identical() {
     let (second, _) = cli(&["export"]);
     assert_eq!(first, second, "export → import → export is byte-identical");
 }
+
+crate::e2e!(export_import_export_is_byte_identical,);

@@ -19,39 +19,77 @@ pub enum Backend {
     Postgres,
 }
 
-/// Generates `NAME::sqlite` and `NAME::postgres` tests from
-/// `async fn NAME(backend: Backend)`.
+/// One registered end-to-end test (see [`e2e!`] and [`both_backends!`]).
+pub struct E2e {
+    /// `module_path!()` of the test's module.
+    pub module: &'static str,
+    pub name: &'static str,
+    /// The backend variant, for tests that run on both.
+    pub backend: Option<Backend>,
+    /// What must be installed for it to run.
+    pub needs: &'static [crate::peers::Peer],
+    pub run: fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+}
+
+inventory::collect!(E2e);
+
+impl E2e {
+    /// `provisioning::every_family_over_http_https_and_tftp::sqlite`.
+    pub fn full_name(&self) -> String {
+        let module = self.module.split_once("::").map(|(_, m)| m).unwrap_or(self.module);
+        match self.backend {
+            None => format!("{module}::{}", self.name),
+            Some(Backend::Sqlite) => format!("{module}::{}::sqlite", self.name),
+            Some(Backend::Postgres) => format!("{module}::{}::postgres", self.name),
+        }
+    }
+}
+
+/// Registers `async fn NAME()` tests, optionally with the outside programs
+/// they need: `e2e!(a, b needs [Sipp])`.
 #[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
+macro_rules! e2e {
+    ($($name:ident $(needs [$($peer:ident),+])?),+ $(,)?) => {
         $(
-            mod $name {
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::harness::Backend::Sqlite).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if !$crate::harness::postgres_enabled() {
-                        return;
-                    }
-                    super::$name($crate::harness::Backend::Postgres).await;
+            inventory::submit! {
+                $crate::harness::E2e {
+                    module: module_path!(),
+                    name: stringify!($name),
+                    backend: None,
+                    needs: &[$($($crate::peers::Peer::$peer),+)?],
+                    run: || Box::pin($name()),
                 }
             }
         )+
     };
 }
 
-pub fn postgres_enabled() -> bool {
-    match std::env::var("AUTOPROV_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => true,
-        _ => {
-            eprintln!("PostgreSQL run not enabled: set AUTOPROV_TEST_POSTGRES_URL=postgres://… to run it");
-            false
-        }
-    }
+/// Registers `async fn NAME(backend: Backend)` tests twice: `NAME::sqlite`
+/// and `NAME::postgres` (which needs PostgreSQL).
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            inventory::submit! {
+                $crate::harness::E2e {
+                    module: module_path!(),
+                    name: stringify!($name),
+                    backend: Some($crate::harness::Backend::Sqlite),
+                    needs: &[],
+                    run: || Box::pin($name($crate::harness::Backend::Sqlite)),
+                }
+            }
+            inventory::submit! {
+                $crate::harness::E2e {
+                    module: module_path!(),
+                    name: stringify!($name),
+                    backend: Some($crate::harness::Backend::Postgres),
+                    needs: &[$crate::peers::Peer::Postgres],
+                    run: || Box::pin($name($crate::harness::Backend::Postgres)),
+                }
+            }
+        )+
+    };
 }
 
 /// A fresh, empty database for one test.
@@ -66,11 +104,11 @@ impl TestDb {
             Backend::Sqlite => TestDb { url: format!("sqlite://{}", dir.join("autoprov.db").display()), _dir: None },
             Backend::Postgres => {
                 use sqlx::Connection;
-                let admin_url = std::env::var("AUTOPROV_TEST_POSTGRES_URL").expect("AUTOPROV_TEST_POSTGRES_URL");
+                let admin_url = crate::peers::postgres_url();
                 let name = format!("autoprov_test_{}", hex::encode(rand::random::<[u8; 6]>()));
                 let mut conn = sqlx::PgConnection::connect(&admin_url)
                     .await
-                    .unwrap_or_else(|e| panic!("AUTOPROV_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
+                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is unreachable: {e}"));
                 sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
                 conn.close().await.ok();
                 let (base, _) = admin_url.rsplit_once('/').expect("database URL ends in /DBNAME");
@@ -265,4 +303,32 @@ pub fn https_client_builder(
         .with_root_certificates(roots)
         .with_no_client_auth();
     reqwest::Client::builder().use_preconfigured_tls(tls).no_proxy()
+}
+
+/// Polls `check` every 20 ms until it gives a value; panics naming `what`
+/// after `within`. For things the server does in the background (the fetch
+/// recorder's flush, a push, a feed read): never a fixed sleep.
+pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `mac` is listed among the unknown devices (the recorder
+/// writes behind), as the superuser sees them.
+pub async fn wait_for_unknown_device(srv: &TestServer, mac: &str) -> Value {
+    eventually(&format!("unknown device {mac} recorded"), std::time::Duration::from_secs(5), || async {
+        let (_, devices) = srv.get("/api/device?state=unknown&maxresults=1000").await;
+        devices.as_array()?.iter().find(|d| d["mac"] == mac).cloned()
+    })
+    .await
 }

@@ -183,7 +183,6 @@ async fn each_push_is_sent_once_by_two_nodes(b: Backend) {
     a.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_challenge_is_answered_with_the_handsets_own_credentials() {
     use md5::{Digest, Md5};
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
@@ -224,7 +223,6 @@ async fn a_challenge_is_answered_with_the_handsets_own_credentials() {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_busy_phones_fail_without_delaying_the_others() {
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
     let (silent, busy, good) = (Phone::new().await, Phone::new().await, Phone::new().await);
@@ -272,16 +270,9 @@ async fn silent_and_busy_phones_fail_without_delaying_the_others() {
 /// The "done when": a sipp phone registered through the status API
 /// gets its vendor's NOTIFY within a second of a name change, answers 200,
 /// fetches its file, and Handset Select says applied. Runs when
-/// `AUTOPROV_TEST_SIPP` names the sipp binary (`.ci/run` sets it).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// sipp (Debian's sip-tester) as the phone.
 async fn a_sipp_phone_gets_the_notify() {
-    let sipp = match std::env::var("AUTOPROV_TEST_SIPP") {
-        Ok(s) if !s.is_empty() => s,
-        _ => {
-            eprintln!("sipp test not enabled: set AUTOPROV_TEST_SIPP=/usr/bin/sipp");
-            return;
-        }
-    };
+    let sipp = crate::peers::sipp().expect("sipp (the test needs it)");
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
     phone_handset(&srv, "2000", PHONES[0].mac).await;
     let port = {
@@ -296,8 +287,12 @@ async fn a_sipp_phone_gets_the_notify() {
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("{sipp}: {e}"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+        .unwrap_or_else(|e| panic!("{}: {e}", sipp.display()));
+    // sipp is ready once it holds its port.
+    crate::harness::eventually("sipp listening", Duration::from_secs(5), || async {
+        std::net::UdpSocket::bind(("127.0.0.1", port)).is_err().then_some(())
+    })
+    .await;
     register(&srv, "2000", format!("127.0.0.1:{port}").parse().unwrap()).await;
     let started = std::time::Instant::now();
     srv.put("/api/handset/2000", json!({"name": "Changed for sipp"})).await;
@@ -363,7 +358,6 @@ async fn ami_peer(secret: &'static str) -> (SocketAddr, tokio::sync::mpsc::Unbou
     (addr, rx)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_relayed_through_asterisk_ami_reconnect_after_a_loss() {
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
     let (ami, mut notifies) = ami_peer("ami-secret-1").await;
@@ -393,7 +387,6 @@ async fn pushes_relayed_through_asterisk_ami_reconnect_after_a_loss() {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_relayed_through_a_signed_webhook() {
     use axum::http::HeaderMap;
     use hmac::{Hmac, Mac};
@@ -461,7 +454,6 @@ async fn pushes_relayed_through_a_signed_webhook() {
 }
 
 /// A phone registered over TCP gets its NOTIFY over TCP.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_registered_over_tcp_gets_the_notify_over_tcp() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
@@ -492,7 +484,6 @@ async fn a_phone_registered_over_tcp_gets_the_notify_over_tcp() {
 
 /// A domain-wide change is paced: at 20 NOTIFYs a second, 30 phones take
 /// about a second and a half, not one burst.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_domain_wide_change_is_paced() {
     let srv = TestServer::start_with(Backend::Sqlite, |s| {
         quick_push(s);
@@ -519,3 +510,13 @@ async fn a_domain_wide_change_is_paced() {
     assert!(spread < Duration::from_secs(3), "{spread:?}");
     srv.stop().await;
 }
+
+crate::e2e!(
+    a_challenge_is_answered_with_the_handsets_own_credentials,
+    silent_and_busy_phones_fail_without_delaying_the_others,
+    a_sipp_phone_gets_the_notify needs [Sipp],
+    pushes_relayed_through_asterisk_ami_reconnect_after_a_loss,
+    pushes_relayed_through_a_signed_webhook,
+    a_phone_registered_over_tcp_gets_the_notify_over_tcp,
+    a_domain_wide_change_is_paced,
+);

@@ -7,7 +7,7 @@ use serde_json::json;
 use tokio::net::UdpSocket;
 
 use crate::harness::{Backend, TestServer};
-use crate::provisioning::{http_get, real_tftp_client, real_tftp_get, same_but_server, PHONES};
+use crate::provisioning::{create_phones, http_get, real_tftp_get, same_but_server, PHONES};
 use crate::tftp_client::{get, get_raw, rrq, TftpError};
 
 /// A server with one phone, and that phone's file as a TFTP client names
@@ -20,7 +20,6 @@ async fn server_with_phone() -> (TestServer, String) {
     (srv, file)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn options_are_negotiated() {
     let (srv, file) = server_with_phone().await;
     let tftp = srv.running().tftp_addr.unwrap();
@@ -48,7 +47,6 @@ async fn options_are_negotiated() {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn netascii_is_converted() {
     let (srv, file) = server_with_phone().await;
     let tftp = srv.running().tftp_addr.unwrap();
@@ -60,7 +58,6 @@ async fn netascii_is_converted() {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_and_garbage() {
     let (srv, file) = server_with_phone().await;
     let tftp = srv.running().tftp_addr.unwrap();
@@ -96,14 +93,26 @@ async fn refusals_and_garbage() {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_client_gets_the_same_file_as_http() {
-    let Some(client) = real_tftp_client() else { return };
-    let (srv, file) = server_with_phone().await;
+    let client = crate::peers::tftp_client().expect("tftp-hpa (the test needs it)");
+    let srv = TestServer::start(Backend::Sqlite).await;
+    create_phones(&srv).await;
     let tftp = srv.running().tftp_addr.unwrap();
-    let got = String::from_utf8(real_tftp_get(&client, tftp.port(), &file)).unwrap();
-    let (_, _, body) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
     let http_base = format!("http://127.0.0.1:{}/", srv.http().port());
-    assert_eq!(same_but_server(&got, &format!("tftp://127.0.0.1:{}/", tftp.port())), same_but_server(&body, &http_base));
+    for p in &PHONES {
+        let path = srv.phone_path(p.file).await;
+        let got = String::from_utf8(real_tftp_get(&client, tftp.port(), &path)).unwrap();
+        assert_eq!(got.as_bytes(), crate::tftp_client::get(tftp, &path[1..]).await.unwrap(), "{}", p.family);
+        let (_, _, body) = http_get(&srv, p.file, Some(p.ua)).await;
+        let tftp_base = format!("tftp://127.0.0.1:{}/", tftp.port());
+        assert_eq!(same_but_server(&got, &tftp_base), same_but_server(&body, &http_base), "{}", p.family);
+    }
     srv.stop().await;
 }
+
+crate::e2e!(
+    options_are_negotiated,
+    netascii_is_converted,
+    refusals_and_garbage,
+    a_real_client_gets_the_same_file_as_http needs [TftpClient],
+);

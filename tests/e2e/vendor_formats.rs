@@ -101,8 +101,7 @@ fn check_master(profile: &Profile, file: &str, body: &str, mac: &str) {
     }
 }
 
-#[test]
-fn every_per_phone_file_renders_in_the_vendor_format() {
+async fn every_per_phone_file_renders_in_the_vendor_format() {
     let profiles = Profiles::built_in();
     for family in FAMILIES {
         let profile = profiles.family(family).unwrap_or_else(|| panic!("{family} missing"));
@@ -183,8 +182,7 @@ fn every_per_phone_file_renders_in_the_vendor_format() {
     }
 }
 
-#[test]
-fn every_common_file_renders_in_the_vendor_format() {
+async fn every_common_file_renders_in_the_vendor_format() {
     let profiles = Profiles::built_in();
     for family in FAMILIES {
         let profile = profiles.family(family).unwrap();
@@ -230,8 +228,7 @@ fn squash(s: &str) -> String {
     s.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).flat_map(char::to_lowercase).collect()
 }
 
-#[test]
-fn every_fixture_user_agent_is_identified() {
+async fn every_fixture_user_agent_is_identified() {
     let profiles = Profiles::built_in();
     let rows = fixture_rows();
     assert!(rows.len() > 90, "only {} rows for the six families", rows.len());
@@ -262,8 +259,7 @@ fn every_fixture_user_agent_is_identified() {
     assert_eq!((linksys.family.as_str(), linksys.mac), ("cisco", None));
 }
 
-#[test]
-fn every_fixture_file_name_is_identified() {
+async fn every_fixture_file_name_is_identified() {
     let profiles = Profiles::built_in();
     let mut per_mac_served = 0;
     for r in fixture_rows() {
@@ -298,8 +294,7 @@ fn every_fixture_file_name_is_identified() {
     assert!(per_mac_served > 90, "{per_mac_served}");
 }
 
-#[test]
-fn model_codes_resolve_to_the_fixture_models() {
+async fn model_codes_resolve_to_the_fixture_models() {
     let profiles = Profiles::built_in();
     for (file, family, model) in [
         ("y000000000066.cfg", "yealink", "T46S"),
@@ -319,3 +314,11 @@ fn model_codes_resolve_to_the_fixture_models() {
     }
     assert!(profiles.identify("y000000000999.cfg", None, None).is_err());
 }
+
+crate::e2e!(
+    every_per_phone_file_renders_in_the_vendor_format,
+    every_common_file_renders_in_the_vendor_format,
+    every_fixture_user_agent_is_identified,
+    every_fixture_file_name_is_identified,
+    model_codes_resolve_to_the_fixture_models,
+);

@@ -1,0 +1,190 @@
+//! The outside programs some tests talk to (PostgreSQL, tftp-hpa, sipp,
+//! Chromium), found where they are installed: a variable names one
+//! explicitly (`AUTOPROV_TEST_POSTGRES_URL`, `AUTOPROV_TEST_TFTP_CLIENT`,
+//! `AUTOPROV_TEST_SIPP`, `AUTOPROV_TEST_CHROMEDRIVER`,
+//! `AUTOPROV_TEST_CHROMIUM`), else `PATH` (and Debian's
+//! `/usr/lib/postgresql/*/bin`) is searched. PostgreSQL is started as a
+//! throw-away cluster of our own on first use and stopped at the end.
+//!
+//! A test whose peer is missing is reported as not run (ignored, with the
+//! reason in the list `main` prints last); under `AUTOPROV_TEST_REQUIRE_ALL=1`
+//! (`.ci/run`) it fails instead.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Postgres,
+    TftpClient,
+    Sipp,
+    Chromium,
+}
+
+impl Peer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Postgres => "PostgreSQL",
+            Peer::TftpClient => "tftp-hpa's tftp",
+            Peer::Sipp => "sipp",
+            Peer::Chromium => "Chromium and chromedriver",
+        }
+    }
+
+    /// Why it is not available, or `None` when it is.
+    pub fn missing(self) -> Option<String> {
+        let found = match self {
+            Peer::Postgres => std::env::var("AUTOPROV_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) || pg_bin().is_some(),
+            Peer::TftpClient => tftp_client().is_some(),
+            Peer::Sipp => sipp().is_some(),
+            Peer::Chromium => chromedriver().is_some() && chromium().is_some(),
+        };
+        (!found).then(|| {
+            let how = match self {
+                Peer::Postgres => "install Debian's postgresql (initdb and pg_ctl are used), or set AUTOPROV_TEST_POSTGRES_URL",
+                Peer::TftpClient => "install Debian's tftp-hpa, or set AUTOPROV_TEST_TFTP_CLIENT",
+                Peer::Sipp => "install Debian's sip-tester, or set AUTOPROV_TEST_SIPP",
+                Peer::Chromium => "install Debian's chromium and chromium-driver, or set AUTOPROV_TEST_CHROMEDRIVER",
+            };
+            format!("{} not found: {how}", self.name())
+        })
+    }
+}
+
+/// Every test must run (`.ci/run`): a missing peer fails the test.
+pub fn require_all() -> bool {
+    std::env::var("AUTOPROV_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}
+
+fn from_env(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// tftp-hpa's client (other `tftp`s take other arguments).
+pub fn tftp_client() -> Option<PathBuf> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            from_env("AUTOPROV_TEST_TFTP_CLIENT").or_else(|| {
+                let tftp = on_path("tftp")?;
+                let version = Command::new(&tftp).arg("-V").output().ok()?;
+                String::from_utf8_lossy(&[version.stdout, version.stderr].concat()).contains("tftp-hpa").then_some(tftp)
+            })
+        })
+        .clone()
+}
+
+pub fn sipp() -> Option<PathBuf> {
+    from_env("AUTOPROV_TEST_SIPP").or_else(|| on_path("sipp"))
+}
+
+pub fn chromedriver() -> Option<PathBuf> {
+    from_env("AUTOPROV_TEST_CHROMEDRIVER").or_else(|| on_path("chromedriver"))
+}
+
+pub fn chromium() -> Option<PathBuf> {
+    from_env("AUTOPROV_TEST_CHROMIUM").or_else(|| on_path("chromium")).or_else(|| on_path("chromium-browser"))
+}
+
+/// The directory with `initdb` and `pg_ctl`: Debian keeps them out of
+/// `PATH`, one directory per major version (the newest is used).
+fn pg_bin() -> Option<PathBuf> {
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    debian.sort_by_key(|p| p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()));
+    debian
+        .into_iter()
+        .rev()
+        .chain(on_path("initdb").and_then(|p| p.parent().map(Path::to_path_buf)))
+        .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+}
+
+/// A cluster this test run started, stopped by [`shutdown`].
+struct Cluster {
+    bin: PathBuf,
+    data: PathBuf,
+    as_postgres: bool,
+}
+
+static CLUSTER: Mutex<Option<Cluster>> = Mutex::new(None);
+static POSTGRES_URL: OnceLock<Result<String, String>> = OnceLock::new();
+
+/// A PostgreSQL server URL whose role may `CREATE DATABASE`: the variable's,
+/// else a throw-away cluster started now (once per test run).
+pub fn postgres_url() -> String {
+    POSTGRES_URL
+        .get_or_init(|| match std::env::var("AUTOPROV_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => Ok(url),
+            _ => start_cluster(),
+        })
+        .clone()
+        .unwrap_or_else(|e| panic!("PostgreSQL is installed but could not be started: {e}"))
+}
+
+fn start_cluster() -> Result<String, String> {
+    let bin = pg_bin().ok_or("initdb and pg_ctl not found")?;
+    let data = tempfile::Builder::new().prefix("autoprov-test-pg.").tempdir().map_err(|e| e.to_string())?.keep();
+    // initdb refuses to run as root: run the cluster as the postgres user.
+    let as_postgres = unsafe { libc_geteuid() } == 0;
+    if as_postgres {
+        run(Command::new("chown").args(["postgres:", data.to_str().unwrap()]))?;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let pg = |tool: &str| {
+        let mut c = if as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+            c
+        } else {
+            Command::new(bin.join(tool))
+        };
+        c.env_remove("PGDATA");
+        c
+    };
+    run(pg("initdb").args(["-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "-E", "UTF8"]))?;
+    let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off", data.display());
+    let log = data.join("server.log");
+    run(pg("pg_ctl").args(["-D", data.to_str().unwrap(), "-w", "-l", log.to_str().unwrap(), "-o", &options, "start"]))?;
+    *CLUSTER.lock().unwrap() = Some(Cluster { bin, data, as_postgres });
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+fn run(c: &mut Command) -> Result<(), String> {
+    let out = c.output().map_err(|e| format!("{c:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{c:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Stops the cluster this run started, if any, and removes its files.
+pub fn shutdown() {
+    if let Some(c) = CLUSTER.lock().unwrap().take() {
+        let pg_ctl = c.bin.join("pg_ctl");
+        let data = c.data.to_str().unwrap().to_string();
+        let _ = if c.as_postgres {
+            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&pg_ctl).args(["-D", &data, "-m", "fast", "stop"]).output()
+        } else {
+            Command::new(&pg_ctl).args(["-D", &data, "-m", "fast", "stop"]).output()
+        };
+        let _ = std::fs::remove_dir_all(&c.data);
+    }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
