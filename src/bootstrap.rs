@@ -1,9 +1,8 @@
 //! First start: an empty database gets domain `default` and the superuser
 //! `admin@default`, so a fresh install can be used at once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::config::Settings;
 use crate::model::{DomainChanges, Role, Secret};
 use crate::store::{Actor, Store, StoreError};
 
@@ -25,8 +24,13 @@ pub enum BootstrapError {
     File { path: PathBuf, reason: String },
 }
 
-/// Creates the default domain and superuser when the database has no users.
-pub async fn bootstrap_if_empty(store: &Store, settings: &Settings) -> Result<Option<Bootstrapped>, BootstrapError> {
+/// Creates the default domain and superuser when the database has no users,
+/// with `password` or a generated one (written to `data_dir`).
+pub async fn bootstrap_if_empty(
+    store: &Store,
+    password: Option<&Secret>,
+    data_dir: &Path,
+) -> Result<Option<Bootstrapped>, BootstrapError> {
     if store.count_users().await? > 0 {
         return Ok(None);
     }
@@ -34,7 +38,7 @@ pub async fn bootstrap_if_empty(store: &Store, settings: &Settings) -> Result<Op
     if store.domain_by_name(DEFAULT_DOMAIN).await?.is_none() {
         store.create_domain(&actor, DEFAULT_DOMAIN, &DomainChanges::default()).await?;
     }
-    let (password, generated) = match &settings.admin_password {
+    let (password, generated) = match password {
         Some(p) => (p.clone(), false),
         None => (Secret::generate(24), true),
     };
@@ -43,8 +47,8 @@ pub async fn bootstrap_if_empty(store: &Store, settings: &Settings) -> Result<Op
     if !generated {
         return Ok(Some(Bootstrapped { generated_password: None, password_file: None }));
     }
-    let path = settings.data_dir.join("admin-password");
-    std::fs::create_dir_all(&settings.data_dir)
+    let path = data_dir.join("admin-password");
+    std::fs::create_dir_all(data_dir)
         .and_then(|_| crate::tls::write_private(&path, format!("{}\n", password.expose()).as_bytes()))
         .map_err(|e| BootstrapError::File { path: path.clone(), reason: e.to_string() })?;
     Ok(Some(Bootstrapped { generated_password: Some(password), password_file: Some(path) }))

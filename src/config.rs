@@ -1,15 +1,279 @@
 //! Settings: built-in defaults < TOML file (`--config`) < environment
-//! (`AUTOPROV_*`) < command-line flags. clap reads the last two (a flag wins
-//! over its environment variable); the file and the defaults fill the rest.
+//! (`AUTOPROV_*`) < command-line flags.
+//!
+//! Each setting is declared once, in [`settings!`] below: its flag and
+//! environment variable (clap), its TOML key (serde), its type and its
+//! default. The macro makes [`SettingsArgs`] (every setting optional: one
+//! layer, read by clap from flags and environment or by serde from the
+//! file) and [`Settings`] (every setting resolved), and the code between
+//! them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::model::Secret;
+
+/// Declares every setting once: `name: Type = default, "ENV_VAR", "VALUE";`
+/// with its doc comment (the flag's help). Defaults may use the settings
+/// resolved before them (`data_dir` for `database_url`) and read the
+/// environment through the function named first (`env`).
+macro_rules! settings {
+    ($env_fn:ident; $(
+        $(#[doc = $doc:literal])+
+        $name:ident: $ty:ty = $default:expr, $env:literal, $value:literal;
+    )+) => {
+        /// One layer of settings: what flags and environment (clap) or the
+        /// TOML file (serde, the same keys with `_`) give; `None` leaves a
+        /// setting to the layer below.
+        #[derive(clap::Args, Deserialize, Clone, Debug, Default)]
+        #[serde(deny_unknown_fields)]
+        pub struct SettingsArgs {
+            /// TOML settings file (keys as the long flags, with '_' for '-').
+            #[arg(long, global = true, env = "AUTOPROV_CONFIG", value_name = "FILE")]
+            #[serde(skip)]
+            pub config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])+
+                #[arg(long, global = true, env = $env, value_name = $value)]
+                pub $name: Option<$ty>,
+            )+
+        }
+
+        /// Resolved settings; everything else reads these.
+        #[derive(Clone, Debug)]
+        pub struct Settings {
+            $( $(#[doc = $doc])+ pub $name: $ty, )+
+            /// `AUTOPROV_ADMIN_PASSWORD`: the bootstrap superuser's
+            /// password. Only from the environment, never a flag (flags show
+            /// in `ps`).
+            pub admin_password: Option<Secret>,
+            /// What is not a setting but tests shorten.
+            pub tuning: Tuning,
+        }
+
+        impl SettingsArgs {
+            /// This layer over `lower`.
+            fn over(self, lower: SettingsArgs) -> SettingsArgs {
+                SettingsArgs { config: self.config, $( $name: self.$name.or(lower.$name), )+ }
+            }
+
+            /// Fills every unset setting with its default.
+            fn with_defaults(self, $env_fn: &dyn Fn(&str) -> Option<String>) -> Settings {
+                $( let $name: $ty = match self.$name { Some(v) => v, None => $default }; )+
+                Settings {
+                    $( $name, )+
+                    admin_password: $env_fn("AUTOPROV_ADMIN_PASSWORD").filter(|s| !s.is_empty()).map(Secret::new),
+                    tuning: Tuning::default(),
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    env;
+    /// Where the database, the self-signed certificate and the bootstrap
+    /// admin password live [default: ./autoprov-data].
+    data_dir: PathBuf = PathBuf::from("./autoprov-data"), "AUTOPROV_DATA_DIR", "DIR";
+    /// sqlite://FILE or postgres://USER:PASS@HOST/DB; plain DATABASE_URL is
+    /// read too [default: sqlite://<data dir>/autoprov.db].
+    database_url: String = env("DATABASE_URL").filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("autoprov.db").display())), "AUTOPROV_DATABASE_URL", "URL";
+    /// Plain HTTP listener for phones, or off [default: 0.0.0.0:8080].
+    http_listen: Listen = Listen::On(([0, 0, 0, 0], 8080).into()), "AUTOPROV_HTTP_LISTEN", "ADDR";
+    /// HTTPS listener for phones, the API and the admin UI, or off
+    /// [default: 0.0.0.0:8443].
+    https_listen: Listen = Listen::On(([0, 0, 0, 0], 8443).into()), "AUTOPROV_HTTPS_LISTEN", "ADDR";
+    /// TFTP listener for phones, or off [default: 0.0.0.0:6969].
+    tftp_listen: Listen = Listen::On(([0, 0, 0, 0], 6969).into()), "AUTOPROV_TFTP_LISTEN", "ADDR";
+    /// PEM certificate chain for HTTPS [default: self-signed, made in the
+    /// data dir on first start].
+    tls_cert: Option<PathBuf> = None, "AUTOPROV_TLS_CERT", "FILE";
+    /// PEM private key for HTTPS.
+    tls_key: Option<PathBuf> = None, "AUTOPROV_TLS_KEY", "FILE";
+    /// Reverse proxies (comma-separated CIDRs) whose X-Forwarded-Proto and
+    /// X-Forwarded-For are believed [default: none].
+    trusted_proxies: Cidrs = Cidrs::default(), "AUTOPROV_TRUSTED_PROXIES", "CIDRS";
+    /// The base URL phones are told to come back to, as
+    /// https://prov.example.com/ [default: the address the phone used].
+    public_url: Option<PublicUrl> = None, "AUTOPROV_PUBLIC_URL", "URL";
+    /// A path prefix under which phones' files are also served, as /prov
+    /// [default: none; files are always served at the root].
+    provision_prefix: Option<Prefix> = None, "AUTOPROV_PROVISION_PREFIX", "PATH";
+    /// A directory of vendor profile TOML files that replace or add to the
+    /// built-in ones [default: built-in only].
+    profiles_dir: Option<PathBuf> = None, "AUTOPROV_PROFILES_DIR", "DIR";
+    /// How many unknown devices are kept; the oldest are evicted
+    /// [default: 10000].
+    unknown_device_cap: u32 = 10_000, "AUTOPROV_UNKNOWN_DEVICE_CAP", "N";
+    /// Minutes between a phone's own periodic config checks (1-44640)
+    /// [default: 1440].
+    resync_minutes: u32 = 1440, "AUTOPROV_RESYNC_MINUTES", "MIN";
+    /// The SIP socket pushes (NOTIFY) are sent from, or off to send none
+    /// [default: 0.0.0.0:5070].
+    sip_listen: Listen = Listen::On(([0, 0, 0, 0], 5070).into()), "AUTOPROV_SIP_LISTEN", "ADDR";
+    /// NOTIFYs per second at most; 0 lifts the limit [default: 200].
+    push_rate: u32 = 200, "AUTOPROV_PUSH_RATE", "N";
+    /// Attempts before a push is failed [default: 5].
+    push_attempts: u32 = 5, "AUTOPROV_PUSH_ATTEMPTS", "N";
+    /// Hold all pushes: queue them but send nothing [default: false].
+    push_hold: bool = false, "AUTOPROV_PUSH_HOLD", "BOOL";
+    /// Distinct unknown MACs (or wrong tokens or credentials) one address
+    /// may ask for within the scan window before it is banned [default: 20].
+    scan_threshold: u32 = 20, "AUTOPROV_SCAN_THRESHOLD", "N";
+    /// The scan guard's window, as 10m or 1h [default: 10m].
+    scan_window: HumanDuration = HumanDuration(Duration::from_secs(10 * 60)), "AUTOPROV_SCAN_WINDOW", "DURATION";
+    /// How long a scanning address is banned [default: 15m].
+    scan_ban: HumanDuration = HumanDuration(Duration::from_secs(15 * 60)), "AUTOPROV_SCAN_BAN", "DURATION";
+    /// Tell phones that came over HTTP or TFTP to come back over HTTPS: auto
+    /// (when tls_cert is an operator's certificate, which phones can trust;
+    /// never with the self-signed one), on, or off [default: auto].
+    https_upgrade: HttpsUpgrade = HttpsUpgrade::Auto, "AUTOPROV_HTTPS_UPGRADE", "auto|on|off";
+    /// The vendors' device-issuing CA certificates (a PEM file, or a
+    /// directory of them): the HTTPS listener then asks phones for their
+    /// device certificate [default: none].
+    client_ca: Option<PathBuf> = None, "AUTOPROV_CLIENT_CA", "FILE|DIR";
+}
+
+/// What is not a setting: intervals and timers tests shorten.
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    /// How often recorded fetches are written to the database.
+    pub fetch_flush_interval: Duration,
+    /// How often provisioning caches read the change feed for changes made
+    /// by other processes or nodes.
+    pub change_poll_interval: Duration,
+    /// The first push retry waits this long, each next one twice as long.
+    pub push_retry_base: Duration,
+    /// SIP timers of pushes.
+    pub sip_timers: crate::sip::Timers,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            fetch_flush_interval: Duration::from_secs(1),
+            change_poll_interval: Duration::from_millis(500),
+            push_retry_base: crate::push::PushPolicy::default().retry_base,
+            sip_timers: crate::sip::Timers::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read settings file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Layers the file (if any) under the flags and environment, reading
+    /// the environment's extras (`DATABASE_URL`, `AUTOPROV_ADMIN_PASSWORD`)
+    /// through `env`.
+    pub fn resolve(args: &SettingsArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => SettingsArgs::default(),
+        };
+        let settings = args.clone().over(file).with_defaults(env);
+        if settings.tls_cert.is_some() != settings.tls_key.is_some() {
+            return Err(ConfigError::Invalid("tls_cert and tls_key go together: give both or neither".into()));
+        }
+        if !(1..=44_640).contains(&settings.resync_minutes) {
+            return Err(ConfigError::Invalid("resync_minutes must be 1 to 44640 (a month)".into()));
+        }
+        Ok(settings)
+    }
+
+    /// Defaults for a server in `data_dir` on loopback ephemeral ports, with
+    /// short intervals: what tests and embedders start from.
+    pub fn for_data_dir(data_dir: &Path) -> Settings {
+        let any = Listen::On(([127, 0, 0, 1], 0).into());
+        let layer = SettingsArgs {
+            data_dir: Some(data_dir.to_path_buf()),
+            http_listen: Some(any),
+            https_listen: Some(any),
+            tftp_listen: Some(any),
+            sip_listen: Some(any),
+            ..Default::default()
+        };
+        let mut s = layer.with_defaults(&|_| None);
+        s.tuning.fetch_flush_interval = Duration::from_millis(50);
+        s.tuning.change_poll_interval = Duration::from_millis(100);
+        s
+    }
+
+    /// Whether phones that came over HTTP or TFTP are told to come back
+    /// over HTTPS: `auto` does when the certificate is the operator's (phones
+    /// refuse the self-signed one).
+    pub fn sends_phones_to_https(&self) -> bool {
+        match self.https_upgrade {
+            HttpsUpgrade::Auto => self.tls_cert.is_some(),
+            HttpsUpgrade::On => true,
+            HttpsUpgrade::Off => false,
+        }
+    }
+
+    /// The provisioning scan guard: distinct misses per address in a window,
+    /// and the ban; at most 65,536 addresses are tracked.
+    pub fn scan_policy(&self) -> crate::guard::StrikePolicy {
+        crate::guard::StrikePolicy {
+            threshold: self.scan_threshold.max(1),
+            window: self.scan_window.0,
+            ban: self.scan_ban.0,
+            capacity: 65_536,
+        }
+    }
+
+    pub fn push_policy(&self) -> crate::push::PushPolicy {
+        crate::push::PushPolicy {
+            rate_per_second: self.push_rate,
+            max_attempts: self.push_attempts.max(1),
+            retry_base: self.tuning.push_retry_base,
+            timers: self.tuning.sip_timers.clone(),
+            hold: self.push_hold,
+        }
+    }
+
+    /// The public URL, if set, ending in `/`.
+    pub fn public_base(&self) -> Option<String> {
+        self.public_url.as_ref().map(|u| u.0.clone())
+    }
+
+    /// The path prefix (`/prov`), if set.
+    pub fn prefix(&self) -> Option<String> {
+        self.provision_prefix.as_ref().and_then(|p| p.0.clone())
+    }
+}
+
+fn read_file(path: &Path) -> Result<SettingsArgs, ConfigError> {
+    let err = |reason: String| ConfigError::File { path: path.to_path_buf(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))
+}
+
+/// Implements `Deserialize` through `FromStr`, so one value type serves
+/// flags, environment and the TOML file alike.
+macro_rules! from_str_deserialize {
+    ($($t:ty),+) => {
+        $(
+            impl<'de> Deserialize<'de> for $t {
+                fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+                }
+            }
+        )+
+    };
+}
+
+from_str_deserialize!(Listen, HttpsUpgrade, HumanDuration, PublicUrl, Prefix);
 
 /// A listener address, or `off` to disable the listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,12 +293,6 @@ impl FromStr for Listen {
     }
 }
 
-impl<'de> Deserialize<'de> for Listen {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 impl Listen {
     pub fn addr(self) -> Option<SocketAddr> {
         match self {
@@ -42,96 +300,6 @@ impl Listen {
             Listen::On(a) => Some(a),
         }
     }
-}
-
-/// The settings flags and environment can give; shared by every subcommand
-/// so the CLI works on the same database as `serve`.
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct SettingsArgs {
-    /// TOML settings file (keys as the long flags, with '_' for '-').
-    #[arg(long, global = true, env = "AUTOPROV_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Where the database, the self-signed certificate and the bootstrap
-    /// admin password live [default: ./autoprov-data].
-    #[arg(long, global = true, env = "AUTOPROV_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// sqlite://FILE or postgres://USER:PASS@HOST/DB; plain DATABASE_URL is
-    /// read too [default: sqlite://<data dir>/autoprov.db].
-    #[arg(long, global = true, env = "AUTOPROV_DATABASE_URL", value_name = "URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// Plain HTTP listener for phones, or off [default: 0.0.0.0:8080].
-    #[arg(long, global = true, env = "AUTOPROV_HTTP_LISTEN", value_name = "ADDR")]
-    pub http_listen: Option<Listen>,
-    /// HTTPS listener for phones, the API and the admin UI, or off
-    /// [default: 0.0.0.0:8443].
-    #[arg(long, global = true, env = "AUTOPROV_HTTPS_LISTEN", value_name = "ADDR")]
-    pub https_listen: Option<Listen>,
-    /// TFTP listener for phones, or off [default: 0.0.0.0:6969].
-    #[arg(long, global = true, env = "AUTOPROV_TFTP_LISTEN", value_name = "ADDR")]
-    pub tftp_listen: Option<Listen>,
-    /// PEM certificate chain for HTTPS [default: self-signed, made in the
-    /// data dir on first start].
-    #[arg(long, global = true, env = "AUTOPROV_TLS_CERT", value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for HTTPS.
-    #[arg(long, global = true, env = "AUTOPROV_TLS_KEY", value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// Reverse proxies (comma-separated CIDRs) whose X-Forwarded-Proto and
-    /// X-Forwarded-For are believed [default: none].
-    #[arg(long, global = true, env = "AUTOPROV_TRUSTED_PROXIES", value_name = "CIDRS", value_delimiter = ',')]
-    pub trusted_proxies: Option<Vec<IpNet>>,
-    /// The base URL phones are told to come back to, as
-    /// https://prov.example.com/ [default: the address the phone used].
-    #[arg(long, global = true, env = "AUTOPROV_PUBLIC_URL", value_name = "URL")]
-    pub public_url: Option<String>,
-    /// A path prefix under which phones' files are also served, as /prov
-    /// [default: none; files are always served at the root].
-    #[arg(long, global = true, env = "AUTOPROV_PROVISION_PREFIX", value_name = "PATH")]
-    pub provision_prefix: Option<String>,
-    /// A directory of vendor profile TOML files that replace or add to the
-    /// built-in ones [default: built-in only].
-    #[arg(long, global = true, env = "AUTOPROV_PROFILES_DIR", value_name = "DIR")]
-    pub profiles_dir: Option<PathBuf>,
-    /// How many unknown devices are kept; the oldest are evicted
-    /// [default: 10000].
-    #[arg(long, global = true, env = "AUTOPROV_UNKNOWN_DEVICE_CAP", value_name = "N")]
-    pub unknown_device_cap: Option<u32>,
-    /// Minutes between a phone's own periodic config checks [default: 1440].
-    #[arg(long, global = true, env = "AUTOPROV_RESYNC_MINUTES", value_name = "MIN")]
-    pub resync_minutes: Option<u32>,
-    /// The SIP socket pushes (NOTIFY) are sent from, or off to send none
-    /// [default: 0.0.0.0:5070].
-    #[arg(long, global = true, env = "AUTOPROV_SIP_LISTEN", value_name = "ADDR")]
-    pub sip_listen: Option<Listen>,
-    /// NOTIFYs per second at most; 0 lifts the limit [default: 200].
-    #[arg(long, global = true, env = "AUTOPROV_PUSH_RATE", value_name = "N")]
-    pub push_rate: Option<u32>,
-    /// Attempts before a push is failed [default: 5].
-    #[arg(long, global = true, env = "AUTOPROV_PUSH_ATTEMPTS", value_name = "N")]
-    pub push_attempts: Option<u32>,
-    /// Hold all pushes: queue them but send nothing [default: false].
-    #[arg(long, global = true, env = "AUTOPROV_PUSH_HOLD", value_name = "BOOL")]
-    pub push_hold: Option<bool>,
-    /// Distinct unknown MACs (or wrong tokens or credentials) one address
-    /// may ask for within the scan window before it is banned [default: 20].
-    #[arg(long, global = true, env = "AUTOPROV_SCAN_THRESHOLD", value_name = "N")]
-    pub scan_threshold: Option<u32>,
-    /// The scan guard's window, as 10m or 1h [default: 10m].
-    #[arg(long, global = true, env = "AUTOPROV_SCAN_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
-    pub scan_window: Option<std::time::Duration>,
-    /// How long a scanning address is banned [default: 15m].
-    #[arg(long, global = true, env = "AUTOPROV_SCAN_BAN", value_name = "DURATION", value_parser = parse_duration)]
-    pub scan_ban: Option<std::time::Duration>,
-    /// Tell phones that came over HTTP or TFTP to come back over HTTPS: auto
-    /// (when tls_cert is an operator's certificate, which phones can trust;
-    /// never with the self-signed one), on, or off [default: auto].
-    #[arg(long, global = true, env = "AUTOPROV_HTTPS_UPGRADE", value_name = "auto|on|off")]
-    pub https_upgrade: Option<HttpsUpgrade>,
-    /// The vendors' device-issuing CA certificates (a PEM file, or a
-    /// directory of them): the HTTPS listener then asks phones for their
-    /// device certificate [default: none].
-    #[arg(long, global = true, env = "AUTOPROV_CLIENT_CA", value_name = "FILE|DIR")]
-    pub client_ca: Option<PathBuf>,
 }
 
 /// Whether phones are sent to HTTPS (see [`SettingsArgs::https_upgrade`]).
@@ -156,240 +324,87 @@ impl FromStr for HttpsUpgrade {
     }
 }
 
-impl<'de> Deserialize<'de> for HttpsUpgrade {
+/// A duration written as people write them: `10m`, `1h`, `90s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| format!("{s:?} is not a duration such as 10m or 1h: {e}"))
+    }
+}
+
+/// CIDRs: comma-separated in a flag or variable, an array in the file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cidrs(pub Vec<IpNet>);
+
+impl FromStr for Cidrs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| c.parse::<IpNet>().map_err(|_| format!("{c:?} is not a CIDR such as 10.0.0.0/8")))
+            .collect::<Result<_, _>>()
+            .map(Cidrs)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidrs {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        Ok(Cidrs(Vec::<IpNet>::deserialize(d)?))
     }
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration such as 10m or 1h: {e}"))
-}
+/// The base URL written into configs, ending in `/`: only a plain
+/// http(s)/tftp URL is accepted, since it goes into phone configs verbatim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl(pub String);
 
-/// A duration in the TOML file, written as 10m or 1h.
-#[derive(Clone, Copy, Debug)]
-struct FileDuration(std::time::Duration);
+impl FromStr for PublicUrl {
+    type Err = String;
 
-impl<'de> Deserialize<'de> for FileDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_duration(&String::deserialize(d)?).map(FileDuration).map_err(serde::de::Error::custom)
-    }
-}
-
-/// The TOML file: the same keys as [`SettingsArgs`].
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    http_listen: Option<Listen>,
-    https_listen: Option<Listen>,
-    tftp_listen: Option<Listen>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    trusted_proxies: Option<Vec<IpNet>>,
-    public_url: Option<String>,
-    provision_prefix: Option<String>,
-    profiles_dir: Option<PathBuf>,
-    unknown_device_cap: Option<u32>,
-    resync_minutes: Option<u32>,
-    sip_listen: Option<Listen>,
-    push_rate: Option<u32>,
-    push_attempts: Option<u32>,
-    push_hold: Option<bool>,
-    scan_threshold: Option<u32>,
-    scan_window: Option<FileDuration>,
-    scan_ban: Option<FileDuration>,
-    https_upgrade: Option<HttpsUpgrade>,
-    client_ca: Option<PathBuf>,
-}
-
-/// Resolved settings; everything else reads these.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub data_dir: PathBuf,
-    pub database_url: String,
-    pub http_listen: Listen,
-    pub https_listen: Listen,
-    pub tftp_listen: Listen,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub trusted_proxies: Vec<IpNet>,
-    /// `AUTOPROV_ADMIN_PASSWORD`: the bootstrap superuser's password. Only
-    /// from the environment, never a flag (flags show in `ps`).
-    pub admin_password: Option<Secret>,
-    /// Base URL written into configs, ending in `/`.
-    pub public_url: Option<String>,
-    /// `/prov`-style prefix (no trailing `/`), or `None`.
-    pub provision_prefix: Option<String>,
-    pub profiles_dir: Option<PathBuf>,
-    pub unknown_device_cap: u32,
-    pub resync_minutes: u32,
-    /// How often recorded fetches are written to the database.
-    pub fetch_flush_interval: std::time::Duration,
-    /// How often provisioning caches read the change feed for changes made
-    /// by other processes or nodes.
-    pub change_poll_interval: std::time::Duration,
-    /// The provisioning scan guard: distinct misses per address in a
-    /// window, and the ban.
-    pub scan_policy: crate::guard::StrikePolicy,
-    pub https_upgrade: HttpsUpgrade,
-    pub client_ca: Option<PathBuf>,
-    pub sip_listen: Listen,
-    /// Pacing, retries and SIP timers of pushes.
-    pub push: crate::push::PushPolicy,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read settings file {path}: {reason}")]
-    File { path: PathBuf, reason: String },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl Settings {
-    /// Layers the file (if any) under the flags and environment.
-    pub fn resolve(args: &SettingsArgs) -> Result<Settings, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileSettings::default(),
-        };
-        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./autoprov-data"));
-        let database_url = args
-            .database_url
-            .clone()
-            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
-            .or(file.database_url)
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("autoprov.db").display()));
-        let settings = Settings {
-            database_url,
-            http_listen: args.http_listen.or(file.http_listen).unwrap_or(Listen::On(([0, 0, 0, 0], 8080).into())),
-            https_listen: args.https_listen.or(file.https_listen).unwrap_or(Listen::On(([0, 0, 0, 0], 8443).into())),
-            tftp_listen: args.tftp_listen.or(file.tftp_listen).unwrap_or(Listen::On(([0, 0, 0, 0], 6969).into())),
-            tls_cert: args.tls_cert.clone().or(file.tls_cert),
-            tls_key: args.tls_key.clone().or(file.tls_key),
-            trusted_proxies: args.trusted_proxies.clone().or(file.trusted_proxies).unwrap_or_default(),
-            admin_password: std::env::var("AUTOPROV_ADMIN_PASSWORD").ok().filter(|s| !s.is_empty()).map(Secret::new),
-            public_url: args.public_url.clone().or(file.public_url).map(normalise_public_url).transpose()?,
-            provision_prefix: args
-                .provision_prefix
-                .clone()
-                .or(file.provision_prefix)
-                .map(normalise_prefix)
-                .transpose()?
-                .flatten(),
-            profiles_dir: args.profiles_dir.clone().or(file.profiles_dir),
-            unknown_device_cap: args.unknown_device_cap.or(file.unknown_device_cap).unwrap_or(10_000),
-            resync_minutes: args.resync_minutes.or(file.resync_minutes).unwrap_or(1440).clamp(1, 44_640),
-            fetch_flush_interval: std::time::Duration::from_secs(1),
-            change_poll_interval: std::time::Duration::from_millis(500),
-            scan_policy: crate::guard::StrikePolicy {
-                threshold: args.scan_threshold.or(file.scan_threshold).unwrap_or(SCAN_POLICY.threshold).max(1),
-                window: args.scan_window.or(file.scan_window.map(|d| d.0)).unwrap_or(SCAN_POLICY.window),
-                ban: args.scan_ban.or(file.scan_ban.map(|d| d.0)).unwrap_or(SCAN_POLICY.ban),
-                capacity: SCAN_POLICY.capacity,
-            },
-            https_upgrade: args.https_upgrade.or(file.https_upgrade).unwrap_or_default(),
-            client_ca: args.client_ca.clone().or(file.client_ca),
-            sip_listen: args.sip_listen.or(file.sip_listen).unwrap_or(Listen::On(([0, 0, 0, 0], 5070).into())),
-            push: crate::push::PushPolicy {
-                rate_per_second: args.push_rate.or(file.push_rate).unwrap_or(200),
-                max_attempts: args.push_attempts.or(file.push_attempts).unwrap_or(5).max(1),
-                hold: args.push_hold.or(file.push_hold).unwrap_or(false),
-                ..Default::default()
-            },
-            data_dir,
-        };
-        if settings.tls_cert.is_some() != settings.tls_key.is_some() {
-            return Err(ConfigError::Invalid("tls_cert and tls_key go together: give both or neither".into()));
+    fn from_str(url: &str) -> Result<Self, String> {
+        let ok_scheme = ["http://", "https://", "tftp://"].iter().any(|s| url.starts_with(s));
+        let ok_chars = url.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:/[]@%".contains(&b));
+        if !ok_scheme || !ok_chars || url.len() > 200 {
+            return Err(format!("public_url {url:?} must be an http://, https:// or tftp:// URL"));
         }
-        Ok(settings)
+        Ok(PublicUrl(if url.ends_with('/') { url.to_string() } else { format!("{url}/") }))
     }
+}
 
-    /// Whether phones that came over HTTP or TFTP are told to come back
-    /// over HTTPS: `auto` does when the certificate is the operator's (phones
-    /// refuse the self-signed one).
-    pub fn sends_phones_to_https(&self) -> bool {
-        match self.https_upgrade {
-            HttpsUpgrade::Auto => self.tls_cert.is_some(),
-            HttpsUpgrade::On => true,
-            HttpsUpgrade::Off => false,
+/// A `/prov`-style prefix (no trailing `/`); `/` or empty is none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prefix(pub Option<String>);
+
+impl FromStr for Prefix {
+    type Err = String;
+
+    fn from_str(prefix: &str) -> Result<Self, String> {
+        let trimmed = prefix.trim_matches('/');
+        if trimmed.is_empty() {
+            return Ok(Prefix(None));
         }
-    }
-
-    /// Defaults for a server in `data_dir` on loopback ephemeral ports: what
-    /// tests and embedders start from.
-    pub fn for_data_dir(data_dir: &Path) -> Settings {
-        let any = Listen::On(([127, 0, 0, 1], 0).into());
-        Settings {
-            data_dir: data_dir.to_path_buf(),
-            database_url: format!("sqlite://{}", data_dir.join("autoprov.db").display()),
-            http_listen: any,
-            https_listen: any,
-            tftp_listen: any,
-            tls_cert: None,
-            tls_key: None,
-            trusted_proxies: Vec::new(),
-            admin_password: None,
-            public_url: None,
-            provision_prefix: None,
-            profiles_dir: None,
-            unknown_device_cap: 10_000,
-            resync_minutes: 1440,
-            fetch_flush_interval: std::time::Duration::from_millis(50),
-            change_poll_interval: std::time::Duration::from_millis(100),
-            scan_policy: SCAN_POLICY,
-            https_upgrade: HttpsUpgrade::Auto,
-            client_ca: None,
-            sip_listen: any,
-            push: crate::push::PushPolicy::default(),
+        if !trimmed.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b)) || trimmed.contains("..") {
+            return Err(format!("provision_prefix {prefix:?} must be a plain path such as /prov"));
         }
+        Ok(Prefix(Some(format!("/{trimmed}"))))
     }
-}
-
-/// The scan guard's defaults: more than 20 distinct misses from one address
-/// within 10 minutes ban it for 15 minutes; at most 65,536 addresses are
-/// tracked.
-pub const SCAN_POLICY: crate::guard::StrikePolicy = crate::guard::StrikePolicy {
-    threshold: 20,
-    window: std::time::Duration::from_secs(10 * 60),
-    ban: std::time::Duration::from_secs(15 * 60),
-    capacity: 65_536,
-};
-
-/// `https://prov.example.com` → `https://prov.example.com/`; it goes into
-/// phone configs verbatim, so only a plain http(s)/tftp URL is accepted.
-fn normalise_public_url(url: String) -> Result<String, ConfigError> {
-    let ok_scheme = ["http://", "https://", "tftp://"].iter().any(|s| url.starts_with(s));
-    let ok_chars = url.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:/[]@%".contains(&b));
-    if !ok_scheme || !ok_chars || url.len() > 200 {
-        return Err(ConfigError::Invalid(format!("public_url {url:?} must be an http://, https:// or tftp:// URL")));
-    }
-    Ok(if url.ends_with('/') { url } else { format!("{url}/") })
-}
-
-/// `prov/` → `/prov`; `/` or empty → none.
-fn normalise_prefix(prefix: String) -> Result<Option<String>, ConfigError> {
-    let trimmed = prefix.trim_matches('/');
-    if trimmed.is_empty() {
-        return Ok(None);
-    }
-    if !trimmed.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b)) || trimmed.contains("..") {
-        return Err(ConfigError::Invalid(format!("provision_prefix {prefix:?} must be a plain path such as /prov")));
-    }
-    Ok(Some(format!("/{trimmed}")))
-}
-
-fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
-    let err = |reason: String| ConfigError::File { path: path.to_path_buf(), reason };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    toml::from_str(&text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
 
     #[test]
     fn listen_values() {
@@ -404,20 +419,24 @@ mod tests {
         let path = dir.path().join("autoprov.toml");
         std::fs::write(
             &path,
-            "data_dir = \"/srv/prov\"\nhttp_listen = \"off\"\nhttps_listen = \"127.0.0.1:9443\"\nscan_window = \"2m\"\nhttps_upgrade = \"off\"\n",
+            "data_dir = \"/srv/prov\"\nhttp_listen = \"off\"\nhttps_listen = \"127.0.0.1:9443\"\nscan_window = \"2m\"\n\
+             https_upgrade = \"off\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
         )
         .unwrap();
         let args =
             SettingsArgs { config: Some(path), https_listen: Some("127.0.0.1:10443".parse().unwrap()), ..Default::default() };
-        let s = Settings::resolve(&args).unwrap();
+        let s = Settings::resolve(&args, &no_env).unwrap();
         assert_eq!(s.data_dir, PathBuf::from("/srv/prov"));
         assert_eq!(s.http_listen, Listen::Off);
         assert_eq!(s.https_listen.addr().unwrap().port(), 10443);
         assert_eq!(s.tftp_listen.addr().unwrap().port(), 6969);
-        assert_eq!(s.scan_policy.window, std::time::Duration::from_secs(120));
-        assert_eq!(s.scan_policy.threshold, 20);
+        assert_eq!(s.scan_policy().window, Duration::from_secs(120));
+        assert_eq!(s.scan_policy().threshold, 20);
         assert_eq!(s.https_upgrade, HttpsUpgrade::Off);
-        assert!(s.database_url == "sqlite:///srv/prov/autoprov.db" || std::env::var("DATABASE_URL").is_ok());
+        assert_eq!(s.trusted_proxies.0, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        assert_eq!(s.database_url, "sqlite:///srv/prov/autoprov.db");
+        let with_env = Settings::resolve(&args, &|k| (k == "DATABASE_URL").then(|| "postgres://db/x".to_string())).unwrap();
+        assert_eq!(with_env.database_url, "postgres://db/x");
     }
 
     #[test]
@@ -425,7 +444,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("autoprov.toml");
         std::fs::write(&path, "htp_listen = \"off\"\n").unwrap();
-        let err = Settings::resolve(&SettingsArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        let err = Settings::resolve(&SettingsArgs { config: Some(path), ..Default::default() }, &no_env).unwrap_err();
         assert!(err.to_string().contains("htp_listen"), "{err}");
+    }
+
+    #[test]
+    fn values_are_checked_where_they_are_read() {
+        assert!("https://prov.example.com".parse::<PublicUrl>().unwrap().0.ends_with(".com/"));
+        assert!("https://x\"><".parse::<PublicUrl>().is_err());
+        assert_eq!("prov/".parse::<Prefix>().unwrap().0.as_deref(), Some("/prov"));
+        assert_eq!("/".parse::<Prefix>().unwrap().0, None);
+        assert!("../x".parse::<Prefix>().is_err());
+        assert_eq!("10.0.0.0/8, 192.0.2.0/24".parse::<Cidrs>().unwrap().0.len(), 2);
+        assert!("90s".parse::<HumanDuration>().is_ok() && "soon".parse::<HumanDuration>().is_err());
     }
 }

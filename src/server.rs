@@ -20,7 +20,7 @@ use crate::client::{ClientInfo, Listener};
 use crate::config::Settings;
 use crate::http_listener;
 use crate::profiles::Profiles;
-use crate::provision::{ComeBack, Provisioner};
+use crate::provision::{ComeBack, ProvisionPolicy, Provisioner};
 use crate::push::PushWorker;
 use crate::store::Store;
 use crate::tftp::TftpServer;
@@ -71,26 +71,27 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let tftp = settings.tftp_listen.addr().map(|a| bind_udp("TFTP", a)).transpose()?;
     let sip = settings.sip_listen.addr().map(|a| bind_udp("SIP", a)).transpose()?;
     let store = Store::open(&settings.database_url).await?;
-    let bootstrapped = bootstrap_if_empty(&store, &settings).await?;
+    let bootstrapped = bootstrap_if_empty(&store, settings.admin_password.as_ref(), &settings.data_dir).await?;
     let tls = crate::tls::load_or_create(&settings)?;
     let upgrade = settings.sends_phones_to_https();
     let come_back = ComeBack {
-        public_url: settings.public_url.clone(),
+        public_url: settings.public_base(),
         https_port: https.as_ref().map(|(_, a)| a.port()).filter(|_| upgrade),
         https_host: tls.dns_name.clone(),
     };
+    let policy = ProvisionPolicy { scan: settings.scan_policy(), resync_minutes: settings.resync_minutes, come_back };
     let digest_key = store.shared_key("device-digest-nonce").await?;
-    let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, &settings, come_back, digest_key));
+    let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, policy, digest_key));
     let urls = crate::api::domain::ProvisioningUrls {
-        public_url: settings.public_url.clone(),
+        public_url: settings.public_base(),
         http_port: http.as_ref().map(|(_, a)| a.port()),
         https_port: https.as_ref().map(|(_, a)| a.port()),
         tftp_port: tftp.as_ref().map(|(_, a)| a.port()),
-        prefix: settings.provision_prefix.clone(),
+        prefix: settings.prefix(),
         prefer_https: upgrade,
     };
-    let app = router(ApiState::new(store.clone(), urls), provisioner.clone(), settings.provision_prefix.clone());
-    let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.clone().into();
+    let app = router(ApiState::new(store.clone(), urls), provisioner.clone(), settings.prefix());
+    let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.0.clone().into();
     let (stop_workers, stop) = watch::channel(false);
     let (stop_listeners, _) = watch::channel(false);
     let mut server = RunningServer {
@@ -110,7 +111,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     };
     server.workers.push(tokio::spawn(provisioner.recorder.clone().run(
         store,
-        settings.fetch_flush_interval,
+        settings.tuning.fetch_flush_interval,
         i64::from(settings.unknown_device_cap),
         stop,
     )));
@@ -122,7 +123,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     }));
     server.workers.push(tokio::spawn(provisioner.cache.clone().run(
         server.store.clone(),
-        settings.change_poll_interval,
+        settings.tuning.change_poll_interval,
         server.stop_workers.subscribe(),
     )));
     for (bound, tls_config) in [(http, None), (https, Some(tls.config.clone()))] {
@@ -138,7 +139,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         let endpoint =
             Arc::new(crate::sip::UdpEndpoint::from_socket(UdpSocket::from_std(socket).map_err(err)?, None).map_err(err)?);
         let worker =
-            Arc::new(PushWorker::new(server.store.clone(), provisioner.profiles().clone(), endpoint, settings.push.clone()));
+            Arc::new(PushWorker::new(server.store.clone(), provisioner.profiles().clone(), endpoint, settings.push_policy()));
         server.workers.push(tokio::spawn(worker.run(server.stop_workers.subscribe())));
     }
     if let Some((socket, addr)) = tftp {

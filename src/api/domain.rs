@@ -73,19 +73,6 @@ pub struct ProvisioningUrls {
 }
 
 impl ProvisioningUrls {
-    /// The URLs as configured (the ports of the listen settings), for the
-    /// command line.
-    pub fn from_settings(s: &crate::config::Settings) -> Self {
-        ProvisioningUrls {
-            public_url: s.public_url.clone(),
-            http_port: s.http_listen.addr().map(|a| a.port()),
-            https_port: s.https_listen.addr().map(|a| a.port()),
-            tftp_port: s.tftp_listen.addr().map(|a| a.port()),
-            prefix: s.provision_prefix.clone(),
-            prefer_https: s.sends_phones_to_https(),
-        }
-    }
-
     /// The URL to give phones, and one per listener, for `token` on `host`
     /// (the name the admin reached us by).
     pub fn for_token(&self, host: &str, token: &str) -> (String, BTreeMap<&'static str, String>) {

@@ -47,7 +47,14 @@ pub async fn domain(settings: &Settings, command: DomainCommand) -> anyhow::Resu
             } else {
                 store.domain_by_name(&name).await?.ok_or_else(|| anyhow::anyhow!("domain {name} not found"))?
             };
-            let urls = crate::api::domain::ProvisioningUrls::from_settings(settings);
+            let urls = crate::api::domain::ProvisioningUrls {
+                public_url: settings.public_base(),
+                http_port: settings.http_listen.addr().map(|a| a.port()),
+                https_port: settings.https_listen.addr().map(|a| a.port()),
+                tftp_port: settings.tftp_listen.addr().map(|a| a.port()),
+                prefix: settings.prefix(),
+                prefer_https: settings.sends_phones_to_https(),
+            };
             let host = host.unwrap_or_else(|| "localhost".into());
             let (preferred, each) = urls.for_token(&host, d.access.token.expose());
             println!("{preferred}");

@@ -171,7 +171,7 @@ pub enum UserCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let result = Settings::resolve(&cli.settings).map_err(anyhow::Error::from).and_then(|settings| {
+    let result = Settings::resolve(&cli.settings, &|k| std::env::var(k).ok()).map_err(anyhow::Error::from).and_then(|settings| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::config::{Listen, Settings};
 use crate::model::Mac;
 use crate::profiles::Profiles;
-use crate::provision::Provisioner;
+use crate::provision::{ProvisionPolicy, Provisioner};
 use crate::store::devices::DeviceScope;
 use crate::store::Store;
 
@@ -37,8 +37,10 @@ pub async fn render(settings: &Settings, mac: &str, file: Option<&str>, url: Opt
     let profiles = Profiles::load(settings.profiles_dir.as_deref())?;
     let store = Store::open(&settings.database_url).await?;
     // A preview asks for no proof: no Digest nonce is ever checked.
-    let provisioner = Provisioner::new(store.clone(), profiles, settings, Default::default(), crate::model::Secret::generate(32));
-    let base = url.or_else(|| settings.public_url.clone()).unwrap_or_else(|| match settings.http_listen {
+    let policy =
+        ProvisionPolicy { scan: settings.scan_policy(), resync_minutes: settings.resync_minutes, come_back: Default::default() };
+    let provisioner = Provisioner::new(store.clone(), profiles, policy, crate::model::Secret::generate(32));
+    let base = url.or_else(|| settings.public_base()).unwrap_or_else(|| match settings.http_listen {
         Listen::On(a) => format!("http://localhost:{}/", a.port()),
         Listen::Off => "https://localhost/".into(),
     });

@@ -26,8 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::config::Settings;
-use crate::guard::{Miss, ScanGuard};
+use crate::guard::{Miss, ScanGuard, StrikePolicy};
 use crate::model::{settings, Mac, Secret};
 use crate::profiles::identify::IdentifyError;
 use crate::profiles::Profiles;
@@ -163,6 +162,16 @@ pub struct ComeBack {
     pub https_host: Option<String>,
 }
 
+/// How the provisioner works: the scan guard's policy, the phones' own
+/// periodic check, and where configs send phones back to.
+#[derive(Clone, Debug)]
+pub struct ProvisionPolicy {
+    pub scan: StrikePolicy,
+    /// Minutes between a phone's own config checks.
+    pub resync_minutes: u32,
+    pub come_back: ComeBack,
+}
+
 pub struct Provisioner {
     store: Store,
     profiles: Profiles,
@@ -179,11 +188,11 @@ pub struct Provisioner {
 impl Provisioner {
     /// `digest_key` signs Digest nonces (every node of one database must
     /// have the same: `Store::shared_key`).
-    pub fn new(store: Store, profiles: Profiles, settings: &Settings, come_back: ComeBack, digest_key: Secret) -> Self {
-        let resync_minutes = settings.resync_minutes;
+    pub fn new(store: Store, profiles: Profiles, policy: ProvisionPolicy, digest_key: Secret) -> Self {
+        let ProvisionPolicy { scan, resync_minutes, come_back } = policy;
         Provisioner {
             profiles,
-            scan_guard: ScanGuard::new(settings.scan_policy),
+            scan_guard: ScanGuard::new(scan),
             device_auth: DeviceAuth::new(digest_key),
             recorder: Arc::new(FetchRecorder::default()),
             cache: Arc::new(PhoneCache::new(&store)),

@@ -39,7 +39,8 @@ async fn plain_http_is_refused_before_credentials(b: Backend) {
     srv.stop().await;
 
     // A trusted reverse proxy terminating TLS can.
-    let srv = TestServer::start_with(b, |s| s.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    let srv =
+        TestServer::start_with(b, |s| s.trusted_proxies = autoprov::config::Cidrs(vec!["127.0.0.0/8".parse().unwrap()])).await;
     let resp = plain
         .get(srv.plain_url("/api/handset"))
         .header("x-forwarded-proto", "https")

@@ -193,7 +193,7 @@ async fn settings_are_documented_in_serve_help() {
 async fn render_prints_what_the_phone_gets_and_profiles_lists_the_files() {
     use serde_json::json;
     let srv = crate::harness::TestServer::start_with(crate::harness::Backend::Sqlite, |s| {
-        s.public_url = Some("https://prov.example.com/".into());
+        s.public_url = Some("https://prov.example.com/".parse().unwrap());
     })
     .await;
     let phone = &crate::provisioning::PHONES[0];

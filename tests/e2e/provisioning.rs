@@ -394,7 +394,7 @@ async fn a_change_on_another_node_reaches_this_nodes_phones(b: Backend) {
 
 async fn the_scan_guard_bans_and_lifts() {
     let srv = TestServer::start_with(Backend::Sqlite, |s| {
-        s.scan_policy.ban = Duration::from_secs(2);
+        s.scan_ban = autoprov::config::HumanDuration(Duration::from_secs(2));
     })
     .await;
     create_phones(&srv).await;
@@ -437,7 +437,7 @@ async fn the_scan_guard_bans_and_lifts() {
 }
 
 async fn files_are_served_under_the_prefix_too() {
-    let srv = TestServer::start_with(Backend::Sqlite, |s| s.provision_prefix = Some("/prov".into())).await;
+    let srv = TestServer::start_with(Backend::Sqlite, |s| s.provision_prefix = Some("/prov".parse().unwrap())).await;
     create_phones(&srv).await;
     let p = &PHONES[0];
     let get = |path: String| plain_client().get(srv.plain_url(&path)).header("user-agent", p.ua).send();

@@ -16,14 +16,14 @@ use crate::provisioning::{http_get, PHONES};
 
 /// Short SIP timers and retries, so failures show within seconds.
 pub fn quick_push(s: &mut Settings) {
-    s.push.timers = autoprov::sip::Timers {
+    s.tuning.sip_timers = autoprov::sip::Timers {
         t1: Duration::from_millis(50),
         t2: Duration::from_millis(400),
         timer_f: Duration::from_millis(1600),
         tcp_connect: Duration::from_millis(500),
     };
-    s.push.retry_base = Duration::from_millis(100);
-    s.push.max_attempts = 3;
+    s.tuning.push_retry_base = Duration::from_millis(100);
+    s.push_attempts = 3;
 }
 
 /// A phone: a UDP socket that receives NOTIFYs and answers them.
@@ -487,7 +487,7 @@ async fn a_phone_registered_over_tcp_gets_the_notify_over_tcp() {
 async fn a_domain_wide_change_is_paced() {
     let srv = TestServer::start_with(Backend::Sqlite, |s| {
         quick_push(s);
-        s.push.rate_per_second = 20;
+        s.push_rate = 20;
     })
     .await;
     let phone = Phone::new().await;

@@ -101,7 +101,7 @@ async fn boot(client: &reqwest::Client, srv: &TestServer, base: &str, phone: &Si
 }
 
 async fn a_site_of_new_phones_boots_under_its_token(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.push.hold = true).await;
+    let srv = TestServer::start_with(b, |s| s.push_hold = true).await;
     srv.add_user(INSTALLER.0, INSTALLER.1, "platform", false).await;
     let (s, _) = srv.call(Method::PUT, "/api/domain?domain=acme", ADMIN, Some(json!({"claimcreates": true}))).await;
     assert_eq!(s, StatusCode::OK);
@@ -178,8 +178,8 @@ async fn two_tenants(srv: &TestServer) {
 
 async fn a_scanner_gets_nothing_and_is_banned(b: Backend) {
     let srv = TestServer::start_with(b, |s| {
-        s.scan_policy.threshold = 5;
-        s.push.hold = true;
+        s.scan_threshold = 5;
+        s.push_hold = true;
     })
     .await;
     two_tenants(&srv).await;
@@ -265,7 +265,7 @@ fn digest_authorization(challenge: &str, user: &str, password: &str, uri: &str) 
 }
 
 async fn device_credentials_fetch_without_the_token(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.push.hold = true).await;
+    let srv = TestServer::start_with(b, |s| s.push_hold = true).await;
     for (i, p) in PHONES.iter().enumerate() {
         srv.create_handset(json!({"extensionnumber": format!("6{i}"), "mac": p.mac, "model": p.model})).await;
     }
@@ -387,7 +387,7 @@ async fn a_device_certificate_opens_only_its_own_files(b: Backend) {
     std::fs::write(&ca_path, ca.ca.pem()).unwrap();
     let srv = TestServer::start_with(b, |s| {
         s.client_ca = Some(ca_path.clone());
-        s.push.hold = true;
+        s.push_hold = true;
     })
     .await;
     for (i, p) in PHONES.iter().enumerate() {
@@ -437,7 +437,7 @@ async fn a_device_certificate_opens_only_its_own_files(b: Backend) {
 }
 
 async fn answers_naming_another_tenants_mac_are_limited_and_audited(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.push.hold = true).await;
+    let srv = TestServer::start_with(b, |s| s.push_hold = true).await;
     srv.add_user("boss@bravo", "bravo-password-12", "admin", false).await;
     let bravo = ("boss@bravo", "bravo-password-12");
     let bravo_macs: Vec<String> = (0..30).map(|i| format!("001565b0{i:04x}")).collect();
@@ -512,7 +512,7 @@ async fn csv_dry_run(srv: &TestServer, login: &str, csv: String) -> reqwest::Res
 }
 
 async fn a_rotated_token_moves_the_phones(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.push.hold = true).await;
+    let srv = TestServer::start_with(b, |s| s.push_hold = true).await;
     srv.add_user("viewer@default", "viewer-password-1", "readonly", false).await;
     let p = &PHONES[0];
     srv.create_handset(json!({"extensionnumber": "100", "mac": p.mac, "model": p.model})).await;
@@ -521,15 +521,15 @@ async fn a_rotated_token_moves_the_phones(b: Backend) {
     assert_eq!(s, StatusCode::OK, "{d}");
     let new = d["provisioningtoken"].as_str().unwrap().to_string();
     assert_ne!(new, old);
+    // Every phone of the domain is pushed its new URL.
+    let (_, h) = srv.get("/api/handset/100").await;
+    assert_eq!((h["revision"].as_i64(), h["provisioning"]["pushstate"].as_str()), (Some(2), Some("pending")), "{h}");
     // Within the grace both work, and the file names the new one.
     for token in [&old, &new] {
         let (s, _, body) = crate::provisioning::http_get_path(&srv, &format!("/p/{token}/{}", p.file), Some(p.ua)).await;
         assert_eq!(s, StatusCode::OK);
         assert!(body.contains(&format!("/p/{new}/")) && !body.contains(&old), "{body}");
     }
-    // Every phone of the domain is pushed its new URL.
-    let (_, h) = srv.get("/api/handset/100").await;
-    assert_eq!((h["revision"].as_i64(), h["provisioning"]["pushstate"].as_str()), (Some(2), Some("pending")), "{h}");
     // A leaked token ends at once with a grace of 0.
     let (s, d) = srv.post("/api/domain/provisioningtoken", json!({"gracehours": 0})).await;
     assert_eq!(s, StatusCode::OK);
@@ -569,7 +569,7 @@ async fn phones_are_sent_up_to_https_with_an_operators_certificate() {
             s.tls_cert = Some(cert_path.clone());
             s.tls_key = Some(key_path.clone());
             s.https_upgrade = upgrade;
-            s.push.hold = true;
+            s.push_hold = true;
         })
         .await;
         let p = &PHONES[0];
