@@ -42,7 +42,7 @@ pub async fn bootstrap_if_empty(
         Some(p) => (p.clone(), false),
         None => (Secret::generate(24), true),
     };
-    let hash = crate::password::hash(&password);
+    let hash = crate::auth::password::hash(&password);
     store.create_user(&actor, ADMIN_USER, DEFAULT_DOMAIN, Role::Admin, true, &hash).await?;
     if !generated {
         return Ok(Some(Bootstrapped { generated_password: None, password_file: None }));

@@ -1,40 +1,19 @@
 //! Handsets as CSV, for installers: a whole site in one file. The header
-//! names the API's fields in any order; every row is validated (with its
-//! line number) before anything is written, and export writes the same
-//! format, so export → import → export gives the same bytes.
+//! names the API's fields in any order; every row is parsed and validated
+//! here (with its line number), then checked against the database by
+//! `service::import`. Export writes the same format, so export → import →
+//! export gives the same bytes. The command line, the API and the web UI
+//! all read and write CSV through this module.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::model::handset::parse_bool;
 use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
+use crate::service::import::{Row, RowError};
 
 /// The columns, in export order.
 pub const COLUMNS: &[&str] =
     &["extensionnumber", "name", "password", "location", "outgoingcli", "recording", "notes", "mac", "model"];
-
-/// One refused row.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct RowError {
-    pub line: u64,
-    pub error: String,
-    /// The row names a MAC in use in another domain (such answers are
-    /// rate-limited: see `api::mac_probes`).
-    #[serde(skip)]
-    pub foreign_mac: bool,
-}
-
-impl RowError {
-    pub fn new(line: u64, error: impl Into<String>) -> Self {
-        RowError { line, error: error.into(), foreign_mac: false }
-    }
-}
-
-/// A parsed, validated row.
-#[derive(Clone, Debug)]
-pub struct Row {
-    pub line: u64,
-    pub handset: NewHandset,
-}
 
 /// Parses and validates a CSV file on its own (duplicates inside the file
 /// included): the good rows, and an error for every other one.
@@ -140,65 +119,6 @@ pub fn write(handsets: &[crate::model::Handset]) -> Result<Vec<u8>, csv::Error> 
         ])?;
     }
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
-}
-
-/// A file every row of which may be written into a domain.
-pub struct CheckedImport {
-    pub rows: Vec<NewHandset>,
-    /// The domain's extensions at check time: rows naming one update it.
-    pub existing: HashSet<String>,
-}
-
-/// Parses `bytes` and checks every row against the domain's handsets: the
-/// one check the CLI, the API and the web UI run before writing anything.
-pub async fn check(
-    store: &crate::store::Store,
-    domain_id: i64,
-    bytes: &[u8],
-    update: bool,
-) -> crate::store::Result<Result<CheckedImport, Vec<RowError>>> {
-    // Rows that parsed are checked against the database even when others
-    // did not, so that one upload reports every problem of the file.
-    let (rows, mut errors) = parse(bytes);
-    let (existing, macs) = store.import_context(domain_id).await?;
-    errors.extend(check_against(&rows, &existing, &macs, domain_id, update));
-    if !errors.is_empty() {
-        errors.sort_by_key(|e| e.line);
-        return Ok(Err(errors));
-    }
-    Ok(Ok(CheckedImport { rows: rows.into_iter().map(|r| r.handset).collect(), existing }))
-}
-
-/// Which rows of a file are new and which change existing handsets, given
-/// the domain's extensions and every MAC in use; errors for rows that may
-/// not be written (an existing extension without `update`, a MAC another
-/// handset has).
-pub fn check_against(
-    rows: &[Row],
-    existing: &HashSet<String>,
-    macs: &HashMap<Mac, (i64, String)>,
-    domain_id: i64,
-    update: bool,
-) -> Vec<RowError> {
-    let mut errors = Vec::new();
-    for r in rows {
-        let ext = &r.handset.extensionnumber;
-        if existing.contains(ext) && !update {
-            errors.push(RowError::new(r.line, format!("extension {ext} exists already (import with update to change it)")));
-        }
-        if let Some(Some(mac)) = r.handset.fields.mac {
-            if let Some((d, owner)) = macs.get(&mac) {
-                if *d != domain_id || owner != ext {
-                    errors.push(RowError {
-                        line: r.line,
-                        error: format!("MAC {mac} already in use"),
-                        foreign_mac: *d != domain_id,
-                    });
-                }
-            }
-        }
-    }
-    errors
 }
 
 #[cfg(test)]

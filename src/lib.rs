@@ -45,6 +45,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod bootstrap;
 pub mod cli;
 pub mod client;
@@ -53,12 +54,12 @@ pub mod guard;
 pub mod handset_csv;
 pub mod http_listener;
 pub mod model;
-pub mod password;
 pub mod profiles;
 pub mod provision;
 pub mod push;
 pub mod render;
 pub mod server;
+pub mod service;
 pub mod sip;
 pub mod store;
 pub mod tftp;

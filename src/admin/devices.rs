@@ -15,7 +15,6 @@ use super::form::Posted;
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
-use crate::api::devices::{claim_for, unknown_scope};
 use crate::api::ApiError;
 use crate::model::domain::site_networks_text;
 use crate::model::Mac;
@@ -49,7 +48,7 @@ pub async fn list(State(state): State<AdminState>, session: Session, Query(q): Q
 
 async fn page(state: &AdminState, session: &Session, error: Option<String>, refresh: bool, status: StatusCode) -> PageResult {
     let nav = Nav::new(state, session, "devices").await?;
-    let scope = unknown_scope(&state.api.store, &session.caller()).await?;
+    let scope = state.api.service.unknown_scope(&session.caller()).await.map_err(ApiError::from)?;
     let networks = match &scope {
         DeviceScope::UnknownFor { networks, .. } => Some(site_networks_text(networks)),
         _ => None,
@@ -66,7 +65,7 @@ pub async fn claim(State(state): State<AdminState>, posted: Posted) -> PageResul
     let ext = f.get("extensionnumber").trim();
     let model = Some(f.get("model").trim().to_string()).filter(|m| !m.is_empty());
     let result = match f.get("mac").trim().parse::<Mac>() {
-        Ok(mac) => claim_for(&state.api, &caller, mac, ext, model).await,
+        Ok(mac) => state.api.service.claim(&caller, mac, ext, model).await.map_err(ApiError::from),
         Err(e) => Err(ApiError::BadRequest(e.to_string())),
     };
     match result {

@@ -163,8 +163,7 @@ pub async fn rotate_token(State(state): State<AdminState>, posted: Posted) -> Pa
         Err(_) if hours.is_empty() => crate::model::access::DEFAULT_GRACE,
         Err(_) => return Err(ApiError::BadRequest("gracehours: must be a whole number of hours".into()).into()),
     };
-    state.api.store.rotate_provisioning_token(&caller.actor(), &caller.domain, grace).await?;
-    tracing::info!(user = %caller.user.login(), domain = %caller.domain, grace_hours = grace.as_secs() / 3600, "provisioning token rotated (admin UI)");
+    state.api.service.rotate_token(&caller, grace).await.map_err(ApiError::from)?;
     Ok(Redirect::to("/admin/domain?done=rotated").into_response())
 }
 
@@ -172,16 +171,11 @@ pub async fn update(State(state): State<AdminState>, headers: HeaderMap, posted:
     let caller = posted.session.caller();
     caller.require_admin()?;
     let result = match changes(&posted.fields) {
-        Ok(c) => state.api.store.update_domain(&caller.actor(), &caller.domain, &c).await.map_err(ApiError::from),
+        Ok(c) => state.api.service.update_domain(&caller, &c).await.map_err(ApiError::from),
         Err(e) => Err(e),
     };
     match result {
-        Ok((d, changed)) => {
-            if !changed.is_empty() {
-                tracing::info!(user = %caller.user.login(), domain = %d.name, fields = %changed.join(","), "domain updated (admin UI)");
-            }
-            Ok(Redirect::to("/admin/domain?done=saved").into_response())
-        }
+        Ok(_) => Ok(Redirect::to("/admin/domain?done=saved").into_response()),
         Err(e @ ApiError::BadRequest(_)) => {
             let nav = Nav::new(&state, &posted.session, "domain").await?;
             let d = state.api.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;

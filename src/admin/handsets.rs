@@ -14,7 +14,6 @@ use super::form::{Fields, Posted};
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
-use crate::api::handsets::{create_for, update_for};
 use crate::api::ApiError;
 use crate::model::settings;
 use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
@@ -230,14 +229,12 @@ pub async fn create(State(state): State<AdminState>, posted: Posted) -> PageResu
         (Err(e), _) => Err(ApiError::from(e)),
         (_, Err(e)) => Err(e),
         (Ok(()), Ok(fields)) => {
-            create_for(&state.api, &caller, vec![NewHandset { extensionnumber: ext.clone(), fields }]).await.map_err(|(_, e)| e)
+            let new = vec![NewHandset { extensionnumber: ext.clone(), fields }];
+            state.api.service.create_handsets(&caller, new).await.map_err(|(_, e)| ApiError::from(e))
         }
     };
     match result {
-        Ok(_) => {
-            tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, "handset created (admin UI)");
-            Ok(Redirect::to(&format!("/admin/handsets/{ext}?done=created")).into_response())
-        }
+        Ok(_) => Ok(Redirect::to(&format!("/admin/handsets/{ext}?done=created")).into_response()),
         Err(e @ (ApiError::BadRequest(_) | ApiError::Conflict(_))) => {
             let status = e.status();
             let new = HandsetForm::from_fields(&posted.fields);
@@ -343,17 +340,14 @@ pub async fn update(State(state): State<AdminState>, Path(ext): Path<String>, he
     let caller = posted.session.caller();
     caller.require_write()?;
     let result = match edit_changes(&posted.fields) {
-        Ok(changes) => update_for(&state.api, &caller, &ext, &changes).await,
+        Ok(changes) => state.api.service.update_handset(&caller, &ext, &changes).await.map_err(ApiError::from),
         Err(e) => Err(e),
     };
     match result {
         Ok((_, changed)) if changed.is_empty() => {
             Ok(Redirect::to(&format!("/admin/handsets/{ext}?done=unchanged")).into_response())
         }
-        Ok((view, changed)) => {
-            tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, fields = %changed.join(","), revision = view.handset.revision, "handset updated (admin UI)");
-            Ok(Redirect::to(&format!("/admin/handsets/{ext}?done=saved")).into_response())
-        }
+        Ok(_) => Ok(Redirect::to(&format!("/admin/handsets/{ext}?done=saved")).into_response()),
         Err(e @ (ApiError::BadRequest(_) | ApiError::Conflict(_))) => {
             let form = HandsetForm { extensionnumber: ext.clone(), ..HandsetForm::from_fields(&posted.fields) };
             let status = e.status();
@@ -367,7 +361,7 @@ pub async fn resync(State(state): State<AdminState>, Path(ext): Path<String>, po
     let caller = posted.session.caller();
     caller.require_write()?;
     let reboot = posted.fields.ticked("reboot");
-    state.api.store.request_resync(&caller.actor(), caller.domain_id, &ext, reboot).await?;
+    state.api.service.resync(&caller, &ext, reboot).await.map_err(ApiError::from)?;
     let done = if reboot { "reboot" } else { "resync" };
     Ok(Redirect::to(&format!("/admin/handsets/{ext}?done={done}")).into_response())
 }
@@ -379,7 +373,6 @@ pub async fn delete(State(state): State<AdminState>, Path(ext): Path<String>, he
         let why = "Tick the box to confirm the deletion.".to_string();
         return handset_page(&state, &posted.session, &ext, &headers, None, Some(why), None, StatusCode::BAD_REQUEST).await;
     }
-    state.api.store.delete_handset(&caller.actor(), caller.domain_id, &ext).await?;
-    tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, "handset deleted (admin UI)");
+    state.api.service.delete_handset(&caller, &ext).await.map_err(ApiError::from)?;
     Ok(Redirect::to("/admin/handsets?done=deleted").into_response())
 }

@@ -11,9 +11,9 @@ use super::form::{check_csrf, Fields};
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
-use crate::api::handsets::{check_import_for, MAX_CSV_BODY};
+use crate::api::handsets::MAX_CSV_BODY;
 use crate::api::ApiError;
-use crate::handset_csv::RowError;
+use crate::service::import::{ImportMode, ImportOutcome, RowError};
 use crate::store::handsets::ImportReport;
 
 /// The upload: the CSV's limit and room for the form's other fields.
@@ -39,25 +39,26 @@ pub async fn upload(State(state): State<AdminState>, session: Session, headers: 
     let (fields, file, bytes) = read_upload(multipart).await?;
     check_csrf(&session, &headers, fields.get("csrf"))?;
     let caller = session.caller();
-    caller.require_write()?;
+    caller.require_write().map_err(ApiError::from)?;
     let nav = Nav::new(&state, &session, "import").await?;
     let mut page = ImportPage { nav, file, errors: Vec::new(), checked: None, report: None };
-    let checked = match check_import_for(&state.api, &caller, &bytes, fields.ticked("update")).await? {
-        Ok(checked) => checked,
-        Err(errors) => {
+    let mode = ImportMode { dry_run: fields.ticked("dryrun"), update: fields.ticked("update") };
+    let outcome = state.api.service.import(&caller, crate::handset_csv::parse(&bytes), mode, &|_| {}).await;
+    let status = match outcome.map_err(ApiError::from)? {
+        ImportOutcome::Refused(errors) => {
             page.errors = errors;
-            return Ok(html(StatusCode::BAD_REQUEST, &page));
+            StatusCode::BAD_REQUEST
+        }
+        ImportOutcome::Checked(rows) => {
+            page.checked = Some(rows);
+            StatusCode::OK
+        }
+        ImportOutcome::Written(report) => {
+            page.report = Some(report);
+            StatusCode::OK
         }
     };
-    if fields.ticked("dryrun") {
-        page.checked = Some(checked.rows.len());
-        return Ok(html(StatusCode::OK, &page));
-    }
-    let report =
-        state.api.store.import_handsets(&caller.actor(), caller.domain_id, checked.rows, &checked.existing, &|_| {}).await?;
-    tracing::info!(user = %caller.user.login(), domain = %caller.domain, created = report.created, updated = report.updated, "handsets imported (admin UI)");
-    page.report = Some(report);
-    Ok(html(StatusCode::OK, &page))
+    Ok(html(status, &page))
 }
 
 /// The form's text fields, the file's name, and its bytes.

@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use super::error::html;
 use super::form::{constant_time_eq, Fields, Posted};
 use super::{AdminState, PageResult};
-use crate::api::auth::Caller;
 use crate::api::ApiError;
+use crate::auth::Caller;
 use crate::client::ClientInfo;
 use crate::model::Secret;
 use crate::store::sessions::SessionRow;
@@ -44,7 +44,7 @@ impl Session {
             user: self.row.user.clone(),
             domain_id: self.row.domain_id,
             domain: self.row.domain.clone(),
-            client: self.client,
+            actor: crate::store::Actor { login: self.row.user.login(), client_ip: Some(self.client.ip) },
         }
     }
 }
@@ -144,14 +144,14 @@ pub async fn login(State(state): State<AdminState>, client: ClientInfo, headers:
     }
     let user = match state.api.auth.check(login, &Secret::new(fields.get("password")), client.ip).await {
         Ok(user) => user,
-        Err(ApiError::Unauthorized) => {
+        Err(crate::auth::AuthError::Unauthorized) => {
             return login_form(StatusCode::UNAUTHORIZED, next, login, Some("Wrong login or password.".into()))
         }
-        Err(ApiError::TooManyRequests(left)) => {
+        Err(crate::auth::AuthError::TooManyFailures(left)) => {
             let why = format!("Too many failed logins: try again in {} minutes.", left.as_secs().div_ceil(60));
             return login_form(StatusCode::TOO_MANY_REQUESTS, next, login, Some(why));
         }
-        Err(e) => return super::PageError(e).into_response(),
+        Err(e) => return super::PageError(e.into()).into_response(),
     };
     let (token, csrf) = (random_token(), random_token());
     if let Err(e) = state.api.store.create_session(&hash_token(&token), &user, &csrf, SESSION_LIFETIME.as_millis() as i64).await {

@@ -4,10 +4,10 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 
-use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorResponses};
 use super::handsets::query;
 use super::{paging, ApiState};
+use crate::auth::Caller;
 use crate::store::audit::AuditRow;
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -5,13 +5,13 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 
-use super::auth::Caller;
 use super::auth::DomainParam;
 use super::body::{optional_string_field, string_field, JsonObject};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorResponses};
 use super::handsets::query;
 use super::handsets::HandsetJson;
 use super::{paging, ApiState};
+use crate::auth::Caller;
 use crate::model::Mac;
 use crate::store::devices::{DeviceRow, DeviceScope};
 
@@ -48,7 +48,7 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http
     let limit = paging::max_results(p.maxresults.as_deref())?;
     let scope = match p.state.as_deref().unwrap_or("known") {
         "known" => DeviceScope::Known(caller.domain_id),
-        "unknown" => unknown_scope(&state.store, &caller).await?,
+        "unknown" => state.service.unknown_scope(&caller).await?,
         _ => return Err(ApiError::BadRequest("state: must be known or unknown".into())),
     };
     let after = p
@@ -58,16 +58,6 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("afterid: {e}")))?;
     Ok(Json(state.store.list_devices(scope, after.as_ref(), limit).await?))
-}
-
-/// The unknown devices `caller` may see: all for a superuser, else those
-/// that came under the domain's token or from its site networks.
-pub async fn unknown_scope(store: &crate::store::Store, caller: &Caller) -> ApiResult<DeviceScope> {
-    if caller.user.superuser {
-        return Ok(DeviceScope::Unknown);
-    }
-    let domain = store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
-    Ok(DeviceScope::UnknownFor { domain_id: domain.id, networks: domain.site_networks })
 }
 
 /// `POST /api/device/{mac}/claim` with `{"extensionnumber": "…", "model":
@@ -89,7 +79,6 @@ pub async fn claim(
     Path(mac): Path<String>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<HandsetJson>> {
-    caller.require_write()?;
     let mac: Mac = mac.parse().map_err(|e: crate::model::mac::MacError| ApiError::BadRequest(e.to_string()))?;
     let mut ext = None;
     let mut model = None;
@@ -101,37 +90,5 @@ pub async fn claim(
         }
     }
     let ext = ext.ok_or_else(|| ApiError::BadRequest("extensionnumber: is required".into()))?;
-    Ok(Json(HandsetJson::from(&claim_for(&state, &caller, mac, &ext, model).await?)))
-}
-
-/// A claim as the API and the web UI make it: the extension checked, the
-/// phone one the caller may see (seen under the domain's token or from its
-/// site networks; else 404, as for a MAC nobody has), the domain's
-/// `claimcreates` obeyed, the push queued with it.
-pub async fn claim_for(
-    state: &ApiState,
-    caller: &Caller,
-    mac: Mac,
-    ext: &str,
-    model: Option<String>,
-) -> ApiResult<crate::store::handsets::HandsetView> {
-    let store = &state.store;
-    caller.require_write()?;
-    crate::model::validate_extension(ext)?;
-    state.mac_probes.check(caller)?;
-    let domain = store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
-    if !caller.user.superuser {
-        let device = store.device(&mac).await?;
-        if !device.is_some_and(|d| d.visible_to(domain.id, &domain.site_networks)) {
-            return Err(ApiError::NotFound(
-                "Device not found: it has not asked for its file under this domain's provisioning URL or from its site networks",
-            ));
-        }
-    }
-    let view = match store.claim_device(&caller.actor(), caller.domain_id, mac, ext, model, domain.claim_creates).await {
-        Ok(view) => view,
-        Err(e) => return Err(state.mac_probes.answer(store, caller, Some(mac), Some(ext), e).await),
-    };
-    tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, mac = %mac, "device claimed");
-    Ok(view)
+    Ok(Json(HandsetJson::from(&state.service.claim(&caller, mac, &ext, model).await?)))
 }

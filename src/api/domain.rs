@@ -5,11 +5,11 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde::Serialize;
 
-use super::auth::Caller;
 use super::auth::DomainParam;
 use super::body::{integer_field, string_field, JsonObject};
 use super::error::{ApiError, ApiResult, ErrorResponses};
 use super::ApiState;
+use crate::auth::Caller;
 use std::collections::BTreeMap;
 
 use crate::model::settings::{self, ExtraSettings};
@@ -257,10 +257,7 @@ pub async fn update(
             other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
         }
     }
-    let (d, changed) = state.store.update_domain(&caller.actor(), &caller.domain, &c).await?;
-    if !changed.is_empty() {
-        tracing::info!(user = %caller.user.login(), domain = %d.name, fields = %changed.join(","), "domain updated");
-    }
+    let (d, _) = state.service.update_domain(&caller, &c).await?;
     Ok(Json(DomainJson::new(&d, &caller, &state.urls, &request_host(&headers))))
 }
 
@@ -292,7 +289,6 @@ pub async fn rotate_token(
             other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
         }
     }
-    let d = state.store.rotate_provisioning_token(&caller.actor(), &caller.domain, grace).await?;
-    tracing::info!(user = %caller.user.login(), domain = %d.name, grace_hours = grace.as_secs() / 3600, "provisioning token rotated");
+    let d = state.service.rotate_token(&caller, grace).await?;
     Ok(Json(DomainJson::new(&d, &caller, &state.urls, &request_host(&headers))))
 }

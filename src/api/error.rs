@@ -43,6 +43,33 @@ impl From<FieldError> for ApiError {
     }
 }
 
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match e {
+            AuthError::Unauthorized => ApiError::Unauthorized,
+            AuthError::TooManyFailures(left) => ApiError::TooManyRequests(left),
+            AuthError::NoSuchDomain => ApiError::NotFound("Domain not found"),
+            AuthError::Forbidden(why) => ApiError::Forbidden(why),
+            AuthError::Store(e) => e.into(),
+            AuthError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError;
+        match e {
+            ServiceError::Auth(e) => e.into(),
+            ServiceError::Invalid(e) => e.into(),
+            ServiceError::NotFound(what) => ApiError::NotFound(what),
+            ServiceError::TooManyMacConflicts(left) => ApiError::TooManyMacConflicts(left),
+            ServiceError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

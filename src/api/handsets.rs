@@ -7,14 +7,15 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::auth::Caller;
 use super::auth::DomainParam;
 use super::body::{optional_string_field, string_field, JsonBody, JsonObject};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorResponses};
 use super::{paging, ApiState};
+use crate::auth::Caller;
 use crate::model::handset::parse_bool;
 use crate::model::settings::{self, ExtraSettings};
 use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
+use crate::service::import::{ImportMode, ImportOutcome, RowError};
 use crate::store::handsets::{HandsetFilter, HandsetView, ProvisioningState};
 
 /// Handset Select's body: Jingl's fields, all strings, then ours (`mac`,
@@ -230,12 +231,8 @@ pub async fn update(
     Path(ext): Path<String>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<HandsetJson>> {
-    caller.require_write()?;
     let changes = parse_changes(&body, Some(&ext))?;
-    let (view, changed) = update_for(&state, &caller, &ext, &changes).await?;
-    if !changed.is_empty() {
-        tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, fields = %changed.join(","), revision = view.handset.revision, "handset updated");
-    }
+    let (view, _) = state.service.update_handset(&caller, &ext, &changes).await?;
     Ok(Json(HandsetJson::from(&view)))
 }
 
@@ -253,7 +250,6 @@ pub async fn update(
     security(("basic" = []))
 )]
 pub async fn create(State(state): State<ApiState>, caller: Caller, JsonBody(body): JsonBody) -> ApiResult<Response> {
-    caller.require_write()?;
     let (items, bulk) = match body {
         Value::Object(map) => (vec![map], false),
         Value::Array(items) if (1..=MAX_BULK).contains(&items.len()) => {
@@ -275,48 +271,13 @@ pub async fn create(State(state): State<ApiState>, caller: Caller, JsonBody(body
     for (i, body) in items.iter().enumerate() {
         new.push(new_handset(body).map_err(|e| at(i, e))?);
     }
-    let created = create_for(&state, &caller, new).await.map_err(|(i, e)| at(i, e))?;
-    tracing::info!(user = %caller.user.login(), domain = %caller.domain, count = created.len(), "handsets created");
+    let created = state.service.create_handsets(&caller, new).await.map_err(|(i, e)| at(i, e.into()))?;
     let json: Vec<HandsetJson> = created.iter().map(HandsetJson::from).collect();
     Ok(if bulk {
         (StatusCode::CREATED, Json(json)).into_response()
     } else {
         (StatusCode::CREATED, Json(json.into_iter().next())).into_response()
     })
-}
-
-/// Handset Update as the API and the web UI make it: a 409 for a MAC of
-/// another domain is counted against the caller (see `mac_probes`).
-pub async fn update_for(
-    state: &ApiState,
-    caller: &Caller,
-    ext: &str,
-    changes: &HandsetChanges,
-) -> ApiResult<(HandsetView, Vec<&'static str>)> {
-    let mac = changes.mac.flatten();
-    if mac.is_some() {
-        state.mac_probes.check(caller)?;
-    }
-    match state.store.update_handset(&caller.actor(), caller.domain_id, ext, changes).await {
-        Ok(done) => Ok(done),
-        Err(e) => Err(state.mac_probes.answer(&state.store, caller, mac, Some(ext), e).await),
-    }
-}
-
-/// Create as the API and the web UI make it (all or none); a failure comes
-/// with the index of the handset that caused it.
-pub async fn create_for(state: &ApiState, caller: &Caller, new: Vec<NewHandset>) -> Result<Vec<HandsetView>, (usize, ApiError)> {
-    let macs: Vec<Option<Mac>> = new.iter().map(|n| n.fields.mac.flatten()).collect();
-    if macs.iter().any(Option::is_some) {
-        state.mac_probes.check(caller).map_err(|e| (0, e))?;
-    }
-    match state.store.create_handsets(&caller.actor(), caller.domain_id, new).await {
-        Ok(created) => Ok(created),
-        Err((i, e)) => {
-            let ext = None;
-            Err((i, state.mac_probes.answer(&state.store, caller, macs.get(i).copied().flatten(), ext, e).await))
-        }
-    }
 }
 
 /// The most handsets one bulk create takes.
@@ -351,9 +312,7 @@ fn prefix_error(i: usize, e: ApiError) -> ApiError {
     security(("basic" = []))
 )]
 pub async fn delete(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<StatusCode> {
-    caller.require_write()?;
-    state.store.delete_handset(&caller.actor(), caller.domain_id, &ext).await?;
-    tracing::info!(user = %caller.user.login(), domain = %caller.domain, ext = %ext, "handset deleted");
+    state.service.delete_handset(&caller, &ext).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -374,7 +333,6 @@ pub async fn resync(
     Path(ext): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<HandsetJson>)> {
-    caller.require_write()?;
     let mut reboot = false;
     for (key, v) in super::body::options(body)? {
         match key.as_str() {
@@ -382,7 +340,7 @@ pub async fn resync(
             other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
         }
     }
-    state.store.request_resync(&caller.actor(), caller.domain_id, &ext, reboot).await?;
+    state.service.resync(&caller, &ext, reboot).await?;
     let view = state.store.handset(caller.domain_id, &ext).await?.ok_or(ApiError::NotFound("Handset not found"))?;
     Ok((StatusCode::ACCEPTED, Json(HandsetJson::from(&view))))
 }
@@ -453,7 +411,7 @@ pub struct ImportParams {
     summary = "Import handsets from CSV (text/csv); nothing is written if any row is refused",
     params(ImportParams),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, description = "What was written", body = crate::store::handsets::ImportReport), ErrorResponses),
+    responses((status = 200, description = "What was written", body = ImportReportJson), ErrorResponses),
     security(("basic" = []))
 )]
 pub async fn import(
@@ -462,53 +420,34 @@ pub async fn import(
     uri: axum::http::Uri,
     body: axum::body::Body,
 ) -> ApiResult<Response> {
-    caller.require_write()?;
     let p: ImportParams = query(&uri)?;
     let flag = |v: Option<String>, name: &'static str| {
         v.map(|s| parse_bool(name, &Value::String(s))).transpose().map(|b| b.unwrap_or(false))
     };
-    let (dry_run, update) = (flag(p.dryrun, "dryrun")?, flag(p.update, "update")?);
+    let mode = ImportMode { dry_run: flag(p.dryrun, "dryrun")?, update: flag(p.update, "update")? };
     let bytes = axum::body::to_bytes(body, MAX_CSV_BODY).await.map_err(|_| ApiError::PayloadTooLarge(MAX_CSV_BODY))?;
-    let checked = match check_import_for(&state, &caller, &bytes, update).await? {
-        Ok(checked) => checked,
-        Err(errors) => return Ok(refused(errors)),
-    };
-    if dry_run {
-        return Ok(Json(serde_json::json!({ "checked": checked.rows.len(), "written": false })).into_response());
-    }
-    let report = state.store.import_handsets(&caller.actor(), caller.domain_id, checked.rows, &checked.existing, &|_| {}).await?;
-    tracing::info!(user = %caller.user.login(), domain = %caller.domain, created = report.created, updated = report.updated, "handsets imported");
-    Ok(Json(report).into_response())
-}
-
-/// Checks a CSV file for the caller's domain, as the API and the web UI
-/// import it. Rows naming MACs of other domains are counted against the
-/// caller, one per row (see `mac_probes`): a file with more of them than
-/// the caller has left is refused whole (429), without naming any.
-pub async fn check_import_for(
-    state: &ApiState,
-    caller: &Caller,
-    bytes: &[u8],
-    update: bool,
-) -> ApiResult<Result<crate::handset_csv::CheckedImport, Vec<crate::handset_csv::RowError>>> {
-    state.mac_probes.check(caller)?;
-    let checked = crate::handset_csv::check(&state.store, caller.domain_id, bytes, update).await?;
-    if let Err(errors) = &checked {
-        let foreign = errors.iter().filter(|e| e.foreign_mac).count();
-        let foreign = u32::try_from(foreign).unwrap_or(u32::MAX);
-        if foreign > state.mac_probes.remaining(caller) {
-            state.mac_probes.count(&state.store, caller, foreign, "handset.import.macconflict", None).await?;
-            return Err(ApiError::TooManyMacConflicts(super::mac_probes::MAC_PROBE_POLICY.ban));
+    Ok(match state.service.import(&caller, crate::handset_csv::parse(&bytes), mode, &|_| {}).await? {
+        ImportOutcome::Refused(errors) => refused(errors),
+        ImportOutcome::Checked(rows) => Json(serde_json::json!({ "checked": rows, "written": false })).into_response(),
+        ImportOutcome::Written(r) => {
+            Json(ImportReportJson { created: r.created, updated: r.updated, unchanged: r.unchanged }).into_response()
         }
-        state.mac_probes.count(&state.store, caller, foreign, "handset.import.macconflict", None).await?;
-    }
-    Ok(checked)
+    })
 }
 
-fn refused(errors: Vec<crate::handset_csv::RowError>) -> Response {
+/// What an import wrote.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ImportReportJson {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+fn refused(errors: Vec<RowError>) -> Response {
+    let rows: Vec<Value> = errors.iter().map(|e| serde_json::json!({ "line": e.line, "error": e.error })).collect();
     let body = serde_json::json!({
         "error": format!("{} row(s) refused; nothing was written", errors.len()),
-        "errors": errors,
+        "errors": rows,
     });
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }

@@ -11,7 +11,6 @@ pub mod devices;
 pub mod domain;
 pub mod error;
 pub mod handsets;
-pub mod mac_probes;
 pub mod openapi;
 pub mod paging;
 pub mod status;
@@ -32,8 +31,8 @@ pub use error::{ApiError, ApiResult};
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
-    pub auth: Arc<auth::Authenticator>,
-    pub mac_probes: Arc<mac_probes::MacProbes>,
+    pub auth: Arc<crate::auth::Authenticator>,
+    pub service: Arc<crate::service::Service>,
     /// What the domain's provisioning URL looks like.
     pub urls: Arc<domain::ProvisioningUrls>,
 }
@@ -41,8 +40,8 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(store: Store, urls: domain::ProvisioningUrls) -> Self {
         ApiState {
-            auth: Arc::new(auth::Authenticator::new(store.clone())),
-            mac_probes: Arc::default(),
+            auth: Arc::new(crate::auth::Authenticator::new(store.clone())),
+            service: Arc::new(crate::service::Service::new(store.clone())),
             urls: Arc::new(urls),
             store,
         }

@@ -4,13 +4,13 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::auth::Caller;
 use super::auth::DomainParam;
 use super::body::{integer_field, string_field, JsonObject};
 use super::error::{ApiError, ApiResult, ErrorResponses};
 use super::handsets::query;
 use super::handsets::ExtensionPath;
 use super::{paging, ApiState};
+use crate::auth::Caller;
 use crate::model::status::parse_registration_address;
 use crate::model::{validate_text, CallDirection, CallState, HandsetStatus, Transport};
 use crate::store::handsets::{HandsetFilter, HandsetView};

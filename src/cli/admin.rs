@@ -77,7 +77,7 @@ pub async fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
             let (name, domain) = parse_login(&login)?;
             let role = Role::parse(&role)?;
             let (password, generated) = password(password_stdin)?;
-            let hash = crate::password::hash(&password);
+            let hash = crate::auth::password::hash(&password);
             let u = store.create_user(&Actor::cli(), &name, &domain, role, superuser, &hash).await?;
             println!("Created {} ({}{})", u.login(), u.role.as_str(), if u.superuser { ", superuser" } else { "" });
             if generated {
@@ -93,7 +93,7 @@ pub async fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<(
         UserCommand::Passwd { login, password_stdin } => {
             let (name, domain) = parse_login(&login)?;
             let (password, generated) = password(password_stdin)?;
-            store.set_user_password(&Actor::cli(), &name, &domain, &crate::password::hash(&password)).await?;
+            store.set_user_password(&Actor::cli(), &name, &domain, &crate::auth::password::hash(&password)).await?;
             println!("Password of {name}@{domain} changed");
             if generated {
                 println!("Password: {}", password.expose());
@@ -112,6 +112,6 @@ fn password(from_stdin: bool) -> anyhow::Result<(Secret, bool)> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let p = Secret::new(line.trim_end_matches(['\r', '\n']));
-    crate::password::check_strength(&p)?;
+    crate::auth::password::check_strength(&p)?;
     Ok((p, false))
 }

@@ -3,9 +3,12 @@
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
+use crate::auth::Caller;
 use crate::config::Settings;
 use crate::handset_csv;
-use crate::store::{Actor, Store};
+use crate::service::import::{ImportMode, ImportOutcome};
+use crate::service::Service;
+use crate::store::Store;
 
 pub async fn import(settings: &Settings, file: &Path, domain: &str, dry_run: bool, update: bool) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -17,32 +20,31 @@ pub async fn import(settings: &Settings, file: &Path, domain: &str, dry_run: boo
 
 async fn import_into(store: &Store, bytes: &[u8], domain: &str, dry_run: bool, update: bool) -> anyhow::Result<()> {
     let d = store.domain_by_name(domain).await?.ok_or_else(|| anyhow::anyhow!("domain {domain} not found"))?;
-    let checked = match handset_csv::check(store, d.id, bytes, update).await? {
-        Ok(checked) => checked,
-        Err(errors) => {
+    let parsed = handset_csv::parse(bytes);
+    let total = parsed.0.len();
+    let bar = std::io::stderr().is_terminal().then(|| indicatif::ProgressBar::new(total as u64));
+    let progress = |done: usize| match &bar {
+        Some(bar) => bar.set_position(done as u64),
+        None if done % 10_000 == 0 || done == total => eprintln!("imported {done}/{total}"),
+        None => {}
+    };
+    let service = Service::new(store.clone());
+    let outcome = service.import(&Caller::cli(d.id, &d.name), parsed, ImportMode { dry_run, update }, &progress).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match outcome {
+        ImportOutcome::Refused(errors) => {
             for e in &errors {
                 eprintln!("line {}: {}", e.line, e.error);
             }
             anyhow::bail!("{} row(s) refused; nothing was written", errors.len());
         }
-    };
-    if dry_run {
-        println!("{} row(s) checked; nothing written (--dry-run)", checked.rows.len());
-        return Ok(());
+        ImportOutcome::Checked(rows) => println!("{rows} row(s) checked; nothing written (--dry-run)"),
+        ImportOutcome::Written(r) => {
+            println!("{} created, {} updated, {} unchanged in {domain}", r.created, r.updated, r.unchanged)
+        }
     }
-    let total = checked.rows.len();
-    let bar = std::io::stderr().is_terminal().then(|| indicatif::ProgressBar::new(total as u64));
-    let report = store
-        .import_handsets(&Actor::cli(), d.id, checked.rows, &checked.existing, &|done| match &bar {
-            Some(bar) => bar.set_position(done as u64),
-            None if done % 10_000 == 0 || done == total => eprintln!("imported {done}/{total}"),
-            None => {}
-        })
-        .await?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    println!("{} created, {} updated, {} unchanged in {domain}", report.created, report.updated, report.unchanged);
     Ok(())
 }
 

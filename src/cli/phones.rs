@@ -2,10 +2,12 @@
 
 use std::io::Write;
 
+use crate::auth::Caller;
 use crate::config::{Listen, Settings};
 use crate::model::Mac;
 use crate::profiles::Profiles;
 use crate::provision::{ProvisionPolicy, Provisioner};
+use crate::service::Service;
 use crate::store::devices::DeviceScope;
 use crate::store::Store;
 
@@ -94,7 +96,7 @@ pub async fn devices(settings: &Settings, state: &str, domain: &str) -> anyhow::
 pub async fn notify(settings: &Settings, extension: &str, reboot: bool, domain: &str) -> anyhow::Result<()> {
     let store = Store::open(&settings.database_url).await?;
     let d = store.domain_by_name(domain).await?.ok_or_else(|| anyhow::anyhow!("domain {domain} not found"))?;
-    let result = store.request_resync(&crate::store::Actor::cli(), d.id, extension, reboot).await;
+    let result = Service::new(store.clone()).resync(&Caller::cli(d.id, &d.name), extension, reboot).await;
     store.close().await;
     result?;
     println!("{} of {extension}@{domain} queued; the server's push worker sends it", if reboot { "Reboot" } else { "Resync" });
@@ -107,9 +109,7 @@ pub async fn claim(settings: &Settings, mac: &str, extension: &str, domain: &str
     let store = Store::open(&settings.database_url).await?;
     let result = async {
         let d = store.domain_by_name(domain).await?.ok_or_else(|| anyhow::anyhow!("domain {domain} not found"))?;
-        Ok::<_, anyhow::Error>(
-            store.claim_device(&crate::store::Actor::cli(), d.id, mac, extension, model, d.claim_creates).await?,
-        )
+        Ok::<_, anyhow::Error>(Service::new(store.clone()).claim(&Caller::cli(d.id, &d.name), mac, extension, model).await?)
     }
     .await;
     store.close().await;

@@ -174,7 +174,7 @@ async fn the_ui_needs_https_and_a_login() {
 
     // A new password ends the user's sessions.
     let (ui, _) = Ui::logged_in(&srv, ADMIN).await;
-    let hash = autoprov::password::hash(&autoprov::model::Secret::new(ADMIN.1));
+    let hash = autoprov::auth::password::hash(&autoprov::model::Secret::new(ADMIN.1));
     let actor = autoprov::store::Actor { login: "test".into(), client_ip: None };
     srv.running().store.set_user_password(&actor, "admin", "default", &hash).await.unwrap();
     ui.get("/admin/domain").await.assert_redirect("/admin/login?next=%2Fadmin%2Fdomain");

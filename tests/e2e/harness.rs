@@ -245,7 +245,7 @@ impl TestServer {
         if store.domain_by_name(&domain).await.unwrap().is_none() {
             store.create_domain(&actor, &domain, &Default::default()).await.unwrap();
         }
-        let hash = autoprov::password::hash(&autoprov::model::Secret::new(password));
+        let hash = autoprov::auth::password::hash(&autoprov::model::Secret::new(password));
         let role = autoprov::model::Role::parse(role).unwrap();
         store.create_user(&actor, &name, &domain, role, superuser, &hash).await.unwrap();
     }

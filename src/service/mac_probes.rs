@@ -8,19 +8,19 @@
 
 use std::time::{Duration, Instant};
 
-use super::auth::Caller;
-use super::error::ApiError;
+use super::{Result, ServiceError};
+use crate::auth::Caller;
 use crate::guard::strikes::Strike;
 use crate::guard::{StrikePolicy, StrikeTable};
 use crate::model::Mac;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// 20 answers naming another domain's MAC per user per hour; one more and
 /// the user's MAC-naming requests answer 429 for an hour.
 pub const MAC_PROBE_POLICY: StrikePolicy =
     StrikePolicy { threshold: 20, window: Duration::from_secs(3600), ban: Duration::from_secs(3600), capacity: 100_000 };
 
-pub struct MacProbes {
+pub(super) struct MacProbes {
     by_user: StrikeTable<i64>,
 }
 
@@ -32,9 +32,9 @@ impl Default for MacProbes {
 
 impl MacProbes {
     /// Before a request that names MACs: 429 while the user is over.
-    pub fn check(&self, caller: &Caller) -> Result<(), ApiError> {
+    pub fn check(&self, caller: &Caller) -> Result<()> {
         match self.by_user.banned(&caller.user.id, Instant::now()) {
-            Some(left) if !caller.user.superuser => Err(ApiError::TooManyMacConflicts(left)),
+            Some(left) if !caller.user.superuser => Err(ServiceError::TooManyMacConflicts(left)),
             _ => Ok(()),
         }
     }
@@ -49,24 +49,18 @@ impl MacProbes {
 
     /// Counts `count` answers naming another domain's MAC and audits them
     /// (`action` on `ext`); `Err(429)` when that puts the user over.
-    pub async fn count(
-        &self,
-        store: &Store,
-        caller: &Caller,
-        count: u32,
-        action: &str,
-        ext: Option<&str>,
-    ) -> Result<(), ApiError> {
+    pub async fn count(&self, store: &Store, caller: &Caller, count: u32, action: &str, ext: Option<&str>) -> Result<()> {
         if count == 0 || caller.user.superuser {
             return Ok(());
         }
         let rows = format!("rows:{count}");
-        store.record_audit(&caller.actor(), caller.domain_id, action, ext, &["mac", rows.as_str()]).await?;
+        store.record_audit(&caller.actor, caller.domain_id, action, ext, &["mac", rows.as_str()]).await?;
         tracing::warn!(user = %caller.user.login(), domain = %caller.domain, count, "answers naming MACs of other domains");
-        match self.by_user.strike_n(&caller.user.id, count, Instant::now()) {
-            Strike::Banned => Err(ApiError::TooManyMacConflicts(MAC_PROBE_POLICY.ban)),
-            Strike::Counted if self.by_user.banned(&caller.user.id, Instant::now()).is_some() => {
-                Err(ApiError::TooManyMacConflicts(MAC_PROBE_POLICY.ban))
+        let now = Instant::now();
+        match self.by_user.strike_n(&caller.user.id, count, now) {
+            Strike::Banned => Err(ServiceError::TooManyMacConflicts(MAC_PROBE_POLICY.ban)),
+            Strike::Counted if self.by_user.banned(&caller.user.id, now).is_some() => {
+                Err(ServiceError::TooManyMacConflicts(MAC_PROBE_POLICY.ban))
             }
             Strike::Counted => Ok(()),
         }
@@ -80,9 +74,9 @@ impl MacProbes {
         caller: &Caller,
         mac: Option<Mac>,
         ext: Option<&str>,
-        e: crate::store::StoreError,
-    ) -> ApiError {
-        let crate::store::StoreError::Conflict(what) = &e else { return e.into() };
+        e: StoreError,
+    ) -> ServiceError {
+        let StoreError::Conflict(what) = &e else { return e.into() };
         let Some(mac) = mac.filter(|_| what.contains("MAC")) else { return e.into() };
         match store.mac_owner_domain(&mac).await {
             Ok(Some(owner)) if owner != caller.domain_id => {

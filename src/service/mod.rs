@@ -1,0 +1,46 @@
+//! The operations: what the API, the admin UI and the command line do to
+//! the records, with the rules that hold whichever front end asks (roles,
+//! tenant scope, which MAC answers are limited, what is audited). Front ends
+//! turn their wire formats into these calls and the results back; the
+//! store underneath knows only SQL.
+
+pub mod devices;
+pub mod domains;
+pub mod handsets;
+pub mod import;
+mod mac_probes;
+
+use std::time::Duration;
+
+use crate::auth::AuthError;
+use crate::model::FieldError;
+use crate::store::{Store, StoreError};
+
+/// The operations, over one store. Cheap to share (`Arc`).
+pub struct Service {
+    pub store: Store,
+    mac_probes: mac_probes::MacProbes,
+}
+
+impl Service {
+    pub fn new(store: Store) -> Self {
+        Service { store, mac_probes: Default::default() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// Too many answers naming MACs of other domains (see `mac_probes`).
+    #[error("Too many answers naming MACs in use in other domains; try again later")]
+    TooManyMacConflicts(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
