@@ -237,7 +237,7 @@ impl Settings {
             rate_per_second: self.push_rate,
             max_attempts: self.push_attempts.max(1),
             retry_base: self.tuning.push_retry_base,
-            timers: self.tuning.sip_timers.clone(),
+            timers: self.tuning.sip_timers,
             hold: self.push_hold,
         }
     }
