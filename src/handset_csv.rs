@@ -7,13 +7,16 @@
 
 use std::collections::HashMap;
 
-use crate::model::handset::parse_bool;
-use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
+use crate::model::{HandsetField, HandsetInput, Mac, NewHandset};
 use crate::service::import::{Row, RowError};
 
-/// The columns, in export order.
-pub const COLUMNS: &[&str] =
-    &["extensionnumber", "name", "password", "location", "outgoingcli", "recording", "notes", "mac", "model"];
+/// The columns, in export order: the extension, then every handset field
+/// but the extra settings.
+pub static COLUMNS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    std::iter::once("extensionnumber")
+        .chain(HandsetField::ALL.into_iter().filter(|f| *f != HandsetField::Settings).map(HandsetField::name))
+        .collect()
+});
 
 /// Parses and validates a CSV file on its own (duplicates inside the file
 /// included): the good rows, and an error for every other one.
@@ -72,51 +75,32 @@ pub fn parse(bytes: &[u8]) -> (Vec<Row>, Vec<RowError>) {
     (rows, errors)
 }
 
+/// A row as the handset input every front end reads: empty cells of
+/// `password` and `recording` are not given (a generated password, false);
+/// an empty `mac` or `model` clears it.
 fn parse_row(columns: &[String], record: &csv::ByteRecord) -> Result<NewHandset, String> {
-    let mut ext = None;
-    let mut f = HandsetChanges::default();
+    let mut object = serde_json::Map::new();
     for (name, raw) in columns.iter().zip(record.iter()) {
-        let value = std::str::from_utf8(raw).map_err(|_| format!("{name}: not UTF-8"))?.to_string();
-        match name.as_str() {
-            "extensionnumber" => ext = Some(value),
-            "name" => f.name = Some(value),
-            "password" if value.is_empty() => {}
-            "password" => f.password = Some(Secret::new(value)),
-            "location" => f.location = Some(value),
-            "outgoingcli" => f.outgoingcli = Some(value),
-            "recording" if value.is_empty() => {}
-            "recording" => {
-                f.recording = Some(parse_bool("recording", &serde_json::Value::String(value)).map_err(|e| e.to_string())?)
-            }
-            "notes" => f.notes = Some(value),
-            "mac" if value.is_empty() => f.mac = Some(None),
-            "mac" => f.mac = Some(Some(value.parse::<Mac>().map_err(|e| e.to_string())?)),
-            "model" => f.model = Some(Some(value).filter(|v| !v.is_empty())),
-            _ => {}
+        let value = std::str::from_utf8(raw).map_err(|_| format!("{name}: not UTF-8"))?;
+        if value.is_empty() && (name == "password" || name == "recording") {
+            continue;
         }
+        object.insert(name.clone(), serde_json::Value::String(value.to_string()));
     }
-    let ext = ext.filter(|e| !e.is_empty()).ok_or("extensionnumber: is missing")?;
-    validate_extension(&ext).map_err(|e| e.to_string())?;
-    f.validate().map_err(|e| e.to_string())?;
-    Ok(NewHandset { extensionnumber: ext, fields: f })
+    if object.get("extensionnumber").and_then(|v| v.as_str()).is_none_or(str::is_empty) {
+        return Err("extensionnumber: is missing".into());
+    }
+    let input = HandsetInput::from_object(object).map_err(|e| e.to_string())?;
+    input.into_new().map_err(|e| e.to_string())
 }
 
 /// Writes handsets in the export format.
 pub fn write(handsets: &[crate::model::Handset]) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
-    w.write_record(COLUMNS)?;
+    w.write_record(COLUMNS.iter())?;
     for h in handsets {
-        w.write_record([
-            h.extensionnumber.as_str(),
-            &h.name,
-            h.password.expose(),
-            &h.location,
-            &h.outgoingcli,
-            if h.recording { "true" } else { "false" },
-            &h.notes,
-            &h.mac.map(|m| m.lower()).unwrap_or_default(),
-            h.model.as_deref().unwrap_or(""),
-        ])?;
+        let fields = HandsetField::ALL.into_iter().filter(|f| *f != HandsetField::Settings).map(|f| h.text(f));
+        w.write_record(std::iter::once(h.extensionnumber.clone()).chain(fields))?;
     }
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }

@@ -16,7 +16,7 @@ use super::session::Session;
 use super::{AdminState, PageResult};
 use crate::api::ApiError;
 use crate::model::settings;
-use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
+use crate::model::{validate_extension, HandsetInput, Mac, NewHandset};
 use crate::store::audit::AuditRow;
 use crate::store::devices::DeviceRow;
 use crate::store::handsets::{HandsetFilter, HandsetView, ProvisioningState};
@@ -72,38 +72,37 @@ impl HandsetForm {
 
 /// The edit form as a Handset Update: every field is sent, so every field
 /// is set (an empty MAC or model clears it); an empty password keeps it.
-fn edit_changes(f: &Fields) -> Result<HandsetChanges, ApiError> {
+fn edit_changes(f: &Fields) -> Result<HandsetInput, ApiError> {
     let form = HandsetForm::from_fields(f);
-    let mut c = form_changes(&form, f.get("password"))?;
-    c.settings = Some(settings::from_lines("settings", &form.settings)?);
-    c.location = Some(form.location);
-    c.outgoingcli = Some(form.outgoingcli);
-    c.recording = Some(form.recording);
-    c.notes = Some(form.notes.replace("\r\n", "\n"));
-    c.validate()?;
-    Ok(c)
+    let mut object = form_object(&form, f.get("password"));
+    let settings = settings::from_lines("settings", &form.settings)?;
+    object.insert("settings".into(), serde_json::to_value(settings).unwrap_or_default());
+    object.insert("location".into(), form.location.into());
+    object.insert("outgoingcli".into(), form.outgoingcli.into());
+    object.insert("recording".into(), form.recording.into());
+    object.insert("notes".into(), form.notes.replace("\r\n", "\n").into());
+    input(object)
 }
 
 /// The fields the create form has.
-fn create_changes(f: &Fields) -> Result<HandsetChanges, ApiError> {
-    let c = form_changes(&HandsetForm::from_fields(f), f.get("password"))?;
-    c.validate()?;
-    Ok(c)
+fn create_changes(f: &Fields) -> Result<HandsetInput, ApiError> {
+    input(form_object(&HandsetForm::from_fields(f), f.get("password")))
 }
 
-/// The fields both forms have (not yet validated).
-fn form_changes(form: &HandsetForm, password: &str) -> Result<HandsetChanges, ApiError> {
-    let mac = match form.mac.as_str() {
-        "" => None,
-        m => Some(m.parse::<Mac>().map_err(|e| ApiError::BadRequest(e.to_string()))?),
-    };
-    Ok(HandsetChanges {
-        name: Some(form.name.clone()),
-        password: Some(password).filter(|p| !p.is_empty()).map(Secret::new),
-        mac: Some(mac),
-        model: Some(Some(form.model.clone()).filter(|m| !m.is_empty())),
-        ..Default::default()
-    })
+/// The fields both forms have, as the handset input every front end reads.
+fn form_object(form: &HandsetForm, password: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut object = serde_json::Map::new();
+    object.insert("name".into(), form.name.clone().into());
+    if !password.is_empty() {
+        object.insert("password".into(), password.into());
+    }
+    object.insert("mac".into(), form.mac.clone().into());
+    object.insert("model".into(), form.model.clone().into());
+    object
+}
+
+fn input(object: serde_json::Map<String, serde_json::Value>) -> Result<HandsetInput, ApiError> {
+    HandsetInput::from_object(object).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// What a redirect after a post asks the page to say (fixed texts: nothing

@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::auth::DomainParam;
-use super::body::{optional_string_field, string_field, JsonBody, JsonObject};
+use super::body::{JsonBody, JsonObject};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorResponses};
 use super::{paging, ApiState};
 use crate::auth::Caller;
 use crate::model::handset::parse_bool;
-use crate::model::settings::{self, ExtraSettings};
-use crate::model::{validate_extension, HandsetChanges, Mac, NewHandset, Secret};
+use crate::model::settings::ExtraSettings;
+use crate::model::{validate_extension, HandsetInput, Mac, NewHandset};
 use crate::service::import::{ImportMode, ImportOutcome, RowError};
 use crate::store::handsets::{HandsetFilter, HandsetView, ProvisioningState};
 
@@ -96,27 +96,6 @@ impl From<&HandsetView> for HandsetJson {
 pub fn rfc3339(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// The writable fields of a handset (create and update), for the OpenAPI
-/// document: bodies are read field by field (see `parse_changes`), so that
-/// unknown fields can be named in the 400.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct HandsetFields {
-    /// Required on create; on update it may repeat the path's.
-    extensionnumber: Option<String>,
-    name: Option<String>,
-    password: Option<String>,
-    location: Option<String>,
-    outgoingcli: Option<String>,
-    /// true/false or "true"/"false".
-    recording: Option<String>,
-    notes: Option<String>,
-    /// Any usual spelling; "" or null clears it.
-    mac: Option<String>,
-    model: Option<String>,
-    settings: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Jingl's call-control parameters of Handset Update. We provision phones;
@@ -221,7 +200,7 @@ pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
     tag = "handsets",
     summary = "Handset Update (partial); call-control fields answer 501",
     params(ExtensionPath, DomainParam),
-    request_body(content = HandsetFields),
+    request_body(content = HandsetInput),
     responses((status = 200, description = "The updated handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), (status = 413, description = "Body over 64 KiB", body = ErrorBody), (status = 501, description = "Call control is not supported", body = ErrorBody), ErrorResponses),
     security(("basic" = []))
 )]
@@ -245,7 +224,7 @@ pub async fn update(
     tag = "handsets",
     summary = "Create a handset, or up to 1000 from an array in one transaction",
     params(DomainParam),
-    request_body(content = HandsetFields),
+    request_body(content = HandsetInput),
     responses((status = 201, description = "The created handset (an array for an array)", body = HandsetJson), (status = 409, description = "Extension or MAC already in use", body = ErrorBody), ErrorResponses),
     security(("basic" = []))
 )]
@@ -284,12 +263,7 @@ pub async fn create(State(state): State<ApiState>, caller: Caller, JsonBody(body
 pub const MAX_BULK: usize = 1000;
 
 fn new_handset(body: &Map<String, Value>) -> ApiResult<NewHandset> {
-    let ext = match body.get("extensionnumber") {
-        Some(v) => string_field("extensionnumber", v)?,
-        None => return Err(ApiError::BadRequest("extensionnumber: is required".into())),
-    };
-    validate_extension(&ext)?;
-    Ok(NewHandset { extensionnumber: ext, fields: parse_changes(body, None)? })
+    Ok(parse_changes(body, None)?.into_new()?)
 }
 
 /// `[3]: …` for the fourth element of a bulk call.
@@ -347,43 +321,19 @@ pub async fn resync(
 
 /// Reads the handset fields of a create or update body. On update
 /// (`path_ext` given) an `extensionnumber` may be repeated but not changed.
-fn parse_changes(body: &Map<String, Value>, path_ext: Option<&str>) -> ApiResult<HandsetChanges> {
+fn parse_changes(body: &Map<String, Value>, path_ext: Option<&str>) -> ApiResult<HandsetInput> {
     if let Some(cc) = body.keys().find(|k| CALL_CONTROL.contains(&k.as_str())) {
         return Err(ApiError::NotImplemented(format!(
             "{cc}: call control is not supported by this provisioning server; send it to the voice platform"
         )));
     }
-    let mut c = HandsetChanges::default();
-    for (key, v) in body {
-        match key.as_str() {
-            "extensionnumber" => {
-                if let Some(ext) = path_ext {
-                    if string_field("extensionnumber", v)? != ext {
-                        return Err(ApiError::BadRequest("extensionnumber: cannot be changed; create a new handset".into()));
-                    }
-                }
-            }
-            "name" => c.name = Some(string_field("name", v)?),
-            "password" => c.password = Some(Secret::new(string_field("password", v)?)),
-            "location" => c.location = Some(string_field("location", v)?),
-            "outgoingcli" => c.outgoingcli = Some(string_field("outgoingcli", v)?),
-            "recording" => c.recording = Some(parse_bool("recording", v)?),
-            "notes" => c.notes = Some(string_field("notes", v)?),
-            "mac" => {
-                c.mac = Some(
-                    optional_string_field("mac", v)?
-                        .map(|s| s.parse::<Mac>())
-                        .transpose()
-                        .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-                )
-            }
-            "model" => c.model = Some(optional_string_field("model", v)?),
-            "settings" => c.settings = Some(settings::from_json("settings", v)?),
-            other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
+    let input = HandsetInput::from_object(body.clone()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let (Some(path), Some(given)) = (path_ext, &input.extensionnumber) {
+        if path != given {
+            return Err(ApiError::BadRequest("extensionnumber: cannot be changed; create a new handset".into()));
         }
     }
-    c.validate()?;
-    Ok(c)
+    Ok(input)
 }
 
 /// CSV bodies may be a whole site: larger than the 64 KiB of JSON calls.

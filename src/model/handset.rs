@@ -5,13 +5,62 @@ use super::domain::set;
 use super::settings::ExtraSettings;
 use super::{validate_extension, validate_text, validate_token, FieldError, Mac, Secret};
 
-/// Fields whose change alters what the phone is configured with: a change to
-/// any of them bumps the handset's `revision`. `location` and `notes` are
-/// for people, not phones.
-pub const CONFIG_FIELDS: &[&str] = &["name", "password", "outgoingcli", "recording", "mac", "model", "settings"];
-
 /// The length of generated SIP passwords.
 pub const GENERATED_PASSWORD_LEN: usize = 20;
+
+/// A handset's fields that can be set (all but its extension number), each
+/// named once: the API's and the CSV's field name, and the audit log's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandsetField {
+    Name,
+    Password,
+    Location,
+    OutgoingCli,
+    Recording,
+    Notes,
+    Mac,
+    Model,
+    Settings,
+}
+
+impl HandsetField {
+    pub const ALL: [HandsetField; 9] = [
+        HandsetField::Name,
+        HandsetField::Password,
+        HandsetField::Location,
+        HandsetField::OutgoingCli,
+        HandsetField::Recording,
+        HandsetField::Notes,
+        HandsetField::Mac,
+        HandsetField::Model,
+        HandsetField::Settings,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HandsetField::Name => "name",
+            HandsetField::Password => "password",
+            HandsetField::Location => "location",
+            HandsetField::OutgoingCli => "outgoingcli",
+            HandsetField::Recording => "recording",
+            HandsetField::Notes => "notes",
+            HandsetField::Mac => "mac",
+            HandsetField::Model => "model",
+            HandsetField::Settings => "settings",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<HandsetField> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether a change alters what the phone is configured with (and so
+    /// bumps the handset's `revision`): `location` and `notes` are for
+    /// people, not phones.
+    pub fn is_config(self) -> bool {
+        !matches!(self, HandsetField::Location | HandsetField::Notes)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handset {
@@ -35,30 +84,102 @@ pub struct Handset {
     pub device_password: Secret,
 }
 
-/// A partial change (Handset Update) or, with `extensionnumber`, a creation.
-/// `None` leaves a field alone; `Some(None)` for `mac`/`model` clears it.
-#[derive(Clone, Debug, Default)]
-pub struct HandsetChanges {
+impl Handset {
+    /// A field as text, as CSV and forms write it (`settings` as JSON).
+    pub fn text(&self, field: HandsetField) -> String {
+        match field {
+            HandsetField::Name => self.name.clone(),
+            HandsetField::Password => self.password.expose().to_string(),
+            HandsetField::Location => self.location.clone(),
+            HandsetField::OutgoingCli => self.outgoingcli.clone(),
+            HandsetField::Recording => self.recording.to_string(),
+            HandsetField::Notes => self.notes.clone(),
+            HandsetField::Mac => self.mac.map(|m| m.lower()).unwrap_or_default(),
+            HandsetField::Model => self.model.clone().unwrap_or_default(),
+            HandsetField::Settings => super::settings::to_text(&self.settings),
+        }
+    }
+}
+
+/// A handset's fields as every front end receives them: a JSON body, a CSV
+/// row, a web form (the last two turned into a JSON object first, see
+/// [`HandsetInput::from_object`]). `None` leaves a field alone; for `mac` and
+/// `model`, `Some(None)` (JSON `null` or `""`) clears it. On create,
+/// `extensionnumber` is required; on update it may repeat the path's.
+#[derive(Clone, Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HandsetInput {
+    pub extensionnumber: Option<String>,
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "wire::secret")]
+    #[schema(value_type = Option<String>)]
     pub password: Option<Secret>,
     pub location: Option<String>,
+    /// The number presented on outgoing calls (digits, `+` first allowed).
     pub outgoingcli: Option<String>,
+    /// true/false or "true"/"false", as Jingl sends them.
+    #[serde(default, deserialize_with = "wire::boolean")]
+    #[schema(value_type = Option<bool>)]
     pub recording: Option<bool>,
     pub notes: Option<String>,
+    /// Any usual spelling; "" or null clears it.
+    #[serde(default, deserialize_with = "wire::clearable_mac")]
+    #[schema(value_type = Option<String>)]
     pub mac: Option<Option<Mac>>,
+    /// "" or null clears it.
+    #[serde(default, deserialize_with = "wire::clearable")]
+    #[schema(value_type = Option<String>)]
     pub model: Option<Option<String>>,
+    /// Extra vendor settings (key → value; numbers and booleans as text).
+    #[serde(default, deserialize_with = "wire::settings")]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub settings: Option<ExtraSettings>,
+}
+
+/// Why a body, row or form is not a handset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("Unknown field: {0}")]
+    Unknown(String),
+    #[error(transparent)]
+    Field(#[from] FieldError),
 }
 
 /// A handset to create.
 #[derive(Clone, Debug)]
 pub struct NewHandset {
     pub extensionnumber: String,
-    pub fields: HandsetChanges,
+    pub fields: HandsetInput,
 }
 
-impl HandsetChanges {
+impl HandsetInput {
+    /// Reads a JSON object, naming an unknown field, or the field whose
+    /// value is wrong, in the error; then validates every field.
+    pub fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Result<HandsetInput, InputError> {
+        if let Some(unknown) = object.keys().find(|k| *k != "extensionnumber" && HandsetField::parse(k).is_none()) {
+            return Err(InputError::Unknown(unknown.clone()));
+        }
+        let input: HandsetInput = serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(|e| {
+            let field = HandsetField::parse(&e.path().to_string()).map(HandsetField::name).unwrap_or("extensionnumber");
+            let reason = e.inner().to_string();
+            // Our own deserializers already name their field.
+            FieldError::new(field, reason.strip_prefix(&format!("{field}: ")).unwrap_or(&reason))
+        })?;
+        input.validate()?;
+        Ok(input)
+    }
+
+    /// This input as a handset to create: its extension number is required.
+    pub fn into_new(mut self) -> Result<NewHandset, FieldError> {
+        let ext = self.extensionnumber.take().ok_or_else(|| FieldError::new("extensionnumber", "is required"))?;
+        validate_extension(&ext)?;
+        Ok(NewHandset { extensionnumber: ext, fields: self })
+    }
+
     pub fn validate(&self) -> Result<(), FieldError> {
+        if let Some(v) = &self.extensionnumber {
+            validate_extension(v)?;
+        }
         if let Some(v) = &self.name {
             validate_text("name", v, 64)?;
         }
@@ -83,9 +204,29 @@ impl HandsetChanges {
         Ok(())
     }
 
+    /// Whether `field` is given.
+    pub fn has(&self, field: HandsetField) -> bool {
+        match field {
+            HandsetField::Name => self.name.is_some(),
+            HandsetField::Password => self.password.is_some(),
+            HandsetField::Location => self.location.is_some(),
+            HandsetField::OutgoingCli => self.outgoingcli.is_some(),
+            HandsetField::Recording => self.recording.is_some(),
+            HandsetField::Notes => self.notes.is_some(),
+            HandsetField::Mac => self.mac.is_some(),
+            HandsetField::Model => self.model.is_some(),
+            HandsetField::Settings => self.settings.is_some(),
+        }
+    }
+
+    /// The names of the fields given (for a create's audit row).
+    pub fn given(&self) -> Vec<&'static str> {
+        HandsetField::ALL.into_iter().filter(|f| self.has(*f)).map(HandsetField::name).collect()
+    }
+
     /// Applies the changes to `h`, returning the names of the fields whose
     /// value really changed, and bumps `revision` by one when any of them is
-    /// a [`CONFIG_FIELDS`] field.
+    /// a config field ([`HandsetField::is_config`]).
     pub fn apply(&self, h: &mut Handset) -> Vec<&'static str> {
         let mut changed = Vec::new();
         set(&mut changed, "name", &mut h.name, &self.name);
@@ -100,22 +241,10 @@ impl HandsetChanges {
         if changed.contains(&"mac") {
             h.device_password = super::access::new_device_password();
         }
-        if changed.iter().any(|f| CONFIG_FIELDS.contains(f)) {
+        if changed.iter().any(|f| HandsetField::parse(f).is_some_and(HandsetField::is_config)) {
             h.revision += 1;
         }
         changed
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.name.is_none()
-            && self.password.is_none()
-            && self.location.is_none()
-            && self.outgoingcli.is_none()
-            && self.recording.is_none()
-            && self.notes.is_none()
-            && self.mac.is_none()
-            && self.model.is_none()
-            && self.settings.is_none()
     }
 }
 
@@ -142,6 +271,40 @@ impl NewHandset {
             settings: f.settings.unwrap_or_default(),
             device_password: super::access::new_device_password(),
         })
+    }
+}
+
+/// How [`HandsetInput`]'s typed fields are read from JSON values, each error
+/// naming its field.
+mod wire {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    use crate::model::settings::ExtraSettings;
+    use crate::model::{Mac, Secret};
+
+    pub fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+        Ok(Some(Secret::new(String::deserialize(d)?)))
+    }
+
+    pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        super::parse_bool("recording", &Value::deserialize(d)?).map(Some).map_err(D::Error::custom)
+    }
+
+    pub fn clearable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Ok(Some(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty())))
+    }
+
+    pub fn clearable_mac<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Mac>>, D::Error> {
+        match clearable(d)? {
+            Some(Some(m)) => m.parse::<Mac>().map(|m| Some(Some(m))).map_err(D::Error::custom),
+            _ => Ok(Some(None)),
+        }
+    }
+
+    pub fn settings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ExtraSettings>, D::Error> {
+        crate::model::settings::from_json("settings", &Value::deserialize(d)?).map(Some).map_err(D::Error::custom)
     }
 }
 
@@ -200,7 +363,7 @@ mod tests {
     use super::*;
 
     fn handset() -> Handset {
-        NewHandset { extensionnumber: "100".into(), fields: HandsetChanges::default() }.into_handset(1).unwrap()
+        NewHandset { extensionnumber: "100".into(), fields: HandsetInput::default() }.into_handset(1).unwrap()
     }
 
     #[test]
@@ -213,10 +376,10 @@ mod tests {
     #[test]
     fn only_config_changes_bump_the_revision() {
         let mut h = handset();
-        let notes = HandsetChanges { notes: Some("desk by the window".into()), ..Default::default() };
+        let notes = HandsetInput { notes: Some("desk by the window".into()), ..Default::default() };
         assert_eq!(notes.apply(&mut h), vec!["notes"]);
         assert_eq!(h.revision, 1);
-        let name = HandsetChanges { name: Some("Reception".into()), location: Some("Hall".into()), ..Default::default() };
+        let name = HandsetInput { name: Some("Reception".into()), location: Some("Hall".into()), ..Default::default() };
         assert_eq!(name.apply(&mut h), vec!["name", "location"]);
         assert_eq!(h.revision, 2);
         // The same value again is no change at all.
@@ -229,28 +392,55 @@ mod tests {
         let mut h = handset();
         let first = h.device_password.clone();
         assert_eq!(first.expose().len(), crate::model::access::DEVICE_PASSWORD_LEN);
-        HandsetChanges { name: Some("Desk".into()), ..Default::default() }.apply(&mut h);
+        HandsetInput { name: Some("Desk".into()), ..Default::default() }.apply(&mut h);
         assert_eq!(h.device_password, first, "only a MAC change draws new credentials");
-        HandsetChanges { mac: Some(Some("001565aabbcc".parse().unwrap())), ..Default::default() }.apply(&mut h);
+        HandsetInput { mac: Some(Some("001565aabbcc".parse().unwrap())), ..Default::default() }.apply(&mut h);
         assert_ne!(h.device_password, first);
     }
 
     #[test]
     fn field_rules() {
         let bad = [
-            HandsetChanges { password: Some(Secret::new("has space")), ..Default::default() },
-            HandsetChanges { password: Some(Secret::new("")), ..Default::default() },
-            HandsetChanges { outgoingcli: Some("04-09".into()), ..Default::default() },
-            HandsetChanges { name: Some("a\r\nsip.server=evil".into()), ..Default::default() },
-            HandsetChanges { model: Some(Some("T46S; rm".into())), ..Default::default() },
-            HandsetChanges { notes: Some("\u{1b}[2J".into()), ..Default::default() },
+            HandsetInput { password: Some(Secret::new("has space")), ..Default::default() },
+            HandsetInput { password: Some(Secret::new("")), ..Default::default() },
+            HandsetInput { outgoingcli: Some("04-09".into()), ..Default::default() },
+            HandsetInput { name: Some("a\r\nsip.server=evil".into()), ..Default::default() },
+            HandsetInput { model: Some(Some("T46S; rm".into())), ..Default::default() },
+            HandsetInput { notes: Some("\u{1b}[2J".into()), ..Default::default() },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");
         }
-        HandsetChanges { outgoingcli: Some("+61409123456".into()), notes: Some("a\nb".into()), ..Default::default() }
+        HandsetInput { outgoingcli: Some("+61409123456".into()), notes: Some("a\nb".into()), ..Default::default() }
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn input_from_json_names_the_field() {
+        use serde_json::json;
+        let object = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let i = HandsetInput::from_object(object(
+            json!({"name": "Desk", "recording": "true", "mac": "00-15-65-AA-BB-CC", "model": ""}),
+        ))
+        .unwrap();
+        assert_eq!((i.name.as_deref(), i.recording, i.model.clone()), (Some("Desk"), Some(true), Some(None)));
+        assert_eq!(i.mac, Some(Some("001565aabbcc".parse().unwrap())));
+        assert_eq!(i.given(), ["name", "recording", "mac", "model"]);
+        assert_eq!(HandsetInput::from_object(object(json!({"mac": null}))).unwrap().mac, Some(None));
+        for (body, want) in [
+            (json!({"colour": "red"}), "Unknown field: colour"),
+            (json!({"name": 5}), "name: invalid type"),
+            (json!({"recording": 1}), "recording: must be true or false"),
+            (json!({"mac": "nope"}), "mac: bad MAC address"),
+            (json!({"settings": {"k": {"x": 1}}}), "settings: value of k"),
+            (json!({"outgoingcli": "04-09"}), "outgoingcli: must be a phone number"),
+            (json!({"extensionnumber": "a b"}), "extensionnumber: must be"),
+        ] {
+            let e = HandsetInput::from_object(object(body.clone())).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{body}: {e}");
+        }
+        assert!(HandsetInput::default().into_new().unwrap_err().to_string().contains("extensionnumber: is required"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod user;
 
 pub use access::ProvisioningAccess;
 pub use domain::{Domain, DomainChanges};
-pub use handset::{Handset, HandsetChanges, NewHandset};
+pub use handset::{Handset, HandsetField, HandsetInput, NewHandset};
 pub use mac::Mac;
 pub use secret::Secret;
 pub use status::{CallDirection, CallState, HandsetStatus, Transport};

@@ -4,7 +4,7 @@
 
 use super::{Result, Service};
 use crate::auth::Caller;
-use crate::model::{HandsetChanges, Mac, NewHandset};
+use crate::model::{HandsetInput, Mac, NewHandset};
 use crate::store::handsets::HandsetView;
 
 impl Service {
@@ -38,7 +38,7 @@ impl Service {
         &self,
         caller: &Caller,
         ext: &str,
-        changes: &HandsetChanges,
+        changes: &HandsetInput,
     ) -> Result<(HandsetView, Vec<&'static str>)> {
         caller.require_write()?;
         let mac = changes.mac.flatten();

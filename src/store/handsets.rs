@@ -13,7 +13,7 @@ use super::push;
 use super::status::status_from_row;
 use super::{audit, is_unique_violation, like_escape, now_ms, Actor, Result, Store, StoreError};
 use crate::model::settings;
-use crate::model::{Handset, HandsetChanges, HandsetStatus, Mac, NewHandset, Secret};
+use crate::model::{Handset, HandsetInput, HandsetStatus, Mac, NewHandset, Secret};
 
 /// A handset with its last known status and its phone's last fetch, as
 /// Handset Select shows it.
@@ -260,7 +260,7 @@ impl Store {
         actor: &Actor,
         domain_id: i64,
         ext: &str,
-        changes: &HandsetChanges,
+        changes: &HandsetInput,
     ) -> Result<(HandsetView, Vec<&'static str>)> {
         changes.validate()?;
         let mut tx = self.pool().begin().await?;
@@ -302,7 +302,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .and_then(|m: String| crate::model::handset::model_from_report(&m));
-        let fields = HandsetChanges { mac: Some(Some(mac)), model: model.or(reported).map(Some), ..Default::default() };
+        let fields = HandsetInput { mac: Some(Some(mac)), model: model.or(reported).map(Some), ..Default::default() };
         fields.validate()?;
         let handset = match lock_handset(&mut tx, domain_id, ext).await {
             Ok(h) => apply_changes(&mut tx, actor, h, &fields, "device.claim").await?.0,
@@ -352,28 +352,10 @@ impl Store {
 }
 
 async fn insert_handset(tx: &mut Transaction<'_, Any>, actor: &Actor, domain_id: i64, new: NewHandset) -> Result<HandsetView> {
-    let fields = given_fields(&new.fields);
+    let fields = new.fields.given();
     let view = insert_new(tx, domain_id, new).await?;
     audit::record(tx, actor, domain_id, "handset.create", Some(&view.handset.extensionnumber), &fields).await?;
     Ok(view)
-}
-
-/// The names of the fields a create was given, for its audit row.
-fn given_fields(f: &HandsetChanges) -> Vec<&'static str> {
-    [
-        ("name", f.name.is_some()),
-        ("password", f.password.is_some()),
-        ("location", f.location.is_some()),
-        ("outgoingcli", f.outgoingcli.is_some()),
-        ("recording", f.recording.is_some()),
-        ("notes", f.notes.is_some()),
-        ("mac", f.mac.is_some()),
-        ("model", f.model.is_some()),
-        ("settings", f.settings.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, given)| given.then_some(name))
-    .collect()
 }
 
 /// Inserts a new handset (no audit row) and feeds its MAC to the caches.
@@ -496,7 +478,7 @@ async fn apply_changes(
     tx: &mut Transaction<'_, Any>,
     actor: &Actor,
     mut h: Handset,
-    changes: &HandsetChanges,
+    changes: &HandsetInput,
     action: &str,
 ) -> Result<(Handset, Vec<&'static str>, bool)> {
     let old_mac = h.mac;
