@@ -15,6 +15,50 @@ use crate::auth::Caller;
 use crate::model::Mac;
 use crate::store::devices::{DeviceRow, DeviceScope};
 
+/// A phone that fetched files: known (with its extension) or not.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceJson {
+    pub mac: String,
+    /// `known` or `unknown`.
+    pub state: &'static str,
+    pub extensionnumber: Option<String>,
+    /// The address of its last fetch.
+    pub ip: String,
+    pub useragent: String,
+    pub vendor: String,
+    pub model: String,
+    pub firmware: String,
+    pub lastfile: String,
+    pub protocol: String,
+    /// The revision it last fetched (known phones).
+    pub revision: Option<i64>,
+    /// Unix milliseconds.
+    pub firstseen: i64,
+    pub lastseen: i64,
+    pub fetchcount: i64,
+}
+
+impl From<DeviceRow> for DeviceJson {
+    fn from(d: DeviceRow) -> Self {
+        DeviceJson {
+            state: if d.extensionnumber.is_some() { "known" } else { "unknown" },
+            mac: d.mac,
+            extensionnumber: d.extensionnumber,
+            ip: d.ip,
+            useragent: d.useragent,
+            vendor: d.vendor,
+            model: d.model,
+            firmware: d.firmware,
+            lastfile: d.lastfile,
+            protocol: d.protocol,
+            revision: d.revision,
+            firstseen: d.firstseen,
+            lastseen: d.lastseen,
+            fetchcount: d.fetchcount,
+        }
+    }
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -40,10 +84,10 @@ pub struct DeviceParams {
     tag = "installers",
     summary = "Phones that fetched files: known ones of the domain, or unknown MACs (superusers: all; others: those under the domain's token or from its site networks)",
     params(DeviceParams),
-    responses((status = 200, description = "Devices in MAC order", body = [crate::store::devices::DeviceRow]), ErrorResponses),
+    responses((status = 200, description = "Devices in MAC order", body = [DeviceJson]), ErrorResponses),
     security(("basic" = []))
 )]
-pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<DeviceRow>>> {
+pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<DeviceJson>>> {
     let p: DeviceParams = query(&uri)?;
     let limit = paging::max_results(p.maxresults.as_deref())?;
     let scope = match p.state.as_deref().unwrap_or("known") {
@@ -57,7 +101,7 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http
         .map(|s| s.parse::<Mac>())
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("afterid: {e}")))?;
-    Ok(Json(state.store.list_devices(scope, after.as_ref(), limit).await?))
+    Ok(Json(state.store.list_devices(scope, after.as_ref(), limit).await?.into_iter().map(DeviceJson::from).collect()))
 }
 
 /// `POST /api/device/{mac}/claim` with `{"extensionnumber": "…", "model":

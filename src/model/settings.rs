@@ -70,6 +70,15 @@ pub fn from_text(text: &str) -> Result<ExtraSettings, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
+/// Stored form of settings per model: a JSON object of objects.
+pub fn model_settings_to_text(s: &BTreeMap<String, ExtraSettings>) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "{}".into())
+}
+
+pub fn model_settings_from_text(text: &str) -> Result<BTreeMap<String, ExtraSettings>, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
 /// As people edit them: one `key = value` line each.
 pub fn to_lines(s: &ExtraSettings) -> String {
     s.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()

@@ -26,7 +26,7 @@ fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
-#[derive(Debug, Clone, FromRow, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, FromRow)]
 pub struct AuditRow {
     pub id: i64,
     pub at: i64,

@@ -44,10 +44,10 @@ pub struct FetchRecord {
 }
 
 /// A device row as the API shows it.
-#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug)]
 pub struct DeviceRow {
     pub mac: String,
-    pub state: &'static str,
+    /// The handset it was served as (`None`: unknown).
     pub extensionnumber: Option<String>,
     pub ip: String,
     pub useragent: String,
@@ -61,7 +61,6 @@ pub struct DeviceRow {
     pub lastseen: i64,
     pub fetchcount: i64,
     /// The domain whose token the phone last fetched under.
-    #[serde(skip)]
     pub token_domain_id: Option<i64>,
 }
 
@@ -276,11 +275,9 @@ pub enum DeviceScope {
 }
 
 fn device_from_row(r: &AnyRow) -> Result<DeviceRow> {
-    let ext: Option<String> = r.try_get("extensionnumber")?;
     Ok(DeviceRow {
         mac: r.try_get("mac")?,
-        state: if ext.is_some() { "known" } else { "unknown" },
-        extensionnumber: ext,
+        extensionnumber: r.try_get("extensionnumber")?,
         ip: r.try_get("ip")?,
         useragent: r.try_get("user_agent")?,
         vendor: r.try_get("vendor")?,

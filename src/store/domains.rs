@@ -63,8 +63,8 @@ pub(crate) fn domain_from_row_prefixed(row: &AnyRow, prefix: &str) -> Result<Dom
         timezone: row.try_get(col("timezone").as_str())?,
         ntp_server: row.try_get(col("ntp_server").as_str())?,
         settings: settings::from_text(&row.try_get::<String, _>(col("settings").as_str())?).map_err(StoreError::Corrupt)?,
-        model_settings: serde_json::from_str(&row.try_get::<String, _>(col("model_settings").as_str())?)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        model_settings: settings::model_settings_from_text(&row.try_get::<String, _>(col("model_settings").as_str())?)
+            .map_err(StoreError::Corrupt)?,
         relay: RelaySettings {
             backend: row.try_get(col("push_backend").as_str())?,
             ami_host: row.try_get(col("ami_host").as_str())?,
@@ -288,7 +288,7 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     .bind(now)
     .bind(d.id)
     .bind(settings::to_text(&d.settings))
-    .bind(serde_json::to_string(&d.model_settings).unwrap_or_else(|_| "{}".into()))
+    .bind(settings::model_settings_to_text(&d.model_settings))
     .bind(d.relay.backend.as_str())
     .bind(d.relay.ami_host.as_str())
     .bind(i64::from(d.relay.ami_port))

@@ -383,7 +383,7 @@ async fn insert_new(tx: &mut Transaction<'_, Any>, domain_id: i64, new: NewHands
 }
 
 /// What an import did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
     pub created: usize,
     pub updated: usize,
