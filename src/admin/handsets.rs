@@ -311,7 +311,7 @@ async fn handset_page(
             }
         }
     };
-    let push = view.push.clone().unwrap_or_default();
+    let push = view.push.clone();
     let page = HandsetPage {
         nav,
         message,
@@ -322,9 +322,9 @@ async fn handset_page(
         line: badges::line(&view),
         provisioning: badges::provisioning(&view),
         registration: view.status.registration_address(),
-        push_state: if push.state.is_empty() { "none".into() } else { push.state },
-        last_push: push.last_push_at.map(super::when).unwrap_or_default(),
-        push_error: push.last_error,
+        push_state: push.as_ref().map(|p| p.state.as_str()).unwrap_or("none").into(),
+        last_push: push.as_ref().and_then(|p| p.last_push_at).map(super::when).unwrap_or_default(),
+        push_error: push.map(|p| p.last_error).unwrap_or_default(),
         last_seen: device.as_ref().map(|d| super::when(d.lastseen)).unwrap_or_default(),
         device,
         history,

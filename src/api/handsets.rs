@@ -82,7 +82,7 @@ impl From<&HandsetView> for HandsetJson {
                 fetchedrevision: v.fetched_revision(),
                 pushstate: match (v.provisioning_state(), &v.push) {
                     (ProvisioningState::Applied, _) => "applied".into(),
-                    (_, Some(p)) => p.state.clone(),
+                    (_, Some(p)) => p.state.as_str().into(),
                     (_, None) => "none".into(),
                 },
                 lastpushat: v.push.as_ref().and_then(|p| p.last_push_at).map(rfc3339).unwrap_or_default(),

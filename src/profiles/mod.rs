@@ -29,16 +29,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("fanvil.toml", include_str!("../../vendor-profiles/fanvil.toml")),
 ];
 
-/// How a vendor's config format carries values, which decides how extra
-/// settings are escaped or refused.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// `key = value` lines (Yealink, Fanvil).
-    Keyvalue,
-    /// XML elements or attributes (Polycom, Cisco, Grandstream, Snom XML).
-    Xml,
-}
+pub use crate::render::Format;
 
 /// Whether the family has a call-recording feature of its own.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -136,6 +127,11 @@ impl Profile {
 
     pub fn model_by_code(&self, code: &str) -> Option<(&String, &ModelSpec)> {
         self.models.iter().find(|(_, m)| m.code.as_deref() == Some(code))
+    }
+
+    /// What its templates need to know of the family.
+    pub fn vendor(&self) -> crate::render::Vendor<'_> {
+        crate::render::Vendor { format: self.format, notify_event: &self.notify_event }
     }
 
     pub fn owns_oui(&self, mac: &crate::model::Mac) -> bool {

@@ -287,7 +287,7 @@ impl Provisioner {
             facts.vendor = Some(id.profile.family.as_str());
             let base_url = self.config_url(&self.come_back_root(req), tenant.as_ref().map(|t| &*t.token));
             let body = render::render_common(
-                id.profile,
+                id.profile.vendor(),
                 &id.file.template,
                 id.model.as_deref().unwrap_or(""),
                 id.code.as_deref().unwrap_or(""),
@@ -434,7 +434,7 @@ impl Provisioner {
             handset
         };
         let base_url = self.config_url(root, Some(domain.access.token.expose()));
-        render::render_phone(id.profile, &id.file.template, handset, domain, &model, &base_url, self.resync, &settings)
+        render::render_phone(id.profile.vendor(), &id.file.template, handset, domain, &model, &base_url, self.resync, &settings)
             .map_err(|e| Refusal::Internal(e.to_string()))
     }
 
@@ -503,7 +503,7 @@ impl Provisioner {
         let served = match (id.mac, phone) {
             (None, _) => served(
                 render::render_common(
-                    id.profile,
+                    id.profile.vendor(),
                     &id.file.template,
                     id.model.as_deref().unwrap_or(""),
                     id.code.as_deref().unwrap_or(""),

@@ -16,10 +16,32 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 type Conn = BufReader<TcpStream>;
 
+/// Why Asterisk did not send a NOTIFY.
+#[derive(Debug, thiserror::Error)]
+pub enum AmiError {
+    #[error("AMI {server}: connect timed out")]
+    ConnectTimeout { server: String },
+    #[error("AMI {server}: {error}")]
+    Io { server: String, error: std::io::Error },
+    #[error("AMI {server}: not an Asterisk manager ({banner:?})")]
+    NotAsterisk { server: String, banner: String },
+    #[error("AMI login as {user}: {message}")]
+    Login { user: String, message: String },
+    #[error("AMI {server}: no answer")]
+    NoAnswer { server: String },
+    /// Asterisk answered: an error about this push, not the link.
+    #[error("AMI PJSIPNotify: {0}")]
+    Refused(String),
+}
+
+/// One AMI server's kept connection. Each has its own lock, so a server
+/// that hangs holds up only its own domains' pushes.
+type Slot = std::sync::Arc<Mutex<Option<Conn>>>;
+
 /// Open AMI connections, by (host, port, user).
 #[derive(Default)]
 pub struct AmiRelays {
-    conns: Mutex<HashMap<(String, u16, String), Conn>>,
+    slots: std::sync::Mutex<HashMap<(String, u16, String), Slot>>,
     next_action: std::sync::atomic::AtomicU64,
 }
 
@@ -34,58 +56,64 @@ impl AmiRelays {
         secret: &Secret,
         endpoint: &str,
         event: &str,
-    ) -> Result<(), String> {
-        let key = (host.to_string(), port, user.to_string());
-        let mut conns = self.conns.lock().await;
+    ) -> Result<(), AmiError> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry((host.to_string(), port, user.to_string())).or_default().clone()
+        };
+        let mut conn = slot.lock().await;
+        let server = format!("{host}:{port}");
         let action_id = self.next_action.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let action = format!(
             "Action: PJSIPNotify\r\nActionID: autoprov-{action_id}\r\nEndpoint: {endpoint}\r\nVariable: Event={event}\r\n\r\n"
         );
         for attempt in 0..2 {
-            if !conns.contains_key(&key) {
-                let conn = login(host, port, user, secret).await?;
-                conns.insert(key.clone(), conn);
+            if conn.is_none() {
+                *conn = Some(login(host, port, user, secret).await?);
             }
-            let conn = conns.get_mut(&key).ok_or("AMI connection vanished")?;
-            match tokio::time::timeout(TIMEOUT, exchange(conn, &action, &format!("autoprov-{action_id}"))).await {
+            let Some(c) = conn.as_mut() else { continue };
+            match tokio::time::timeout(TIMEOUT, exchange(c, &action, &format!("autoprov-{action_id}"))).await {
                 Ok(Ok(Ok(()))) => return Ok(()),
-                // Asterisk answered: an error about this push, not the link.
-                Ok(Ok(Err(message))) => return Err(format!("AMI PJSIPNotify: {message}")),
+                Ok(Ok(Err(message))) => return Err(AmiError::Refused(message)),
                 Ok(Err(e)) if attempt == 0 => {
                     tracing::info!(error = %e, "AMI connection lost; reconnecting");
-                    conns.remove(&key);
+                    *conn = None;
                 }
-                Ok(Err(e)) => return Err(format!("AMI {host}:{port}: {e}")),
+                Ok(Err(error)) => {
+                    *conn = None;
+                    return Err(AmiError::Io { server, error });
+                }
                 Err(_) => {
-                    conns.remove(&key);
-                    return Err(format!("AMI {host}:{port}: no answer"));
+                    *conn = None;
+                    return Err(AmiError::NoAnswer { server });
                 }
             }
         }
-        Err(format!("AMI {host}:{port}: connection lost"))
+        Err(AmiError::NoAnswer { server })
     }
 }
 
-async fn login(host: &str, port: u16, user: &str, secret: &Secret) -> Result<Conn, String> {
+async fn login(host: &str, port: u16, user: &str, secret: &Secret) -> Result<Conn, AmiError> {
+    let server = format!("{host}:{port}");
     let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect((host, port)))
         .await
-        .map_err(|_| format!("AMI {host}:{port}: connect timed out"))?
-        .map_err(|e| format!("AMI {host}:{port}: {e}"))?;
+        .map_err(|_| AmiError::ConnectTimeout { server: server.clone() })?
+        .map_err(|error| AmiError::Io { server: server.clone(), error })?;
     let mut conn = BufReader::new(stream);
     let mut banner = String::new();
     tokio::time::timeout(TIMEOUT, conn.read_line(&mut banner))
         .await
-        .map_err(|_| "AMI: no banner".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| AmiError::NoAnswer { server: server.clone() })?
+        .map_err(|error| AmiError::Io { server: server.clone(), error })?;
     if !banner.starts_with("Asterisk Call Manager") {
-        return Err(format!("AMI {host}:{port}: not an Asterisk manager ({:?})", banner.trim()));
+        return Err(AmiError::NotAsterisk { server, banner: banner.trim().to_string() });
     }
     let action = format!("Action: Login\r\nActionID: autoprov-login\r\nUsername: {user}\r\nSecret: {}\r\n\r\n", secret.expose());
     match tokio::time::timeout(TIMEOUT, exchange(&mut conn, &action, "autoprov-login")).await {
         Ok(Ok(Ok(()))) => Ok(conn),
-        Ok(Ok(Err(message))) => Err(format!("AMI login as {user}: {message}")),
-        Ok(Err(e)) => Err(format!("AMI {host}:{port}: {e}")),
-        Err(_) => Err(format!("AMI {host}:{port}: login timed out")),
+        Ok(Ok(Err(message))) => Err(AmiError::Login { user: user.to_string(), message }),
+        Ok(Err(error)) => Err(AmiError::Io { server, error }),
+        Err(_) => Err(AmiError::NoAnswer { server }),
     }
 }
 

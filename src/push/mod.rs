@@ -61,8 +61,28 @@ impl Default for PushPolicy {
     }
 }
 
+/// Why a push attempt did not reach the phone (the text is the push's
+/// `lasterror`).
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{target}: {outcome}")]
+    Refused { target: SocketAddr, outcome: sip::NotifyOutcome },
+    #[error("{target}: {error}")]
+    Sip { target: SocketAddr, error: sip::SipError },
+    #[error("the phone registered over TLS: use a relay (ami or webhook)")]
+    OverTls,
+    #[error(transparent)]
+    Ami(#[from] ami::AmiError),
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookError),
+    #[error("the webhook relay could not be set up (see the start-up log)")]
+    WebhookUnavailable,
+}
+
 /// Leased rows per claim, and pushes in flight at once.
 const CLAIM_BATCH: i64 = 500;
+/// How often an idle worker looks for pushes other nodes queued.
+const IDLE_POLL_MS: i64 = 1000;
 const MAX_IN_FLIGHT: usize = 4096;
 
 pub struct PushWorker {
@@ -113,8 +133,16 @@ impl PushWorker {
                 }
             };
             if jobs.is_empty() {
+                // Idle: wake for this process's own changes at once, for the
+                // next retry when it falls due, and every second for what
+                // other nodes queue.
+                let due = match self.store.next_push_due().await {
+                    Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, IDLE_POLL_MS) as u64),
+                    _ => Duration::from_millis(IDLE_POLL_MS as u64),
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                    _ = self.store.pushes_queued() => continue,
+                    _ = tokio::time::sleep(due) => continue,
                     _ = stop.changed() => break,
                 }
             }
@@ -150,6 +178,8 @@ impl PushWorker {
         if let Err(e) = self.store.finish_push(job.handset_id, job.revision, &outcome).await {
             tracing::error!(error = %e, handset = job.handset_id, "could not record a push outcome");
         }
+        // A retry was queued, or a newer revision waits: look again.
+        self.store.wake_pushes();
     }
 
     async fn attempt(&self, job: &PushJob) -> PushOutcome {
@@ -160,11 +190,11 @@ impl PushWorker {
                 None => return PushOutcome::NoTarget,
             },
             PushRelay::Ami { host, port, user, secret } => {
-                self.ami.notify(host, *port, user, secret, &job.extension, &event).await
+                self.ami.notify(host, *port, user, secret, &job.extension, &event).await.map_err(PushError::from)
             }
             PushRelay::Webhook { url, secret } => match &self.webhook {
-                Some(relay) => relay.post(url, secret, &webhook_event(job, &event)).await,
-                None => Err("the webhook relay could not be set up (see the start-up log)".into()),
+                Some(relay) => relay.post(url, secret, &webhook_event(job, &event)).await.map_err(PushError::from),
+                None => Err(PushError::WebhookUnavailable),
             },
         };
         let error = match result {
@@ -177,17 +207,17 @@ impl PushWorker {
         } else {
             let wait =
                 self.policy.retry_base.saturating_mul(1 << (job.attempts.clamp(0, 16) as u32)).min(Duration::from_secs(600));
-            PushOutcome::Retry { error, next_attempt: now_ms() + wait.as_millis() as i64 }
+            PushOutcome::Retry { error: error.to_string(), next_attempt: now_ms() + wait.as_millis() as i64 }
         }
     }
 
     /// Our own SIP NOTIFY to the phone; `None` when there is nowhere to send it.
-    async fn notify_directly(&self, job: &PushJob, event: &str) -> Option<Result<(), String>> {
+    async fn notify_directly(&self, job: &PushJob, event: &str) -> Option<Result<(), PushError>> {
         let (target, transport) = self.target(job)?;
         let transport = match transport {
             Transport::Udp => sip::Transport::Udp,
             Transport::Tcp => sip::Transport::Tcp,
-            Transport::Tls => return Some(Err("the phone registered over TLS: use a relay (ami or webhook)".into())),
+            Transport::Tls => return Some(Err(PushError::OverTls)),
         };
         let params = NotifyParams {
             target,
@@ -198,8 +228,8 @@ impl PushWorker {
         };
         Some(match sip::send_notify(&self.endpoint, &params, &self.policy.timers).await {
             Ok(outcome) if outcome.is_success() => Ok(()),
-            Ok(outcome) => Err(format!("{target}: {outcome}")),
-            Err(e) => Err(format!("{target}: {e}")),
+            Ok(outcome) => Err(PushError::Refused { target, outcome }),
+            Err(error) => Err(PushError::Sip { target, error }),
         })
     }
 

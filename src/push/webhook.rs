@@ -15,6 +15,17 @@ pub struct WebhookRelay {
     client: reqwest::Client,
 }
 
+/// Why the platform did not take a webhook event.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("webhook {url}: {error}")]
+    Request { url: String, error: reqwest::Error },
+    #[error("webhook {url}: HTTP {status}")]
+    Status { url: String, status: reqwest::StatusCode },
+    #[error("webhook event: {0}")]
+    Body(#[from] serde_json::Error),
+}
+
 impl WebhookRelay {
     pub fn new() -> Result<Self, String> {
         let mut roots = rustls::RootCertStore::empty();
@@ -34,8 +45,8 @@ impl WebhookRelay {
     }
 
     /// POSTs `event` (a JSON object) to `url`; any 2xx is success.
-    pub async fn post(&self, url: &str, secret: &Secret, event: &serde_json::Value) -> Result<(), String> {
-        let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+    pub async fn post(&self, url: &str, secret: &Secret, event: &serde_json::Value) -> Result<(), WebhookError> {
+        let body = serde_json::to_vec(event)?;
         let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let response = self
             .client
@@ -46,10 +57,10 @@ impl WebhookRelay {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("webhook {url}: {e}"))?;
+            .map_err(|error| WebhookError::Request { url: url.to_string(), error })?;
         match response.status() {
             s if s.is_success() => Ok(()),
-            s => Err(format!("webhook {url}: HTTP {s}")),
+            status => Err(WebhookError::Status { url: url.to_string(), status }),
         }
     }
 }

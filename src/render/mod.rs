@@ -68,7 +68,25 @@ pub struct CommonContext<'a> {
 }
 
 use crate::model::{Domain, Handset};
-use crate::profiles::Profile;
+
+/// How a vendor's config format carries values, which decides how extra
+/// settings are escaped or refused.
+#[derive(Clone, Copy, Debug, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `key = value` lines (Yealink, Fanvil).
+    Keyvalue,
+    /// XML elements or attributes (Polycom, Cisco, Grandstream, Snom XML).
+    Xml,
+}
+
+/// What a template needs to know of its vendor family.
+#[derive(Clone, Copy, Debug)]
+pub struct Vendor<'a> {
+    pub format: Format,
+    /// The resync NOTIFY event the family's phones accept.
+    pub notify_event: &'a str,
+}
 
 /// How often phones re-check their config on their own, and how much random
 /// delay spreads a site's checks out.
@@ -91,7 +109,7 @@ pub enum RenderError {
 /// Renders a per-phone file for `handset` in `domain`.
 #[allow(clippy::too_many_arguments)]
 pub fn render_phone(
-    profile: &Profile,
+    vendor: Vendor<'_>,
     template: &str,
     handset: &Handset,
     domain: &Domain,
@@ -104,7 +122,7 @@ pub fn render_phone(
     // XML names cannot hold spaces: such keys (Fanvil's) are not for XML
     // vendors, and are skipped rather than written broken.
     let xml_safe: Vec<(String, String)>;
-    let settings = if profile.format == crate::profiles::Format::Xml && settings.iter().any(|(k, _)| k.contains(' ')) {
+    let settings = if vendor.format == Format::Xml && settings.iter().any(|(k, _)| k.contains(' ')) {
         xml_safe = settings.iter().filter(|(k, _)| !k.contains(' ')).cloned().collect();
         &xml_safe[..]
     } else {
@@ -133,7 +151,7 @@ pub fn render_phone(
         revision: handset.revision,
         device_user: &mac.0,
         device_password: handset.device_password.expose(),
-        notify_event: &profile.notify_event,
+        notify_event: vendor.notify_event,
         settings,
     };
     match templates::render_phone(template, &c) {
@@ -144,7 +162,7 @@ pub fn render_phone(
 
 /// Renders a common file (the phone is not identified yet).
 pub fn render_common(
-    profile: &Profile,
+    vendor: Vendor<'_>,
     template: &str,
     model: &str,
     code: &str,
@@ -157,7 +175,7 @@ pub fn render_common(
         provisioning_url: base_url,
         resync_minutes: resync.minutes,
         resync_jitter_seconds: resync.jitter_seconds,
-        notify_event: &profile.notify_event,
+        notify_event: vendor.notify_event,
     };
     match templates::render_common(template, &c) {
         Some(r) => r.map_err(|e| RenderError::Template { name: template.into(), reason: e.to_string() }),

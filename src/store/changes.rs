@@ -35,6 +35,19 @@ impl Store {
     /// Called after a commit that recorded changes.
     pub(crate) fn note_local_change(&self) {
         self.local_changes.fetch_add(1, Ordering::Release);
+        // Every change to a phone's config queues its push.
+        self.wake_pushes();
+    }
+
+    /// Tells this process's push worker that pushes were queued.
+    pub(crate) fn wake_pushes(&self) {
+        self.pushes_queued.notify_one();
+    }
+
+    /// Completes when this process queues pushes (or already did since the
+    /// last wait).
+    pub async fn pushes_queued(&self) {
+        self.pushes_queued.notified().await
     }
 
     /// How many changing commits this process has made: a cheap way for a

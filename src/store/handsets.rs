@@ -13,7 +13,7 @@ use super::push;
 use super::status::status_from_row;
 use super::{audit, is_unique_violation, like_escape, now_ms, Actor, Result, Store, StoreError};
 use crate::model::settings;
-use crate::model::{Handset, HandsetInput, HandsetStatus, Mac, NewHandset, Secret};
+use crate::model::{Handset, HandsetInput, HandsetStatus, Mac, NewHandset, PushState, Secret};
 
 /// A handset with its last known status and its phone's last fetch, as
 /// Handset Select shows it.
@@ -34,7 +34,7 @@ impl HandsetView {
     pub fn provisioning_state(&self) -> ProvisioningState {
         if self.fetched_revision() >= self.handset.revision {
             ProvisioningState::Applied
-        } else if self.push.as_ref().is_some_and(|p| p.state == "failed" || p.state == "no-target") {
+        } else if self.push.as_ref().is_some_and(|p| p.state.is_failure()) {
             ProvisioningState::Failed
         } else {
             ProvisioningState::Pending
@@ -79,9 +79,9 @@ impl ProvisioningState {
 }
 
 /// The push row of a handset, for Handset Select.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushView {
-    pub state: String,
+    pub state: PushState,
     pub last_push_at: Option<i64>,
     pub last_error: String,
 }
@@ -146,7 +146,7 @@ fn view_from_row(row: &AnyRow) -> Result<HandsetView> {
     let push = match row.try_get::<Option<String>, _>("push_state")? {
         None => None,
         Some(state) => Some(PushView {
-            state,
+            state: PushState::parse(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             last_push_at: row.try_get("last_push_at")?,
             last_error: row.try_get::<Option<String>, _>("push_error")?.unwrap_or_default(),
         }),

@@ -58,6 +58,9 @@ pub struct Store {
     backend: Backend,
     /// Commits of this process that changed phone configs (see `changes`).
     local_changes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Woken by this process's commits that queue pushes, so the push
+    /// worker need not poll for them.
+    pushes_queued: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Unix time in milliseconds, the one time format in the database.
@@ -111,7 +114,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| unreachable(&e))?;
-        let store = Store { pool, backend, local_changes: Default::default() };
+        let store = Store { pool, backend, local_changes: Default::default(), pushes_queued: Default::default() };
         store.migrate().await?;
         store.fill_missing_tokens().await?;
         Ok(store)

@@ -10,7 +10,7 @@ use sqlx::{Any, Row, Transaction};
 use super::{now_ms, Backend, Result, Store};
 use crate::model::relay::{PushRelay, RelaySettings};
 use crate::model::status::parse_registration_address;
-use crate::model::{Mac, Secret, Transport};
+use crate::model::{Mac, PushState, Secret, Transport};
 
 pub(crate) const UPSERT: &str = "ON CONFLICT (handset_id) DO UPDATE SET revision = excluded.revision, \
     reboot = excluded.reboot, state = 'pending', attempts = 0, next_attempt = excluded.next_attempt, \
@@ -82,17 +82,26 @@ pub enum PushOutcome {
     NoTarget,
 }
 
+/// A leased push's row with what sending it needs, by handset.
+const SELECT_JOB: &str = "SELECT p.handset_id, p.revision, p.reboot, p.attempts, h.domain_id, h.extensionnumber, h.password, \
+    h.mac, h.model, s.registration_address, s.registration_transport, dv.ip AS fetch_ip, dv.vendor AS fetch_vendor, \
+    d.name AS domain, d.push_backend, d.ami_host, d.ami_port, d.ami_user, d.ami_secret, d.webhook_url, d.webhook_secret \
+    FROM push p JOIN handset h ON h.id = p.handset_id JOIN domain d ON d.id = h.domain_id \
+    LEFT JOIN handset_status s ON s.handset_id = h.id \
+    LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id";
+
 impl Store {
-    /// Leases up to `limit` due pushes for `lease_ms`. On PostgreSQL rows
-    /// another node holds are skipped (`FOR UPDATE SKIP LOCKED`); SQLite has
-    /// one writer, so one statement is enough there.
+    /// Leases up to `limit` due pushes for `lease_ms` and reads them, in two
+    /// statements whatever the count. On PostgreSQL rows another node holds
+    /// are skipped (`FOR UPDATE SKIP LOCKED`); SQLite has one writer, so one
+    /// statement is enough there.
     pub async fn claim_pushes(&self, limit: i64, lease_ms: i64) -> Result<Vec<PushJob>> {
         let now = now_ms();
         let lock = match self.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let claimed = sqlx::query(&format!(
+        let claimed: Vec<i64> = sqlx::query_scalar(&format!(
             "UPDATE push SET claimed_until = $1 WHERE handset_id IN (SELECT handset_id FROM push \
              WHERE state = 'pending' AND next_attempt <= $2 AND claimed_until < $2 ORDER BY next_attempt LIMIT $3 {lock}) \
              RETURNING handset_id"
@@ -102,62 +111,25 @@ impl Store {
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        let mut jobs = Vec::with_capacity(claimed.len());
-        for row in claimed {
-            let id: i64 = row.try_get("handset_id")?;
-            if let Some(job) = self.push_job(id).await? {
-                jobs.push(job);
-            }
+        if claimed.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(jobs)
+        let ids = (1..=claimed.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("{SELECT_JOB} WHERE p.handset_id IN ({ids})");
+        let mut q = sqlx::query(&sql);
+        for id in &claimed {
+            q = q.bind(id);
+        }
+        q.fetch_all(self.pool()).await?.iter().map(push_job).collect()
     }
 
-    async fn push_job(&self, handset_id: i64) -> Result<Option<PushJob>> {
-        let row = sqlx::query(
-            "SELECT p.revision, p.reboot, p.attempts, h.domain_id, h.extensionnumber, h.password, h.mac, h.model, \
-             s.registration_address, s.registration_transport, dv.ip AS fetch_ip, dv.vendor AS fetch_vendor, \
-             d.name AS domain, d.push_backend, d.ami_host, d.ami_port, d.ami_user, d.ami_secret, d.webhook_url, d.webhook_secret \
-             FROM push p JOIN handset h ON h.id = p.handset_id JOIN domain d ON d.id = h.domain_id \
-             LEFT JOIN handset_status s ON s.handset_id = h.id \
-             LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id WHERE p.handset_id = $1",
-        )
-        .bind(handset_id)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let registration = match r.try_get::<Option<String>, _>("registration_address")? {
-            Some(a) => parse_registration_address(&a).ok().flatten().map(|addr| {
-                let t = r.try_get::<Option<String>, _>("registration_transport").ok().flatten().unwrap_or_default();
-                (addr, Transport::parse("transport", &t).unwrap_or(Transport::Udp))
-            }),
-            None => None,
-        };
-        Ok(Some(PushJob {
-            handset_id,
-            revision: r.try_get("revision")?,
-            reboot: r.try_get::<i64, _>("reboot")? != 0,
-            attempts: r.try_get("attempts")?,
-            domain_id: r.try_get("domain_id")?,
-            extension: r.try_get("extensionnumber")?,
-            password: Secret::new(r.try_get::<String, _>("password")?),
-            mac: r.try_get::<Option<String>, _>("mac")?.and_then(|m| m.parse().ok()),
-            model: r.try_get("model")?,
-            registration,
-            fetch_ip: r.try_get::<Option<String>, _>("fetch_ip")?.and_then(|ip| ip.parse().ok()),
-            fetch_vendor: r.try_get("fetch_vendor")?,
-            relay: RelaySettings {
-                backend: r.try_get("push_backend")?,
-                ami_host: r.try_get("ami_host")?,
-                ami_port: u16::try_from(r.try_get::<i64, _>("ami_port")?).unwrap_or(5038),
-                ami_user: r.try_get("ami_user")?,
-                ami_secret: Secret::new(r.try_get::<String, _>("ami_secret")?),
-                webhook_url: r.try_get("webhook_url")?,
-                webhook_secret: Secret::new(r.try_get::<String, _>("webhook_secret")?),
-            }
-            .relay()
-            .map_err(|e| super::StoreError::Corrupt(e.to_string()))?,
-            domain: r.try_get("domain")?,
-        }))
+    /// When the next pending push that nobody holds falls due (Unix ms),
+    /// if any is queued.
+    pub async fn next_push_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(next_attempt) FROM push WHERE state = 'pending' AND claimed_until < $1")
+            .bind(now_ms())
+            .fetch_one(self.pool())
+            .await?)
     }
 
     /// Records how a push of `revision` ended, unless a newer revision was
@@ -165,17 +137,17 @@ impl Store {
     pub async fn finish_push(&self, handset_id: i64, revision: i64, outcome: &PushOutcome) -> Result<()> {
         let now = now_ms();
         let (state, error, next, attempt) = match outcome {
-            PushOutcome::Sent => ("sent", String::new(), now, 1),
-            PushOutcome::Retry { error, next_attempt } => ("pending", error.clone(), *next_attempt, 1),
-            PushOutcome::Failed(error) => ("failed", error.clone(), now, 1),
-            PushOutcome::NoTarget => ("no-target", "no registration address and no config fetch yet".to_string(), now, 0),
+            PushOutcome::Sent => (PushState::Sent, String::new(), now, 1),
+            PushOutcome::Retry { error, next_attempt } => (PushState::Pending, error.clone(), *next_attempt, 1),
+            PushOutcome::Failed(error) => (PushState::Failed, error.clone(), now, 1),
+            PushOutcome::NoTarget => (PushState::NoTarget, "no registration address and no config fetch yet".to_string(), now, 0),
         };
         sqlx::query(
             "UPDATE push SET state = $1, last_error = $2, next_attempt = $3, attempts = attempts + $4, claimed_until = 0, \
              last_push_at = CASE WHEN $5 = 1 THEN $6 ELSE last_push_at END, updated_at = $6 \
              WHERE handset_id = $7 AND revision = $8",
         )
-        .bind(state)
+        .bind(state.as_str())
         .bind(error)
         .bind(next)
         .bind(attempt)
@@ -196,6 +168,43 @@ impl Store {
         super::audit::record(&mut tx, actor, domain_id, if reboot { "handset.reboot" } else { "handset.resync" }, Some(ext), &[])
             .await?;
         tx.commit().await?;
+        self.wake_pushes();
         Ok(())
     }
+}
+
+fn push_job(r: &sqlx::any::AnyRow) -> Result<PushJob> {
+    let registration = match r.try_get::<Option<String>, _>("registration_address")? {
+        Some(a) => parse_registration_address(&a).ok().flatten().map(|addr| {
+            let t = r.try_get::<Option<String>, _>("registration_transport").ok().flatten().unwrap_or_default();
+            (addr, Transport::parse("transport", &t).unwrap_or(Transport::Udp))
+        }),
+        None => None,
+    };
+    Ok(PushJob {
+        handset_id: r.try_get("handset_id")?,
+        revision: r.try_get("revision")?,
+        reboot: r.try_get::<i64, _>("reboot")? != 0,
+        attempts: r.try_get("attempts")?,
+        domain_id: r.try_get("domain_id")?,
+        extension: r.try_get("extensionnumber")?,
+        password: Secret::new(r.try_get::<String, _>("password")?),
+        mac: r.try_get::<Option<String>, _>("mac")?.and_then(|m| m.parse().ok()),
+        model: r.try_get("model")?,
+        registration,
+        fetch_ip: r.try_get::<Option<String>, _>("fetch_ip")?.and_then(|ip| ip.parse().ok()),
+        fetch_vendor: r.try_get("fetch_vendor")?,
+        relay: RelaySettings {
+            backend: r.try_get("push_backend")?,
+            ami_host: r.try_get("ami_host")?,
+            ami_port: u16::try_from(r.try_get::<i64, _>("ami_port")?).unwrap_or(5038),
+            ami_user: r.try_get("ami_user")?,
+            ami_secret: Secret::new(r.try_get::<String, _>("ami_secret")?),
+            webhook_url: r.try_get("webhook_url")?,
+            webhook_secret: Secret::new(r.try_get::<String, _>("webhook_secret")?),
+        }
+        .relay()
+        .map_err(|e| super::StoreError::Corrupt(e.to_string()))?,
+        domain: r.try_get("domain")?,
+    })
 }

@@ -387,6 +387,44 @@ async fn pushes_relayed_through_asterisk_ami_reconnect_after_a_loss() {
     srv.stop().await;
 }
 
+/// A dead Asterisk (it accepts the connection, then says nothing) holds up
+/// only its own domain's pushes, not another domain's on a healthy one.
+async fn a_hung_asterisk_does_not_stall_another_domains_pushes() {
+    let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    let (connected, mut stuck) = tokio::sync::mpsc::unbounded_channel();
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = hung.accept().await {
+            open.push(stream);
+            let _ = connected.send(());
+        }
+    });
+    let (ami, mut notifies) = ami_peer("ami-secret-2").await;
+    srv.add_user("boss@other", "other-password-12", "admin", false).await;
+    let other = ("boss@other", "other-password-12");
+    let relay = |port: u16, secret: &str| json!({"pushbackend": "ami", "amihost": "127.0.0.1", "amiport": port, "amiuser": "autoprov", "amisecret": secret});
+    assert_eq!(srv.put("/api/domain", relay(hung_port, "whatever")).await.0, StatusCode::OK);
+    assert_eq!(
+        srv.call(reqwest::Method::PUT, "/api/domain", other, Some(relay(ami.port(), "ami-secret-2"))).await.0,
+        StatusCode::OK
+    );
+    phone_handset(&srv, "2000", PHONES[0].mac).await;
+    let h = json!({"extensionnumber": "3000", "name": "Desk", "mac": PHONES[1].mac, "model": PHONES[1].model});
+    assert_eq!(srv.call(reqwest::Method::POST, "/api/handset", other, Some(h)).await.0, StatusCode::CREATED);
+    // The hung server's push is stuck waiting for its banner; the healthy
+    // one's goes through at once.
+    srv.put("/api/handset/2000", json!({"name": "Stuck"})).await;
+    tokio::time::timeout(Duration::from_secs(5), stuck.recv()).await.expect("the push reaches the hung server");
+    let started = std::time::Instant::now();
+    srv.call(reqwest::Method::PUT, "/api/handset/3000", other, Some(json!({"name": "Through"}))).await;
+    let block = tokio::time::timeout(Duration::from_secs(5), notifies.recv()).await.expect("a PJSIPNotify").unwrap();
+    assert_eq!(block.get("Endpoint").map(String::as_str), Some("3000"));
+    assert!(started.elapsed() < Duration::from_secs(3), "the healthy relay waited {:?}", started.elapsed());
+    srv.stop().await;
+}
+
 async fn pushes_relayed_through_a_signed_webhook() {
     use axum::http::HeaderMap;
     use hmac::{Hmac, Mac};
@@ -516,6 +554,7 @@ crate::e2e!(
     silent_and_busy_phones_fail_without_delaying_the_others,
     a_sipp_phone_gets_the_notify needs [Sipp],
     pushes_relayed_through_asterisk_ami_reconnect_after_a_loss,
+    a_hung_asterisk_does_not_stall_another_domains_pushes,
     pushes_relayed_through_a_signed_webhook,
     a_phone_registered_over_tcp_gets_the_notify_over_tcp,
     a_domain_wide_change_is_paced,
