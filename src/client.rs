@@ -79,6 +79,22 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     }
 }
 
+/// The host name a request used (without its port), for the URLs it is
+/// shown (never written into a phone's config); `localhost` when the header is missing or odd.
+pub fn request_host(headers: &axum::http::HeaderMap) -> String {
+    let raw = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = match raw.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(a, _)| format!("[{a}]")).unwrap_or_default(),
+        None => raw.split(':').next().unwrap_or("").to_string(),
+    };
+    let plain = host.trim_start_matches('[').trim_end_matches(']');
+    if crate::model::validate_host("host", plain).is_ok() {
+        host
+    } else {
+        "localhost".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

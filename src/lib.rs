@@ -50,6 +50,8 @@ pub mod bootstrap;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod crypto;
+pub mod files;
 pub mod guard;
 pub mod handset_csv;
 pub mod http_listener;
@@ -64,3 +66,6 @@ pub mod sip;
 pub mod store;
 pub mod tftp;
 pub mod tls;
+
+#[cfg(test)]
+mod tidy;

@@ -82,7 +82,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let policy = ProvisionPolicy { scan: settings.scan_policy(), resync_minutes: settings.resync_minutes, come_back };
     let digest_key = store.shared_key("device-digest-nonce").await?;
     let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, policy, digest_key));
-    let urls = crate::api::domain::ProvisioningUrls {
+    let urls = crate::service::domains::ProvisioningUrls {
         public_url: settings.public_base(),
         http_port: http.as_ref().map(|(_, a)| a.port()),
         https_port: https.as_ref().map(|(_, a)| a.port()),

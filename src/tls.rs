@@ -2,7 +2,6 @@
 //! and 1.2, HTTP/1.1. Without a configured certificate a self-signed one is
 //! made with rcgen on first start and reused afterwards.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,28 +28,6 @@ pub struct TlsMaterial {
     pub dns_name: Option<String>,
 }
 
-/// The ring provider, the only one this crate compiles in, with the AES-128
-/// suites first: a phone opens a connection per file, and the SHA-384 key
-/// schedule of the AES-256 suites cost an eighth of the server's CPU in a
-/// handshake storm (no SHA-512 instructions), for no security a config
-/// download needs.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    use rustls::crypto::ring::cipher_suite as cs;
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider.cipher_suites = vec![
-        cs::TLS13_AES_128_GCM_SHA256,
-        cs::TLS13_CHACHA20_POLY1305_SHA256,
-        cs::TLS13_AES_256_GCM_SHA384,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    ];
-    Arc::new(provider)
-}
-
 pub fn load_or_create(settings: &Settings) -> Result<TlsMaterial, TlsError> {
     let (cert_path, key_path, created) = match (&settings.tls_cert, &settings.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone(), false),
@@ -69,7 +46,7 @@ pub fn load_or_create(settings: &Settings) -> Result<TlsMaterial, TlsError> {
     let certs = read_certs(&cert_path)?;
     let key = read_key(&key_path)?;
     let fingerprint = fingerprint(&certs[0]);
-    let builder = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(crate::crypto::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Setup(e.to_string()))?;
     let builder = match &settings.client_ca {
@@ -120,7 +97,7 @@ fn device_cert_verifier(path: &Path) -> Result<Arc<dyn rustls::server::danger::C
     if roots.is_empty() {
         return Err(err("no CA certificate found (a PEM file, or a directory of .pem/.crt files)".into()));
     }
-    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crate::crypto::provider())
         .allow_unauthenticated()
         .build()
         .map_err(|e| err(e.to_string()))
@@ -151,24 +128,9 @@ fn create_self_signed(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(
         }
     }
     let cert = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Setup(e.to_string()))?;
-    write_private(key_path, cert.key_pair.serialize_pem().as_bytes()).map_err(|e| err(key_path, &e))?;
+    crate::files::write_private(key_path, cert.key_pair.serialize_pem().as_bytes()).map_err(|e| err(key_path, &e))?;
     std::fs::write(cert_path, cert.cert.pem()).map_err(|e| err(cert_path, &e))?;
     Ok(())
-}
-
-/// Writes a file that only its owner can read (mode 0600 from the start,
-/// never world-readable for an instant).
-pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(contents)?;
-    f.sync_all()
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -15,11 +15,12 @@ use super::form::{Fields, Posted};
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
-use crate::api::domain::{request_host, DomainJson};
 use crate::api::ApiError;
+use crate::client::request_host;
 use crate::model::domain::{parse_port, parse_site_networks, site_networks_text};
 use crate::model::settings;
 use crate::model::{Domain, DomainChanges, Secret, Transport};
+use crate::service::domains::ProvisioningView;
 
 #[derive(Template)]
 #[template(path = "admin/domain.html")]
@@ -28,9 +29,8 @@ struct DomainPage {
     message: Option<&'static str>,
     error: Option<String>,
     d: DomainForm,
-    /// The API's view of the domain: the provisioning URLs (token hidden
-    /// from read-only users).
-    urls: DomainJson,
+    /// The provisioning URLs (token hidden from read-only users).
+    urls: ProvisioningView,
 }
 
 /// The domain as the form shows it.
@@ -148,7 +148,7 @@ pub async fn page(
         Some("rotated") => Some("New provisioning URL. Every phone of the domain is told to fetch its files, which name it; the old URL works until the grace period ends."),
         _ => None,
     };
-    let urls = DomainJson::new(&d, &session.caller(), &state.api.urls, &request_host(&headers));
+    let urls = state.api.urls.view(&d, &session.caller(), &request_host(&headers));
     Ok(html(StatusCode::OK, &DomainPage { nav, message, error: None, d: DomainForm::from_domain(&d), urls }))
 }
 
@@ -180,7 +180,7 @@ pub async fn update(State(state): State<AdminState>, headers: HeaderMap, posted:
             let nav = Nav::new(&state, &posted.session, "domain").await?;
             let d = state.api.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
             let form = DomainForm::from_domain(&d).with_fields(&posted.fields);
-            let urls = DomainJson::new(&d, &caller, &state.api.urls, &request_host(&headers));
+            let urls = state.api.urls.view(&d, &caller, &request_host(&headers));
             Ok(html(StatusCode::BAD_REQUEST, &DomainPage { nav, message: None, error: Some(e.to_string()), d: form, urls }))
         }
         Err(e) => Err(e.into()),

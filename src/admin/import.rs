@@ -11,8 +11,8 @@ use super::form::{check_csrf, Fields};
 use super::nav::Nav;
 use super::session::Session;
 use super::{AdminState, PageResult};
-use crate::api::handsets::MAX_CSV_BODY;
 use crate::api::ApiError;
+use crate::service::import::MAX_CSV_BYTES as MAX_CSV_BODY;
 use crate::service::import::{ImportMode, ImportOutcome, RowError};
 use crate::store::handsets::ImportReport;
 

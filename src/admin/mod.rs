@@ -75,7 +75,7 @@ pub fn router(state: AdminState) -> Router {
 
 /// A time for people: `2026-11-26 20:43:58` (the pages say it is UTC).
 pub fn when(ms: i64) -> String {
-    crate::api::handsets::rfc3339(ms).replacen('T', " ", 1).trim_end_matches('Z').to_string()
+    crate::model::rfc3339(ms).replacen('T', " ", 1).trim_end_matches('Z').to_string()
 }
 
 async fn home() -> Redirect {

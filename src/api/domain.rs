@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::model::settings::{self, ExtraSettings};
 use crate::model::{Domain, DomainChanges, Transport};
+use crate::service::domains::{ProvisioningUrls, ProvisioningView};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DomainJson {
@@ -57,51 +58,6 @@ pub struct DomainJson {
     pub requireclientcert: bool,
 }
 
-/// Where phones reach this server, for the provisioning URLs shown to
-/// admins.
-#[derive(Clone, Debug, Default)]
-pub struct ProvisioningUrls {
-    /// `public_url` (ending in `/`), which wins when set.
-    pub public_url: Option<String>,
-    pub http_port: Option<u16>,
-    pub https_port: Option<u16>,
-    pub tftp_port: Option<u16>,
-    /// The HTTP(S) path prefix (`/prov`), if any.
-    pub prefix: Option<String>,
-    /// Phones trust our certificate (an operator's): HTTPS is the URL to give.
-    pub prefer_https: bool,
-}
-
-impl ProvisioningUrls {
-    /// The URL to give phones, and one per listener, for `token` on `host`
-    /// (the name the admin reached us by).
-    pub fn for_token(&self, host: &str, token: &str) -> (String, BTreeMap<&'static str, String>) {
-        let prefix = self.prefix.as_deref().unwrap_or("");
-        let at = |scheme: &str, port: u16, default: u16, prefix: &str| {
-            let port = if port == default { String::new() } else { format!(":{port}") };
-            format!("{scheme}://{host}{port}{prefix}/p/{token}/")
-        };
-        let mut each = BTreeMap::new();
-        if let Some(p) = self.http_port {
-            each.insert("http", at("http", p, 80, prefix));
-        }
-        if let Some(p) = self.https_port {
-            each.insert("https", at("https", p, 443, prefix));
-        }
-        if let Some(p) = self.tftp_port {
-            each.insert("tftp", at("tftp", p, 69, ""));
-        }
-        let preferred = match &self.public_url {
-            Some(url) => format!("{url}p/{token}/"),
-            None => {
-                let first = if self.prefer_https { ["https", "http", "tftp"] } else { ["http", "https", "tftp"] };
-                first.iter().find_map(|s| each.get(s).cloned()).unwrap_or_default()
-            }
-        };
-        (preferred, each)
-    }
-}
-
 fn masked(s: &crate::model::Secret) -> &'static str {
     if s.expose().is_empty() {
         ""
@@ -113,8 +69,7 @@ fn masked(s: &crate::model::Secret) -> &'static str {
 impl DomainJson {
     /// `d` as `caller` may see it, its URLs on `host`.
     pub fn new(d: &Domain, caller: &Caller, urls: &ProvisioningUrls, host: &str) -> Self {
-        let token = d.access.token.expose();
-        let (provisioningurl, provisioningurls) = urls.for_token(host, token);
+        let ProvisioningView { token, url, urls } = urls.view(d, caller, host);
         DomainJson {
             name: d.name.clone(),
             sipserver: d.sip_server.clone(),
@@ -133,41 +88,12 @@ impl DomainJson {
             webhooksecret: masked(&d.relay.webhook_secret),
             claimcreates: d.claim_creates,
             sitenetworks: d.site_networks.iter().map(|n| n.to_string()).collect(),
-            provisioningtoken: token.to_string(),
-            provisioningurl,
-            provisioningurls,
+            provisioningtoken: token,
+            provisioningurl: url,
+            provisioningurls: urls,
             requiretoken: d.access.require_token,
             requireclientcert: d.access.require_client_cert,
         }
-        .hide_token_from(caller)
-    }
-
-    /// Read-only users do not see the token (it opens the domain's phones'
-    /// files to anyone who knows a MAC).
-    fn hide_token_from(mut self, caller: &Caller) -> Self {
-        if caller.require_write().is_err() {
-            let token = std::mem::replace(&mut self.provisioningtoken, "***".into());
-            for url in std::iter::once(&mut self.provisioningurl).chain(self.provisioningurls.values_mut()) {
-                *url = url.replace(&token, "***");
-            }
-        }
-        self
-    }
-}
-
-/// The host name an API request used (without its port), for the URLs it
-/// is shown; `localhost` when the header is missing or odd.
-pub fn request_host(headers: &axum::http::HeaderMap) -> String {
-    let raw = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let host = match raw.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map(|(a, _)| format!("[{a}]")).unwrap_or_default(),
-        None => raw.split(':').next().unwrap_or("").to_string(),
-    };
-    let plain = host.trim_start_matches('[').trim_end_matches(']');
-    if crate::model::validate_host("host", plain).is_ok() {
-        host
-    } else {
-        "localhost".into()
     }
 }
 
@@ -192,7 +118,7 @@ fn site_networks(v: &serde_json::Value) -> ApiResult<Vec<ipnet::IpNet>> {
 )]
 pub async fn show(State(state): State<ApiState>, caller: Caller, headers: HeaderMap) -> ApiResult<Json<DomainJson>> {
     let d = state.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
-    Ok(Json(DomainJson::new(&d, &caller, &state.urls, &request_host(&headers))))
+    Ok(Json(DomainJson::new(&d, &caller, &state.urls, &crate::client::request_host(&headers))))
 }
 
 /// Changes the domain's settings; every handset of the domain gets a new
@@ -258,7 +184,7 @@ pub async fn update(
         }
     }
     let (d, _) = state.service.update_domain(&caller, &c).await?;
-    Ok(Json(DomainJson::new(&d, &caller, &state.urls, &request_host(&headers))))
+    Ok(Json(DomainJson::new(&d, &caller, &state.urls, &crate::client::request_host(&headers))))
 }
 
 /// `POST /api/domain/provisioningtoken` with optional `{"gracehours": N}`:
@@ -290,5 +216,5 @@ pub async fn rotate_token(
         }
     }
     let d = state.service.rotate_token(&caller, grace).await?;
-    Ok(Json(DomainJson::new(&d, &caller, &state.urls, &request_host(&headers))))
+    Ok(Json(DomainJson::new(&d, &caller, &state.urls, &crate::client::request_host(&headers))))
 }

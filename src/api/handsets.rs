@@ -73,7 +73,7 @@ impl From<&HandsetView> for HandsetJson {
             mac: h.mac.map(|m| m.lower()).unwrap_or_default(),
             model: h.model.clone().unwrap_or_default(),
             revision: h.revision,
-            lastprovisioned: v.last_fetch.as_ref().map(|f| rfc3339(f.at)).unwrap_or_default(),
+            lastprovisioned: v.last_fetch.as_ref().map(|f| crate::model::rfc3339(f.at)).unwrap_or_default(),
             devicemodel: v.last_fetch.as_ref().map(|f| f.model.clone()).unwrap_or_default(),
             firmware: v.last_fetch.as_ref().map(|f| f.firmware.clone()).unwrap_or_default(),
             settings: h.settings.clone(),
@@ -85,17 +85,11 @@ impl From<&HandsetView> for HandsetJson {
                     (_, Some(p)) => p.state.as_str().into(),
                     (_, None) => "none".into(),
                 },
-                lastpushat: v.push.as_ref().and_then(|p| p.last_push_at).map(rfc3339).unwrap_or_default(),
+                lastpushat: v.push.as_ref().and_then(|p| p.last_push_at).map(crate::model::rfc3339).unwrap_or_default(),
                 lasterror: v.push.as_ref().map(|p| p.last_error.clone()).unwrap_or_default(),
             },
         }
     }
-}
-
-/// Unix milliseconds as `2026-11-26T20:43:58Z`.
-pub fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Jingl's call-control parameters of Handset Update. We provision phones;
@@ -337,7 +331,7 @@ fn parse_changes(body: &Map<String, Value>, path_ext: Option<&str>) -> ApiResult
 }
 
 /// CSV bodies may be a whole site: larger than the 64 KiB of JSON calls.
-pub const MAX_CSV_BODY: usize = 32 * 1024 * 1024;
+pub const MAX_CSV_BODY: usize = crate::service::import::MAX_CSV_BYTES;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -34,11 +34,11 @@ pub struct ApiState {
     pub auth: Arc<crate::auth::Authenticator>,
     pub service: Arc<crate::service::Service>,
     /// What the domain's provisioning URL looks like.
-    pub urls: Arc<domain::ProvisioningUrls>,
+    pub urls: Arc<crate::service::domains::ProvisioningUrls>,
 }
 
 impl ApiState {
-    pub fn new(store: Store, urls: domain::ProvisioningUrls) -> Self {
+    pub fn new(store: Store, urls: crate::service::domains::ProvisioningUrls) -> Self {
         ApiState {
             auth: Arc::new(crate::auth::Authenticator::new(store.clone())),
             service: Arc::new(crate::service::Service::new(store.clone())),

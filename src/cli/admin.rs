@@ -47,7 +47,7 @@ pub async fn domain(settings: &Settings, command: DomainCommand) -> anyhow::Resu
             } else {
                 store.domain_by_name(&name).await?.ok_or_else(|| anyhow::anyhow!("domain {name} not found"))?
             };
-            let urls = crate::api::domain::ProvisioningUrls {
+            let urls = crate::service::domains::ProvisioningUrls {
                 public_url: settings.public_base(),
                 http_port: settings.http_listen.addr().map(|a| a.port()),
                 https_port: settings.https_listen.addr().map(|a| a.port()),

@@ -81,7 +81,7 @@ pub async fn devices(settings: &Settings, state: &str, domain: &str) -> anyhow::
                 d.model,
                 d.lastfile,
                 d.fetchcount,
-                crate::api::handsets::rfc3339(d.lastseen)
+                crate::model::rfc3339(d.lastseen)
             );
         }
         match page.last() {

@@ -21,6 +21,12 @@ pub use secret::Secret;
 pub use status::{CallDirection, CallState, HandsetStatus, Transport};
 pub use user::{ApiUser, Role};
 
+/// Unix milliseconds (how times are stored) as `2026-11-26T20:43:58Z`.
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// A field that failed validation, with the reason in words an admin can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]

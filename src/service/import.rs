@@ -10,6 +10,10 @@ use crate::auth::Caller;
 use crate::model::{Mac, NewHandset};
 use crate::store::handsets::ImportReport;
 
+/// The largest CSV file taken at once over HTTP (a whole site); the command
+/// line reads any size.
+pub const MAX_CSV_BYTES: usize = 32 * 1024 * 1024;
+
 /// A parsed, validated row.
 #[derive(Clone, Debug)]
 pub struct Row {
