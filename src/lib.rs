@@ -3,20 +3,33 @@
 //! Module map (each module does one job):
 //!
 //! - [`cli`]: the `autoprov` command line: `serve` and the admin commands.
-//! - [`config`]: one [`config::Settings`] from defaults < TOML file <
-//!   `AUTOPROV_*` environment < flags.
-//! - [`model`]: handsets, domains, users, status, MAC addresses and secrets:
-//!   types and validation, no I/O.
+//! Layers, lowest first (ARCHITECTURE.md; `tidy` enforces that imports
+//! point down): records (`model`) < storage (`store`) < knowledge (`guard`,
+//! `sip`, `crypto`, `files`, `render`, `profiles`, `push`) < operations
+//! (`auth`, `service`, `provision`, `bootstrap`) < front ends (`client`,
+//! `config`, `handset_csv`, `tls`, `http_listener`, `api`,
+//! `provision::http`, `tftp`, `admin`, `server`, `cli`).
+//!
+//! - [`config`]: every setting declared once: [`config::SettingsArgs`] from
+//!   defaults < TOML file < `AUTOPROV_*` environment < flags, resolved into
+//!   [`config::Settings`].
+//! - [`model`]: handsets (with the one `HandsetInput` every front end
+//!   reads), domains, users, status, push states, MAC addresses and
+//!   secrets: types and validation, no I/O.
 //! - [`store`]: the sqlx pool over SQLite or PostgreSQL, migrations, and the
 //!   queries of each table; every write audits, feeds the config-change feed
 //!   and queues its push in its own transaction.
-//! - [`api`]: the Jingl-compatible REST API (HTTPS only), its Basic auth,
-//!   tenant scoping, error mapping, and its OpenAPI document.
+//! - [`auth`]: API users' passwords and login limits, the caller of an
+//!   operation with its domain, and the role rules.
+//! - [`service`]: the operations (handset changes, claims, unknown-device
+//!   scope, import, domain changes) with their rules and audit, for the API,
+//!   the UI and the CLI alike.
+//! - [`api`]: the Jingl-compatible REST API (HTTPS only): its JSON wire
+//!   types, Basic auth, error mapping, and its OpenAPI document.
 //! - [`admin`]: the admin web UI at `/admin` (HTTPS only): askama pages
-//!   over the same store calls and rules as the API, with login sessions
-//!   and a CSRF token on every form.
-//! - [`handset_csv`]: handsets as CSV for installers (import validation,
-//!   export).
+//!   over the same operations as the API, with login sessions and a CSRF
+//!   token on every form.
+//! - [`handset_csv`]: handsets as CSV for installers (parse, export).
 //! - [`guard`]: bounded strike tables that ban keys (users, IPs) that fail
 //!   too often, and the provisioning scan guard that counts distinct misses.
 //! - [`client`]: who sent a request: client IP and TLS, believing
@@ -25,7 +38,6 @@
 //!   identification from file name and User-Agent, and the MACs a device
 //!   certificate names.
 //! - [`render`]: the askama templates of each vendor and their contexts.
-//! - [`password`]: argon2 hashes of API user passwords.
 //! - [`provision`]: serving phones: identify → who may have the file (device
 //!   certificate, device credentials, the tenant's token) → cached phone
 //!   record → render → record the fetch, behind the HTTP(S) front end
@@ -36,8 +48,10 @@
 //! - [`sip`]: the small SIP we need (RFC 3261): build NOTIFY, parse
 //!   responses, answer digest challenges; UDP (one shared socket) and TCP.
 //! - [`tftp`]: the read-only TFTP front end (options, windows, netascii).
-//! - [`tls`]: rustls server config (ring provider), self-signed bootstrap,
+//! - [`tls`]: rustls server config, self-signed bootstrap,
 //!   device-certificate verification against the vendors' CAs.
+//! - [`crypto`]: the one rustls crypto provider (ring) and its cipher order.
+//! - [`files`]: files that hold secrets (0600 from the start).
 //! - [`bootstrap`]: the default domain and superuser of a fresh database.
 //! - [`http_listener`]: HTTP/1.1 and HTTPS accept loops (`SO_REUSEPORT`, one
 //!   per core) on hyper, with graceful shutdown.
