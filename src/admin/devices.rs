@@ -17,8 +17,9 @@ use super::session::Session;
 use super::{AdminState, PageResult};
 use crate::api::ApiError;
 use crate::model::domain::site_networks_text;
+use crate::model::Device;
 use crate::model::Mac;
-use crate::store::devices::{DeviceRow, DeviceScope};
+use crate::store::devices::DeviceScope;
 
 /// The most unknown phones one page lists.
 const PAGE: i64 = 200;
@@ -28,7 +29,7 @@ const PAGE: i64 = 200;
 struct DevicesPage {
     nav: Nav,
     error: Option<String>,
-    devices: Vec<(String, DeviceRow)>,
+    devices: Vec<(String, Device)>,
     /// The site networks the list is limited to (`None`: a superuser sees all).
     networks: Option<String>,
     refresh: bool,

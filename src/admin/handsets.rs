@@ -17,8 +17,7 @@ use super::{AdminState, PageResult};
 use crate::api::ApiError;
 use crate::model::settings;
 use crate::model::{validate_extension, HandsetInput, Mac, NewHandset};
-use crate::store::audit::AuditRow;
-use crate::store::devices::DeviceRow;
+use crate::model::{AuditEntry, Device};
 use crate::store::handsets::{HandsetFilter, HandsetView, ProvisioningState};
 
 /// Handsets per page of the list.
@@ -258,9 +257,9 @@ struct HandsetPage {
     push_state: String,
     last_push: String,
     push_error: String,
-    device: Option<DeviceRow>,
+    device: Option<Device>,
     last_seen: String,
-    history: Vec<(String, AuditRow)>,
+    history: Vec<(String, AuditEntry)>,
     preview_file: String,
     preview: Result<String, String>,
     models: std::sync::Arc<[String]>,

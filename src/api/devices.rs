@@ -3,7 +3,6 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use serde::Deserialize;
 
 use super::auth::DomainParam;
 use super::body::{optional_string_field, string_field, JsonObject};
@@ -12,66 +11,31 @@ use super::handsets::query;
 use super::handsets::HandsetJson;
 use super::{paging, ApiState};
 use crate::auth::Caller;
+use crate::model::Device;
 use crate::model::Mac;
-use crate::store::devices::{DeviceRow, DeviceScope};
+use crate::store::devices::DeviceScope;
 
 /// A phone that fetched files: known (with its extension) or not.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct DeviceJson {
-    pub mac: String,
     /// `known` or `unknown`.
     pub state: &'static str,
-    pub extensionnumber: Option<String>,
-    /// The address of its last fetch.
-    pub ip: String,
-    pub useragent: String,
-    pub vendor: String,
-    pub model: String,
-    pub firmware: String,
-    pub lastfile: String,
-    pub protocol: String,
-    /// The revision it last fetched (known phones).
-    pub revision: Option<i64>,
-    /// Unix milliseconds.
-    pub firstseen: i64,
-    pub lastseen: i64,
-    pub fetchcount: i64,
+    #[serde(flatten)]
+    pub device: Device,
 }
 
-impl From<DeviceRow> for DeviceJson {
-    fn from(d: DeviceRow) -> Self {
-        DeviceJson {
-            state: if d.extensionnumber.is_some() { "known" } else { "unknown" },
-            mac: d.mac,
-            extensionnumber: d.extensionnumber,
-            ip: d.ip,
-            useragent: d.useragent,
-            vendor: d.vendor,
-            model: d.model,
-            firmware: d.firmware,
-            lastfile: d.lastfile,
-            protocol: d.protocol,
-            revision: d.revision,
-            firstseen: d.firstseen,
-            lastseen: d.lastseen,
-            fetchcount: d.fetchcount,
-        }
+impl From<Device> for DeviceJson {
+    fn from(device: Device) -> Self {
+        DeviceJson { state: if device.extensionnumber.is_some() { "known" } else { "unknown" }, device }
     }
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DeviceParams {
-    /// known (default) or unknown.
-    state: Option<String>,
-    /// The last key of the previous page.
-    afterid: Option<String>,
-    /// Page size, 1-1000 (default 100).
-    maxresults: Option<String>,
-    /// Superusers: act in this domain (read by [`Caller`]).
-    #[allow(dead_code)]
-    domain: Option<String>,
+paging::paged_query! {
+    /// Which devices.
+    pub struct DeviceParams {
+        /// known (default) or unknown.
+        state: Option<String>,
+    }
 }
 
 /// `GET /api/device?state=known|unknown`. An unknown phone belongs to the
@@ -84,8 +48,7 @@ pub struct DeviceParams {
     tag = "installers",
     summary = "Phones that fetched files: known ones of the domain, or unknown MACs (superusers: all; others: those under the domain's token or from its site networks)",
     params(DeviceParams),
-    responses((status = 200, description = "Devices in MAC order", body = [DeviceJson]), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "Devices in MAC order", body = [DeviceJson]), ErrorResponses)
 )]
 pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<DeviceJson>>> {
     let p: DeviceParams = query(&uri)?;
@@ -114,8 +77,7 @@ pub async fn list(State(state): State<ApiState>, caller: Caller, uri: axum::http
     summary = "Give a phone to an extension (created when the domain's claimcreates allows); a push goes out",
     params(("mac" = String, Path), DomainParam),
     request_body(content = Object, description = "extensionnumber, and optionally model"),
-    responses((status = 200, description = "The handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "The handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), ErrorResponses)
 )]
 pub async fn claim(
     State(state): State<ApiState>,

@@ -113,8 +113,7 @@ fn site_networks(v: &serde_json::Value) -> ApiResult<Vec<ipnet::IpNet>> {
     tag = "domain",
     summary = "The caller's domain settings",
     params(DomainParam),
-    responses((status = 200, description = "The domain", body = DomainJson), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "The domain", body = DomainJson), ErrorResponses)
 )]
 pub async fn show(State(state): State<ApiState>, caller: Caller, headers: HeaderMap) -> ApiResult<Json<DomainJson>> {
     let d = state.store.domain_by_name(&caller.domain).await?.ok_or(ApiError::NotFound("Domain not found"))?;
@@ -130,8 +129,7 @@ pub async fn show(State(state): State<ApiState>, caller: Caller, headers: Header
     summary = "Change the domain's settings (admins); phone settings bump every handset's revision",
     params(DomainParam),
     request_body(content = Object, description = "Any of the fields of the domain but name"),
-    responses((status = 200, description = "The domain", body = DomainJson), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "The domain", body = DomainJson), ErrorResponses)
 )]
 pub async fn update(
     State(state): State<ApiState>,
@@ -198,8 +196,7 @@ pub async fn update(
     summary = "Rotate the domain's provisioning token (admins); the old one works for gracehours (default 168)",
     params(DomainParam),
     request_body(content = Object, description = "Optionally gracehours: 0 to 2160"),
-    responses((status = 200, description = "The domain with its new token", body = DomainJson), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "The domain with its new token", body = DomainJson), ErrorResponses)
 )]
 pub async fn rotate_token(
     State(state): State<ApiState>,

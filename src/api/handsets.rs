@@ -97,28 +97,21 @@ impl From<&HandsetView> for HandsetJson {
 const CALL_CONTROL: &[&str] =
     &["callcreate", "calltransferattended", "calltransferblind", "callmonitor", "callcoach", "callbarge"];
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct SearchParams {
-    /// Substring of the name.
-    name: Option<String>,
-    /// Substring of the location.
-    location: Option<String>,
-    /// Prefix of the extension.
-    extensionnumber: Option<String>,
-    /// A MAC in any usual spelling.
-    mac: Option<String>,
-    model: Option<String>,
-    /// The last key of the previous page.
-    afterid: Option<String>,
-    /// Page size, 1-1000 (default 100).
-    maxresults: Option<String>,
-    /// pending, failed or applied.
-    provisioning: Option<String>,
-    /// Superusers: act in this domain (read by [`Caller`]).
-    #[allow(dead_code)]
-    domain: Option<String>,
+paging::paged_query! {
+    /// Handset Search's filters.
+    pub struct SearchParams {
+        /// Substring of the name.
+        name: Option<String>,
+        /// Substring of the location.
+        location: Option<String>,
+        /// Prefix of the extension.
+        extensionnumber: Option<String>,
+        /// A MAC in any usual spelling.
+        mac: Option<String>,
+        model: Option<String>,
+        /// pending, failed or applied.
+        provisioning: Option<String>,
+    }
 }
 
 /// `{extensionnumber}` in a path, for the OpenAPI document.
@@ -143,8 +136,7 @@ pub fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> ApiResult
     tag = "handsets",
     summary = "Handset Search",
     params(SearchParams),
-    responses((status = 200, description = "Handsets in extension order", body = [HandsetJson]), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "Handsets in extension order", body = [HandsetJson]), ErrorResponses)
 )]
 pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<HandsetJson>>> {
     let p: SearchParams = query(&uri)?;
@@ -180,8 +172,7 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
     tag = "handsets",
     summary = "Handset Select",
     params(ExtensionPath, DomainParam),
-    responses((status = 200, description = "The handset", body = HandsetJson), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "The handset", body = HandsetJson), ErrorResponses)
 )]
 pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Json<HandsetJson>> {
     let view = state.store.handset(caller.domain_id, &ext).await?.ok_or(ApiError::NotFound("Handset not found"))?;
@@ -195,8 +186,7 @@ pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
     summary = "Handset Update (partial); call-control fields answer 501",
     params(ExtensionPath, DomainParam),
     request_body(content = HandsetInput),
-    responses((status = 200, description = "The updated handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), (status = 413, description = "Body over 64 KiB", body = ErrorBody), (status = 501, description = "Call control is not supported", body = ErrorBody), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "The updated handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), (status = 413, description = "Body over 64 KiB", body = ErrorBody), (status = 501, description = "Call control is not supported", body = ErrorBody), ErrorResponses)
 )]
 pub async fn update(
     State(state): State<ApiState>,
@@ -219,8 +209,7 @@ pub async fn update(
     summary = "Create a handset, or up to 1000 from an array in one transaction",
     params(DomainParam),
     request_body(content = HandsetInput),
-    responses((status = 201, description = "The created handset (an array for an array)", body = HandsetJson), (status = 409, description = "Extension or MAC already in use", body = ErrorBody), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 201, description = "The created handset (an array for an array)", body = HandsetJson), (status = 409, description = "Extension or MAC already in use", body = ErrorBody), ErrorResponses)
 )]
 pub async fn create(State(state): State<ApiState>, caller: Caller, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let (items, bulk) = match body {
@@ -276,8 +265,7 @@ fn prefix_error(i: usize, e: ApiError) -> ApiError {
     tag = "handsets",
     summary = "Delete a handset",
     params(ExtensionPath, DomainParam),
-    responses((status = 204, description = "Deleted"), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 204, description = "Deleted"), ErrorResponses)
 )]
 pub async fn delete(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<StatusCode> {
     state.service.delete_handset(&caller, &ext).await?;
@@ -292,8 +280,7 @@ pub async fn delete(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
     tag = "push",
     summary = "Queue a resync NOTIFY; {\"reboot\": true} for the reboot event",
     params(ExtensionPath, DomainParam),
-    responses((status = 202, description = "Queued", body = HandsetJson), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 202, description = "Queued", body = HandsetJson), ErrorResponses)
 )]
 pub async fn resync(
     State(state): State<ApiState>,
@@ -355,8 +342,7 @@ pub struct ImportParams {
     summary = "Import handsets from CSV (text/csv); nothing is written if any row is refused",
     params(ImportParams),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, description = "What was written", body = ImportReportJson), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "What was written", body = ImportReportJson), ErrorResponses)
 )]
 pub async fn import(
     State(state): State<ApiState>,

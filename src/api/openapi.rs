@@ -12,11 +12,12 @@ use super::{audit, devices, domain, handsets, status};
     paths(
         handsets::search, handsets::select, handsets::update, handsets::create, handsets::delete, handsets::resync, handsets::import,
         status::search, status::select, status::report,
-        domain::show, domain::update,
+        domain::show, domain::update, domain::rotate_token,
         audit::list,
         devices::list, devices::claim,
     ),
-    modifiers(&BasicAuth)
+    modifiers(&BasicAuth),
+    security(("basic" = []))
 )]
 pub struct ApiDoc;
 

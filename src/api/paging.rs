@@ -3,6 +3,29 @@
 
 use super::error::ApiError;
 
+/// A list's query parameters: its own (given), then the paging ones every
+/// list takes (`afterid`, `maxresults`) and `domain` (read by the caller's
+/// extractor). Unknown parameters are refused, naming them.
+macro_rules! paged_query {
+    ($(#[doc = $doc:literal])* pub struct $name:ident { $($(#[doc = $fdoc:literal])* $field:ident: $ty:ty,)* }) => {
+        $(#[doc = $doc])*
+        #[derive(serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            $($(#[doc = $fdoc])* $field: $ty,)*
+            /// The last key of the previous page.
+            afterid: Option<String>,
+            /// Page size, 1-1000 (default 100).
+            maxresults: Option<String>,
+            /// Superusers: act in this domain.
+            #[allow(dead_code)]
+            domain: Option<String>,
+        }
+    };
+}
+pub(crate) use paged_query;
+
 pub const DEFAULT_MAX_RESULTS: i64 = 100;
 pub const MAX_MAX_RESULTS: i64 = 1000;
 

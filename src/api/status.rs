@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::auth::DomainParam;
 use super::body::{integer_field, string_field, JsonObject};
@@ -49,19 +49,12 @@ impl From<&HandsetView> for StatusJson {
     }
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct StatusSearchParams {
-    /// Prefix of the extension.
-    extensionnumber: Option<String>,
-    /// The last key of the previous page.
-    afterid: Option<String>,
-    /// Page size, 1-1000 (default 100).
-    maxresults: Option<String>,
-    /// Superusers: act in this domain (read by [`Caller`]).
-    #[allow(dead_code)]
-    domain: Option<String>,
+super::paging::paged_query! {
+    /// Handset Status Search's filters.
+    pub struct StatusSearchParams {
+        /// Prefix of the extension.
+        extensionnumber: Option<String>,
+    }
 }
 
 #[utoipa::path(
@@ -70,8 +63,7 @@ pub struct StatusSearchParams {
     tag = "status",
     summary = "Handset Status Search",
     params(StatusSearchParams),
-    responses((status = 200, description = "Statuses in extension order", body = [StatusJson]), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "Statuses in extension order", body = [StatusJson]), ErrorResponses)
 )]
 pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<StatusJson>>> {
     let p: StatusSearchParams = query(&uri)?;
@@ -88,8 +80,7 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
     tag = "status",
     summary = "Handset Status Select",
     params(ExtensionPath, DomainParam),
-    responses((status = 200, description = "The status", body = StatusJson), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "The status", body = StatusJson), ErrorResponses)
 )]
 pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Json<StatusJson>> {
     let view = state.store.handset(caller.domain_id, &ext).await?.ok_or(ApiError::NotFound("Handset not found"))?;
@@ -105,8 +96,7 @@ pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
     summary = "The voice platform reports state and registration address (partial)",
     params(ExtensionPath, DomainParam),
     request_body(content = Object, description = "state, calldirection, calldurationseconds, otherpartyphonenumber, app, registrationaddress (ip:port), registrationtransport"),
-    responses((status = 200, description = "The stored status", body = StatusJson), ErrorResponses),
-    security(("basic" = []))
+    responses((status = 200, description = "The stored status", body = StatusJson), ErrorResponses)
 )]
 pub async fn report(
     State(state): State<ApiState>,

@@ -2,6 +2,7 @@
 //! the API, the CLI and (later) the CSV importer all validate through these.
 
 pub mod access;
+pub mod device;
 pub mod domain;
 pub mod handset;
 pub mod mac;
@@ -13,6 +14,7 @@ pub mod status;
 pub mod user;
 
 pub use access::ProvisioningAccess;
+pub use device::{AuditEntry, Device};
 pub use domain::{Domain, DomainChanges};
 pub use handset::{Handset, HandsetField, HandsetInput, NewHandset};
 pub use mac::Mac;

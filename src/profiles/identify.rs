@@ -25,17 +25,20 @@ pub struct Candidate<'p> {
     pub model: Option<String>,
 }
 
-/// The request, identified.
+/// The request, identified: the chosen candidate (its model from the file
+/// name, else from the User-Agent) and what the User-Agent said.
 #[derive(Clone, Debug)]
 pub struct Identified<'p> {
-    pub profile: &'p Profile,
-    pub file: &'p FileSpec,
-    /// The MAC in the file name (per-phone files only).
-    pub mac: Option<Mac>,
-    /// The model: from the file name, else from the User-Agent.
-    pub model: Option<String>,
-    pub code: Option<String>,
+    pub candidate: Candidate<'p>,
     pub user_agent: Option<UserAgentInfo>,
+}
+
+impl<'p> std::ops::Deref for Identified<'p> {
+    type Target = Candidate<'p>;
+
+    fn deref(&self) -> &Candidate<'p> {
+        &self.candidate
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -134,7 +137,7 @@ impl Profiles {
             }
         }
         let user_agent = ua.filter(|u| u.family == chosen.profile.family);
-        let model = chosen.model.or_else(|| user_agent.as_ref().map(|u| u.model.clone()).filter(|m| !m.is_empty()));
-        Ok(Identified { profile: chosen.profile, file: chosen.file, mac: chosen.mac, model, code: chosen.code, user_agent })
+        let model = chosen.model.clone().or_else(|| user_agent.as_ref().map(|u| u.model.clone()).filter(|m| !m.is_empty()));
+        Ok(Identified { candidate: Candidate { model, ..chosen }, user_agent })
     }
 }

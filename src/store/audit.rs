@@ -4,9 +4,10 @@
 
 use std::net::IpAddr;
 
-use sqlx::{Any, FromRow, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::{now_ms, Result, Store};
+use crate::model::AuditEntry;
 
 /// Who is making a change, for the audit row.
 #[derive(Clone, Debug)]
@@ -26,15 +27,18 @@ fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
-#[derive(Debug, Clone, FromRow)]
-pub struct AuditRow {
-    pub id: i64,
-    pub at: i64,
-    pub actor: String,
-    pub action: String,
-    pub extensionnumber: Option<String>,
-    pub client_ip: String,
-    pub fields: String,
+const SELECT_AUDIT: &str = "SELECT id, at, actor, action, extensionnumber, client_ip, fields FROM audit";
+
+fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        extensionnumber: r.try_get("extensionnumber")?,
+        client_ip: r.try_get("client_ip")?,
+        fields: r.try_get("fields")?,
+    })
 }
 
 pub(crate) async fn record(
@@ -79,28 +83,25 @@ impl Store {
     }
 
     /// A domain's audit rows in id order, after `after_id`.
-    pub async fn list_audit(&self, domain_id: i64, after_id: i64, limit: i64) -> Result<Vec<AuditRow>> {
-        Ok(sqlx::query_as::<_, AuditRow>(
-            "SELECT id, at, actor, action, extensionnumber, client_ip, fields FROM audit \
-             WHERE domain_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-        )
-        .bind(domain_id)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+    pub async fn list_audit(&self, domain_id: i64, after_id: i64, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(&format!("{SELECT_AUDIT} WHERE domain_id = $1 AND id > $2 ORDER BY id LIMIT $3"))
+            .bind(domain_id)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(entry_from_row).collect()
     }
 
     /// The newest `limit` audit rows of one handset, newest first.
-    pub async fn handset_audit(&self, domain_id: i64, ext: &str, limit: i64) -> Result<Vec<AuditRow>> {
-        Ok(sqlx::query_as::<_, AuditRow>(
-            "SELECT id, at, actor, action, extensionnumber, client_ip, fields FROM audit \
-             WHERE domain_id = $1 AND extensionnumber = $2 ORDER BY id DESC LIMIT $3",
-        )
-        .bind(domain_id)
-        .bind(ext)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+    pub async fn handset_audit(&self, domain_id: i64, ext: &str, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows =
+            sqlx::query(&format!("{SELECT_AUDIT} WHERE domain_id = $1 AND extensionnumber = $2 ORDER BY id DESC LIMIT $3"))
+                .bind(domain_id)
+                .bind(ext)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter().map(entry_from_row).collect()
     }
 }

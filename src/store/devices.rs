@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::domains::domain_from_row_prefixed;
 use super::handsets::handset_from_row;
 use super::{Result, Store};
-use crate::model::{Domain, Handset, Mac};
+use crate::model::{Device, Domain, Handset, Mac};
 
 /// Everything a phone's own file is rendered from.
 #[derive(Clone, Debug)]
@@ -41,36 +41,6 @@ pub struct FetchRecord {
     pub first_seen: i64,
     pub last_seen: i64,
     pub count: i64,
-}
-
-/// A device row as the API shows it.
-#[derive(Clone, Debug)]
-pub struct DeviceRow {
-    pub mac: String,
-    /// The handset it was served as (`None`: unknown).
-    pub extensionnumber: Option<String>,
-    pub ip: String,
-    pub useragent: String,
-    pub vendor: String,
-    pub model: String,
-    pub firmware: String,
-    pub lastfile: String,
-    pub protocol: String,
-    pub revision: Option<i64>,
-    pub firstseen: i64,
-    pub lastseen: i64,
-    pub fetchcount: i64,
-    /// The domain whose token the phone last fetched under.
-    pub token_domain_id: Option<i64>,
-}
-
-impl DeviceRow {
-    /// Whether a user of `domain_id` may see (and claim) this unknown phone:
-    /// it came under the domain's token, or from one of its site networks.
-    pub fn visible_to(&self, domain_id: i64, networks: &[ipnet::IpNet]) -> bool {
-        self.token_domain_id == Some(domain_id)
-            || self.ip.parse::<std::net::IpAddr>().is_ok_and(|ip| networks.iter().any(|n| n.contains(&ip)))
-    }
 }
 
 /// What a handset's last fetch said, for Handset Select.
@@ -194,7 +164,7 @@ impl Store {
 
     /// Devices in MAC order after `after`: unknown ones (no handset), those
     /// of them a domain's users may see, or the known ones of one domain.
-    pub async fn list_devices(&self, scope: DeviceScope, after: Option<&Mac>, limit: i64) -> Result<Vec<DeviceRow>> {
+    pub async fn list_devices(&self, scope: DeviceScope, after: Option<&Mac>, limit: i64) -> Result<Vec<Device>> {
         let mut after = after.map(|m| m.lower()).unwrap_or_default();
         let (domain_id, networks) = match scope {
             DeviceScope::Unknown => return self.page_devices("dv.handset_id IS NULL AND $2 = 0", 0, &after, limit).await,
@@ -222,7 +192,7 @@ impl Store {
         }
     }
 
-    async fn page_devices(&self, filter: &str, domain_id: i64, after: &str, limit: i64) -> Result<Vec<DeviceRow>> {
+    async fn page_devices(&self, filter: &str, domain_id: i64, after: &str, limit: i64) -> Result<Vec<Device>> {
         let rows = sqlx::query(&format!("{SELECT_DEVICE} WHERE {filter} AND dv.mac > $1 ORDER BY dv.mac LIMIT $3"))
             .bind(after)
             .bind(domain_id)
@@ -233,7 +203,7 @@ impl Store {
     }
 
     /// The device row of one MAC (its last fetch), known or not.
-    pub async fn device(&self, mac: &Mac) -> Result<Option<DeviceRow>> {
+    pub async fn device(&self, mac: &Mac) -> Result<Option<Device>> {
         let row =
             sqlx::query(&format!("{SELECT_DEVICE} WHERE dv.mac = $1")).bind(mac.lower()).fetch_optional(self.pool()).await?;
         row.as_ref().map(device_from_row).transpose()
@@ -274,8 +244,8 @@ pub enum DeviceScope {
     Known(i64),
 }
 
-fn device_from_row(r: &AnyRow) -> Result<DeviceRow> {
-    Ok(DeviceRow {
+fn device_from_row(r: &AnyRow) -> Result<Device> {
+    Ok(Device {
         mac: r.try_get("mac")?,
         extensionnumber: r.try_get("extensionnumber")?,
         ip: r.try_get("ip")?,
