@@ -1,8 +1,5 @@
 //! autoprov: a provisioning server for SIP desk phones.
 //!
-//! Module map (each module does one job):
-//!
-//! - [`cli`]: the `autoprov` command line: `serve` and the admin commands.
 //! Layers, lowest first (ARCHITECTURE.md; `tidy` enforces that imports
 //! point down): records (`model`) < storage (`store`) < knowledge (`guard`,
 //! `sip`, `crypto`, `files`, `render`, `profiles`, `push`) < operations
@@ -10,6 +7,9 @@
 //! `config`, `handset_csv`, `tls`, `http_listener`, `api`,
 //! `provision::http`, `tftp`, `admin`, `server`, `cli`).
 //!
+//! Module map (each module does one job):
+//!
+//! - [`cli`]: the `autoprov` command line: `serve` and the admin commands.
 //! - [`config`]: every setting declared once: [`config::SettingsArgs`] from
 //!   defaults < TOML file < `AUTOPROV_*` environment < flags, resolved into
 //!   [`config::Settings`].
