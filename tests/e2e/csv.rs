@@ -70,7 +70,9 @@ async fn a_broken_file_writes_nothing_and_a_good_one_writes_all(b: Backend) {
     assert_eq!((s, v), (StatusCode::OK, json!({"created": 0, "updated": 1, "unchanged": 1})));
     let (_, h) = srv.get("/api/handset/100").await;
     assert_eq!((h["name"].as_str(), h["revision"].as_i64()), (Some("Front desk"), Some(2)));
-    assert_eq!(h["provisioning"]["pushstate"], "pending", "the change is pushed");
+    // Queued, or already tried (this phone never fetched: nowhere to send).
+    let state = h["provisioning"]["pushstate"].as_str().unwrap_or_default();
+    assert!(["pending", "no-target"].contains(&state), "the change is pushed: {h}");
     srv.stop().await;
 }
 
