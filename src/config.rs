@@ -138,6 +138,23 @@ settings! {
     /// directory of them): the HTTPS listener then asks phones for their
     /// device certificate [default: none].
     client_ca: Option<PathBuf> = None, "AUTOPROV_CLIENT_CA", "FILE|DIR";
+    /// HTTP(S) connections open at once from one client address (an office
+    /// behind NAT is one address) [default: 256].
+    connections_per_source: u32 = 256, "AUTOPROV_CONNECTIONS_PER_SOURCE", "N";
+    /// HTTP(S) connections open at once in all; when all are taken the
+    /// longest-idle one is closed for a new one [default: three quarters
+    /// of the open-file limit, less a reserve].
+    max_connections: Option<u32> = None, "AUTOPROV_MAX_CONNECTIONS", "N";
+    /// Time a client has to send a request header, also for an idle
+    /// keep-alive connection's next request [default: 20s].
+    header_timeout: HumanDuration = HumanDuration(Duration::from_secs(20)), "AUTOPROV_HEADER_TIMEOUT", "DURATION";
+    /// Time a client has to start sending a request body; every 500 bytes
+    /// received add a second, up to 10 minutes in all [default: 20s].
+    body_timeout: HumanDuration = HumanDuration(Duration::from_secs(20)), "AUTOPROV_BODY_TIMEOUT", "DURATION";
+    /// Let tenants point webhook relays and AMI at loopback, link-local,
+    /// multicast or this server's own addresses (test rigs, a relay on the
+    /// same host) [default: false].
+    allow_internal_targets: bool = false, "AUTOPROV_ALLOW_INTERNAL_TARGETS", "BOOL";
 }
 
 /// What is not a setting: intervals and timers tests shorten.

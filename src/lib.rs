@@ -2,7 +2,7 @@
 //!
 //! Layers, lowest first (ARCHITECTURE.md; `tidy` enforces that imports
 //! point down): records (`model`) < storage (`store`) < knowledge (`guard`,
-//! `sip`, `crypto`, `files`, `render`, `profiles`, `push`) < operations
+//! `sip`, `crypto`, `files`, `limits`, `render`, `profiles`, `push`) < operations
 //! (`auth`, `service`, `provision`, `bootstrap`) < front ends (`client`,
 //! `config`, `handset_csv`, `tls`, `http_listener`, `api`,
 //! `provision::http`, `tftp`, `admin`, `server`, `cli`).
@@ -55,6 +55,8 @@
 //! - [`bootstrap`]: the default domain and superuser of a fresh database.
 //! - [`http_listener`]: HTTP/1.1 and HTTPS accept loops (`SO_REUSEPORT`, one
 //!   per core) on hyper, with graceful shutdown.
+//! - [`limits`]: the open-file limit and how descriptors are shared out
+//!   between connections, TFTP transfers and the rest.
 //! - [`server`]: wiring of listeners and workers, and graceful shutdown.
 
 pub mod admin;
@@ -69,6 +71,7 @@ pub mod files;
 pub mod guard;
 pub mod handset_csv;
 pub mod http_listener;
+pub mod limits;
 pub mod model;
 pub mod profiles;
 pub mod provision;

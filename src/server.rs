@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -16,9 +17,12 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::bootstrap::{bootstrap_if_empty, Bootstrapped};
-use crate::client::{ClientInfo, Listener};
+use crate::client::{ClientInfo, HostHeader, Listener};
 use crate::config::Settings;
-use crate::http_listener;
+use crate::http_listener::connections::{ConnectionLimits, Registry};
+use crate::http_listener::timed_body::BodyTimeouts;
+use crate::http_listener::{self, HttpLimits};
+use crate::limits::{self, FdBudget};
 use crate::profiles::Profiles;
 use crate::provision::{ComeBack, ProvisionPolicy, Provisioner};
 use crate::push::PushWorker;
@@ -126,11 +130,13 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         settings.tuning.change_poll_interval,
         server.stop_workers.subscribe(),
     )));
+    let limits = http_limits(&settings);
     for (bound, tls_config) in [(http, None), (https, Some(tls.config.clone()))] {
         let Some((sockets, addr)) = bound else { continue };
         let app = app.clone().layer(Extension(Listener { tls: tls_config.is_some(), trusted_proxies: proxies.clone() }));
         let what = if tls_config.is_some() { "HTTPS" } else { "HTTP" };
-        let loops = http_listener::serve(sockets, app, tls_config, server.stop_listeners.subscribe(), SHUTDOWN_GRACE)
+        let stop = server.stop_listeners.subscribe();
+        let loops = http_listener::serve(sockets, app, tls_config, limits.clone(), stop, SHUTDOWN_GRACE)
             .map_err(|e| StartError::Bind { what, addr, reason: e.to_string() })?;
         server.listeners.extend(loops);
     }
@@ -153,12 +159,35 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     Ok(server)
 }
 
+/// The connection limits of both HTTP listeners: the settings, within what
+/// the open-file limit allows.
+fn http_limits(settings: &Settings) -> HttpLimits {
+    let budget = FdBudget::for_limit(limits::nofile());
+    let max = settings.max_connections.map_or(budget.connections, |n| (n as usize).clamp(1, budget.connections));
+    let per_source = (settings.connections_per_source as usize).max(1);
+    HttpLimits {
+        connections: Registry::new(ConnectionLimits { max, per_source }),
+        header_timeout: settings.header_timeout.0,
+        body: BodyTimeouts { initial: settings.body_timeout.0, min_rate: 500, max: Duration::from_secs(600) },
+    }
+}
+
 fn router(api: ApiState, provisioner: Arc<Provisioner>, prefix: Option<String>) -> Router {
     let admin = crate::admin::router(crate::admin::AdminState::new(api.clone(), provisioner.clone()));
     api::router(api)
         .merge(admin)
         .layer(middleware::from_fn(access_log))
         .merge(crate::provision::http::router(provisioner, prefix))
+        .layer(middleware::from_fn(check_host))
+}
+
+/// A `Host` that is not an authority is refused before any handler: it
+/// would otherwise end up in URLs shown to users and in phones' configs.
+async fn check_host(request: Request, next: Next) -> Response {
+    if HostHeader::of(request.headers()).is_err() {
+        return (StatusCode::BAD_REQUEST, "Bad Host header: expected host[:port]\n").into_response();
+    }
+    next.run(request).await
 }
 
 /// One line per API request: client, method, path, status, µs. Never

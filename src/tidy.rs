@@ -18,6 +18,7 @@ const RANKS: &[(&str, u32)] = &[
     ("sip", 20),
     ("crypto", 20),
     ("files", 20),
+    ("limits", 20),
     ("render", 21),
     ("profiles", 22),
     ("push", 23),

@@ -8,6 +8,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Signal handlers first: a SIGTERM that arrives while we start up must
     // stop us gracefully too, not kill us.
     let stop = shutdown_signal()?;
+    // Every connection and TFTP transfer holds a descriptor: take all the
+    // hard limit allows (the budget of `limits` shares them out).
+    match crate::limits::raise_nofile() {
+        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     let running = server::start(settings.clone()).await?;
     if let Some(b) = &running.bootstrapped {
         match (&b.generated_password, &b.password_file) {
