@@ -33,6 +33,9 @@ pub enum ApiError {
     TooManyMacConflicts(Duration),
     #[error("{0}")]
     NotImplemented(String),
+    /// Busy right now: come back after this long.
+    #[error("{0}")]
+    Unavailable(&'static str, Duration),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -49,6 +52,7 @@ impl From<crate::auth::AuthError> for ApiError {
         match e {
             AuthError::Unauthorized => ApiError::Unauthorized,
             AuthError::TooManyFailures(left) => ApiError::TooManyRequests(left),
+            AuthError::Busy => ApiError::Unavailable("Too many logins at once; try again shortly", Duration::from_secs(1)),
             AuthError::NoSuchDomain => ApiError::NotFound("Domain not found"),
             AuthError::Forbidden(why) => ApiError::Forbidden(why),
             AuthError::Store(e) => e.into(),
@@ -93,6 +97,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) | ApiError::TooManyMacConflicts(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,7 +120,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"autoprov\""));
             }
-            ApiError::TooManyRequests(left) | ApiError::TooManyMacConflicts(left) => {
+            ApiError::TooManyRequests(left) | ApiError::TooManyMacConflicts(left) | ApiError::Unavailable(_, left) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(left.as_secs().max(1)));
             }
             _ => {}

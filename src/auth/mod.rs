@@ -1,28 +1,24 @@
-//! Who is calling and what they may do: API users' passwords (argon2, with
-//! failed-login limits per user and per client address), the caller of an
+//! Who is calling and what they may do: API users' passwords (argon2 behind
+//! the failed-login throttle of [`throttle`]), the caller of an
 //! operation with the domain it acts in, and the role rules. The API's Basic
 //! header and the admin UI's login form both come here; so does the command
 //! line, as a superuser.
 
 pub mod password;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
-use crate::guard::strikes::Strike;
-use crate::guard::{StrikePolicy, StrikeTable};
 use crate::model::user::parse_login;
 use crate::model::{ApiUser, Role, Secret};
 use crate::store::{Actor, Store, StoreError};
-
-/// More than 10 failed logins for one user or from one IP within 5 minutes
-/// bans that user or IP for 5 minutes.
-pub const LOGIN_POLICY: StrikePolicy =
-    StrikePolicy { threshold: 10, window: Duration::from_secs(5 * 60), ban: Duration::from_secs(5 * 60), capacity: 100_000 };
+use throttle::{LoginThrottle, Pair, Refused};
 
 /// How long a verified (user, password hash, password) triple is trusted
 /// without running argon2 again. The stored hash is part of the key, so a
@@ -36,6 +32,9 @@ pub enum AuthError {
     Unauthorized,
     #[error("Too many failed logins; try again later")]
     TooManyFailures(Duration),
+    /// Every password-checking slot stayed busy.
+    #[error("Too many logins at once; try again shortly")]
+    Busy,
     /// A domain the caller may not act in, or that does not exist: the same
     /// answer, so other tenants do not exist as far as a caller can tell.
     #[error("Domain not found")]
@@ -48,26 +47,48 @@ pub enum AuthError {
     Internal(String),
 }
 
+impl From<Refused> for AuthError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Banned(left) => AuthError::TooManyFailures(left),
+            Refused::Busy => AuthError::Busy,
+        }
+    }
+}
+
 pub struct Authenticator {
     store: Store,
-    by_user: StrikeTable<String>,
-    by_ip: StrikeTable<IpAddr>,
-    /// Keyed SHA-256 of verified credentials; argon2 is deliberately slow
-    /// (tens of ms), far too slow to run on every API request.
-    verified: Mutex<HashMap<[u8; 32], Instant>>,
+    checks: Arc<PasswordChecks>,
     cache_key: [u8; 32],
     /// Verified against when the user does not exist, so that unknown and
     /// known users take the same time to refuse.
     dummy_hash: String,
 }
 
+/// What a password check came to, shared by every request waiting on it.
+type Outcome = Option<Result<bool, Refused>>;
+
+/// Password checks: the throttle in front of argon2, the checks in flight
+/// and the credentials verified lately.
+struct PasswordChecks {
+    throttle: LoginThrottle,
+    /// Keyed SHA-256 of verified credentials; argon2 is deliberately slow
+    /// (tens of ms), far too slow to run on every API request.
+    verified: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Checks running, by credentials: every request that brings the same
+    /// credentials meanwhile (an integration's parallel calls) waits for
+    /// the one check: one hash, one counted guess.
+    in_flight: Mutex<HashMap<[u8; 32], watch::Receiver<Outcome>>>,
+}
+
 impl Authenticator {
     pub fn new(store: Store) -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let checks =
+            PasswordChecks { throttle: LoginThrottle::new(cores), verified: Mutex::default(), in_flight: Mutex::default() };
         Authenticator {
             store,
-            by_user: StrikeTable::new(LOGIN_POLICY),
-            by_ip: StrikeTable::new(LOGIN_POLICY),
-            verified: Mutex::new(HashMap::new()),
+            checks: Arc::new(checks),
             cache_key: rand::random(),
             dummy_hash: password::hash(&Secret::generate(24)),
         }
@@ -75,50 +96,70 @@ impl Authenticator {
 
     /// Refuses at once an address that is banned for failed logins.
     pub fn check_address(&self, ip: IpAddr) -> Result<(), AuthError> {
-        match self.by_ip.banned(&ip, Instant::now()) {
-            Some(left) => Err(AuthError::TooManyFailures(left)),
-            None => Ok(()),
-        }
+        Ok(self.checks.throttle.check_source(ip)?)
     }
 
     /// Checks `user@domain` and its password from `ip`, under the same
     /// failed-login limits whether they came in a Basic header or the web
-    /// UI's login form.
+    /// UI's login form (see [`throttle`]).
     pub async fn check(&self, login: &str, password: &Secret, ip: IpAddr) -> Result<ApiUser, AuthError> {
-        let now = Instant::now();
         self.check_address(ip)?;
-        let user_key = login.to_ascii_lowercase();
-        if let Some(left) = self.by_user.banned(&user_key, now) {
-            return Err(AuthError::TooManyFailures(left));
-        }
         let user = match parse_login(login) {
             Ok((name, domain)) => self.find_user(&name, &domain).await?,
             Err(_) => None,
         };
-        let ok = match &user {
-            Some(u) => self.verify(u, password).await?,
-            None => {
-                self.verify_hash(&self.dummy_hash, password).await?;
-                false
-            }
+        let (phc, user_id) = match &user {
+            Some(u) => (u.password_hash.as_str(), Some(u.id)),
+            None => (self.dummy_hash.as_str(), None),
         };
-        match (ok, user) {
-            (true, Some(user)) => {
-                self.by_user.forgive(&user_key);
-                Ok(user)
-            }
-            _ => {
-                let banned_user = self.by_user.strike(&user_key, now) == Strike::Banned;
-                let banned_ip = self.by_ip.strike(&ip, now) == Strike::Banned;
-                if banned_user || banned_ip {
-                    // One line per ban, for fail2ban and people alike.
-                    tracing::warn!(client_ip = %ip, user = %user_key, "api login ban: too many failed logins");
-                    return Err(AuthError::TooManyFailures(LOGIN_POLICY.ban));
-                }
-                tracing::info!(client_ip = %ip, user = %user_key, "api login failed");
+        let key = self.credential_key(user_id.unwrap_or(-1), phc, password);
+        let right = self.checks.recently_verified(&key)
+            || self.verify_once(key, Pair { user: user_id, source: ip }, phc, password).await?;
+        match user.filter(|_| right) {
+            Some(user) => Ok(user),
+            None => {
+                tracing::info!(client_ip = %ip, user_id = ?user_id, "api login failed");
                 Err(AuthError::Unauthorized)
             }
         }
+    }
+
+    /// Runs the one check of these credentials, or waits for the one
+    /// running. It runs in its own task: a client that hangs up does not
+    /// cancel it for the others waiting.
+    async fn verify_once(&self, key: [u8; 32], pair: Pair, phc: &str, password: &Secret) -> Result<bool, AuthError> {
+        let mut outcome = {
+            let mut in_flight = self.checks.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            match in_flight.get(&key) {
+                Some(running) => running.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    in_flight.insert(key, rx.clone());
+                    let (checks, phc, password) = (self.checks.clone(), phc.to_string(), password.clone());
+                    tokio::spawn(async move {
+                        let result = checks.verify(pair, phc, password).await;
+                        if result == Ok(true) {
+                            checks.remember(key);
+                        }
+                        checks.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                        let _ = tx.send(Some(result));
+                    });
+                    rx
+                }
+            }
+        };
+        let result = outcome.wait_for(Option::is_some).await.map_err(|_| AuthError::Busy)?.clone();
+        Ok(result.unwrap_or(Err(Refused::Busy))?)
+    }
+
+    fn credential_key(&self, user_id: i64, phc: &str, password: &Secret) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.cache_key);
+        h.update(user_id.to_be_bytes());
+        h.update(phc.as_bytes());
+        h.update([0]);
+        h.update(password.expose().as_bytes());
+        h.finalize().into()
     }
 
     /// `name@mycompany.example.com` logs into domain `mycompany` when no
@@ -131,45 +172,6 @@ impl Authenticator {
             Some((label, _)) => Ok(self.store.user_by_login(name, label).await?),
             None => Ok(None),
         }
-    }
-
-    async fn verify(&self, user: &ApiUser, password: &Secret) -> Result<bool, AuthError> {
-        let key = {
-            let mut h = Sha256::new();
-            h.update(self.cache_key);
-            h.update(user.id.to_be_bytes());
-            h.update(user.password_hash.as_bytes());
-            h.update([0]);
-            h.update(password.expose().as_bytes());
-            <[u8; 32]>::from(h.finalize())
-        };
-        let now = Instant::now();
-        {
-            let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.get(&key).is_some_and(|at| now.duration_since(*at) < VERIFIED_TTL) {
-                return Ok(true);
-            }
-        }
-        let ok = self.verify_hash(&user.password_hash, password).await?;
-        if ok {
-            let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= VERIFIED_CAPACITY {
-                cache.retain(|_, at| now.duration_since(*at) < VERIFIED_TTL);
-                if cache.len() >= VERIFIED_CAPACITY {
-                    cache.clear();
-                }
-            }
-            cache.insert(key, now);
-        }
-        Ok(ok)
-    }
-
-    /// argon2 on the blocking pool: it would stall the async workers.
-    async fn verify_hash(&self, phc: &str, password: &Secret) -> Result<bool, AuthError> {
-        let (phc, password) = (phc.to_string(), password.clone());
-        tokio::task::spawn_blocking(move || password::verify(&password, &phc))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))
     }
 
     /// The caller `user` is when it names `domain` (`?domain=`): its own
@@ -235,5 +237,46 @@ impl Caller {
             return Err(AuthError::Forbidden("Only admins may do this"));
         }
         Ok(())
+    }
+}
+
+impl PasswordChecks {
+    /// Charges the guess, waits for a hashing slot, runs argon2 on the
+    /// blocking pool (it would stall the async workers), and settles the
+    /// charge. Unknown users (`pair.user` none) are checked against the
+    /// dummy hash and are never right.
+    async fn verify(&self, pair: Pair, phc: String, password: Secret) -> Result<bool, Refused> {
+        let charged = self.throttle.charge(pair)?;
+        let permit = self.throttle.hash_slot().await?;
+        let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            password::verify(&password, &phc)
+        })
+        .await
+        .unwrap_or(false);
+        let right = matched && pair.user.is_some();
+        if right {
+            self.throttle.refund(charged);
+        } else {
+            self.throttle.failed(charged);
+        }
+        Ok(right)
+    }
+
+    fn recently_verified(&self, key: &[u8; 32]) -> bool {
+        let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(key).is_some_and(|at| at.elapsed() < VERIFIED_TTL)
+    }
+
+    fn remember(&self, key: [u8; 32]) {
+        let now = Instant::now();
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= VERIFIED_CAPACITY {
+            cache.retain(|_, at| now.duration_since(*at) < VERIFIED_TTL);
+            if cache.len() >= VERIFIED_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(key, now);
     }
 }

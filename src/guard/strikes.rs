@@ -100,6 +100,15 @@ impl<K: Hash + Eq + Clone> StrikeTable<K> {
         }
     }
 
+    /// Takes back one strike from `key` (it was counted before it was
+    /// known to be good), unless the ban has already fallen.
+    pub fn unstrike(&self, key: &K) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = entries.get_mut(key).filter(|e| e.banned_until.is_none()) {
+            e.strikes = e.strikes.saturating_sub(1);
+        }
+    }
+
     /// How many more strikes `key` may take in this window before a ban
     /// (0 while banned).
     pub fn remaining(&self, key: &K, now: Instant) -> u32 {
