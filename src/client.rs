@@ -55,7 +55,7 @@ impl ClientInfo {
 }
 
 /// IPv4 peers on a dual-stack socket arrive as `::ffff:a.b.c.d`.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
@@ -79,20 +79,65 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     }
 }
 
-/// The host name a request used (without its port), for the URLs it is
-/// shown (never written into a phone's config); `localhost` when the header is missing or odd.
-pub fn request_host(headers: &axum::http::HeaderMap) -> String {
-    let raw = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let host = match raw.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map(|(a, _)| format!("[{a}]")).unwrap_or_default(),
-        None => raw.split(':').next().unwrap_or("").to_string(),
-    };
-    let plain = host.trim_start_matches('[').trim_end_matches(']');
-    if crate::model::validate_host("host", plain).is_ok() {
-        host
-    } else {
-        "localhost".into()
+/// A `Host` header parsed as an authority (RFC 9110 §7.2): a DNS name, an
+/// IPv4 address or a bracketed IPv6 address, and an optional port 1-65535.
+/// Anything else (`[::1`, `x:99999999`, user info, a path) is `None`: such
+/// a request is answered 400 before any handler sees it, and what passes
+/// may go into a phone's config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostHeader {
+    /// As written in a URL: IPv6 in brackets.
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl HostHeader {
+    pub fn parse(h: &str) -> Option<HostHeader> {
+        if h.is_empty() || h.len() > 255 || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
+            return None;
+        }
+        let (host, port) = match h.strip_prefix('[') {
+            Some(v6) => {
+                let (addr, rest) = v6.split_once(']')?;
+                addr.parse::<std::net::Ipv6Addr>().ok()?;
+                let port = if rest.is_empty() { None } else { Some(rest.strip_prefix(':')?) };
+                (&h[..addr.len() + 2], port)
+            }
+            None => match h.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (h, None),
+            },
+        };
+        if !host.starts_with('[') && crate::model::validate_host("host", host).is_err() {
+            return None;
+        }
+        let port = match port {
+            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse::<u16>().ok().filter(|p| *p != 0)?),
+            Some(_) => return None,
+            None => None,
+        };
+        Some(HostHeader { host: host.to_string(), port })
     }
+
+    /// The request's `Host`: `Ok(None)` when there is none (HTTP/1.0),
+    /// `Err` when it is not an authority.
+    pub fn of(headers: &HeaderMap) -> Result<Option<HostHeader>, BadHost> {
+        match headers.get(axum::http::header::HOST) {
+            None => Ok(None),
+            Some(v) => v.to_str().ok().and_then(HostHeader::parse).map(Some).ok_or(BadHost),
+        }
+    }
+}
+
+/// A `Host` header that is not `host[:port]`.
+#[derive(Debug, thiserror::Error)]
+#[error("Bad Host header: expected host[:port]")]
+pub struct BadHost;
+
+/// The host name a request used (without its port), for the URLs it is
+/// shown; `localhost` when the header is missing.
+pub fn request_host(headers: &HeaderMap) -> String {
+    HostHeader::of(headers).ok().flatten().map(|h| h.host).unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]
@@ -123,6 +168,36 @@ mod tests {
         let h = headers(&[("x-forwarded-proto", "https"), ("x-forwarded-for", "1.2.3.4, 203.0.113.9, 10.0.0.2")]);
         let info = ClientInfo::from_parts("10.0.0.1:4000".parse().unwrap(), &listener(false, &["10.0.0.0/8"]), &h);
         assert_eq!(info, ClientInfo { ip: "203.0.113.9".parse().unwrap(), tls: true });
+    }
+
+    #[test]
+    fn hosts_are_authorities() {
+        let h = |s: &str| HostHeader::parse(s).map(|h| (h.host, h.port));
+        assert_eq!(h("prov.example.com"), Some(("prov.example.com".into(), None)));
+        assert_eq!(h("192.0.2.1:8080"), Some(("192.0.2.1".into(), Some(8080))));
+        assert_eq!(h("[2001:db8::1]:8443"), Some(("[2001:db8::1]".into(), Some(8443))));
+        assert_eq!(h("[::1]"), Some(("[::1]".into(), None)));
+        for bad in [
+            "",
+            "a b",
+            "evil\"/><x",
+            "host/path",
+            "a\r\nb",
+            "[[::1]]",
+            "[::1",
+            "[::1]x",
+            "x:99999999",
+            "x:0",
+            "x:",
+            "x:+80",
+            "a]b",
+            "[zz]",
+            "user@host",
+            "-lead.example",
+            "a..b",
+        ] {
+            assert_eq!(h(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod status;
 use std::sync::Arc;
 
 use axum::extract::Request;
+use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -77,9 +78,11 @@ async fn not_found() -> ApiError {
 
 /// Jingl's rule: the API is HTTPS only, and says so before it looks at
 /// credentials (which a plain-HTTP client has just sent in the clear).
+///
+/// No API answer is stored by a browser or proxy on the way: handsets carry
+/// SIP passwords.
 async fn require_tls(client: ClientInfo, request: Request, next: Next) -> Response {
-    if !client.tls {
-        return ApiError::SslRequired.into_response();
-    }
-    next.run(request).await
+    let mut response = if client.tls { next.run(request).await } else { ApiError::SslRequired.into_response() };
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
