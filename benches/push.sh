@@ -15,7 +15,7 @@ trap 'pkill -f "autoprov-push-bench-$$" 2>/dev/null || true; rm -rf "$work"' EXI
 (cd "$here" && cargo build --release -q)
 port() { python3 -c 'import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 https=$(port) sip=$(port) sink=$(port) pw=bench-password-$$
-AUTOPROV_DATA_DIR=$work/data AUTOPROV_ADMIN_PASSWORD=$pw AUTOPROV_LOG=warn AUTOPROV_PUSH_RATE=0 \
+AUTOPROV_DATA_DIR=$work/data AUTOPROV_ADMIN_PASSWORD=$pw AUTOPROV_LOG=warn AUTOPROV_PUSH_RATE=0 AUTOPROV_ALLOW_INTERNAL_TARGETS=true \
 AUTOPROV_HTTP_LISTEN=off AUTOPROV_TFTP_LISTEN=off AUTOPROV_HTTPS_LISTEN=127.0.0.1:$https AUTOPROV_SIP_LISTEN=127.0.0.1:$sip \
   bash -c "exec -a autoprov-push-bench-$$ ${CARGO_TARGET_DIR:-$here/target}/release/autoprov serve" > "$work/serve.log" 2>&1 &
 until curl -sk -o /dev/null "https://127.0.0.1:$https/"; do sleep 0.05; done

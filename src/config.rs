@@ -256,6 +256,7 @@ impl Settings {
             retry_base: self.tuning.push_retry_base,
             timers: self.tuning.sip_timers,
             hold: self.push_hold,
+            allow_internal_targets: self.allow_internal_targets,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Wiring: open the store, bootstrap, load TLS, bind the listeners, serve,
-//! and shut down gracefully (stop accepting, let requests in flight finish
-//! for at most 10 s, close the database).
+//! and shut down quickly (stop accepting and pushing, let requests in
+//! flight finish for at most 5 s, close the database).
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -29,7 +29,10 @@ use crate::push::PushWorker;
 use crate::store::Store;
 use crate::tftp::TftpServer;
 
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long requests in flight may take to finish when we stop. Everything
+/// else stops at once (pushes in flight are left for the next start), so a
+/// stop takes well under the 10 s a service manager gives before SIGKILL.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -41,6 +44,8 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Profiles(#[from] crate::profiles::ProfileError),
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: std::path::PathBuf, reason: String },
     #[error("cannot listen on {addr} ({what}): {reason}")]
     Bind { what: &'static str, addr: SocketAddr, reason: String },
 }
@@ -57,10 +62,11 @@ pub struct RunningServer {
     pub bootstrapped: Option<Bootstrapped>,
     pub store: Store,
     pub provisioner: Arc<Provisioner>,
-    /// Accept loops (HTTP, HTTPS, TFTP), stopped first.
+    /// Accept loops (HTTP, HTTPS, TFTP) and the push worker, stopped first.
     stop_listeners: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
-    /// Background workers (the fetch recorder), stopped after the listeners.
+    /// Background workers (the fetch recorder, the cache), stopped after
+    /// the listeners.
     stop_workers: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -74,6 +80,10 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let https = settings.https_listen.addr().map(|a| bind_tcp("HTTPS", a, loops)).transpose()?;
     let tftp = settings.tftp_listen.addr().map(|a| bind_udp("TFTP", a)).transpose()?;
     let sip = settings.sip_listen.addr().map(|a| bind_udp("SIP", a)).transpose()?;
+    // The data directory holds the database, keys and passwords: the
+    // owner's only, before anything is written into it.
+    crate::files::private_dir(&settings.data_dir)
+        .map_err(|e| StartError::DataDir { path: settings.data_dir.clone(), reason: e.to_string() })?;
     let store = Store::open(&settings.database_url).await?;
     let bootstrapped = bootstrap_if_empty(&store, settings.admin_password.as_ref(), &settings.data_dir).await?;
     let tls = crate::tls::load_or_create(&settings)?;
@@ -94,7 +104,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         prefix: settings.prefix(),
         prefer_https: upgrade,
     };
-    let app = router(ApiState::new(store.clone(), urls), provisioner.clone(), settings.prefix());
+    let app = router(ApiState::new(store.clone(), urls, settings.allow_internal_targets), provisioner.clone(), settings.prefix());
     let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.0.clone().into();
     let (stop_workers, stop) = watch::channel(false);
     let (stop_listeners, _) = watch::channel(false);
@@ -146,7 +156,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             Arc::new(crate::sip::UdpEndpoint::from_socket(UdpSocket::from_std(socket).map_err(err)?, None).map_err(err)?);
         let worker =
             Arc::new(PushWorker::new(server.store.clone(), provisioner.profiles().clone(), endpoint, settings.push_policy()));
-        server.workers.push(tokio::spawn(worker.run(server.stop_workers.subscribe())));
+        // Stopped with the listeners: it gives its leases back at once.
+        server.listeners.push(tokio::spawn(worker.run(server.stop_listeners.subscribe())));
     }
     if let Some((socket, addr)) = tftp {
         let socket = UdpSocket::from_std(socket).map_err(|e| StartError::Bind { what: "TFTP", addr, reason: e.to_string() })?;
@@ -226,15 +237,17 @@ fn bind_udp(what: &'static str, addr: SocketAddr) -> Result<(std::net::UdpSocket
 }
 
 impl RunningServer {
-    /// Stops accepting, gives requests in flight up to [`SHUTDOWN_GRACE`],
-    /// then closes the database.
+    /// Stops accepting and pushing at once (pushes in flight go back to the
+    /// queue), gives requests in flight up to [`SHUTDOWN_GRACE`], stops the
+    /// workers, then closes the database.
     pub async fn shutdown(self) {
         let _ = self.stop_listeners.send(true);
         for t in self.listeners {
             if let Err(e) = t.await {
-                tracing::warn!(error = %e, "listener task failed");
+                tracing::warn!(error = %e, "a listener task failed");
             }
         }
+        // The fetch recorder last: it writes what the listeners served.
         let _ = self.stop_workers.send(true);
         for w in self.workers {
             let _ = w.await;

@@ -39,10 +39,11 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(store: Store, urls: crate::service::domains::ProvisioningUrls) -> Self {
+    pub fn new(store: Store, urls: crate::service::domains::ProvisioningUrls, allow_internal_targets: bool) -> Self {
+        let service = crate::service::Service::new(store.clone()).allowing_internal_targets(allow_internal_targets);
         ApiState {
             auth: Arc::new(crate::auth::Authenticator::new(store.clone())),
-            service: Arc::new(crate::service::Service::new(store.clone())),
+            service: Arc::new(service),
             urls: Arc::new(urls),
             store,
         }

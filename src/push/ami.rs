@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+use super::target::{TargetError, TargetPolicy};
 use crate::model::Secret;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +33,8 @@ pub enum AmiError {
     /// Asterisk answered: an error about this push, not the link.
     #[error("AMI PJSIPNotify: {0}")]
     Refused(String),
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 /// One AMI server's kept connection. Each has its own lock, so a server
@@ -39,13 +42,17 @@ pub enum AmiError {
 type Slot = std::sync::Arc<Mutex<Option<Conn>>>;
 
 /// Open AMI connections, by (host, port, user).
-#[derive(Default)]
 pub struct AmiRelays {
     slots: std::sync::Mutex<HashMap<(String, u16, String), Slot>>,
     next_action: std::sync::atomic::AtomicU64,
+    targets: std::sync::Arc<TargetPolicy>,
 }
 
 impl AmiRelays {
+    pub fn new(targets: std::sync::Arc<TargetPolicy>) -> Self {
+        AmiRelays { slots: Default::default(), next_action: Default::default(), targets }
+    }
+
     /// Asks Asterisk to NOTIFY `endpoint` with `event`. Retries once on a
     /// fresh connection if the kept one turns out to be dead.
     pub async fn notify(
@@ -69,7 +76,8 @@ impl AmiRelays {
         );
         for attempt in 0..2 {
             if conn.is_none() {
-                *conn = Some(login(host, port, user, secret).await?);
+                let addrs = self.targets.resolve(host, port).await?;
+                *conn = Some(login(&addrs, host, port, user, secret).await?);
             }
             let Some(c) = conn.as_mut() else { continue };
             match tokio::time::timeout(TIMEOUT, exchange(c, &action, &format!("autoprov-{action_id}"))).await {
@@ -93,9 +101,11 @@ impl AmiRelays {
     }
 }
 
-async fn login(host: &str, port: u16, user: &str, secret: &Secret) -> Result<Conn, AmiError> {
+/// Connects to one of `addrs` (`host`'s addresses the target policy
+/// allows) and logs in.
+async fn login(addrs: &[std::net::SocketAddr], host: &str, port: u16, user: &str, secret: &Secret) -> Result<Conn, AmiError> {
     let server = format!("{host}:{port}");
-    let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect((host, port)))
+    let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addrs))
         .await
         .map_err(|_| AmiError::ConnectTimeout { server: server.clone() })?
         .map_err(|error| AmiError::Io { server: server.clone(), error })?;

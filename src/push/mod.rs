@@ -15,6 +15,7 @@
 //! (`ami`) or a signed webhook (`webhook`).
 
 pub mod ami;
+pub mod target;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::model::relay::PushRelay;
 use crate::model::Transport;
@@ -47,6 +49,9 @@ pub struct PushPolicy {
     /// Hold every push (nothing is sent while true): for maintenance, and
     /// for the crash test.
     pub hold: bool,
+    /// Let pushes go to loopback, link-local, multicast and this server's
+    /// own addresses (see [`target`]).
+    pub allow_internal_targets: bool,
 }
 
 impl Default for PushPolicy {
@@ -57,12 +62,16 @@ impl Default for PushPolicy {
             retry_base: Duration::from_secs(2),
             timers: sip::Timers::default(),
             hold: false,
+            allow_internal_targets: false,
         }
     }
 }
 
-/// Why a push attempt did not reach the phone (the text is the push's
-/// `lasterror`).
+/// Why a push attempt did not reach the phone. The text is the push's
+/// `lasterror`, which the tenant sees: a relay that could not be reached
+/// or logged into is told in one sentence whatever the reason (refused,
+/// silent, not Asterisk, TLS, an HTTP error), so that relay settings do not
+/// make a port scanner; [`PushError::detail`] goes to the server log.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error("{target}: {outcome}")]
@@ -71,12 +80,46 @@ pub enum PushError {
     Sip { target: SocketAddr, error: sip::SipError },
     #[error("the phone registered over TLS: use a relay (ami or webhook)")]
     OverTls,
-    #[error(transparent)]
-    Ami(#[from] ami::AmiError),
-    #[error(transparent)]
-    Webhook(#[from] webhook::WebhookError),
+    #[error("AMI relay: no answer or no login (the server log has the details)")]
+    AmiUnreachable(ami::AmiError),
+    /// Asterisk, logged in, refused this push: its own words.
+    #[error("AMI PJSIPNotify: {0}")]
+    AmiRefused(String),
+    #[error("webhook relay: the event was not taken (the server log has the details)")]
+    Webhook(webhook::WebhookError),
     #[error("the webhook relay could not be set up (see the start-up log)")]
     WebhookUnavailable,
+    #[error(transparent)]
+    Target(#[from] target::TargetError),
+}
+
+impl From<ami::AmiError> for PushError {
+    fn from(e: ami::AmiError) -> Self {
+        match e {
+            ami::AmiError::Refused(message) => PushError::AmiRefused(message),
+            other => PushError::AmiUnreachable(other),
+        }
+    }
+}
+
+impl From<webhook::WebhookError> for PushError {
+    fn from(e: webhook::WebhookError) -> Self {
+        match e {
+            webhook::WebhookError::Target(t) => PushError::Target(t),
+            other => PushError::Webhook(other),
+        }
+    }
+}
+
+impl PushError {
+    /// Everything about the failure, for the server's operator.
+    pub fn detail(&self) -> String {
+        match self {
+            PushError::AmiUnreachable(e) => e.to_string(),
+            PushError::Webhook(e) => e.to_string(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Leased rows per claim, and pushes in flight at once.
@@ -92,14 +135,20 @@ pub struct PushWorker {
     policy: PushPolicy,
     limiter: Option<DefaultDirectRateLimiter>,
     in_flight: Arc<Semaphore>,
+    /// Handsets whose push this worker leased and has not finished.
+    leased: std::sync::Mutex<std::collections::HashSet<i64>>,
     ami: ami::AmiRelays,
     webhook: Option<webhook::WebhookRelay>,
+    targets: Arc<target::TargetPolicy>,
 }
 
 impl PushWorker {
     pub fn new(store: Store, profiles: Profiles, endpoint: Arc<UdpEndpoint>, policy: PushPolicy) -> Self {
         let limiter = NonZeroU32::new(policy.rate_per_second).map(|r| RateLimiter::direct(Quota::per_second(r)));
-        let webhook = webhook::WebhookRelay::new().map_err(|e| tracing::error!(error = %e, "webhook relay unavailable")).ok();
+        let targets = Arc::new(target::TargetPolicy::new(policy.allow_internal_targets));
+        let webhook = webhook::WebhookRelay::new(targets.clone())
+            .map_err(|e| tracing::error!(error = %e, "webhook relay unavailable"))
+            .ok();
         PushWorker {
             store,
             profiles,
@@ -107,13 +156,17 @@ impl PushWorker {
             policy,
             limiter,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            ami: ami::AmiRelays::default(),
+            leased: Default::default(),
+            ami: ami::AmiRelays::new(targets.clone()),
             webhook,
+            targets,
         }
     }
 
-    /// Works the outbox until `stop` turns true. Pushes in flight finish
-    /// (each is bounded by Timer F); a push interrupted by a crash is leased
+    /// Works the outbox until `stop` turns true. Then whatever is in flight
+    /// is abandoned, not waited for (a NOTIFY may wait 32 s for its answer,
+    /// and a stop must be quick): its leases are given back, so the next
+    /// start sends it at once. A push interrupted by a crash is leased
     /// again when its lease runs out.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         if self.policy.hold {
@@ -124,7 +177,8 @@ impl PushWorker {
         // A lease longer than a whole transaction: the row comes back to the
         // queue only if this node died with it.
         let lease_ms = (self.policy.timers.timer_f.as_millis() as i64) * 2 + 10_000;
-        loop {
+        let mut tasks = JoinSet::new();
+        while !*stop.borrow() {
             let jobs = match self.store.claim_pushes(CLAIM_BATCH, lease_ms).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
@@ -146,23 +200,36 @@ impl PushWorker {
                     _ = stop.changed() => break,
                 }
             }
+            self.leased.lock().unwrap_or_else(|p| p.into_inner()).extend(jobs.iter().map(|j| j.handset_id));
             for job in jobs {
-                if let Some(limiter) = &self.limiter {
-                    limiter.until_ready().await;
-                }
-                let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
+                let turn = async {
+                    if let Some(limiter) = &self.limiter {
+                        limiter.until_ready().await;
+                    }
+                    self.in_flight.clone().acquire_owned().await
+                };
+                let permit = tokio::select! {
+                    permit = turn => permit,
+                    _ = stop.changed() => break,
+                };
+                let Ok(permit) = permit else { break };
                 let worker = self.clone();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     worker.deliver(job).await;
                     drop(permit);
                 });
-            }
-            if *stop.borrow() {
-                break;
+                while tasks.try_join_next().is_some() {}
             }
         }
-        // Let pushes in flight record their outcome.
-        let _ = self.in_flight.acquire_many(MAX_IN_FLIGHT as u32).await;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        let unfinished: Vec<i64> = self.leased.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        if !unfinished.is_empty() {
+            tracing::info!(pushes = unfinished.len(), "stopping: unsent pushes are left for the next start");
+            if let Err(e) = self.store.release_pushes(&unfinished).await {
+                tracing::warn!(error = %e, "could not give back leased pushes; they come back when their lease runs out");
+            }
+        }
     }
 
     async fn deliver(&self, job: PushJob) {
@@ -178,6 +245,7 @@ impl PushWorker {
         if let Err(e) = self.store.finish_push(job.handset_id, job.revision, &outcome).await {
             tracing::error!(error = %e, handset = job.handset_id, "could not record a push outcome");
         }
+        self.leased.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.handset_id);
         // A retry was queued, or a newer revision waits: look again.
         self.store.wake_pushes();
     }
@@ -201,6 +269,7 @@ impl PushWorker {
             Ok(()) => return PushOutcome::Sent,
             Err(e) => e,
         };
+        tracing::debug!(handset = job.handset_id, error = %error.detail(), "push attempt failed");
         let attempts = job.attempts + 1;
         if attempts >= i64::from(self.policy.max_attempts) {
             PushOutcome::Failed(format!("{error} (after {attempts} attempts)"))
@@ -214,6 +283,9 @@ impl PushWorker {
     /// Our own SIP NOTIFY to the phone; `None` when there is nowhere to send it.
     async fn notify_directly(&self, job: &PushJob, event: &str) -> Option<Result<(), PushError>> {
         let (target, transport) = self.target(job)?;
+        if let Err(e) = self.targets.check(&target.ip().to_string(), target.ip()) {
+            return Some(Err(e.into()));
+        }
         let transport = match transport {
             Transport::Udp => sip::Transport::Udp,
             Transport::Tcp => sip::Transport::Tcp,

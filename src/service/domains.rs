@@ -5,18 +5,32 @@ use std::time::Duration;
 
 use super::{Result, Service};
 use crate::auth::Caller;
-use crate::model::{Domain, DomainChanges};
+use crate::model::{Domain, DomainChanges, FieldError};
 
 impl Service {
     /// Changes the caller's domain; a change to what phones are configured
     /// with gives every handset a new revision and a push.
     pub async fn update_domain(&self, caller: &Caller, changes: &DomainChanges) -> Result<(Domain, Vec<&'static str>)> {
         caller.require_admin()?;
+        self.check_relay_targets(changes)?;
         let (d, changed) = self.store.update_domain(&caller.actor, &caller.domain, changes).await?;
         if !changed.is_empty() {
             tracing::info!(user = %caller.user.login(), domain = %d.name, fields = %changed.join(","), "domain updated");
         }
         Ok((d, changed))
+    }
+
+    /// Relay hosts given as addresses are judged at once by the target
+    /// policy (names are judged each time they resolve, when a push goes).
+    fn check_relay_targets(&self, changes: &DomainChanges) -> Result<()> {
+        let hosts = [("amihost", changes.ami_host.as_deref()), ("webhookurl", changes.webhook_url.as_deref().and_then(url_host))];
+        for (field, host) in hosts {
+            let Some(host) = host else { continue };
+            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
+                self.targets.check(host, ip).map_err(|e| FieldError::new(field, e.to_string()))?;
+            }
+        }
+        Ok(())
     }
 
     /// A new provisioning token; the old one works for `grace`.
@@ -25,6 +39,17 @@ impl Service {
         let d = self.store.rotate_provisioning_token(&caller.actor, &caller.domain, grace).await?;
         tracing::info!(user = %caller.user.login(), domain = %d.name, grace_hours = grace.as_secs() / 3600, "provisioning token rotated");
         Ok(d)
+    }
+}
+
+/// The host of an `http(s)://` URL, IPv6 in brackets.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(a, _)| &authority[..a.len() + 2]),
+        None => authority.split(':').next(),
     }
 }
 
@@ -49,10 +74,7 @@ impl ProvisioningUrls {
     /// token (it opens the domain's phones' files to anyone who knows a
     /// MAC).
     pub fn view(&self, d: &Domain, caller: &Caller, host: &str) -> ProvisioningView {
-        let token = match caller.require_write() {
-            Ok(()) => d.access.token.expose(),
-            Err(_) => "***",
-        };
+        let token = if caller.may_see_secrets() { d.access.token.expose() } else { "***" };
         let (url, urls) = self.for_token(host, token);
         ProvisioningView { token: token.to_string(), url, urls }
     }
@@ -94,4 +116,15 @@ pub struct ProvisioningView {
     pub url: String,
     /// The same per listener: `http`, `https`, `tftp`.
     pub urls: BTreeMap<&'static str, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn url_hosts() {
+        assert_eq!(super::url_host("https://hooks.example.com:8443/x?y"), Some("hooks.example.com"));
+        assert_eq!(super::url_host("http://[::1]:9000/hook"), Some("[::1]"));
+        assert_eq!(super::url_host("https://user@169.254.169.254/latest"), Some("169.254.169.254"));
+        assert_eq!(super::url_host("ftp://x"), None);
+    }
 }

@@ -14,17 +14,28 @@ use std::time::Duration;
 
 use crate::auth::AuthError;
 use crate::model::FieldError;
+use crate::push::target::TargetPolicy;
 use crate::store::{Store, StoreError};
 
 /// The operations, over one store. Cheap to share (`Arc`).
 pub struct Service {
     pub store: Store,
     mac_probes: mac_probes::MacProbes,
+    /// Where tenants may point their push relays.
+    targets: TargetPolicy,
 }
 
 impl Service {
+    /// The operations under the strict target policy.
     pub fn new(store: Store) -> Self {
-        Service { store, mac_probes: Default::default() }
+        Service { store, mac_probes: Default::default(), targets: TargetPolicy::new(false) }
+    }
+
+    /// The operator allows relays to internal addresses
+    /// (`allow_internal_targets`).
+    pub fn allowing_internal_targets(mut self, allow: bool) -> Self {
+        self.targets = TargetPolicy::new(allow);
+        self
     }
 }
 

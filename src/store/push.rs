@@ -160,6 +160,21 @@ impl Store {
         Ok(())
     }
 
+    /// Gives back the leases of pushes this node will not finish (it is
+    /// stopping), so the next start, or another node, sends them at once.
+    pub async fn release_pushes(&self, handset_ids: &[i64]) -> Result<()> {
+        for chunk in handset_ids.chunks(500) {
+            let ids = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("UPDATE push SET claimed_until = 0 WHERE state = 'pending' AND handset_id IN ({ids})");
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(self.pool()).await?;
+        }
+        Ok(())
+    }
+
     /// Queues a manual resync of a handset at its current revision.
     pub async fn request_resync(&self, actor: &super::Actor, domain_id: i64, ext: &str, reboot: bool) -> Result<()> {
         let mut tx = self.pool().begin().await?;

@@ -139,6 +139,8 @@ impl TestServer {
         let mut settings = Settings::for_data_dir(dir.path());
         settings.database_url = db.url;
         settings.admin_password = Some(autoprov::model::Secret::new(ADMIN.1));
+        // Phones, relays and sinks all live on loopback here.
+        settings.allow_internal_targets = true;
         adjust(&mut settings);
         let server = server::start(settings.clone()).await.expect("server starts");
         let client = https_client(&server.tls_cert_path, None);
@@ -150,6 +152,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::for_data_dir(dir.path());
         settings.database_url = other.settings.database_url.clone();
+        settings.allow_internal_targets = true;
         let server = server::start(settings.clone()).await.expect("second node starts");
         let client = https_client(&server.tls_cert_path, None);
         TestServer { backend: other.backend, settings, server: Some(server), client, dir, token: Default::default() }
@@ -253,8 +256,13 @@ impl TestServer {
 
 /// A plain-HTTP client (reqwest still wants a TLS provider to build).
 pub fn plain_client() -> reqwest::Client {
+    plain_client_from(None)
+}
+
+/// The same, connecting from `local` (any 127/8 address is this machine).
+pub fn plain_client_from(local: Option<std::net::IpAddr>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    reqwest::Client::builder().no_proxy().local_address(local).build().unwrap()
 }
 
 pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
