@@ -48,7 +48,7 @@ pub async fn bootstrap_if_empty(
         return Ok(Some(Bootstrapped { generated_password: None, password_file: None }));
     }
     let path = data_dir.join("admin-password");
-    std::fs::create_dir_all(data_dir)
+    crate::files::private_dir(data_dir)
         .and_then(|_| crate::files::write_private(&path, format!("{}\n", password.expose()).as_bytes()))
         .map_err(|e| BootstrapError::File { path: path.clone(), reason: e.to_string() })?;
     Ok(Some(Bootstrapped { generated_password: Some(password), password_file: Some(path) }))

@@ -8,8 +8,11 @@ use std::path::Path;
 
 /// Each module's rank, lowest first (see ARCHITECTURE.md, "Layers").
 const RANKS: &[(&str, u32)] = &[
-    // Records: types and validation, no I/O.
+    // Records: types and validation, no I/O; and tools that use nothing of
+    // the crate (secret files, descriptor limits).
     ("model", 0),
+    ("files", 1),
+    ("limits", 1),
     // Storage: SQL only.
     ("store", 10),
     // Knowledge: vendor data, templates, the SIP and push machinery, and
@@ -17,8 +20,6 @@ const RANKS: &[(&str, u32)] = &[
     ("guard", 20),
     ("sip", 20),
     ("crypto", 20),
-    ("files", 20),
-    ("limits", 20),
     ("render", 21),
     ("profiles", 22),
     ("push", 23),

@@ -119,7 +119,7 @@ fn first_dns_name(cert: &CertificateDer<'_>) -> Option<String> {
 
 fn create_self_signed(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     let err = |path: &Path, e: &dyn std::fmt::Display| TlsError::File { path: path.to_path_buf(), reason: e.to_string() };
-    std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
+    crate::files::private_dir(dir).map_err(|e| err(dir, &e))?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
         let host = host.trim();

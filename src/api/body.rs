@@ -24,7 +24,7 @@ async fn read_limited(body: Body) -> Result<Bytes, ApiError> {
     let mut seen = 0usize;
     let read = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+            let frame = frame.map_err(body_error)?;
             if let Ok(data) = frame.into_data() {
                 seen += data.len();
                 if seen > MAX_DRAIN {
@@ -37,13 +37,24 @@ async fn read_limited(body: Body) -> Result<Bytes, ApiError> {
         }
         Ok::<_, ApiError>(())
     };
-    tokio::time::timeout(std::time::Duration::from_secs(10), read)
-        .await
-        .map_err(|_| ApiError::BadRequest("the body was not sent in time".into()))??;
+    tokio::time::timeout(std::time::Duration::from_secs(10), read).await.map_err(|_| ApiError::RequestTimeout)??;
     if seen > MAX_BODY {
         return Err(ApiError::PayloadTooLarge(MAX_BODY));
     }
     Ok(buf.freeze())
+}
+
+/// Why a request body could not be read: the client stopped sending it in
+/// time (see `http_listener::timed_body`), or the connection failed.
+pub fn body_error(e: axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.is::<crate::http_listener::timed_body::BodyTimedOut>() {
+            return ApiError::RequestTimeout;
+        }
+        source = err.source();
+    }
+    ApiError::BadRequest(format!("could not read the body: {e}"))
 }
 
 /// A JSON object body.
@@ -68,7 +79,70 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             // No body at all: `null`, which object bodies then refuse.
             return Ok(JsonBody(Value::Null));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::BadRequest(format!("Bad JSON: {e}")))
+        serde_json::from_slice::<Strict>(&bytes)
+            .map(|v| JsonBody(v.0))
+            .map_err(|e| ApiError::BadRequest(format!("Bad JSON: {e}")))
+    }
+}
+
+/// A JSON value in which no object names a key twice. RFC 8259 leaves
+/// duplicates to the parser, and parsers disagree (first wins, last wins):
+/// a body that one component reads one way and another the other way is
+/// refused instead.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("the key {key:?} appears twice")));
+            }
+            let Strict(v) = map.next_value()?;
+            object.insert(key, v);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -118,4 +192,18 @@ pub fn integer_field(field: &'static str, v: &Value) -> Result<i64, ApiError> {
         _ => None,
     };
     n.ok_or_else(|| ApiError::BadRequest(format!("{field}: must be a whole number")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        let parse = |s: &str| serde_json::from_str::<Strict>(s).map(|v| v.0);
+        assert_eq!(parse(r#"{"a":1,"b":[{"c":null}]}"#).unwrap(), serde_json::json!({"a":1,"b":[{"c":null}]}));
+        let err = parse(r#"{"name":"A","name":"B"}"#).unwrap_err().to_string();
+        assert!(err.contains("\"name\" appears twice"), "{err}");
+        assert!(parse(r#"[{"x":{"y":1,"y":2}}]"#).is_err());
+    }
 }

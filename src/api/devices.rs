@@ -96,5 +96,5 @@ pub async fn claim(
         }
     }
     let ext = ext.ok_or_else(|| ApiError::BadRequest("extensionnumber: is required".into()))?;
-    Ok(Json(HandsetJson::from(&state.service.claim(&caller, mac, &ext, model).await?)))
+    Ok(Json(HandsetJson::new(&state.service.claim(&caller, mac, &ext, model).await?, &caller)))
 }

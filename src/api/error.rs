@@ -25,6 +25,8 @@ pub enum ApiError {
     SslRequired,
     #[error("{0}")]
     Conflict(String),
+    #[error("The request body was not sent in time")]
+    RequestTimeout,
     #[error("Request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("Too many failed logins; try again later")]
@@ -94,6 +96,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::SslRequired => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) | ApiError::TooManyMacConflicts(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,

@@ -57,13 +57,19 @@ pub struct ProvisioningJson {
     pub lasterror: String,
 }
 
-impl From<&HandsetView> for HandsetJson {
-    fn from(v: &HandsetView) -> Self {
+/// What a `readonly` user sees instead of a SIP password: reading the
+/// directory must not hand out every phone's credentials.
+pub const MASKED: &str = "***";
+
+impl HandsetJson {
+    /// The handset as `caller` may see it.
+    pub fn new(v: &HandsetView, caller: &Caller) -> Self {
         let h = &v.handset;
+        let password = if caller.may_see_secrets() { h.password.expose() } else { MASKED };
         HandsetJson {
             extensionnumber: h.extensionnumber.clone(),
             name: h.name.clone(),
-            password: h.password.expose().to_string(),
+            password: password.to_string(),
             location: h.location.clone(),
             outgoingcli: h.outgoingcli.clone(),
             recording: if h.recording { "true" } else { "false" },
@@ -163,7 +169,7 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
     };
     let views =
         state.store.search_handsets(caller.domain_id, &filter, p.afterid.as_deref().filter(|s| !s.is_empty()), limit).await?;
-    Ok(Json(views.iter().map(HandsetJson::from).collect()))
+    Ok(Json(views.iter().map(|v| HandsetJson::new(v, &caller)).collect()))
 }
 
 #[utoipa::path(
@@ -176,7 +182,7 @@ pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::ht
 )]
 pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Json<HandsetJson>> {
     let view = state.store.handset(caller.domain_id, &ext).await?.ok_or(ApiError::NotFound("Handset not found"))?;
-    Ok(Json(HandsetJson::from(&view)))
+    Ok(Json(HandsetJson::new(&view, &caller)))
 }
 
 #[utoipa::path(
@@ -196,7 +202,7 @@ pub async fn update(
 ) -> ApiResult<Json<HandsetJson>> {
     let changes = parse_changes(&body, Some(&ext))?;
     let (view, _) = state.service.update_handset(&caller, &ext, &changes).await?;
-    Ok(Json(HandsetJson::from(&view)))
+    Ok(Json(HandsetJson::new(&view, &caller)))
 }
 
 /// Create: a JSON object makes one handset; an array of them (at most
@@ -234,7 +240,7 @@ pub async fn create(State(state): State<ApiState>, caller: Caller, JsonBody(body
         new.push(new_handset(body).map_err(|e| at(i, e))?);
     }
     let created = state.service.create_handsets(&caller, new).await.map_err(|(i, e)| at(i, e.into()))?;
-    let json: Vec<HandsetJson> = created.iter().map(HandsetJson::from).collect();
+    let json: Vec<HandsetJson> = created.iter().map(|v| HandsetJson::new(v, &caller)).collect();
     Ok(if bulk {
         (StatusCode::CREATED, Json(json)).into_response()
     } else {
@@ -297,7 +303,7 @@ pub async fn resync(
     }
     state.service.resync(&caller, &ext, reboot).await?;
     let view = state.store.handset(caller.domain_id, &ext).await?.ok_or(ApiError::NotFound("Handset not found"))?;
-    Ok((StatusCode::ACCEPTED, Json(HandsetJson::from(&view))))
+    Ok((StatusCode::ACCEPTED, Json(HandsetJson::new(&view, &caller))))
 }
 
 /// Reads the handset fields of a create or update body. On update

@@ -231,6 +231,12 @@ impl Caller {
         Ok(())
     }
 
+    /// SIP passwords and tokens are shown to those who may change them;
+    /// `readonly` users see them masked.
+    pub fn may_see_secrets(&self) -> bool {
+        self.require_write().is_ok()
+    }
+
     /// Domain settings and the audit log: admins and superusers.
     pub fn require_admin(&self) -> Result<(), AuthError> {
         if self.user.role != Role::Admin && !self.user.superuser {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod csv;
+pub mod logging;
 mod phones;
 mod serve;
 
@@ -170,7 +171,7 @@ pub enum UserCommand {
 /// Runs the command line; errors end in one line on stderr and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    logging::init();
     let result = Settings::resolve(&cli.settings, &|k| std::env::var(k).ok()).map_err(anyhow::Error::from).and_then(|settings| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -203,12 +204,4 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Export { domain } => csv::export(&settings, &domain).await,
         Command::Notify { extension, reboot, domain } => phones::notify(&settings, &extension, reboot, &domain).await,
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("AUTOPROV_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rustls=error"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -50,16 +50,26 @@ pub fn validate_extension(s: &str) -> Result<(), FieldError> {
         .ok_or_else(|| FieldError::new("extensionnumber", "must be 1-32 characters of digits, letters, '.', '_' or '-'"))
 }
 
-/// Free text that ends up in phone configs (names, labels): bounded, and
-/// without control characters, which no vendor format can carry safely.
+/// Free text that ends up in phone configs (names, labels): bounded, one
+/// line, and without control characters, which no vendor format can carry
+/// safely, nor characters that break a line or turn text around where it
+/// is shown (see [`is_line_or_bidi_control`]).
 pub fn validate_text(field: &'static str, s: &str, max_chars: usize) -> Result<(), FieldError> {
     if s.chars().count() > max_chars {
         return Err(FieldError::new(field, format!("must be at most {max_chars} characters")));
     }
-    if s.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "must not contain control characters"));
+    if s.chars().any(|c| c.is_control() || is_line_or_bidi_control(c)) {
+        return Err(FieldError::new(field, "must be one line without control, line-separator or text-direction characters"));
     }
     Ok(())
+}
+
+/// Unicode's line and paragraph separators (U+2028, U+2029: JavaScript and
+/// some phone UIs break lines at them) and the bidirectional controls
+/// (Unicode TR9: LRM, RLM, ALM, the embeddings, overrides and isolates),
+/// which make text display as something else than it is.
+pub fn is_line_or_bidi_control(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Short identifiers (user names, domain names, models): ASCII letters,
@@ -69,6 +79,24 @@ pub fn validate_token(field: &'static str, s: &str, max: usize) -> Result<(), Fi
         (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
     ok.then_some(())
         .ok_or_else(|| FieldError::new(field, format!("must be 1-{max} characters of letters, digits, '.', '_', '-' or '+'")))
+}
+
+/// The network a client address counts under when sources are compared:
+/// its IPv4 /24 or IPv6 /64 (what one site or one attacker holds), as text.
+/// Text that is not an address is its own source.
+pub fn source_network(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+        Err(_) => ip.to_string(),
+    }
 }
 
 /// A host name or IP literal (no port).
@@ -105,6 +133,9 @@ mod tests {
         validate_text("name", "Zoë Smith", 10).unwrap();
         assert!(validate_text("name", "a\nb", 10).is_err());
         assert!(validate_text("name", "a\u{0}", 10).is_err());
+        for sneaky in ["a\u{2028}b", "a\u{2029}b", "evil\u{202e}gpj.exe", "a\u{2066}b\u{2069}", "\u{200f}x"] {
+            assert!(validate_text("name", sneaky, 20).is_err(), "{sneaky:?}");
+        }
         assert!(validate_text("name", &"x".repeat(11), 10).is_err());
     }
 

@@ -36,8 +36,11 @@ pub fn validate(field: &'static str, settings: &ExtraSettings) -> Result<(), Fie
         if v.chars().count() > 1024 {
             return Err(FieldError::new(field, format!("value of {k} must be at most 1024 characters")));
         }
-        if v.chars().any(char::is_control) {
-            return Err(FieldError::new(field, format!("value of {k} must be one line without control characters")));
+        if v.chars().any(|c| c.is_control() || super::is_line_or_bidi_control(c)) {
+            return Err(FieldError::new(
+                field,
+                format!("value of {k} must be one line without control, line-separator or text-direction characters"),
+            ));
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Devices: every MAC that asked for its per-phone file. Fetches are written
 //! in batches (see `provision::recorder`), upserted by MAC; unknown devices
-//! are capped, oldest evicted, so a scan cannot bloat the database.
+//! are capped, so a scan cannot bloat the database, and evicted fairly: the
+//! sources (networks) holding the most give up their oldest first.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -91,14 +92,14 @@ impl Store {
         for chunk in batch.chunks(UPSERT_ROWS) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|r| {
-                    let params: Vec<String> = (1..=14).map(|c| format!("${}", r * 14 + c)).collect();
+                    let params: Vec<String> = (1..=15).map(|c| format!("${}", r * 15 + c)).collect();
                     format!("({})", params.join(", "))
                 })
                 .collect();
             let sql = format!(
                 "INSERT INTO device (mac, handset_id, ip, user_agent, vendor, model, firmware, last_file, protocol, revision, \
-                 token_domain_id, first_seen, last_seen, fetch_count) VALUES {} \
-                 ON CONFLICT (mac) DO UPDATE SET handset_id = excluded.handset_id, ip = excluded.ip, \
+                 token_domain_id, first_seen, last_seen, fetch_count, source) VALUES {} \
+                 ON CONFLICT (mac) DO UPDATE SET handset_id = excluded.handset_id, ip = excluded.ip, source = excluded.source, \
                  user_agent = excluded.user_agent, vendor = excluded.vendor, \
                  model = CASE WHEN excluded.model = '' THEN device.model ELSE excluded.model END, \
                  firmware = CASE WHEN excluded.firmware = '' THEN device.firmware ELSE excluded.firmware END, \
@@ -122,23 +123,13 @@ impl Store {
                     .bind(f.token_domain_id)
                     .bind(f.first_seen)
                     .bind(f.last_seen)
-                    .bind(f.count);
+                    .bind(f.count)
+                    .bind(crate::model::source_network(&f.ip));
             }
             q.execute(&mut *tx).await?;
         }
         if batch.iter().any(|f| f.handset_id.is_none()) {
-            let cutoff: Option<i64> = sqlx::query_scalar(
-                "SELECT last_seen FROM device WHERE handset_id IS NULL ORDER BY last_seen DESC LIMIT 1 OFFSET $1",
-            )
-            .bind(unknown_cap)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(cutoff) = cutoff {
-                sqlx::query("DELETE FROM device WHERE handset_id IS NULL AND last_seen <= $1")
-                    .bind(cutoff)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            evict_unknown(&mut tx, unknown_cap).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -261,4 +252,58 @@ fn device_from_row(r: &AnyRow) -> Result<Device> {
         fetchcount: r.try_get("fetch_count")?,
         token_domain_id: r.try_get("token_domain_id")?,
     })
+}
+
+/// Brings the unknown devices down to `cap`, fairly: every source keeps its
+/// newest `level` entries, `level` as high as the cap allows, so the sources
+/// with the most entries (a scan) lose them and a source with a few (a site
+/// booting) keeps them. With more sources than the cap, the newest `cap`
+/// devices stay.
+async fn evict_unknown(tx: &mut sqlx::Transaction<'_, sqlx::Any>, cap: i64) -> Result<()> {
+    let counts: Vec<i64> =
+        sqlx::query_scalar("SELECT COUNT(*) FROM device WHERE handset_id IS NULL GROUP BY source").fetch_all(&mut **tx).await?;
+    if counts.iter().sum::<i64>() <= cap {
+        return Ok(());
+    }
+    let level = fair_level(&counts, cap);
+    let sql = if level > 0 {
+        "DELETE FROM device WHERE mac IN (SELECT mac FROM (SELECT mac, ROW_NUMBER() OVER \
+         (PARTITION BY source ORDER BY last_seen DESC, mac) AS n FROM device WHERE handset_id IS NULL) ranked WHERE n > $1)"
+    } else {
+        "DELETE FROM device WHERE mac IN (SELECT mac FROM (SELECT mac, ROW_NUMBER() OVER \
+         (ORDER BY last_seen DESC, mac) AS n FROM device WHERE handset_id IS NULL) ranked WHERE n > $1)"
+    };
+    sqlx::query(sql).bind(if level > 0 { level } else { cap }).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The highest number of entries every source may keep with no more than
+/// `cap` in all (0 when even one each is too many).
+fn fair_level(counts: &[i64], cap: i64) -> i64 {
+    let kept = |level: i64| counts.iter().map(|c| (*c).min(level)).sum::<i64>();
+    let (mut lo, mut hi) = (0, counts.iter().copied().max().unwrap_or(0));
+    while lo < hi {
+        let mid = (lo + hi + 1) / 2;
+        if kept(mid) <= cap {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fair_level_trims_the_biggest_sources() {
+        // 510 scanning sources with 20 each and one phone: the phone stays.
+        let mut counts = vec![20; 510];
+        counts.push(1);
+        let level = super::fair_level(&counts, 10_000);
+        assert_eq!(level, 19);
+        assert!(counts.iter().map(|c| (*c).min(level)).sum::<i64>() <= 10_000);
+        assert_eq!(super::fair_level(&[3, 3, 3], 2), 0, "more sources than room");
+        assert_eq!(super::fair_level(&[5, 1], 100), 5);
+    }
 }

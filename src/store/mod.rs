@@ -143,15 +143,21 @@ impl Store {
     }
 }
 
-/// `sqlite://path` with the directory created and `mode=rwc` so the file is
-/// created on first start.
+/// `sqlite://path` with the directory and the file created, both the
+/// owner's only (the database holds SIP passwords), and `mode=rwc`.
 fn sqlite_url_creating_parent(url: &str) -> std::io::Result<String> {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path != ":memory:" && !path.is_empty() {
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
+        let file = std::path::Path::new(path);
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::files::private_dir(parent)?;
+        }
+        crate::files::private_file(file)?;
+        for suffix in ["-wal", "-shm"] {
+            let side = std::path::PathBuf::from(format!("{path}{suffix}"));
+            if side.exists() {
+                crate::files::private_file(&side)?;
             }
         }
     }
