@@ -130,8 +130,10 @@ impl Registry {
     fn idlest_of_sample(&self, open: &Open) -> Option<Arc<Connection>> {
         let mut rng = rand::thread_rng();
         let n = open.list.len();
-        let sample = (0..SAMPLE.min(n)).map(|_| rng.gen_range(0..n));
-        sample
+        // All of them when there are few; else a random sample.
+        let picks: Vec<usize> = if n <= SAMPLE { (0..n).collect() } else { (0..SAMPLE).map(|_| rng.gen_range(0..n)).collect() };
+        picks
+            .into_iter()
             .filter_map(|i| open.list[i].upgrade())
             .filter(|c| !c.busy.load(Ordering::Relaxed) && !c.closing.load(Ordering::Relaxed))
             .min_by_key(|c| c.idle_since.load(Ordering::Relaxed))

@@ -1,60 +1,15 @@
 //! The `autoprov` binary: bootstrap, admin commands, start-up errors and
 //! graceful shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-fn autoprov(data: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_autoprov"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AUTOPROV_DATA_DIR", data)
-        .env("AUTOPROV_HTTP_LISTEN", "127.0.0.1:0")
-        .env("AUTOPROV_HTTPS_LISTEN", "127.0.0.1:0")
-        .env("AUTOPROV_TFTP_LISTEN", "off")
-        .env("AUTOPROV_SIP_LISTEN", "off");
-    c
-}
-
-fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-/// Starts `serve`, returns the child and the lines it printed up to the
-/// HTTPS address.
-fn serve(data: &std::path::Path) -> (Child, Vec<String>) {
-    let mut child = autoprov(data).arg("serve").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut lines = Vec::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        lines.push(line.trim_end().to_string());
-        if line.starts_with("TLS certificate") {
-            break;
-        }
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    (child, lines)
-}
-
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
-    assert!(ok);
-}
+use crate::binary::{autoprov, run, serve, sigterm};
 
 async fn first_start_bootstraps_an_admin_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, lines) = serve(dir.path());
+    let mut served = serve(&mut autoprov(dir.path()));
+    let lines = served.lines.clone();
     let printed =
         lines.iter().find_map(|l| l.strip_prefix("Created superuser admin@default with password: ")).map(str::to_string);
     let password = printed.unwrap_or_else(|| panic!("no password line in {lines:?}"));
@@ -82,22 +37,15 @@ async fn first_start_bootstraps_an_admin_and_sigterm_stops_cleanly() {
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
     assert_eq!(resp.text().await.unwrap(), "[]");
 
-    sigterm(&child);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "server did not stop within the grace period");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    sigterm(&served.child);
+    let status = served.exited_within(Duration::from_secs(10)).expect("stopped within 10 s");
     assert!(status.success(), "{status:?}");
 
     // A second start reuses everything and prints no new password.
-    let (mut child, lines) = serve(dir.path());
-    assert!(!lines.iter().any(|l| l.contains("Created superuser")), "{lines:?}");
-    sigterm(&child);
-    assert!(child.wait().unwrap().success());
+    let mut served = serve(&mut autoprov(dir.path()));
+    assert!(!served.lines.iter().any(|l| l.contains("Created superuser")), "{:?}", served.lines);
+    sigterm(&served.child);
+    assert!(served.child.wait().unwrap().success());
 }
 
 async fn admin_commands_work_on_the_server_database() {
@@ -256,24 +204,12 @@ async fn a_queued_push_survives_sigkill() {
         let mut cmd = autoprov(dir.path());
         cmd.env("AUTOPROV_ADMIN_PASSWORD", "crash-test-password").env("AUTOPROV_SIP_LISTEN", "127.0.0.1:0");
         cmd.env("AUTOPROV_PUSH_HOLD", if hold { "true" } else { "false" });
-        let mut child = cmd.arg("serve").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut https = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(out.read_line(&mut line).unwrap() > 0, "serve ended early");
-            if let Some(a) = line.trim().strip_prefix("HTTPS listening on ") {
-                https = a.to_string();
-            }
-            if line.starts_with("TLS certificate") {
-                break;
-            }
-        }
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        (child, https.rsplit(':').next().unwrap().to_string())
+        let served = serve(&mut cmd);
+        let port = served.addr("HTTPS listening on ").port();
+        (served, port)
     };
     let phone = crate::push::Phone::new().await;
-    let (mut child, port) = start(true);
+    let (mut served, port) = start(true);
     let client = crate::harness::https_client(&dir.path().join("tls/cert.pem"), None);
     let api = |path: &str| format!("https://localhost:{port}{path}");
     let send = |m: reqwest::Method, path: &str, body: serde_json::Value| {
@@ -292,14 +228,14 @@ async fn a_queued_push_survives_sigkill() {
     assert_eq!(r.status(), reqwest::StatusCode::OK);
     assert!(phone.next(Duration::from_millis(500)).await.is_none(), "held: nothing sent yet");
 
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let (mut child, _) = start(false);
+    served.child.kill().unwrap(); // SIGKILL
+    served.child.wait().unwrap();
+    let (mut served, _) = start(false);
     let notify = phone.next(Duration::from_secs(10)).await.expect("the NOTIFY arrives after the restart");
     assert!(notify.request_line().starts_with("NOTIFY sip:100@"), "{}", notify.text);
     phone.answer(&notify, "200 OK", "").await;
-    sigterm(&child);
-    assert!(child.wait().unwrap().success());
+    sigterm(&served.child);
+    assert!(served.child.wait().unwrap().success());
 }
 
 async fn notify_queues_a_push_for_the_running_server() {
