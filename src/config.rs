@@ -454,7 +454,7 @@ mod tests {
         std::fs::write(
             &path,
             "data_dir = \"/srv/prov\"\nhttp_listen = \"off\"\nhttps_listen = \"127.0.0.1:9443\"\nscan_window = \"2m\"\n\
-             https_upgrade = \"off\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+             https_upgrade = \"off\"\ntrusted_proxies = [\"10.0.0.0/8\"]\ntftp_max_timeout = \"3s\"\n",
         )
         .unwrap();
         let args =
@@ -469,6 +469,8 @@ mod tests {
         assert_eq!(s.https_upgrade, HttpsUpgrade::Off);
         assert_eq!(s.trusted_proxies.0, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
         assert_eq!(s.database_url, "sqlite:///srv/prov/autoprov.db");
+        assert_eq!(s.tftp_max_timeout.0, Duration::from_secs(3));
+        assert_eq!((s.tftp_max_transfers, s.tftp_transfers_per_source), (4096, 64));
         let with_env = Settings::resolve(&args, &|k| (k == "DATABASE_URL").then(|| "postgres://db/x".to_string())).unwrap();
         assert_eq!(with_env.database_url, "postgres://db/x");
     }
