@@ -151,6 +151,19 @@ settings! {
     /// Time a client has to start sending a request body; every 500 bytes
     /// received add a second, up to 10 minutes in all [default: 20s].
     body_timeout: HumanDuration = HumanDuration(Duration::from_secs(20)), "AUTOPROV_BODY_TIMEOUT", "DURATION";
+    /// TFTP transfers in flight at once, within a quarter of the open-file
+    /// limit (each holds a socket); when all are taken, the one that has
+    /// waited longest for its first ACK is ended for a new one
+    /// [default: 4096].
+    tftp_max_transfers: u32 = 4096, "AUTOPROV_TFTP_MAX_TRANSFERS", "N";
+    /// TFTP transfers in flight from one client address (an office behind
+    /// NAT is one address); more requests from it get no answer until one
+    /// ends [default: 64].
+    tftp_transfers_per_source: u32 = 64, "AUTOPROV_TFTP_TRANSFERS_PER_SOURCE", "N";
+    /// The longest timeout a TFTP client may negotiate (RFC 2349 option,
+    /// whole seconds); a longer one is not acknowledged and the 1 s default
+    /// applies [default: 5s].
+    tftp_max_timeout: HumanDuration = HumanDuration(Duration::from_secs(5)), "AUTOPROV_TFTP_MAX_TIMEOUT", "DURATION";
     /// Let tenants point webhook relays and AMI at loopback, link-local,
     /// multicast or this server's own addresses (test rigs, a relay on the
     /// same host) [default: false].
@@ -169,6 +182,9 @@ pub struct Tuning {
     pub push_retry_base: Duration,
     /// SIP timers of pushes.
     pub sip_timers: crate::sip::Timers,
+    /// TFTP's timeout when a client negotiates none (RFC 1350 leaves it to
+    /// the server).
+    pub tftp_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -178,6 +194,7 @@ impl Default for Tuning {
             change_poll_interval: Duration::from_millis(500),
             push_retry_base: crate::push::PushPolicy::default().retry_base,
             sip_timers: crate::sip::Timers::default(),
+            tftp_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -438,7 +455,7 @@ mod tests {
         std::fs::write(
             &path,
             "data_dir = \"/srv/prov\"\nhttp_listen = \"off\"\nhttps_listen = \"127.0.0.1:9443\"\nscan_window = \"2m\"\n\
-             https_upgrade = \"off\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+             https_upgrade = \"off\"\ntrusted_proxies = [\"10.0.0.0/8\"]\ntftp_max_timeout = \"3s\"\n",
         )
         .unwrap();
         let args =
@@ -453,6 +470,8 @@ mod tests {
         assert_eq!(s.https_upgrade, HttpsUpgrade::Off);
         assert_eq!(s.trusted_proxies.0, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
         assert_eq!(s.database_url, "sqlite:///srv/prov/autoprov.db");
+        assert_eq!(s.tftp_max_timeout.0, Duration::from_secs(3));
+        assert_eq!((s.tftp_max_transfers, s.tftp_transfers_per_source), (4096, 64));
         let with_env = Settings::resolve(&args, &|k| (k == "DATABASE_URL").then(|| "postgres://db/x".to_string())).unwrap();
         assert_eq!(with_env.database_url, "postgres://db/x");
     }

@@ -47,7 +47,9 @@
 //!   outcomes.
 //! - [`sip`]: the small SIP we need (RFC 3261): build NOTIFY, parse
 //!   responses, answer digest challenges; UDP (one shared socket) and TCP.
-//! - [`tftp`]: the read-only TFTP front end (options, windows, netascii).
+//! - [`tftp`]: the read-only TFTP front end (options, windows, netascii),
+//!   bounded against forged sources (one datagram per unacknowledged
+//!   request, transfers per source and in all).
 //! - [`tls`]: rustls server config, self-signed bootstrap,
 //!   device-certificate verification against the vendors' CAs.
 //! - [`crypto`]: the one rustls crypto provider (ring) and its cipher order.

@@ -27,7 +27,7 @@ use crate::profiles::Profiles;
 use crate::provision::{ComeBack, ProvisionPolicy, Provisioner};
 use crate::push::PushWorker;
 use crate::store::Store;
-use crate::tftp::TftpServer;
+use crate::tftp::{TftpLimits, TftpServer};
 
 /// How long requests in flight may take to finish when we stop. Everything
 /// else stops at once (pushes in flight are left for the next start), so a
@@ -161,7 +161,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     }
     if let Some((socket, addr)) = tftp {
         let socket = UdpSocket::from_std(socket).map_err(|e| StartError::Bind { what: "TFTP", addr, reason: e.to_string() })?;
-        let tftp = TftpServer::new(socket, provisioner);
+        let tftp = TftpServer::new(socket, provisioner, tftp_limits(&settings));
         let mut stop = server.stop_listeners.subscribe();
         server.listeners.push(tokio::spawn(tftp.run(async move {
             let _ = stop.changed().await;
@@ -180,6 +180,18 @@ fn http_limits(settings: &Settings) -> HttpLimits {
         connections: Registry::new(ConnectionLimits { max, per_source }),
         header_timeout: settings.header_timeout.0,
         body: BodyTimeouts { initial: settings.body_timeout.0, min_rate: 500, max: Duration::from_secs(600) },
+    }
+}
+
+/// The TFTP front end's limits: the settings, within what the open-file
+/// limit allows.
+fn tftp_limits(settings: &Settings) -> TftpLimits {
+    let budget = FdBudget::for_limit(limits::nofile());
+    TftpLimits {
+        max_transfers: (settings.tftp_max_transfers as usize).clamp(1, budget.tftp_transfers),
+        per_source: (settings.tftp_transfers_per_source as usize).max(1),
+        max_timeout: settings.tftp_max_timeout.0,
+        default_timeout: settings.tuning.tftp_timeout,
     }
 }
 

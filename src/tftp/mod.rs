@@ -6,45 +6,71 @@
 //! must get no answer at all; and it opens files under one global mutex and
 //! runs every transfer on one executor thread. Here each transfer is its own
 //! tokio task with its own socket (a new TID, as RFC 1350 asks).
+//!
+//! UDP sources can be forged, so until a peer has acknowledged something
+//! it is sent exactly one datagram per request it sent (no retransmission
+//! on a timeout: no amplifier), it may not negotiate a timeout above
+//! `tftp_max_timeout`, and its transfer is the first ended when every slot
+//! is taken ([`slots`]); one address holds at most `tftp_transfers_per_source`
+//! transfers. Once it has acknowledged, a transfer runs as RFC 1350 says,
+//! with retransmissions, and nothing on its data path takes a lock.
 
 pub mod packet;
+mod slots;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 
 use crate::provision::{names, FetchRequest, Origin, Protocol, Provisioner, Refusal};
 use packet::{ErrorCode, Mode, Packet, RequestedOptions};
+use slots::{Admission, SlotLimits, Slots, Ticket};
 
-/// Transfers in flight at once; requests beyond are answered "busy".
-const MAX_TRANSFERS: usize = 4096;
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Retransmissions of a window to a peer that has acknowledged before.
 const MAX_RETRIES: u32 = 5;
-const MAX_BLKSIZE: u64 = 65_464;
-const MAX_WINDOW: u64 = 64;
+
+/// What bounds the TFTP front end (settings, within the descriptor budget).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TftpLimits {
+    /// Transfers in flight at once; each holds a socket.
+    pub max_transfers: usize,
+    /// Transfers in flight from one client address.
+    pub per_source: usize,
+    /// The longest timeout a client may negotiate (RFC 2349); whole seconds.
+    pub max_timeout: Duration,
+    /// The timeout when the client negotiates none.
+    pub default_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Timeouts {
+    max_secs: u64,
+    default: Duration,
+}
 
 pub struct TftpServer {
     socket: Arc<UdpSocket>,
+    local: SocketAddr,
     provisioner: Arc<Provisioner>,
-    /// Transfers running, by client address and file: a request that
-    /// repeats one is the client retransmitting it, and is ignored. (Not by
-    /// address alone: a client's next socket may get the port of its last.)
-    in_flight: Arc<Mutex<HashSet<(SocketAddr, String)>>>,
-    slots: Arc<Semaphore>,
+    /// Transfers in flight (see [`slots`]): a request that repeats one is
+    /// the client retransmitting it, or a forger.
+    slots: Arc<Slots>,
+    timeouts: Timeouts,
 }
 
 impl TftpServer {
-    pub fn new(socket: UdpSocket, provisioner: Arc<Provisioner>) -> Self {
+    pub fn new(socket: UdpSocket, provisioner: Arc<Provisioner>, limits: TftpLimits) -> Self {
+        let local = socket.local_addr().unwrap_or((std::net::Ipv4Addr::UNSPECIFIED, 0).into());
         TftpServer {
             socket: Arc::new(socket),
+            local,
             provisioner,
-            in_flight: Arc::default(),
-            slots: Arc::new(Semaphore::new(MAX_TRANSFERS)),
+            slots: Slots::new(SlotLimits { max: limits.max_transfers, per_source: limits.per_source }),
+            timeouts: Timeouts { max_secs: limits.max_timeout.as_secs(), default: limits.default_timeout },
         }
     }
 
@@ -84,32 +110,48 @@ impl TftpServer {
     }
 
     fn start_read(&self, peer: SocketAddr, file: String, mode: Mode, options: RequestedOptions) {
-        let key = (peer, file.clone());
-        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
-            return;
-        }
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-            let socket = self.socket.clone();
-            tokio::spawn(async move {
-                let _ = socket.send_to(&packet::error(ErrorCode::NotDefined, "server busy, try again"), peer).await;
-            });
-            return;
+        let key: slots::Key = (peer, Arc::from(file));
+        let ticket = match self.slots.admit(key.clone()) {
+            Admission::Start { ticket, evicted } => {
+                if let Some((victim, file)) = evicted {
+                    tracing::debug!(peer = %victim, file = %file.escape_debug(), "tftp: unacknowledged transfer ended to make room");
+                }
+                ticket
+            }
+            // The transfer itself answers a repeat, or not.
+            Admission::Repeat | Admission::Duplicate => return,
+            // Silence rather than "busy": a source over its share is most
+            // likely a flood, forged or not, and is sent nothing; a real
+            // phone behind a busy NAT resends its request after its timeout
+            // (RFC 1350) and by then the office's transfers, milliseconds
+            // each, have made room, where an error would end its attempt and
+            // many firmwares then wait minutes before the next.
+            Admission::SourceFull => {
+                tracing::debug!(%peer, "tftp: transfers per source reached, request dropped");
+                return;
+            }
+            // Every transfer is under way with a peer that acknowledged: one
+            // datagram in, one out, from the listening socket.
+            Admission::Full => {
+                let socket = self.socket.clone();
+                tokio::spawn(async move {
+                    let _ = socket.send_to(&packet::error(ErrorCode::NotDefined, "server busy, try again"), peer).await;
+                });
+                return;
+            }
         };
         let provisioner = self.provisioner.clone();
-        let in_flight = self.in_flight.clone();
-        let local = self.socket.local_addr().unwrap_or((std::net::Ipv4Addr::UNSPECIFIED, 0).into());
+        let (local, timeouts) = (self.local, self.timeouts);
         tokio::spawn(async move {
-            let result = serve_read(&provisioner, peer, local, &file, mode, options).await;
+            let result = serve_read(&provisioner, peer, local, &key.1, mode, options, timeouts, ticket).await;
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "tftp transfer ended early");
             }
-            in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-            drop(permit);
         });
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_read(
     provisioner: &Provisioner,
     peer: SocketAddr,
@@ -117,6 +159,8 @@ async fn serve_read(
     path: &str,
     mode: Mode,
     options: RequestedOptions,
+    timeouts: Timeouts,
+    mut ticket: Ticket,
 ) -> std::io::Result<()> {
     // The transfer's own socket: a new TID, and (once connected) the source
     // address the phone reaches us on, which goes into its config with the
@@ -140,28 +184,49 @@ async fn serve_read(
         credentials: None,
         device_cert: None,
     };
-    let body = match provisioner.fetch(&req).await {
-        Ok(served) => served.body,
+    let fetch = provisioner.fetch(&req);
+    tokio::pin!(fetch);
+    let fetched = loop {
+        tokio::select! {
+            r = &mut fetch => break r,
+            // Evicted before it could answer: it ends here. A repeat of the
+            // request meanwhile is answered by the first answer itself.
+            signal = ticket.signals.recv() => if signal.is_none() {
+                return Ok(());
+            },
+        }
+    };
+    let answer = match fetched {
+        Ok(served) => Ok(served.body),
         // A banned scanner gets nothing at all.
         Err(Refusal::Banned) => return Ok(()),
-        Err(Refusal::Forbidden(_)) => return send_error(&socket, ErrorCode::AccessViolation, "access denied").await,
-        Err(Refusal::Internal(_)) => return send_error(&socket, ErrorCode::NotDefined, "internal error").await,
+        Err(Refusal::Forbidden(_)) => Err((ErrorCode::AccessViolation, "access denied")),
+        Err(Refusal::Internal(_)) => Err((ErrorCode::NotDefined, "internal error")),
         // TFTP has no challenge: a phone that proves nothing is told what
         // an unknown MAC is told.
         Err(Refusal::NotFound(_) | Refusal::BadName(_) | Refusal::Unauthorized { .. }) => {
-            return send_error(&socket, ErrorCode::FileNotFound, "file not found").await
+            Err((ErrorCode::FileNotFound, "file not found"))
+        }
+    };
+    let body = match answer {
+        Ok(body) => body,
+        Err((code, message)) => {
+            // An error is the first answer too, sent once. The slot is
+            // freed first, so a repeat of the request is a new transfer
+            // with its own one answer.
+            drop(ticket);
+            return send_error(&socket, code, message).await;
         }
     };
     let body = match mode {
         Mode::Octet => body,
         Mode::Netascii => Bytes::from(packet::to_netascii(&body)),
     };
-    let transfer = Transfer::negotiate(socket, body, &options);
-    if transfer.run().await? {
-        // The peer acknowledged what we sent: the address is really its
-        // own, so from now on its misses count.
-        provisioner.scan_guard().prove(peer.ip(), std::time::Instant::now());
-    }
+    let transfer = Transfer::negotiate(socket, body, &options, timeouts);
+    // Once the peer acknowledges our first answer, its address is really
+    // its own: from then on its misses count (at once, not when this
+    // transfer ends: its next request may come before our last ACK is read).
+    transfer.run(&mut ticket, || provisioner.scan_guard().prove(peer.ip(), std::time::Instant::now())).await?;
     Ok(())
 }
 
@@ -181,31 +246,10 @@ struct Transfer {
 }
 
 impl Transfer {
-    fn negotiate(socket: UdpSocket, body: Bytes, o: &RequestedOptions) -> Transfer {
-        /// An option the client asked for, if at least `min` (clamped to
-        /// `max`), acknowledged in the OACK; out of range, it is ignored.
-        fn accept(
-            oack: &mut Vec<(&'static str, u64)>,
-            name: &'static str,
-            asked: Option<u64>,
-            min: u64,
-            max: u64,
-        ) -> Option<u64> {
-            let n = asked.filter(|n| *n >= min)?.min(max);
-            oack.push((name, n));
-            Some(n)
-        }
-        let mut oack = Vec::new();
-        let blksize = accept(&mut oack, "blksize", o.blksize, 8, MAX_BLKSIZE).unwrap_or(512) as usize;
-        // RFC 2349: 1-255 seconds; a larger value is ignored, not clamped.
-        let timeout = accept(&mut oack, "timeout", o.timeout.filter(|n| *n <= 255), 1, 255)
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_TIMEOUT);
-        if o.tsize.is_some() {
-            oack.push(("tsize", body.len() as u64));
-        }
-        let window = accept(&mut oack, "windowsize", o.windowsize, 1, MAX_WINDOW).unwrap_or(1) as u16;
-        Transfer { socket, body, blksize, window, timeout, oack }
+    fn negotiate(socket: UdpSocket, body: Bytes, asked: &RequestedOptions, timeouts: Timeouts) -> Transfer {
+        let n = packet::negotiate(asked, body.len() as u64, timeouts.max_secs);
+        let timeout = n.timeout.map_or(timeouts.default, Duration::from_secs);
+        Transfer { socket, body, blksize: n.blksize, window: n.window, timeout, oack: n.oack }
     }
 
     /// Block `n` (1-based) of the body; the last one may be empty.
@@ -215,36 +259,72 @@ impl Transfer {
         &self.body[start..end]
     }
 
-    /// Sends the file; says whether the peer acknowledged anything.
-    async fn run(self) -> std::io::Result<bool> {
+    /// Sends the file; says whether the peer acknowledged anything, and
+    /// calls `proven` when it first does.
+    async fn run(self, ticket: &mut Ticket, proven: impl FnOnce()) -> std::io::Result<bool> {
         // A body of exactly k blocks ends with an empty block k+1.
         let blocks = self.body.len() as u64 / self.blksize as u64 + 1;
-        let mut acknowledged = false;
-        // The OACK is answered with ACK 0: a window of one "block 0".
-        if !self.oack.is_empty() {
-            if self.send_window(&[packet::oack(&self.oack)], 0).await?.is_none() {
-                return Ok(false);
-            }
-            acknowledged = true;
+        // The first answer is the OACK (acknowledged by ACK 0), or DATA 1
+        // when no option is acknowledged: one datagram either way, since a
+        // window of more than one block is only ever granted by an OACK.
+        let (first, first_block) =
+            if self.oack.is_empty() { (packet::data(1, self.block(1)), 1) } else { (packet::oack(&self.oack), 0) };
+        if !self.first_answer(&first, first_block, &mut ticket.signals).await? {
+            return Ok(false);
         }
+        // The peer receives at its address: from now on it is a real
+        // client, with the usual retransmissions, and never evicted.
+        ticket.prove();
+        proven();
         // `next` is the first block not yet acknowledged (absolute number).
-        let mut next: u64 = 1;
+        let mut next: u64 = first_block + 1;
         while next <= blocks {
             let last = (next + u64::from(self.window) - 1).min(blocks);
             let datagrams: Vec<Bytes> = (next..=last).map(|n| packet::data(n as u16, self.block(n))).collect();
             match self.send_window(&datagrams, next).await? {
-                Some(acked) => {
-                    acknowledged = true;
-                    next = acked + 1;
-                }
-                None => return Ok(acknowledged),
+                Some(acked) => next = acked + 1,
+                None => break,
             }
         }
-        Ok(acknowledged)
+        Ok(true)
     }
 
-    /// Sends `datagrams` (blocks `first…`, or the OACK as block 0) until an
-    /// ACK moves the window:
+    /// Sends the first answer to a peer that has acknowledged nothing yet.
+    /// Its source may be forged, so it is never retransmitted on a timeout
+    /// (that would make us an amplifier: one small forged request, six
+    /// datagrams to a victim); it is sent again only for each repeat of the
+    /// request (`signals`: one datagram out per request in), which is what
+    /// an RFC 1350 client whose answer was lost does. Waits for its ACK as
+    /// long as retransmissions would have lasted, timeout × (retries + 1);
+    /// says whether it came. An evicted transfer (its signals ended) stops.
+    async fn first_answer(&self, datagram: &Bytes, block: u64, signals: &mut mpsc::Receiver<()>) -> std::io::Result<bool> {
+        self.socket.send(datagram).await?;
+        let deadline = tokio::time::sleep(self.timeout * (MAX_RETRIES + 1));
+        tokio::pin!(deadline);
+        let mut buf = [0u8; 1024];
+        loop {
+            tokio::select! {
+                r = self.socket.recv(&mut buf) => {
+                    let Ok(len) = r else { return Ok(false) };
+                    match Packet::parse(&buf[..len]) {
+                        Some(Packet::Ack(n)) if u64::from(n) == block => return Ok(true),
+                        Some(Packet::Error { .. }) => return Ok(false),
+                        _ => {}
+                    }
+                }
+                signal = signals.recv() => match signal {
+                    Some(()) => {
+                        self.socket.send(datagram).await?;
+                    }
+                    None => return Ok(false),
+                },
+                _ = &mut deadline => return Ok(false),
+            }
+        }
+    }
+
+    /// Sends `datagrams` (blocks `first…`) until an ACK moves the window,
+    /// resending them on each timeout, at most [`MAX_RETRIES`] times:
     /// returns the highest block acknowledged, or `None` when the client gave
     /// up or went silent.
     async fn send_window(&self, datagrams: &[Bytes], first: u64) -> std::io::Result<Option<u64>> {

@@ -17,13 +17,57 @@ pub enum Mode {
     Netascii,
 }
 
-/// Options a client asked for; values are checked in `negotiate`.
+/// Options a client asked for; values are checked in [`negotiate`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequestedOptions {
     pub blksize: Option<u64>,
     pub timeout: Option<u64>,
     pub tsize: Option<u64>,
     pub windowsize: Option<u64>,
+}
+
+/// Largest block: what fits a UDP datagram (RFC 2348 allows 65,464).
+pub const MAX_BLKSIZE: u64 = 65_464;
+/// Largest window we grant (RFC 7440 allows 65,535).
+pub const MAX_WINDOW: u64 = 64;
+
+/// What a transfer runs with, and the options to acknowledge (OACK)
+/// before the first data block (none: no OACK, DATA 1 answers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    pub blksize: usize,
+    pub window: u16,
+    /// The client's timeout in seconds, when acknowledged.
+    pub timeout: Option<u64>,
+    pub oack: Vec<(&'static str, u64)>,
+}
+
+/// Answers the options a client asked for, for a body of `size` bytes,
+/// granting a timeout of at most `max_timeout` seconds.
+pub fn negotiate(o: &RequestedOptions, size: u64, max_timeout: u64) -> Negotiated {
+    /// An option the client asked for, if at least `min` (clamped to
+    /// `max`), acknowledged in the OACK; below `min`, it is ignored.
+    fn accept(oack: &mut Vec<(&'static str, u64)>, name: &'static str, asked: Option<u64>, min: u64, max: u64) -> Option<u64> {
+        let n = asked.filter(|n| *n >= min)?.min(max);
+        oack.push((name, n));
+        Some(n)
+    }
+    let mut oack = Vec::new();
+    let blksize = accept(&mut oack, "blksize", o.blksize, 8, MAX_BLKSIZE).unwrap_or(512) as usize;
+    // RFC 2349: the timeout is 1-255 seconds and the server must answer
+    // with the client's own value, or not acknowledge the option at all (it
+    // may not offer a smaller one). A timeout above our cap would let one
+    // never-acknowledging request hold its slot and socket for minutes, so
+    // it is ignored, as an out-of-range one is, and our default applies.
+    let timeout = o.timeout.filter(|n| (1..=max_timeout.min(255)).contains(n));
+    if let Some(n) = timeout {
+        oack.push(("timeout", n));
+    }
+    if o.tsize.is_some() {
+        oack.push(("tsize", size));
+    }
+    let window = accept(&mut oack, "windowsize", o.windowsize, 1, MAX_WINDOW).unwrap_or(1) as u16;
+    Negotiated { blksize, window, timeout, oack }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +219,36 @@ mod tests {
             assert_eq!(Packet::parse(bad), None, "{bad:?}");
         }
         assert_eq!(Packet::parse(b"\x00\x02up.cfg\x00octet\x00"), Some(Packet::Write { file: "up.cfg".into() }));
+    }
+
+    #[test]
+    fn options_are_granted_clamped_or_ignored() {
+        let asked = RequestedOptions { blksize: Some(1428), timeout: Some(2), tsize: Some(0), windowsize: Some(4) };
+        let n = negotiate(&asked, 3000, 5);
+        assert_eq!((n.blksize, n.window, n.timeout), (1428, 4, Some(2)));
+        assert_eq!(n.oack, [("blksize", 1428), ("timeout", 2), ("tsize", 3000), ("windowsize", 4)]);
+        // Too large: blksize and windowsize are clamped (the client takes
+        // what the OACK says), tiny ones ignored.
+        let n = negotiate(&RequestedOptions { blksize: Some(1 << 20), windowsize: Some(1000), ..Default::default() }, 1, 5);
+        assert_eq!(n.oack, [("blksize", MAX_BLKSIZE), ("windowsize", MAX_WINDOW)]);
+        let n =
+            negotiate(&RequestedOptions { blksize: Some(4), windowsize: Some(0), timeout: Some(0), ..Default::default() }, 1, 5);
+        assert_eq!((n.blksize, n.window, n.timeout, n.oack.is_empty()), (512, 1, None, true));
+    }
+
+    #[test]
+    fn a_timeout_above_the_cap_is_not_acknowledged() {
+        let asked = |t| RequestedOptions { timeout: Some(t), tsize: Some(0), ..Default::default() };
+        // RFC 2349: the client's value exactly, or nothing; never a smaller one.
+        assert_eq!(negotiate(&asked(5), 10, 5).oack, [("timeout", 5), ("tsize", 10)]);
+        assert_eq!(negotiate(&asked(6), 10, 5).oack, [("tsize", 10)]);
+        assert_eq!(negotiate(&asked(255), 10, 5).timeout, None);
+        assert_eq!(negotiate(&asked(255), 10, 1000).timeout, Some(255));
+        assert_eq!(negotiate(&asked(256), 10, 1000).timeout, None);
+        // A cap under a second grants no timeout at all.
+        assert_eq!(negotiate(&asked(1), 10, 0).timeout, None);
+        // Only the timeout asked for, and refused: no OACK, DATA 1 answers.
+        assert!(negotiate(&RequestedOptions { timeout: Some(255), ..Default::default() }, 10, 5).oack.is_empty());
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod provisioning;
 mod push;
 mod tftp;
 mod tftp_client;
+mod tftp_hostile;
 mod vendor_formats;
 mod zero_trust;
 

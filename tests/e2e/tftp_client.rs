@@ -42,7 +42,7 @@ pub fn rrq(file: &str, mode: &str, options: &[(&str, &str)]) -> Vec<u8> {
     p
 }
 
-fn ack(block: u16) -> [u8; 4] {
+pub fn ack(block: u16) -> [u8; 4] {
     let b = block.to_be_bytes();
     [0, 4, b[0], b[1]]
 }
@@ -57,31 +57,94 @@ pub async fn get_raw(
 ) -> Result<Outcome, TftpError> {
     let socket = UdpSocket::bind(SocketAddr::new(local, 0)).await.unwrap();
     socket.send_to(request, server).await.unwrap();
-    let mut out = Outcome::default();
+    finish(&socket, None, blksize, window).await
+}
+
+/// As [`get_raw`], but the first answer "is lost": the client ignores it
+/// and sends its request again, as an RFC 1350 client does on its timeout.
+/// The same answer must come again, from the same TID, within `within`.
+pub async fn get_losing_first(
+    server: SocketAddr,
+    local: IpAddr,
+    request: &[u8],
+    blksize: usize,
+    window: usize,
+    within: Duration,
+) -> Result<Outcome, TftpError> {
+    let socket = UdpSocket::bind(SocketAddr::new(local, 0)).await.unwrap();
+    socket.send_to(request, server).await.unwrap();
+    let first = recv(&socket, Duration::from_secs(3)).await?;
+    socket.send_to(request, server).await.unwrap();
+    let again = recv(&socket, within).await?;
+    if again != first {
+        return Err(TftpError::Protocol(format!("the answer to the repeated request differs: {again:?}, first {first:?}")));
+    }
+    finish(&socket, Some(again), blksize, window).await
+}
+
+/// One datagram and where it came from, or `Silent` after `within`.
+pub async fn recv(socket: &UdpSocket, within: Duration) -> Result<(Vec<u8>, SocketAddr), TftpError> {
     let mut buf = vec![0u8; 70_000];
+    match tokio::time::timeout(within, socket.recv_from(&mut buf)).await {
+        Ok(r) => {
+            let (len, from) = r.unwrap();
+            Ok((buf[..len].to_vec(), from))
+        }
+        Err(_) => Err(TftpError::Silent),
+    }
+}
+
+/// Every datagram `socket` receives from now until `within` has passed.
+pub async fn collect(socket: &UdpSocket, within: Duration) -> Vec<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 70_000];
+    while let Ok(r) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await {
+        got.push(buf[..r.unwrap().0].to_vec());
+    }
+    got
+}
+
+/// A datagram's opcode (1 RRQ … 6 OACK).
+pub fn opcode(datagram: &[u8]) -> u16 {
+    u16::from_be_bytes([datagram[0], datagram[1]])
+}
+
+/// An OACK's options.
+pub fn oack_options(datagram: &[u8]) -> Vec<(String, String)> {
+    let fields: Vec<String> = datagram[2..].split(|&b| b == 0).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+    fields.chunks(2).filter(|c| c.len() == 2 && !c[0].is_empty()).map(|c| (c[0].clone(), c[1].clone())).collect()
+}
+
+/// Runs a transfer whose request has been sent, starting with `pending`
+/// (an answer already received), if any.
+async fn finish(
+    socket: &UdpSocket,
+    mut pending: Option<(Vec<u8>, SocketAddr)>,
+    blksize: usize,
+    window: usize,
+) -> Result<Outcome, TftpError> {
+    let mut out = Outcome::default();
     let mut expected: u16 = 1;
     let mut burst = 0usize;
     let mut peer: Option<SocketAddr> = None;
     loop {
-        let (len, from) = match tokio::time::timeout(Duration::from_secs(3), socket.recv_from(&mut buf)).await {
-            Ok(r) => r.unwrap(),
-            Err(_) => return Err(TftpError::Silent),
+        let (p, from) = match pending.take() {
+            Some(p) => p,
+            None => recv(socket, Duration::from_secs(3)).await?,
         };
         if *peer.get_or_insert(from) != from {
             continue; // not our transfer's TID
         }
-        let p = &buf[..len];
-        let opcode = u16::from_be_bytes([p[0], p[1]]);
-        match opcode {
+        let len = p.len();
+        match opcode(&p) {
             5 => {
                 let code = u16::from_be_bytes([p[2], p[3]]);
                 let msg = String::from_utf8_lossy(&p[4..len - 1]).into_owned();
                 return Err(TftpError::Error(code, msg));
             }
             6 => {
-                let fields: Vec<String> = p[2..].split(|&b| b == 0).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
-                out.oack =
-                    fields.chunks(2).filter(|c| c.len() == 2 && !c[0].is_empty()).map(|c| (c[0].clone(), c[1].clone())).collect();
+                out.oack = oack_options(&p);
                 socket.send_to(&ack(0), from).await.unwrap();
             }
             3 => {

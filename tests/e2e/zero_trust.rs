@@ -215,11 +215,13 @@ async fn a_scanner_gets_nothing_and_is_banned(b: Backend) {
         let resp = client.get(format!("{base}y000000000066.cfg")).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "banned: not even common files");
     }
-    // Over TFTP a source's misses count once it has acknowledged a block
-    // (its address is its own): fetch a common file, then probe.
+    // Over TFTP a source's misses count once it has acknowledged an answer
+    // (its address is its own): fetch a common file, then probe. (With an
+    // option, so our ACK of the OACK is read before the data comes back.)
     let tftp = srv.running().tftp_addr.unwrap();
     let tftp_scanner: IpAddr = "127.0.0.53".parse().unwrap();
-    let common = tftp_client::get_raw(tftp, tftp_scanner, &tftp_client::rrq("000000000000.cfg", "octet", &[]), 512, 1).await;
+    let rrq = tftp_client::rrq("000000000000.cfg", "octet", &[("blksize", "1024")]);
+    let common = tftp_client::get_raw(tftp, tftp_scanner, &rrq, 1024, 1).await;
     assert!(common.is_ok(), "{common:?}");
     for (i, p) in PHONES.iter().enumerate() {
         let got = tftp_client::get_raw(tftp, tftp_scanner, &tftp_client::rrq(p.file, "octet", &[]), 512, 1).await;
