@@ -3,12 +3,11 @@
 other, while phones keep fetching their files over HTTP, HTTPS and TFTP
 the whole time. Run by benches/hostile.sh, which starts the server.
 
-usage: hostile.py PID HTTPS HTTP TFTP TOKEN PASSWORD PHONES CSV DOMAINS
+usage: hostile.py PID HTTPS HTTP TFTP PASSWORD PHONES CSV DOMAINS
   PID       the server's process id (its RSS is sampled every 50 ms)
   HTTPS, HTTP, TFTP   its ports on 127.0.0.1
-  TOKEN     the default domain's provisioning token
   PASSWORD  admin@default's password
-  PHONES    a file of per-phone file names (one a line) the phones fetch
+  PHONES    the phones' files, one a line, under the token (p/TOKEN/FILE)
   CSV       a CSV file for the dry runs ("-": skip that phase)
   DOMAINS   comma-separated domains, one dry run each, all at once
 Prints one line per phase.
@@ -16,7 +15,7 @@ Prints one line per phase.
 import base64, http.client, socket, ssl, struct, sys, threading, time, concurrent.futures
 
 pid, https, http_port, tftp_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-token, password, phones_file, csv_file, domains = sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8], sys.argv[9].split(",")
+password, phones_file, csv_file, domains = sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8].split(",")
 files = [l.strip() for l in open(phones_file) if l.strip()][:20]
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 admin = "Basic " + base64.b64encode(f"admin@default:{password}".encode()).decode()
@@ -96,9 +95,9 @@ def phones(proto):
     while not stop.is_set():
         f = files[i % len(files)]; i += 1
         if proto == "tftp":
-            ok = fetch_tftp(f"p/{token}/{f}")
+            ok = fetch_tftp(f)
         else:
-            ok = fetch_http(f"/p/{token}/{f}", proto == "https")
+            ok = fetch_http(f"/{f}", proto == "https")
         record(proto, ok)
         time.sleep(0.02)
 
@@ -153,7 +152,7 @@ def flood(seconds):
     for i in range(4096):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((f"127.0.{70 + i // 256 % 16}.{i % 256 or 1}", 0)); s.setblocking(False)
-        s.sendto(b"\x00\x01" + f"p/{token}/{files[i % len(files)]}".encode() + b"\x00octet\x00timeout\x00255\x00tsize\x000\x00", ("127.0.0.1", tftp_port))
+        s.sendto(b"\x00\x01" + files[i % len(files)].encode() + b"\x00octet\x00timeout\x00255\x00tsize\x000\x00", ("127.0.0.1", tftp_port))
         udp.append(s)
     idle = []
     for i in range(5000):
@@ -184,7 +183,7 @@ def spoofed(options):
     forged address that never answers counts what arrives in 15 s."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.90.1", 0)); s.settimeout(0.5)
-    s.sendto(b"\x00\x01" + f"p/{token}/{files[0]}".encode() + b"\x00octet\x00" + options, ("127.0.0.1", tftp_port))
+    s.sendto(b"\x00\x01" + files[0].encode() + b"\x00octet\x00" + options, ("127.0.0.1", tftp_port))
     datagrams = size = 0
     end = time.time() + 15
     while time.time() < end:

@@ -85,17 +85,24 @@ pub fn validate_token(field: &'static str, s: &str, max: usize) -> Result<(), Fi
 /// its IPv4 /24 or IPv6 /64 (what one site or one attacker holds), as text.
 /// Text that is not an address is its own source.
 pub fn source_network(ip: &str) -> String {
-    match ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(v4)) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{a}.{b}.{c}.0/24")
-        }
-        Ok(std::net::IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-            format!("{net}/64")
-        }
+    match ip.parse::<std::net::IpAddr>().map(network_of) {
+        Ok(net @ std::net::IpAddr::V4(_)) => format!("{net}/24"),
+        Ok(net) => format!("{net}/64"),
         Err(_) => ip.to_string(),
+    }
+}
+
+/// The network `ip` counts under: its IPv4 /24 or IPv6 /64, as an address.
+pub fn network_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            std::net::Ipv4Addr::new(a, b, c, 0).into()
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0).into()
+        }
     }
 }
 

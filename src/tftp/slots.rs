@@ -5,9 +5,12 @@
 //! UDP sources can be forged, and a forged requester never acknowledges
 //! what we send it. So a transfer is *unproven* until its peer has
 //! acknowledged something (the OACK or a block), and when every slot is
-//! taken the transfer that has waited longest for its first ACK is ended to
-//! make room: a real phone acknowledges within milliseconds, so the one
-//! that goes is a forged or dead peer. Only when every transfer is proven
+//! taken an unproven transfer is ended to make room: of the source network
+//! (IPv4 /24, IPv6 /64) with the most unproven transfers, the one that has
+//! waited longest for its first ACK. A real phone acknowledges within
+//! milliseconds, and a flood's networks hold many more unproven transfers
+//! than a site's, so the one that goes is a forged or dead peer's, not a
+//! phone's caught mid-answer by a burst. Only when every transfer is proven
 //! is a new request refused.
 //!
 //! The table is touched three times per transfer (admitted, proven,
@@ -18,6 +21,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
+
+use crate::model::network_of;
 
 /// A transfer is named by its client's address and the file it asked for
 /// (not the address alone: a client's next socket may get the port of its
@@ -69,7 +74,7 @@ impl Ticket {
         let mut table = self.slots.lock();
         if let Some(entry) = table.transfers.get_mut(&self.key).filter(|e| e.id == self.id) {
             entry.signals = None;
-            table.unproven.remove(&self.id);
+            table.forget_unproven(self.id);
         }
     }
 }
@@ -97,6 +102,8 @@ struct Table {
     by_source: HashMap<IpAddr, usize>,
     /// Unproven transfers by id: ids grow, so the first waited longest.
     unproven: BTreeMap<u64, Key>,
+    /// How many of them each source network has.
+    unproven_by_network: HashMap<IpAddr, usize>,
     next_id: u64,
 }
 
@@ -109,9 +116,34 @@ struct Entry {
 }
 
 impl Table {
+    fn add_unproven(&mut self, id: u64, key: Key) {
+        *self.unproven_by_network.entry(network_of(key.0.ip())).or_default() += 1;
+        self.unproven.insert(id, key);
+    }
+
+    fn forget_unproven(&mut self, id: u64) {
+        if let Some(key) = self.unproven.remove(&id) {
+            let net = network_of(key.0.ip());
+            if let Some(n) = self.unproven_by_network.get_mut(&net) {
+                *n -= 1;
+                if *n == 0 {
+                    self.unproven_by_network.remove(&net);
+                }
+            }
+        }
+    }
+
+    /// The unproven transfer to end for room: the longest-waiting one of
+    /// the network with the most.
+    fn victim(&self) -> Option<Key> {
+        let most = self.unproven_by_network.values().max()?;
+        let of_most = |k: &&Key| self.unproven_by_network.get(&network_of(k.0.ip())) == Some(most);
+        self.unproven.values().find(of_most).cloned()
+    }
+
     fn remove(&mut self, key: &Key) {
         let Some(entry) = self.transfers.remove(key) else { return };
-        self.unproven.remove(&entry.id);
+        self.forget_unproven(entry.id);
         if let Some(n) = self.by_source.get_mut(&key.0.ip()) {
             *n -= 1;
             if *n == 0 {
@@ -150,16 +182,16 @@ impl Slots {
         }
         let mut evicted = None;
         if table.transfers.len() >= self.limits.max {
-            let Some((_, oldest)) = table.unproven.pop_first() else { return Admission::Full };
+            let Some(victim) = table.victim() else { return Admission::Full };
             // Dropping its entry drops its signal sender: its task ends.
-            table.remove(&oldest);
-            evicted = Some(oldest);
+            table.remove(&victim);
+            evicted = Some(victim);
         }
         let id = table.next_id;
         table.next_id += 1;
         let (tx, rx) = mpsc::channel(1);
         table.transfers.insert(key.clone(), Entry { id, signals: Some(tx) });
-        table.unproven.insert(id, key.clone());
+        table.add_unproven(id, key.clone());
         *table.by_source.entry(key.0.ip()).or_default() += 1;
         Admission::Start { ticket: Ticket { slots: self.clone(), key, id, signals: rx }, evicted }
     }
@@ -212,6 +244,20 @@ mod tests {
         e.prove();
         assert!(matches!(slots.admit(key([10, 0, 0, 6], 1000, "f")), Admission::Full));
         assert_eq!(a.signals.try_recv(), Err(TryRecvError::Disconnected), "a proven transfer's signals are dropped");
+    }
+
+    #[test]
+    fn a_flood_loses_its_own_transfers_before_a_phones() {
+        let slots = Slots::new(SlotLimits { max: 4, per_source: 10 });
+        let (_phone, _) = start(&slots, key([192, 0, 2, 10], 1000, "phone"));
+        let flood = |i: u8| key([198, 51, 100, i], 1000, "x");
+        let mut held = vec![start(&slots, flood(1)).0, start(&slots, flood(2)).0, start(&slots, flood(3)).0];
+        // The phone waited longest, but the flood's network has three.
+        for i in 4..10 {
+            let (t, evicted) = start(&slots, flood(i));
+            assert_eq!(evicted.map(|k| k.0.ip()), Some(IpAddr::from([198, 51, 100, i - 3])), "request {i}");
+            held.push(t);
+        }
     }
 
     #[test]
