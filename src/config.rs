@@ -151,6 +151,12 @@ settings! {
     /// Time a client has to start sending a request body; every 500 bytes
     /// received add a second, up to 10 minutes in all [default: 20s].
     body_timeout: HumanDuration = HumanDuration(Duration::from_secs(20)), "AUTOPROV_BODY_TIMEOUT", "DURATION";
+    /// CSV imports that check or write at once, over all domains; a
+    /// domain's imports always take turns [default: 2].
+    import_concurrency: u32 = 2, "AUTOPROV_IMPORT_CONCURRENCY", "N";
+    /// CSV imports that may wait for their turn (being uploaded, or
+    /// spooled on disk); one more is answered 503 [default: 16].
+    import_queue: u32 = 16, "AUTOPROV_IMPORT_QUEUE", "N";
     /// Let tenants point webhook relays and AMI at loopback, link-local,
     /// multicast or this server's own addresses (test rigs, a relay on the
     /// same host) [default: false].
@@ -256,6 +262,14 @@ impl Settings {
             retry_base: self.tuning.push_retry_base,
             timers: self.tuning.sip_timers,
             hold: self.push_hold,
+        }
+    }
+
+    /// How many CSV imports run and wait.
+    pub fn import_limits(&self) -> crate::service::import_queue::ImportLimits {
+        crate::service::import_queue::ImportLimits {
+            concurrency: (self.import_concurrency as usize).max(1),
+            waiting: self.import_queue as usize,
         }
     }
 

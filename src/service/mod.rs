@@ -8,6 +8,7 @@ pub mod devices;
 pub mod domains;
 pub mod handsets;
 pub mod import;
+pub mod import_queue;
 mod mac_probes;
 
 use std::time::Duration;
