@@ -273,6 +273,11 @@ impl Settings {
         }
     }
 
+    /// Where uploaded CSV files wait for their import.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+
     /// The public URL, if set, ending in `/`.
     pub fn public_base(&self) -> Option<String> {
         self.public_url.as_ref().map(|u| u.0.clone())

@@ -41,6 +41,8 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Profiles(#[from] crate::profiles::ProfileError),
+    #[error("cannot make the upload spool {}: {reason}", dir.display())]
+    Spool { dir: std::path::PathBuf, reason: std::io::Error },
     #[error("cannot listen on {addr} ({what}): {reason}")]
     Bind { what: &'static str, addr: SocketAddr, reason: String },
 }
@@ -94,7 +96,10 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         prefix: settings.prefix(),
         prefer_https: upgrade,
     };
-    let app = router(ApiState::new(store.clone(), urls), provisioner.clone(), settings.prefix());
+    let spool_dir = settings.spool_dir();
+    crate::handset_csv::clear_spool(&spool_dir).map_err(|reason| StartError::Spool { dir: spool_dir.clone(), reason })?;
+    let api = ApiState::new(store.clone(), urls).with_imports(settings.import_limits(), &spool_dir);
+    let app = router(api, provisioner.clone(), settings.prefix());
     let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.0.clone().into();
     let (stop_workers, stop) = watch::channel(false);
     let (stop_listeners, _) = watch::channel(false);

@@ -46,6 +46,20 @@ async fn read_limited(body: Body) -> Result<Bytes, ApiError> {
     Ok(buf.freeze())
 }
 
+/// A body that could not be read: one that stopped arriving (see
+/// `http_listener::timed_body`) says so.
+pub fn read_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
+    if timed_out(e) {
+        return ApiError::BadRequest("the body was not sent in time".into());
+    }
+    ApiError::BadRequest(format!("could not read the body: {e}"))
+}
+
+/// Whether `e` (or what caused it) is a body that stopped arriving.
+pub fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |c| c.source()).any(|c| c.is::<crate::http_listener::timed_body::BodyTimedOut>())
+}
+
 /// A JSON object body.
 pub struct JsonObject(pub Map<String, Value>);
 

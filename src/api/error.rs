@@ -70,6 +70,17 @@ impl From<crate::service::ServiceError> for ApiError {
             ServiceError::NotFound(what) => ApiError::NotFound(what),
             ServiceError::TooManyMacConflicts(left) => ApiError::TooManyMacConflicts(left),
             ServiceError::Store(e) => e.into(),
+            ServiceError::ImportsBusy(retry) => ApiError::Unavailable(crate::service::import::IMPORTS_BUSY, retry),
+            ServiceError::File(e) => ApiError::Internal(format!("import file: {e}")),
+        }
+    }
+}
+
+impl From<crate::handset_csv::SpoolError> for ApiError {
+    fn from(e: crate::handset_csv::SpoolError) -> Self {
+        match e {
+            crate::handset_csv::SpoolError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
+            other => ApiError::Internal(other.to_string()),
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct ApiState {
     pub service: Arc<crate::service::Service>,
     /// What the domain's provisioning URL looks like.
     pub urls: Arc<crate::service::domains::ProvisioningUrls>,
+    /// Where uploaded CSV files wait for their import (see
+    /// `handset_csv::Spool`).
+    pub spool_dir: Arc<std::path::Path>,
 }
 
 impl ApiState {
@@ -44,8 +47,16 @@ impl ApiState {
             auth: Arc::new(crate::auth::Authenticator::new(store.clone())),
             service: Arc::new(crate::service::Service::new(store.clone())),
             urls: Arc::new(urls),
+            spool_dir: std::env::temp_dir().into(),
             store,
         }
+    }
+
+    /// With these import limits, spooling uploads into `spool_dir`.
+    pub fn with_imports(mut self, limits: crate::service::import_queue::ImportLimits, spool_dir: &std::path::Path) -> Self {
+        self.service = Arc::new(crate::service::Service::with_import_limits(self.store.clone(), limits));
+        self.spool_dir = spool_dir.into();
+        self
     }
 }
 

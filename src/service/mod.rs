@@ -21,11 +21,17 @@ use crate::store::{Store, StoreError};
 pub struct Service {
     pub store: Store,
     mac_probes: mac_probes::MacProbes,
+    /// Imports take turns (see `import_queue`).
+    imports: import_queue::ImportQueue,
 }
 
 impl Service {
     pub fn new(store: Store) -> Self {
-        Service { store, mac_probes: Default::default() }
+        Self::with_import_limits(store, import_queue::ImportLimits::default())
+    }
+
+    pub fn with_import_limits(store: Store, limits: import_queue::ImportLimits) -> Self {
+        Service { store, mac_probes: Default::default(), imports: import_queue::ImportQueue::new(limits) }
     }
 }
 
@@ -42,6 +48,12 @@ pub enum ServiceError {
     TooManyMacConflicts(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// As many imports as allowed wait already: come back after this long.
+    #[error("{}", import::IMPORTS_BUSY)]
+    ImportsBusy(Duration),
+    /// An import's file could not be read.
+    #[error("cannot read the file: {0}")]
+    File(std::io::Error),
 }
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

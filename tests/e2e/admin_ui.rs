@@ -483,7 +483,7 @@ async fn the_ui_edits_previews_imports_and_configures(b: Backend) {
     srv.stop().await;
 }
 
-async fn upload(ui: &Ui, csrf: &str, csv: &[u8], flags: &[(&'static str, &'static str)]) -> Page {
+pub async fn upload(ui: &Ui, csrf: &str, csv: &[u8], flags: &[(&'static str, &'static str)]) -> Page {
     let mut form = reqwest::multipart::Form::new().text("csrf", csrf.to_string());
     for (k, v) in flags {
         form = form.text(*k, *v);
