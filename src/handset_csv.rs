@@ -6,6 +6,20 @@
 //! so export → import → export gives the same bytes. The command line, the
 //! API and the web UI all read and write CSV through this module; uploads
 //! are spooled to a private file first ([`Spool`]).
+//!
+//! # Cells a spreadsheet would evaluate
+//!
+//! Installers open exports in spreadsheets, and a cell starting with `=`,
+//! `+`, `-` or `@` (or a tab or carriage return) is a formula there
+//! (OWASP "CSV Injection"): a display name `=HYPERLINK(…)` next to the
+//! password column must not become a live link. Export therefore adds one
+//! `'` (which spreadsheets show as "this is text") to every cell matching
+//! `^'*[=+\-@\t\r]`, and import removes one `'` from every cell matching
+//! `^'+[=+\-@\t\r]`. The rule is reversible for every value: a value that
+//! really starts with quotes before such a character (`'=x`) gets one more
+//! on export (`''=x`) and loses exactly that one on import, and a value
+//! with quotes before anything else (`'quoted`) is never touched. It
+//! applies to every cell alike; the header is fixed and never needs it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -162,7 +176,7 @@ fn parse_row(columns: &[String], record: &csv::ByteRecord) -> Result<NewHandset,
         if value.is_empty() && (name == "password" || name == "recording") {
             continue;
         }
-        object.insert(name.clone(), serde_json::Value::String(value.to_string()));
+        object.insert(name.clone(), serde_json::Value::String(unquote_formula(value).to_string()));
     }
     if object.get("extensionnumber").and_then(|v| v.as_str()).is_none_or(str::is_empty) {
         return Err("extensionnumber: is missing".into());
@@ -171,13 +185,36 @@ fn parse_row(columns: &[String], record: &csv::ByteRecord) -> Result<NewHandset,
     input.into_new().map_err(|e| e.to_string())
 }
 
-/// Writes handsets in the export format.
+/// Whether a spreadsheet would evaluate a cell starting with `b`.
+fn starts_formula(s: &str) -> bool {
+    s.bytes().next().is_some_and(|b| matches!(b, b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+}
+
+/// Export: one more `'` before a cell matching `^'*[=+\-@\t\r]`.
+fn quote_formula(cell: &str) -> std::borrow::Cow<'_, str> {
+    if starts_formula(cell.trim_start_matches('\'')) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+/// Import: one `'` fewer on a cell matching `^'+[=+\-@\t\r]`.
+fn unquote_formula(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if starts_formula(rest.trim_start_matches('\'')) => rest,
+        _ => cell,
+    }
+}
+
+/// Writes handsets in the export format, formula cells quoted.
 pub fn write(handsets: &[crate::model::Handset]) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
     w.write_record(COLUMNS.iter())?;
     for h in handsets {
         let fields = HandsetField::ALL.into_iter().filter(|f| *f != HandsetField::Settings).map(|f| h.text(f));
-        w.write_record(std::iter::once(h.extensionnumber.clone()).chain(fields))?;
+        let cells: Vec<String> = std::iter::once(h.extensionnumber.clone()).chain(fields).collect();
+        w.write_record(cells.iter().map(|c| quote_formula(c).into_owned()))?;
     }
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
@@ -311,6 +348,36 @@ mod tests {
         assert!(errors[0].contains("colour") && errors[1].contains("twice") && errors[2].contains("required"), "{errors:?}");
         let (good, errors) = parse(b"Name, ExtensionNumber\nA,100\n");
         assert_eq!((good.len(), errors.len()), (1, 0));
+    }
+
+    #[test]
+    fn formula_quotes_undo_exactly() {
+        for value in [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1",
+            "-",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "'=x",
+            "''+y",
+            "'quoted",
+            "''",
+            "'",
+            "plain",
+            "",
+            "a=b",
+        ] {
+            let exported = quote_formula(value);
+            assert_eq!(unquote_formula(&exported), value, "{value:?} → {exported:?}");
+            let evaluated = starts_formula(&exported);
+            assert!(!evaluated, "{value:?} exported as {exported:?} would be evaluated");
+        }
+        assert_eq!(quote_formula("=1"), "'=1");
+        assert_eq!(quote_formula("'=1"), "''=1");
+        assert_eq!(quote_formula("'quoted"), "'quoted");
+        assert_eq!(unquote_formula("'quoted"), "'quoted", "a quote before anything else is the value's own");
+        assert_eq!(unquote_formula("'-5"), "-5");
     }
 
     #[tokio::test]

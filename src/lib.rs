@@ -30,7 +30,7 @@
 //!   over the same operations as the API, with login sessions and a CSRF
 //!   token on every form.
 //! - [`handset_csv`]: handsets as CSV for installers (parse as a stream,
-//!   export, spool uploads to private files).
+//!   export with formula cells quoted, spool uploads to private files).
 //! - [`guard`]: bounded strike tables that ban keys (users, IPs) that fail
 //!   too often, and the provisioning scan guard that counts distinct misses.
 //! - [`client`]: who sent a request: client IP and TLS, believing

@@ -178,7 +178,9 @@ async fn export_import_export_is_byte_identical() {
     assert!(out.contains("200 created"), "{out}");
     assert!(err.contains("imported 200/200"), "plain progress lines when not on a terminal: {err}");
     let (first, _) = cli(&["export"]);
-    assert_eq!(first, site, "the export is the file we imported");
+    // The file we imported, but for the '+' cells, which a spreadsheet
+    // would take for formulas.
+    assert_eq!(first, site.replace(",+61", ",'+61"), "the export is the file we imported");
     // The export imported again changes nothing, and exports the same bytes.
     let copy = dir.path().join("copy.csv");
     std::fs::write(&copy, &first).unwrap();
@@ -242,6 +244,66 @@ async fn a_domains_imports_take_turns(b: Backend) {
     let created = a["created"].as_u64().unwrap() + b["created"].as_u64().unwrap();
     let updated = a["updated"].as_u64().unwrap() + b["updated"].as_u64().unwrap();
     assert_eq!((created, updated), (5_000, 100), "one after the other: {a} {b}");
+    srv.stop().await;
+}
+
+/// Cells a spreadsheet would evaluate are exported behind a `'`, which
+/// import takes off: export → import → export gives the same bytes, and
+/// the values are what they were.
+async fn formula_cells_are_quoted_and_round_trip() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let names = ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-", "@SUM(A1)", "'=x", "''+y", "'quoted", "plain"];
+    for (i, name) in names.iter().enumerate() {
+        let h = json!({"extensionnumber": format!("{}", 100 + i), "name": name, "password": "-starts-with-dash"});
+        srv.create_handset(h).await;
+    }
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_autoprov"));
+        cmd.env_clear()
+            .env("AUTOPROV_DATA_DIR", srv.dir.path())
+            .env("AUTOPROV_DATABASE_URL", &srv.settings.database_url)
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        let out = cmd.args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = cli(&["export"]);
+    for cell in [
+        r#""'=HYPERLINK(""http://x"",""y"")""#,
+        ",'+1,",
+        ",'-,",
+        ",'@SUM(A1),",
+        ",''=x,",
+        ",'''+y,",
+        ",'quoted,",
+        ",plain,",
+        ",'-starts-with-dash,",
+    ] {
+        assert!(first.contains(cell), "{cell} in the export: {first}");
+    }
+    let copy = srv.dir.path().join("copy.csv");
+    std::fs::write(&copy, &first).unwrap();
+    let out = cli(&["import", copy.to_str().unwrap(), "--update"]);
+    assert!(out.contains("0 created, 0 updated, 8 unchanged"), "import gives back exactly the values: {out}");
+    assert_eq!(cli(&["export"]), first, "export → import → export is byte-identical");
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(srv.get(&format!("/api/handset/{}", 100 + i)).await.1["name"], *name);
+    }
+    // Through the API, into another domain: the same values.
+    srv.add_user("boss@acme", "boss-password-123", "admin", false).await;
+    let resp = srv
+        .client
+        .post(srv.url("/api/handset/import"))
+        .basic_auth("boss@acme", Some("boss-password-123"))
+        .header("content-type", "text/csv")
+        .body(first)
+        .send()
+        .await
+        .unwrap();
+    let (s, v) = crate::harness::read(resp).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, h) = srv.call(reqwest::Method::GET, "/api/handset/104", ("boss@acme", "boss-password-123"), None).await;
+    assert_eq!((h["name"].as_str(), h["password"].as_str()), (Some("'=x"), Some("-starts-with-dash")));
     srv.stop().await;
 }
 
@@ -322,6 +384,7 @@ async fn an_upload_that_stalls_is_refused() {
 
 crate::e2e!(
     export_import_export_is_byte_identical,
+    formula_cells_are_quoted_and_round_trip,
     a_full_queue_answers_503_and_spools_are_removed,
     an_upload_that_stalls_is_refused,
 );
