@@ -93,12 +93,10 @@ async fn read_upload(
     let bad = |e: axum::extract::multipart::MultipartError| -> super::PageError {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(MAX_CSV_BODY).into()
+        } else if crate::api::body::timed_out(&e) {
+            crate::api::body::read_error(&e).into()
         } else {
-            if crate::api::body::timed_out(&e) {
-                crate::api::body::read_error(&e).into()
-            } else {
-                ApiError::BadRequest(format!("Bad upload: {}", e.body_text())).into()
-            }
+            ApiError::BadRequest(format!("Bad upload: {}", e.body_text())).into()
         }
     };
     let (mut fields, mut file, mut csv) = (Fields::default(), String::new(), None);

@@ -417,7 +417,7 @@ pub struct ImportReportJson {
 
 /// 400 with the refused rows: `{"error", "errors": [{"line", "error"}]}`,
 /// the list cut at 1000 (the message counts them all).
-pub fn refused_answer(refused: &Refused) -> Response {
+fn refused_answer(refused: &Refused) -> Response {
     let rows: Vec<Value> = refused.errors.iter().map(|e| serde_json::json!({ "line": e.line, "error": e.error })).collect();
     let error = match refused.unlisted() {
         0 => format!("{} row(s) refused; nothing was written", refused.total),

@@ -51,6 +51,11 @@ impl Ui {
         Ui { client, base: srv.url(""), cookies: Mutex::new(HashMap::new()) }
     }
 
+    /// A request to `path` (send it with [`Ui::send`], which adds the cookies).
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
     pub fn origin(&self) -> String {
         self.base.trim_end_matches('/').to_string()
     }

@@ -379,6 +379,26 @@ async fn an_upload_that_stalls_is_refused() {
     assert!(v["error"].as_str().unwrap().contains("not sent in time"), "{v}");
     assert!(spooled(&srv).is_empty());
     drop(stalled.body);
+
+    // The same through the UI's multipart form.
+    let (ui, csrf) = Ui::logged_in(&srv, ADMIN).await;
+    let (body, rx) = mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    let part = format!(
+        "--b0undary\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n--b0undary\r\n\
+         Content-Disposition: form-data; name=\"file\"; filename=\"site.csv\"\r\nContent-Type: text/csv\r\n\r\n\
+         extensionnumber,name\n700,Slow\n"
+    );
+    body.unbounded_send(Ok(part.into_bytes())).unwrap();
+    let request = ui
+        .request(reqwest::Method::POST, "/admin/import")
+        .header("origin", ui.origin())
+        .header("content-type", "multipart/form-data; boundary=b0undary")
+        .body(reqwest::Body::wrap_stream(rx));
+    let page = ui.send(request).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(page.body.contains("not sent in time"), "{}", page.body);
+    assert!(spooled(&srv).is_empty());
+    drop(body);
     srv.stop().await;
 }
 
