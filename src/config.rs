@@ -164,6 +164,12 @@ settings! {
     /// whole seconds); a longer one is not acknowledged and the 1 s default
     /// applies [default: 5s].
     tftp_max_timeout: HumanDuration = HumanDuration(Duration::from_secs(5)), "AUTOPROV_TFTP_MAX_TIMEOUT", "DURATION";
+    /// CSV imports that check or write at once, over all domains; a
+    /// domain's imports always take turns [default: 2].
+    import_concurrency: u32 = 2, "AUTOPROV_IMPORT_CONCURRENCY", "N";
+    /// CSV imports that may wait for their turn (being uploaded, or
+    /// spooled on disk); one more is answered 503 [default: 16].
+    import_queue: u32 = 16, "AUTOPROV_IMPORT_QUEUE", "N";
     /// Let tenants point webhook relays and AMI at loopback, link-local,
     /// multicast or this server's own addresses (test rigs, a relay on the
     /// same host) [default: false].
@@ -275,6 +281,19 @@ impl Settings {
             hold: self.push_hold,
             allow_internal_targets: self.allow_internal_targets,
         }
+    }
+
+    /// How many CSV imports run and wait.
+    pub fn import_limits(&self) -> crate::service::import_queue::ImportLimits {
+        crate::service::import_queue::ImportLimits {
+            concurrency: (self.import_concurrency as usize).max(1),
+            waiting: self.import_queue as usize,
+        }
+    }
+
+    /// Where uploaded CSV files wait for their import.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data_dir.join("spool")
     }
 
     /// The public URL, if set, ending in `/`.

@@ -22,14 +22,15 @@
 //! - [`auth`]: API users' passwords and login limits, the caller of an
 //!   operation with its domain, and the role rules.
 //! - [`service`]: the operations (handset changes, claims, unknown-device
-//!   scope, import, domain changes) with their rules and audit, for the API,
-//!   the UI and the CLI alike.
+//!   scope, import and its queue, domain changes) with their rules and
+//!   audit, for the API, the UI and the CLI alike.
 //! - [`api`]: the Jingl-compatible REST API (HTTPS only): its JSON wire
 //!   types, Basic auth, error mapping, and its OpenAPI document.
 //! - [`admin`]: the admin web UI at `/admin` (HTTPS only): askama pages
 //!   over the same operations as the API, with login sessions and a CSRF
 //!   token on every form.
-//! - [`handset_csv`]: handsets as CSV for installers (parse, export).
+//! - [`handset_csv`]: handsets as CSV for installers (parse as a stream,
+//!   export with formula cells quoted, spool uploads to private files).
 //! - [`guard`]: bounded strike tables that ban keys (users, IPs) that fail
 //!   too often, and the provisioning scan guard that counts distinct misses.
 //! - [`client`]: who sent a request: client IP and TLS, believing

@@ -26,6 +26,7 @@ use crate::limits::{self, FdBudget};
 use crate::profiles::Profiles;
 use crate::provision::{ComeBack, ProvisionPolicy, Provisioner};
 use crate::push::PushWorker;
+use crate::service::Service;
 use crate::store::Store;
 use crate::tftp::{TftpLimits, TftpServer};
 
@@ -46,6 +47,8 @@ pub enum StartError {
     Profiles(#[from] crate::profiles::ProfileError),
     #[error("data directory {path}: {reason}")]
     DataDir { path: std::path::PathBuf, reason: String },
+    #[error("cannot make the upload spool {}: {reason}", dir.display())]
+    Spool { dir: std::path::PathBuf, reason: std::io::Error },
     #[error("cannot listen on {addr} ({what}): {reason}")]
     Bind { what: &'static str, addr: SocketAddr, reason: String },
 }
@@ -104,7 +107,12 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         prefix: settings.prefix(),
         prefer_https: upgrade,
     };
-    let app = router(ApiState::new(store.clone(), urls, settings.allow_internal_targets), provisioner.clone(), settings.prefix());
+    let spool_dir = settings.spool_dir();
+    crate::handset_csv::clear_spool(&spool_dir).map_err(|reason| StartError::Spool { dir: spool_dir.clone(), reason })?;
+    let service = Service::new(store.clone())
+        .allowing_internal_targets(settings.allow_internal_targets)
+        .with_import_limits(settings.import_limits());
+    let app = router(ApiState::new(store.clone(), service, urls, &spool_dir), provisioner.clone(), settings.prefix());
     let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.0.clone().into();
     let (stop_workers, stop) = watch::channel(false);
     let (stop_listeners, _) = watch::channel(false);

@@ -24,7 +24,7 @@ async fn read_limited(body: Body) -> Result<Bytes, ApiError> {
     let mut seen = 0usize;
     let read = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(body_error)?;
+            let frame = frame.map_err(|e| read_error(&e))?;
             if let Ok(data) = frame.into_data() {
                 seen += data.len();
                 if seen > MAX_DRAIN {
@@ -45,16 +45,17 @@ async fn read_limited(body: Body) -> Result<Bytes, ApiError> {
 }
 
 /// Why a request body could not be read: the client stopped sending it in
-/// time (see `http_listener::timed_body`), or the connection failed.
-pub fn body_error(e: axum::Error) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(err) = source {
-        if err.is::<crate::http_listener::timed_body::BodyTimedOut>() {
-            return ApiError::RequestTimeout;
-        }
-        source = err.source();
+/// time (see `http_listener::timed_body`: 408), or the connection failed.
+pub fn read_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
+    if timed_out(e) {
+        return ApiError::RequestTimeout;
     }
     ApiError::BadRequest(format!("could not read the body: {e}"))
+}
+
+/// Whether `e` (or what caused it) is a body that stopped arriving.
+pub fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |c| c.source()).any(|c| c.is::<crate::http_listener::timed_body::BodyTimedOut>())
 }
 
 /// A JSON object body.

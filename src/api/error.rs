@@ -72,6 +72,17 @@ impl From<crate::service::ServiceError> for ApiError {
             ServiceError::NotFound(what) => ApiError::NotFound(what),
             ServiceError::TooManyMacConflicts(left) => ApiError::TooManyMacConflicts(left),
             ServiceError::Store(e) => e.into(),
+            ServiceError::ImportsBusy(retry) => ApiError::Unavailable(crate::service::import::IMPORTS_BUSY, retry),
+            ServiceError::File(e) => ApiError::Internal(format!("import file: {e}")),
+        }
+    }
+}
+
+impl From<crate::handset_csv::SpoolError> for ApiError {
+    fn from(e: crate::handset_csv::SpoolError) -> Self {
+        match e {
+            crate::handset_csv::SpoolError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
+            other => ApiError::Internal(other.to_string()),
         }
     }
 }
@@ -125,6 +136,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooManyRequests(left) | ApiError::TooManyMacConflicts(left) | ApiError::Unavailable(_, left) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(left.as_secs().max(1)));
+            }
+            // The rest of the body is not read: the connection cannot carry
+            // another request, and the client must not try.
+            ApiError::PayloadTooLarge(_) | ApiError::RequestTimeout => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -12,10 +12,11 @@ use super::body::{JsonBody, JsonObject};
 use super::error::{ApiError, ApiResult, ErrorBody, ErrorResponses};
 use super::{paging, ApiState};
 use crate::auth::Caller;
+use crate::handset_csv::{Spool, SpoolError};
 use crate::model::handset::parse_bool;
 use crate::model::settings::ExtraSettings;
 use crate::model::{validate_extension, HandsetInput, Mac, NewHandset};
-use crate::service::import::{ImportMode, ImportOutcome, RowError};
+use crate::service::import::{ImportMode, ImportOutcome, Refused};
 use crate::store::handsets::{HandsetFilter, HandsetView, ProvisioningState};
 
 /// Handset Select's body: Jingl's fields, all strings, then ours (`mac`,
@@ -340,7 +341,9 @@ pub struct ImportParams {
 }
 
 /// `POST /api/handset/import` (`text/csv`): every row checked first; any
-/// refused row and nothing is written (400 with every error and its line).
+/// refused row and nothing is written (400 with the errors and their lines,
+/// at most 1000 of them listed). Imports take turns: 503 with Retry-After
+/// when too many wait.
 #[utoipa::path(
     post,
     path = "/api/handset/import",
@@ -354,6 +357,7 @@ pub async fn import(
     State(state): State<ApiState>,
     caller: Caller,
     uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> ApiResult<Response> {
     let p: ImportParams = query(&uri)?;
@@ -361,14 +365,52 @@ pub async fn import(
         v.map(|s| parse_bool(name, &Value::String(s))).transpose().map(|b| b.unwrap_or(false))
     };
     let mode = ImportMode { dry_run: flag(p.dryrun, "dryrun")?, update: flag(p.update, "update")? };
-    let bytes = axum::body::to_bytes(body, MAX_CSV_BODY).await.map_err(|_| ApiError::PayloadTooLarge(MAX_CSV_BODY))?;
-    Ok(match state.service.import(&caller, crate::handset_csv::parse(&bytes), mode, &|_| {}).await? {
-        ImportOutcome::Refused(errors) => refused(errors),
+    let declared =
+        headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > (MAX_CSV_BODY + MAX_DRAIN) as u64) {
+        return Err(ApiError::PayloadTooLarge(MAX_CSV_BODY));
+    }
+    // The place first: a refusal costs the client no upload, and what
+    // waits on disk is bounded.
+    let ticket = state.service.queue_import(&caller)?;
+    let file = spool(&state.spool_dir, body).await?;
+    Ok(match state.service.import(&caller, ticket, std::sync::Arc::new(file), mode, &|_, _| {}).await? {
+        ImportOutcome::Refused(refused) => refused_answer(&refused),
         ImportOutcome::Checked(rows) => Json(serde_json::json!({ "checked": rows, "written": false })).into_response(),
         ImportOutcome::Written(r) => {
             Json(ImportReportJson { created: r.created, updated: r.updated, unchanged: r.unchanged }).into_response()
         }
     })
+}
+
+/// A body over the limit but under this much more is read (and thrown
+/// away) before the 413, so the client sees it (see `api::body`).
+const MAX_DRAIN: usize = 1024 * 1024;
+
+/// Streams the body into a spool file, frame by frame.
+async fn spool(dir: &std::path::Path, mut body: axum::body::Body) -> ApiResult<crate::handset_csv::CsvFile> {
+    use http_body_util::BodyExt;
+    let mut spool = Spool::create(dir, MAX_CSV_BODY)?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| super::body::read_error(&e))?;
+        let Ok(data) = frame.into_data() else { continue };
+        match spool.write(&data).await {
+            Ok(()) => {}
+            Err(SpoolError::TooLarge(limit)) => {
+                drop(spool);
+                let mut drained = 0;
+                while let Some(Ok(frame)) = body.frame().await {
+                    drained += frame.data_ref().map_or(0, |d| d.len());
+                    if drained > MAX_DRAIN {
+                        break;
+                    }
+                }
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(spool.finish().await?)
 }
 
 /// What an import wrote.
@@ -379,11 +421,13 @@ pub struct ImportReportJson {
     pub unchanged: usize,
 }
 
-fn refused(errors: Vec<RowError>) -> Response {
-    let rows: Vec<Value> = errors.iter().map(|e| serde_json::json!({ "line": e.line, "error": e.error })).collect();
-    let body = serde_json::json!({
-        "error": format!("{} row(s) refused; nothing was written", errors.len()),
-        "errors": rows,
-    });
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+/// 400 with the refused rows: `{"error", "errors": [{"line", "error"}]}`,
+/// the list cut at 1000 (the message counts them all).
+fn refused_answer(refused: &Refused) -> Response {
+    let rows: Vec<Value> = refused.errors.iter().map(|e| serde_json::json!({ "line": e.line, "error": e.error })).collect();
+    let error = match refused.unlisted() {
+        0 => format!("{} row(s) refused; nothing was written", refused.total),
+        n => format!("{} row(s) refused (the first {} listed, and {n} more); nothing was written", refused.total, rows.len()),
+    };
+    (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": error, "errors": rows }))).into_response()
 }

@@ -36,15 +36,24 @@ pub struct ApiState {
     pub service: Arc<crate::service::Service>,
     /// What the domain's provisioning URL looks like.
     pub urls: Arc<crate::service::domains::ProvisioningUrls>,
+    /// Where uploaded CSV files wait for their import (see
+    /// `handset_csv::Spool`).
+    pub spool_dir: Arc<std::path::Path>,
 }
 
 impl ApiState {
-    pub fn new(store: Store, urls: crate::service::domains::ProvisioningUrls, allow_internal_targets: bool) -> Self {
-        let service = crate::service::Service::new(store.clone()).allowing_internal_targets(allow_internal_targets);
+    /// The API over `service`, spooling uploads into `spool_dir`.
+    pub fn new(
+        store: Store,
+        service: crate::service::Service,
+        urls: crate::service::domains::ProvisioningUrls,
+        spool_dir: &std::path::Path,
+    ) -> Self {
         ApiState {
             auth: Arc::new(crate::auth::Authenticator::new(store.clone())),
             service: Arc::new(service),
             urls: Arc::new(urls),
+            spool_dir: spool_dir.into(),
             store,
         }
     }

@@ -11,34 +11,46 @@ use crate::service::Service;
 use crate::store::Store;
 
 pub async fn import(settings: &Settings, file: &Path, domain: &str, dry_run: bool, update: bool) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    // Opened once here so a missing file is named before the database is.
+    std::fs::File::open(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let store = Store::open(&settings.database_url).await?;
-    let result = import_into(&store, &bytes, domain, dry_run, update).await;
+    let result = import_into(&store, file, domain, dry_run, update).await;
     store.close().await;
     result
 }
 
-async fn import_into(store: &Store, bytes: &[u8], domain: &str, dry_run: bool, update: bool) -> anyhow::Result<()> {
+async fn import_into(store: &Store, file: &Path, domain: &str, dry_run: bool, update: bool) -> anyhow::Result<()> {
     let d = store.domain_by_name(domain).await?.ok_or_else(|| anyhow::anyhow!("domain {domain} not found"))?;
-    let parsed = handset_csv::parse(bytes);
-    let total = parsed.0.len();
-    let bar = std::io::stderr().is_terminal().then(|| indicatif::ProgressBar::new(total as u64));
-    let progress = |done: usize| match &bar {
-        Some(bar) => bar.set_position(done as u64),
+    let bar = std::io::stderr().is_terminal().then(indicatif::ProgressBar::hidden);
+    let progress = |done: usize, total: usize| match &bar {
+        Some(bar) => {
+            if bar.is_hidden() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_length(total as u64);
+            }
+            bar.set_position(done as u64)
+        }
         None if done % 10_000 == 0 || done == total => eprintln!("imported {done}/{total}"),
         None => {}
     };
+    // One process, one import: the queue is this run's alone.
     let service = Service::new(store.clone());
-    let outcome = service.import(&Caller::cli(d.id, &d.name), parsed, ImportMode { dry_run, update }, &progress).await?;
+    let caller = Caller::cli(d.id, &d.name);
+    let ticket = service.queue_import(&caller)?;
+    let csv = std::sync::Arc::new(handset_csv::CsvFile::at(file));
+    let outcome = service.import(&caller, ticket, csv, ImportMode { dry_run, update }, &progress).await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     match outcome {
-        ImportOutcome::Refused(errors) => {
-            for e in &errors {
+        ImportOutcome::Refused(refused) => {
+            for e in &refused.errors {
                 eprintln!("line {}: {}", e.line, e.error);
             }
-            anyhow::bail!("{} row(s) refused; nothing was written", errors.len());
+            if refused.unlisted() > 0 {
+                eprintln!("… and {} more", refused.unlisted());
+            }
+            anyhow::bail!("{} row(s) refused; nothing was written", refused.total);
         }
         ImportOutcome::Checked(rows) => println!("{rows} row(s) checked; nothing written (--dry-run)"),
         ImportOutcome::Written(r) => {

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod domains;
 pub mod handsets;
 pub mod import;
+pub mod import_queue;
 mod mac_probes;
 
 use std::time::Duration;
@@ -23,18 +24,32 @@ pub struct Service {
     mac_probes: mac_probes::MacProbes,
     /// Where tenants may point their push relays.
     targets: TargetPolicy,
+    /// Imports take turns (see `import_queue`).
+    imports: import_queue::ImportQueue,
 }
 
 impl Service {
-    /// The operations under the strict target policy.
+    /// The operations under the strict target policy and the default
+    /// import limits.
     pub fn new(store: Store) -> Self {
-        Service { store, mac_probes: Default::default(), targets: TargetPolicy::new(false) }
+        Service {
+            store,
+            mac_probes: Default::default(),
+            targets: TargetPolicy::new(false),
+            imports: import_queue::ImportQueue::new(import_queue::ImportLimits::default()),
+        }
     }
 
     /// The operator allows relays to internal addresses
     /// (`allow_internal_targets`).
     pub fn allowing_internal_targets(mut self, allow: bool) -> Self {
         self.targets = TargetPolicy::new(allow);
+        self
+    }
+
+    /// Imports take turns under `limits`.
+    pub fn with_import_limits(mut self, limits: import_queue::ImportLimits) -> Self {
+        self.imports = import_queue::ImportQueue::new(limits);
         self
     }
 }
@@ -52,6 +67,12 @@ pub enum ServiceError {
     TooManyMacConflicts(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// As many imports as allowed wait already: come back after this long.
+    #[error("{}", import::IMPORTS_BUSY)]
+    ImportsBusy(Duration),
+    /// An import's file could not be read.
+    #[error("cannot read the file: {0}")]
+    File(std::io::Error),
 }
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

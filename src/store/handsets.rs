@@ -390,74 +390,67 @@ pub struct ImportReport {
     pub unchanged: usize,
 }
 
+/// How many keys one lookup of [`Store::import_lookup`] takes at most (one
+/// bound parameter each; SQLite allows 32,766, PostgreSQL 65,535).
+pub const IMPORT_LOOKUP_MAX: usize = 1000;
+
+/// What the database has of a batch of import rows.
+#[derive(Debug, Default)]
+pub struct ImportLookup {
+    /// The batch's extensions the domain has.
+    pub existing: HashSet<String>,
+    /// The batch's MACs in use, anywhere: the owner's domain and extension.
+    pub macs: HashMap<Mac, (i64, String)>,
+}
+
 impl Store {
-    /// Every extension of a domain, and every MAC in use (with its domain
-    /// and extension): what an import is checked against.
-    pub async fn import_context(&self, domain_id: i64) -> Result<(HashSet<String>, HashMap<Mac, (i64, String)>)> {
-        let rows = sqlx::query("SELECT domain_id, extensionnumber, mac FROM handset WHERE domain_id = $1 OR mac IS NOT NULL")
-            .bind(domain_id)
-            .fetch_all(self.pool())
-            .await?;
-        let mut exts = HashSet::new();
-        let mut macs = HashMap::new();
-        for r in rows {
-            let d: i64 = r.try_get("domain_id")?;
-            let ext: String = r.try_get("extensionnumber")?;
-            if let Some(mac) = r.try_get::<Option<String>, _>("mac")?.and_then(|m| m.parse::<Mac>().ok()) {
-                macs.insert(mac, (d, ext.clone()));
+    /// Which of `exts` the domain has, and who has each of `macs` (at most
+    /// [`IMPORT_LOOKUP_MAX`] of each): what an import's rows are checked
+    /// against, a batch at a time, so that nothing of the database's is
+    /// held for a whole file (two indexed lookups per batch).
+    pub async fn import_lookup(&self, domain_id: i64, exts: &[&str], macs: &[Mac]) -> Result<ImportLookup> {
+        let mut found = ImportLookup::default();
+        if !exts.is_empty() {
+            let sql = format!(
+                "SELECT extensionnumber FROM handset WHERE domain_id = $1 AND extensionnumber IN ({})",
+                placeholders(2, exts.len())
+            );
+            let mut q = sqlx::query(&sql).bind(domain_id);
+            for ext in exts {
+                q = q.bind(*ext);
             }
-            if d == domain_id {
-                exts.insert(ext);
+            for r in q.fetch_all(self.pool()).await? {
+                found.existing.insert(r.try_get("extensionnumber")?);
             }
         }
-        Ok((exts, macs))
-    }
-
-    /// Writes checked import rows in one transaction: new extensions are
-    /// created (one audit row for the import, not one per handset),
-    /// existing ones updated like Handset Update (revision, push).
-    /// `progress` is told how many rows are done, every 1000.
-    pub async fn import_handsets(
-        &self,
-        actor: &Actor,
-        domain_id: i64,
-        rows: Vec<NewHandset>,
-        existing: &HashSet<String>,
-        progress: &(dyn Fn(usize) + Sync),
-    ) -> Result<ImportReport> {
-        let mut report = ImportReport::default();
-        let mut tx = self.pool().begin().await?;
-        let mut any_config_change = false;
-        let total = rows.len();
-        for (i, row) in rows.into_iter().enumerate() {
-            // New extensions (as checked) skip the lock; one created since
-            // the check fails the insert and rolls the whole import back.
-            if !existing.contains(&row.extensionnumber) {
-                insert_new(&mut tx, domain_id, row).await?;
-                report.created += 1;
-            } else {
-                let h = lock_handset(&mut tx, domain_id, &row.extensionnumber).await?;
-                let (_, changed, config_changed) = apply_changes(&mut tx, actor, h, &row.fields, "handset.import").await?;
-                any_config_change |= config_changed;
-                if changed.is_empty() {
-                    report.unchanged += 1;
-                } else {
-                    report.updated += 1;
+        if !macs.is_empty() {
+            let sql =
+                format!("SELECT domain_id, extensionnumber, mac FROM handset WHERE mac IN ({})", placeholders(1, macs.len()));
+            let mut q = sqlx::query(&sql);
+            for mac in macs {
+                q = q.bind(mac.lower());
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                if let Some(mac) = r.try_get::<Option<String>, _>("mac")?.and_then(|m| m.parse::<Mac>().ok()) {
+                    found.macs.insert(mac, (r.try_get("domain_id")?, r.try_get("extensionnumber")?));
                 }
             }
-            if (i + 1) % 1000 == 0 || i + 1 == total {
-                progress(i + 1);
-            }
         }
-        if report.created > 0 {
-            let count = format!("created:{}", report.created);
-            audit::record(&mut tx, actor, domain_id, "handset.import", None, &[count.as_str()]).await?;
-        }
-        tx.commit().await?;
-        if any_config_change || report.created > 0 {
-            self.note_local_change();
-        }
-        Ok(report)
+        Ok(found)
+    }
+
+    /// Starts writing checked import rows into a domain: one transaction,
+    /// given the rows one by one ([`ImportWriter::write`]) and committed by
+    /// [`ImportWriter::commit`]; dropped before that, nothing is written.
+    pub async fn import_writer<'a>(&'a self, actor: &'a Actor, domain_id: i64) -> Result<ImportWriter<'a>> {
+        Ok(ImportWriter {
+            store: self,
+            actor,
+            domain_id,
+            tx: self.pool().begin().await?,
+            report: ImportReport::default(),
+            any_config_change: false,
+        })
     }
 
     /// Every handset of a domain in extension order, for export.
@@ -468,6 +461,64 @@ impl Store {
             .await?;
         rows.iter().map(handset_from_row).collect()
     }
+}
+
+/// An import being written (see [`Store::import_writer`]): new extensions
+/// are created (one audit row for the import, not one per handset),
+/// existing ones updated like Handset Update (revision, audit, push).
+pub struct ImportWriter<'a> {
+    store: &'a Store,
+    actor: &'a Actor,
+    domain_id: i64,
+    tx: Transaction<'static, Any>,
+    report: ImportReport,
+    any_config_change: bool,
+}
+
+impl ImportWriter<'_> {
+    /// Writes one row; `existed` is what the check found. A new extension
+    /// skips the lock: one created since the check fails the insert, and
+    /// an existing one deleted since fails the lock, and either rolls the
+    /// whole import back.
+    pub async fn write(&mut self, row: NewHandset, existed: bool) -> Result<()> {
+        if !existed {
+            insert_new(&mut self.tx, self.domain_id, row).await?;
+            self.report.created += 1;
+            return Ok(());
+        }
+        let h = lock_handset(&mut self.tx, self.domain_id, &row.extensionnumber).await?;
+        let (_, changed, config_changed) = apply_changes(&mut self.tx, self.actor, h, &row.fields, "handset.import").await?;
+        self.any_config_change |= config_changed;
+        if changed.is_empty() {
+            self.report.unchanged += 1;
+        } else {
+            self.report.updated += 1;
+        }
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn written(&self) -> usize {
+        self.report.created + self.report.updated + self.report.unchanged
+    }
+
+    /// Audits the creations and commits.
+    pub async fn commit(mut self) -> Result<ImportReport> {
+        if self.report.created > 0 {
+            let count = format!("created:{}", self.report.created);
+            audit::record(&mut self.tx, self.actor, self.domain_id, "handset.import", None, &[count.as_str()]).await?;
+        }
+        self.tx.commit().await?;
+        if self.any_config_change || self.report.created > 0 {
+            self.store.note_local_change();
+        }
+        Ok(self.report)
+    }
+}
+
+/// `$first, $first+1, …`: `n` placeholders.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Applies `changes` to a locked handset: writes the row, audits the

@@ -51,6 +51,11 @@ impl Ui {
         Ui { client, base: srv.url(""), cookies: Mutex::new(HashMap::new()) }
     }
 
+    /// A request to `path` (send it with [`Ui::send`], which adds the cookies).
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
     pub fn origin(&self) -> String {
         self.base.trim_end_matches('/').to_string()
     }
@@ -483,7 +488,7 @@ async fn the_ui_edits_previews_imports_and_configures(b: Backend) {
     srv.stop().await;
 }
 
-async fn upload(ui: &Ui, csrf: &str, csv: &[u8], flags: &[(&'static str, &'static str)]) -> Page {
+pub async fn upload(ui: &Ui, csrf: &str, csv: &[u8], flags: &[(&'static str, &'static str)]) -> Page {
     let mut form = reqwest::multipart::Form::new().text("csrf", csrf.to_string());
     for (k, v) in flags {
         form = form.text(*k, *v);

@@ -10,6 +10,8 @@ use autoprov::server::{self, RunningServer};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 
 pub const ADMIN: (&str, &str) = ("admin@default", "admin-password-for-tests");
 
@@ -339,4 +341,42 @@ pub async fn wait_for_unknown_device(srv: &TestServer, mac: &str) -> Value {
         devices.as_array()?.iter().find(|d| d["mac"] == mac).cloned()
     })
     .await
+}
+
+/// A TLS connection to the server's HTTPS port from `source`.
+pub async fn tls_from(srv: &TestServer, source: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let pem = std::fs::read(&srv.running().tls_cert_path).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = connect_from(source, srv.https()).await;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap()
+}
+
+/// A TCP connection from `source` (any 127/8 address is this machine).
+pub async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source.parse().unwrap(), 0)).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Sends `request` and reads the answer's status line.
+pub async fn raw_status<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, request: &str) -> String {
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        let n =
+            tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf)).await.expect("an answer").unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_string()
 }

@@ -4,26 +4,18 @@
 //! load are `benches/hostile.sh`'s.)
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::binary::{autoprov, serve, sigterm};
-use crate::harness::{https_client, plain_client, plain_client_from, Backend, TestServer, ADMIN};
+use crate::harness::{connect_from, https_client, plain_client, plain_client_from, raw_status, Backend, TestServer, ADMIN};
 use crate::push::{quick_push, wait_for_push_state, Phone};
 
 const YEALINK: &str = "Yealink SIP-T46S 66.86.0.15";
-
-/// A TCP connection from `source` (any 127/8 address is this machine).
-async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(source.parse().unwrap(), 0)).unwrap();
-    socket.connect(to).await.unwrap()
-}
 
 /// Whether the server closes `stream` within `within` (whatever it says
 /// first).
@@ -37,36 +29,6 @@ async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, within: Duration) -
             Ok(Ok(_)) => continue,
         }
     }
-}
-
-/// Sends `request` and reads the answer's status line.
-async fn raw_status<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, request: &str) -> String {
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !answer.windows(2).any(|w| w == b"\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.expect("an answer").unwrap();
-        assert!(n > 0, "closed without an answer");
-        answer.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_string()
-}
-
-/// A TLS connection to the server's HTTPS port from `source`.
-async fn tls_from(srv: &TestServer, source: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let pem = std::fs::read(&srv.running().tls_cert_path).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = connect_from(source, srv.https()).await;
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap()
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -134,7 +96,7 @@ async fn silent_and_trickling_clients_are_cut_off() {
     assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
     assert!(started.elapsed() < Duration::from_secs(4), "closed after {:?}", started.elapsed());
 
-    let mut tls = tls_from(&srv, "127.0.8.2").await;
+    let mut tls = crate::harness::tls_from(&srv, "127.0.8.2").await;
     let head = format!(
         "POST /api/handset HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
         basic(ADMIN.0, ADMIN.1)
@@ -157,7 +119,7 @@ async fn silent_and_trickling_clients_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
 
     // 40 KB at 20 KB/s: slower than a LAN, far faster than the minimum rate.
-    let mut tls = tls_from(&srv, "127.0.8.3").await;
+    let mut tls = crate::harness::tls_from(&srv, "127.0.8.3").await;
     let name = "x".repeat(40);
     let notes = "n".repeat(1000);
     let body = json!({"extensionnumber": "100", "name": name, "notes": notes}).to_string();
@@ -203,7 +165,7 @@ async fn hosts_that_are_not_authorities_are_refused() {
         let status =
             raw_status(&mut conn, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {YEALINK}\r\n\r\n")).await;
         assert!(status.starts_with("HTTP/1.1 400"), "Host {host:?}: {status}");
-        let mut tls = tls_from(&srv, "127.0.0.1").await;
+        let mut tls = crate::harness::tls_from(&srv, "127.0.0.1").await;
         let status = raw_status(&mut tls, &format!("GET /api/domain HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
         assert!(status.starts_with("HTTP/1.1 400"), "Host {host:?} on the API: {status}");
     }
