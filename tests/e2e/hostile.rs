@@ -40,19 +40,30 @@ fn basic(user: &str, password: &str) -> String {
 /// elsewhere is served meanwhile.
 async fn one_address_cannot_hold_every_connection() {
     let srv = TestServer::start_with(Backend::Sqlite, |s| s.connections_per_source = 20).await;
+    // 21 connections from one address: the server closes one of them at
+    // once (which one depends on the order its accept loops take them in).
     let mut idle = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..21 {
         idle.push(connect_from("127.0.6.1", srv.http()).await);
     }
-    let mut extra = connect_from("127.0.6.1", srv.http()).await;
-    assert!(closed_within(&mut extra, Duration::from_secs(2)).await, "the 21st connection from one address is closed");
+    let mut closed = 0;
+    for (i, conn) in idle.iter_mut().enumerate() {
+        if closed_within(conn, Duration::from_millis(if i == 0 { 2000 } else { 100 })).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1, "one connection over the share of 20 is closed");
     let (s, _) = srv.get("/api/handset").await;
     assert_eq!(s, StatusCode::OK, "another address is served");
     drop(idle);
+    // Once the server has seen them close (it may take a moment), the
+    // address is served again.
     crate::harness::eventually("the address's share comes back", Duration::from_secs(5), || async {
         let mut again = connect_from("127.0.6.1", srv.http()).await;
-        let status = raw_status(&mut again, "GET /nothing.cfg HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
-        status.contains("HTTP/1.1").then_some(())
+        again.write_all(b"GET /nothing.cfg HTTP/1.1\r\nHost: localhost\r\n\r\n").await.ok()?;
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(2), again.read(&mut buf)).await.ok()?.ok()?;
+        buf[..n].starts_with(b"HTTP/1.1").then_some(())
     })
     .await;
     srv.stop().await;
