@@ -65,7 +65,7 @@ PY
 # SIGTERM with pushes in flight: every phone registered at a sink that
 # never answers, then a domain-wide change.
 python3 - "$https" "$pw" "$handsets" "$work/sink.port" <<'PY' &
-import base64, http.client, json, socket, ssl, sys, concurrent.futures
+import base64, http.client, json, os, socket, ssl, sys, concurrent.futures
 port, pw, n, out = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); sink.bind(("127.0.0.1", 0))
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
@@ -83,13 +83,15 @@ got = 0
 while True:
     try:
         sink.recv(4096); got += 1
-        open(out + ".got", "w").write(f"{got}\n")
+        open(out + ".tmp", "w").write(f"{got}\n"); os.replace(out + ".tmp", out + ".got")
     except OSError:
         break
 PY
 until [ -s "$work/sink.port" ]; do sleep 0.1; done
 curl -sk -o /dev/null -u "admin@default:$pw" -X PUT "https://127.0.0.1:$https/api/domain" -d '{"sipserver":"sip2.example.net"}'
-sleep 2
+# NOTIFYs are on their way (the pacing lets 200 a second go).
+for _ in $(seq 100); do [ -s "$work/sink.port.got" ] && break; sleep 0.1; done
+sleep 1
 inflight=$(python3 - "$work/data/autoprov.db" <<'PY'
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1]); print(c.execute("SELECT COUNT(*) FROM push WHERE state = 'pending'").fetchone()[0])
