@@ -62,6 +62,63 @@ impl FileSpec {
     }
 }
 
+/// A set of keys that only some firmware reads (a vendor renamed its keys
+/// between releases). Templates test `c.variant` against `name`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    /// Matched against the firmware the phone reports (its User-Agent now,
+    /// else what it reported before).
+    #[serde(default)]
+    pub firmware: Option<String>,
+    /// Models that get this variant when their firmware is not known.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(skip)]
+    pub(crate) firmware_matcher: Option<Regex>,
+}
+
+/// How a generation of the family's phones boots: every file it asks for,
+/// in order, and what we answer. It is the contract the boot-sequence test
+/// holds the server to, so it is written from captures and guides (its
+/// `source`), never from what the server happens to do.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootSequence {
+    /// Which phones boot this way (a firmware generation, a series).
+    pub generation: String,
+    /// A User-Agent those phones send; `{colons}`, `{mac}` and `{MAC}`
+    /// stand for the phone's MAC (`00:15:65:…`, `001565…`, `001565…` upper).
+    pub user_agent: String,
+    /// A model of the generation (one of `models`), or none for phones we
+    /// do not serve.
+    #[serde(default)]
+    pub model: String,
+    /// Where the names and their order come from.
+    pub source: String,
+    pub files: Vec<BootFile>,
+}
+
+/// One file of a boot sequence (`{mac}`/`{MAC}` for the phone's MAC).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootFile {
+    pub file: String,
+    pub answer: BootAnswer,
+}
+
+/// What a phone gets for a file it asks for at boot.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BootAnswer {
+    /// A file of ours (one of `files`).
+    Serve,
+    /// 404, never counted as a scan (one of `quiet_files`): firmware,
+    /// licences, uploads.
+    Quiet,
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
@@ -112,6 +169,12 @@ pub struct Profile {
     pub device_credentials: String,
     #[serde(default)]
     pub models: BTreeMap<String, ModelSpec>,
+    /// How its phones boot, per generation.
+    #[serde(default)]
+    pub boot: Vec<BootSequence>,
+    /// Key sets chosen by firmware or model (first match wins; none: `""`).
+    #[serde(default)]
+    pub variants: Vec<Variant>,
     #[serde(skip)]
     pub(crate) ua_matchers: Vec<Regex>,
     #[serde(skip)]
@@ -132,6 +195,18 @@ impl Profile {
     /// What its templates need to know of the family.
     pub fn vendor(&self) -> crate::render::Vendor<'_> {
         crate::render::Vendor { format: self.format, notify_event: &self.notify_event }
+    }
+
+    /// The key set for a phone with `firmware` (if known) and `model`: the
+    /// first variant whose firmware pattern matches, or, when the firmware
+    /// is not known, the first that lists the model; `""` for the family's
+    /// default keys.
+    pub fn variant(&self, firmware: Option<&str>, model: &str) -> &str {
+        let chosen = match firmware.filter(|f| !f.is_empty()) {
+            Some(fw) => self.variants.iter().find(|v| v.firmware_matcher.as_ref().is_some_and(|m| m.is_match(fw))),
+            None => self.variants.iter().find(|v| v.models.iter().any(|m| m.eq_ignore_ascii_case(model))),
+        };
+        chosen.map_or("", |v| v.name.as_str())
     }
 
     pub fn owns_oui(&self, mac: &crate::model::Mac) -> bool {
@@ -311,7 +386,42 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
         crate::model::validate_token("model", name, 64).map_err(|e| err(format!("models.{name}: {e}")))?;
     }
     p.cert_mac_patterns = device_cert::compile(source, &p.device_cert_macs)?;
+    check_boot(&p).map_err(err)?;
+    for v in &mut p.variants {
+        if let Some(pattern) = &v.firmware {
+            v.firmware_matcher = Some(Regex::new(pattern).map_err(|e| err(format!("variants.{}: firmware: {e}", v.name)))?);
+        }
+        if let Some(m) = v.models.iter().find(|m| !p.models.keys().any(|k| k.eq_ignore_ascii_case(m))) {
+            return Err(err(format!("variants.{}: model {m:?} is not in models", v.name)));
+        }
+    }
     Ok(p)
+}
+
+/// Every boot file answered `serve` is one of the profile's files, every
+/// `quiet` one of its quiet files, and every sequence names a model.
+fn check_boot(p: &Profile) -> Result<(), String> {
+    let quiet: Vec<Regex> = p.quiet_files.iter().filter_map(|q| file_matcher(q).ok()).collect();
+    for b in &p.boot {
+        if !b.model.is_empty() && p.model(&b.model).is_none() {
+            return Err(format!("boot {:?}: model {:?} is not in models", b.generation, b.model));
+        }
+        for f in &b.files {
+            let name = f.file.replace("{mac}", "001122aabbcc").replace("{MAC}", "001122AABBCC");
+            let served = p.files.iter().any(|s| s.matcher.as_ref().is_some_and(|m| m.is_match(&name)));
+            let ok = match f.answer {
+                BootAnswer::Serve => served,
+                BootAnswer::Quiet => !served && quiet.iter().any(|q| q.is_match(&name)),
+            };
+            if !ok {
+                return Err(format!(
+                    "boot {:?}: {:?} is answered {:?} but the profile says otherwise",
+                    b.generation, f.file, f.answer
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `{mac}.cfg` → `^(?P<mac>[0-9a-fA-F]{12})\.cfg$`. Phones are not always

@@ -286,10 +286,12 @@ impl Provisioner {
             let id = self.profiles.choose(candidates, req.user_agent, None).map_err(|e| identify_refusal(e, req))?;
             facts.vendor = Some(id.profile.family.as_str());
             let base_url = self.config_url(&self.come_back_root(req), tenant.as_ref().map(|t| &*t.token));
+            let model = id.model.as_deref().unwrap_or("");
+            let variant = id.profile.variant(id.user_agent.as_ref().map(|u| u.firmware.as_str()), model);
             let body = render::render_common(
                 id.profile.vendor(),
                 &id.file.template,
-                id.model.as_deref().unwrap_or(""),
+                (model, variant),
                 id.code.as_deref().unwrap_or(""),
                 &base_url,
                 self.resync,
@@ -409,7 +411,7 @@ impl Provisioner {
         root: &str,
         mask_passwords: bool,
     ) -> Result<String, Refusal> {
-        let PhoneRecord { handset, domain, reported_model, .. } = phone;
+        let PhoneRecord { handset, domain, reported_model, reported_firmware, .. } = phone;
         // The model an admin set, else what the phone says now, else what it
         // said before (so a TFTP fetch gets the same file as an HTTP one).
         let model = handset
@@ -434,8 +436,19 @@ impl Provisioner {
             handset
         };
         let base_url = self.config_url(root, Some(domain.access.token.expose()));
-        render::render_phone(id.profile.vendor(), &id.file.template, handset, domain, &model, &base_url, self.resync, &settings)
-            .map_err(|e| Refusal::Internal(e.to_string()))
+        let firmware = id.user_agent.as_ref().map(|u| u.firmware.as_str()).or(reported_firmware.as_deref());
+        let variant = id.profile.variant(firmware, &model);
+        render::render_phone(
+            id.profile.vendor(),
+            &id.file.template,
+            handset,
+            domain,
+            (&model, variant),
+            &base_url,
+            self.resync,
+            &settings,
+        )
+        .map_err(|e| Refusal::Internal(e.to_string()))
     }
 
     /// The root URL (ending in `/`) a config sends the phone back to: the
@@ -505,7 +518,7 @@ impl Provisioner {
                 render::render_common(
                     id.profile.vendor(),
                     &id.file.template,
-                    id.model.as_deref().unwrap_or(""),
+                    (id.model.as_deref().unwrap_or(""), id.profile.variant(None, id.model.as_deref().unwrap_or(""))),
                     id.code.as_deref().unwrap_or(""),
                     root,
                     self.resync,

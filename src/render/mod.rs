@@ -13,6 +13,9 @@ pub struct PhoneContext<'a> {
     pub mac_upper: &'a str,
     /// The model from the handset record or the User-Agent; `""` if unknown.
     pub model: &'a str,
+    /// The family's key set for this phone's firmware (see the profile's
+    /// `variants`); `""` for the default keys.
+    pub variant: &'a str,
     pub extension: &'a str,
     /// The SIP authentication user (the extension).
     pub auth_user: &'a str,
@@ -59,6 +62,9 @@ pub struct PhoneContext<'a> {
 pub struct CommonContext<'a> {
     /// The model named by the file (from its code or name); `""` if none.
     pub model: &'a str,
+    /// The family's key set for the asking phone's firmware or the model
+    /// (see the profile's `variants`); `""` for the default keys.
+    pub variant: &'a str,
     /// The model code in the file name; `""` if none.
     pub code: &'a str,
     pub provisioning_url: &'a str,
@@ -113,7 +119,7 @@ pub fn render_phone(
     template: &str,
     handset: &Handset,
     domain: &Domain,
-    model: &str,
+    (model, variant): (&str, &str),
     base_url: &str,
     resync: ResyncPolicy,
     settings: &[(String, String)],
@@ -133,6 +139,7 @@ pub fn render_phone(
         mac: &mac.0,
         mac_upper: &mac.1,
         model,
+        variant,
         extension: &handset.extensionnumber,
         auth_user: &handset.extensionnumber,
         password: handset.password.expose(),
@@ -164,13 +171,14 @@ pub fn render_phone(
 pub fn render_common(
     vendor: Vendor<'_>,
     template: &str,
-    model: &str,
+    (model, variant): (&str, &str),
     code: &str,
     base_url: &str,
     resync: ResyncPolicy,
 ) -> Result<String, RenderError> {
     let c = CommonContext {
         model,
+        variant,
         code,
         provisioning_url: base_url,
         resync_minutes: resync.minutes,

@@ -16,6 +16,8 @@ macro_rules! templates {
         $(
             #[derive(Template)]
             #[template(path = $name, escape = $escape)]
+            // A template may use nothing of its context (an empty directory).
+            #[allow(dead_code)]
             struct $ty<'a> {
                 c: &'a $ctx<'a>,
             }
@@ -63,7 +65,9 @@ templates! {
     "yealink/common.cfg" => YealinkCommon(CommonContext, "none"),
     "polycom/mac.cfg" => PolycomMac(PhoneContext, "html"),
     "polycom/master.cfg" => PolycomMaster(CommonContext, "html"),
-    "polycom/phone.cfg" => PolycomPhone(PhoneContext, "html"),
+    "polycom/autoprov.cfg" => PolycomAutoprov(PhoneContext, "html"),
+    "polycom/directory.xml" => PolycomDirectory(PhoneContext, "html"),
+    "polycom/site-directory.xml" => PolycomSiteDirectory(CommonContext, "html"),
     "snom/mac.xml" => SnomMac(PhoneContext, "html"),
     "snom/common.xml" => SnomCommon(CommonContext, "html"),
     "cisco/mac.xml" => CiscoMac(PhoneContext, "html"),

@@ -31,6 +31,7 @@ mod tftp;
 mod tftp_client;
 mod tftp_hostile;
 mod vendor_formats;
+mod vendor_truth;
 mod zero_trust;
 
 use std::io::Write;

@@ -38,7 +38,7 @@ pub const PHONES: [Phone; 6] = [
         model: "VVX410",
         ua: "FileTransport PolycomVVX-VVX_410-UA/5.9.0.9373 Type/Application",
         mac: "0004f2aabb02",
-        file: "0004f2aabb02-phone.cfg",
+        file: "0004f2aabb02-autoprov.cfg",
         common: "000000000000.cfg",
     },
     Phone {

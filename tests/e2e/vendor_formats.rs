@@ -47,7 +47,7 @@ fn sample_settings(family: &str) -> Vec<(String, String)> {
         "snom" => &[("language", "English & more"), ("web_language", "English")],
         "cisco" => &[("Text_Logo", "Acme & <Co>"), ("Time_Zone", "GMT+01:00")],
         "grandstream" => &[("P1362", "en"), ("P64", "TZc+1 & <x>")],
-        "fanvil" => &[("Default Language", "en"), ("SIP1 Enable Rport", "1")],
+        "fanvil" => &[("PHONE FEATURE MODULE.Default Language", "en"), ("SIP CONFIG MODULE.SIP1 Enable Rport", "1")],
         other => panic!("no sample settings for {other}"),
     };
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -58,6 +58,7 @@ fn phone<'a>(profile: &'a Profile, settings: &'a [(String, String)]) -> PhoneCon
         mac: "0c1d2e3f4a5b",
         mac_upper: "0C1D2E3F4A5B",
         model: "",
+        variant: "",
         extension: EXTENSION,
         auth_user: AUTH_USER,
         password: PASSWORD,
@@ -119,6 +120,11 @@ async fn every_per_phone_file_renders_in_the_vendor_format() {
                 check_master(profile, &what, &body, base.mac);
                 continue;
             }
+            // A contact directory (answered empty): no account in it.
+            if body.contains("<directory>") {
+                roxmltree::Document::parse(&body).unwrap_or_else(|e| panic!("{what}: {e}\n{body}"));
+                continue;
+            }
 
             let entries = parse(profile, &body).unwrap_or_else(|e| panic!("{what}: {e}\n{body}"));
             for (name, want) in [
@@ -155,8 +161,10 @@ async fn every_per_phone_file_renders_in_the_vendor_format() {
                 ),
             }
             for (k, v) in &settings {
+                // Fanvil's keys name their module ("MODULE.Key"); the file has the key under it.
+                let key = if k.contains(" MODULE.") { k.split_once('.').map_or(k.as_str(), |(_, key)| key) } else { k.as_str() };
                 assert!(
-                    entries.iter().any(|(ek, ev)| ek == k && ev.trim() == v),
+                    entries.iter().any(|(ek, ev)| ek == key && ev.trim() == v),
                     "{what}: extra setting {k}={v} missing\n{body}"
                 );
             }
@@ -199,6 +207,7 @@ async fn every_common_file_renders_in_the_vendor_format() {
             };
             let c = CommonContext {
                 model,
+                variant: "",
                 code,
                 provisioning_url: PROV_URL,
                 resync_minutes: 1440,
@@ -210,6 +219,10 @@ async fn every_common_file_renders_in_the_vendor_format() {
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             if body.contains("<APPLICATION") {
                 check_master(profile, &what, &body, "0004f2aabbcc");
+                continue;
+            }
+            if body.contains("<directory>") {
+                roxmltree::Document::parse(&body).unwrap_or_else(|e| panic!("{what}: {e}\n{body}"));
                 continue;
             }
             let entries = parse(profile, &body).unwrap_or_else(|e| panic!("{what}: {e}\n{body}"));
@@ -286,7 +299,9 @@ async fn every_fixture_file_name_is_identified() {
                 assert!(!id.file.per_phone(), "{file}: taken as a per-phone file");
             }
         }
-        if ua.is_some() {
+        // A phone whose every file is quietly not served (the GXP2000's
+        // binary-only 1.2.x firmware) is one we do not serve.
+        if ua.is_some() && !r.files.iter().all(|f| profiles.is_quiet(f)) {
             assert!(served_here > 0, "no per-phone file served to {:?} ({:?})", r.user_agent, r.files);
         }
         per_mac_served += served_here;
