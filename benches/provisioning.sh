@@ -26,8 +26,13 @@ CARGO_TARGET_DIR=$work/tftp-load-target cargo build --release -q --manifest-path
 
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 http=$(port) https=$(port) tftp=$(port) pw=bench-password-$$
+# The TFTP load comes from one address with 64 transfers at once, and a
+# client's next request can arrive before its last ACK is seen: the
+# per-source cap (64, which real sites, one transfer per phone, never reach)
+# is lifted so the figure measures serving, not that cap.
 start() {
   AUTOPROV_DATA_DIR=$work/data AUTOPROV_ADMIN_PASSWORD=$pw AUTOPROV_LOG=warn AUTOPROV_SIP_LISTEN=off \
+  AUTOPROV_TFTP_TRANSFERS_PER_SOURCE=1024 \
   AUTOPROV_HTTP_LISTEN=127.0.0.1:$http AUTOPROV_HTTPS_LISTEN=127.0.0.1:$https AUTOPROV_TFTP_LISTEN=127.0.0.1:$tftp \
   ${db:+AUTOPROV_DATABASE_URL=$db} \
   bash -c "exec -a autoprov-bench-serve-$$ $target/release/autoprov serve" > "$work/serve.log" 2>&1 &
@@ -65,8 +70,8 @@ in.tftpd -L -s -a "127.0.0.1:$tport" "$work/tftproot" & tftpd=$!
 sleep 0.5
 load=$work/tftp-load-target/release/tftp-load
 for r in $(seq 1 "$rounds"); do
-  b=$("$load" "127.0.0.1:$tport" "$work/out/files.txt" --concurrency 64 --seconds "$secs" | head -n 1)
-  s=$("$load" "127.0.0.1:$tftp" "$work/out/files.txt" --concurrency 64 --seconds "$secs" | head -n 1)
+  b=$("$load" "127.0.0.1:$tport" "$work/out/files.txt" --concurrency 64 --seconds "$secs" | sed -n 1p)
+  s=$("$load" "127.0.0.1:$tftp" "$work/out/files.txt" --concurrency 64 --seconds "$secs" | sed -n 1p)
   ratio=$(python3 -c "print(f'{float(\"$s\".split()[1])/float(\"$b\".split()[1]):.2f}')")
   echo "== TFTP round $r: autoprov [$s] | tftpd-hpa [$b] | ratio $ratio"
 done
