@@ -9,6 +9,7 @@
 
 pub mod device_cert;
 pub mod identify;
+pub mod resolve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
 pub use identify::{Identified, UserAgentInfo};
+pub use resolve::Clues;
 
 // `BUILT_IN`: every `vendor-profiles/*.toml` (file name, text), sorted,
 // embedded at compile time by build.rs (a new family needs no edit here).

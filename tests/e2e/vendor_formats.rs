@@ -1,7 +1,7 @@
 //! The built-in vendor profiles and templates against the vendors' formats
 //! and the captured phone requests (`tests/fixtures/phone-requests.tsv`, a copy of the team's shared fixture).
 
-use autoprov::profiles::{Profile, Profiles};
+use autoprov::profiles::{Clues, Profile, Profiles};
 use autoprov::render::templates;
 use autoprov::render::{CommonContext, PhoneContext};
 
@@ -284,7 +284,7 @@ async fn every_fixture_file_name_is_identified() {
             if ours.is_empty() {
                 continue;
             }
-            let id = profiles.identify(file, ua, None).unwrap_or_else(|e| panic!("{file} for {:?}: {e}", r.user_agent));
+            let id = profiles.identify(file, ua, Clues::default()).unwrap_or_else(|e| panic!("{file} for {:?}: {e}", r.user_agent));
             assert_eq!(id.profile.family, r.family, "{file} for {:?}", r.user_agent);
             if ours.iter().any(|c| c.file.per_phone()) {
                 served_here += 1;
@@ -292,7 +292,7 @@ async fn every_fixture_file_name_is_identified() {
                 assert_eq!(id.mac.map(|m| m.lower()).as_deref(), Some(r.mac.as_str()), "{file}");
                 // Over TFTP, or when the User-Agent is unknown, the name
                 // (and the OUI) must do.
-                let by_name = profiles.identify(file, None, None).unwrap();
+                let by_name = profiles.identify(file, None, Clues::default()).unwrap();
                 assert_eq!(by_name.profile.family, r.family, "{file} without a User-Agent");
                 assert_eq!(by_name.mac.map(|m| m.lower()).as_deref(), Some(r.mac.as_str()), "{file}");
             } else {
@@ -323,11 +323,11 @@ async fn model_codes_resolve_to_the_fixture_models() {
         ("cfggrp2614.xml", "grandstream", "grp2614"),
         ("snomD785.htm", "snom", "D785"),
     ] {
-        let id = profiles.identify(file, None, None).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let id = profiles.identify(file, None, Clues::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!((id.profile.family.as_str(), id.model.as_deref()), (family, Some(model)), "{file}");
         assert!(!id.file.per_phone(), "{file}");
     }
-    assert!(profiles.identify("y000000000999.cfg", None, None).is_err());
+    assert!(profiles.identify("y000000000999.cfg", None, Clues::default()).is_err());
 }
 
 crate::e2e!(
