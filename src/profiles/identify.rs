@@ -127,12 +127,7 @@ impl Profiles {
     ) -> Result<Identified<'p>, IdentifyError> {
         let ua = user_agent.and_then(|ua| self.parse_user_agent(ua));
         let serving: Vec<&str> = candidates.iter().map(|c| c.profile.family.as_str()).collect();
-        let clues = Clues {
-            file: Some(&serving),
-            user_agent: ua.as_ref(),
-            mac: candidates.iter().find_map(|c| c.mac),
-            ..known
-        };
+        let clues = Clues { file: Some(&serving), user_agent: ua.as_ref(), mac: candidates.iter().find_map(|c| c.mac), ..known };
         let family = self.resolve(&clues).ok_or(IdentifyError::UnknownFile)?;
         let chosen = candidates.iter().find(|c| c.profile.family == family.family).cloned().ok_or(IdentifyError::UnknownFile)?;
         if let (Some(file), Some(ua_mac)) = (chosen.mac, ua.as_ref().and_then(|u| u.mac)) {

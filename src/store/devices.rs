@@ -224,7 +224,14 @@ fn phone_from_row(row: &AnyRow) -> Result<PhoneRecord> {
     let reported_model = row.try_get::<Option<String>, _>("reported_model")?.filter(|m| !m.is_empty());
     let reported_firmware = row.try_get::<Option<String>, _>("reported_firmware")?.filter(|f| !f.is_empty());
     let reported_vendor = row.try_get::<Option<String>, _>("reported_vendor")?.filter(|v| !v.is_empty());
-    Ok(PhoneRecord { handset, domain: std::sync::Arc::new(domain), changed_at, reported_model, reported_firmware, reported_vendor })
+    Ok(PhoneRecord {
+        handset,
+        domain: std::sync::Arc::new(domain),
+        changed_at,
+        reported_model,
+        reported_firmware,
+        reported_vendor,
+    })
 }
 
 const SELECT_DEVICE: &str = "SELECT dv.mac, dv.ip, dv.user_agent, dv.vendor, dv.model, dv.firmware, dv.last_file, \
