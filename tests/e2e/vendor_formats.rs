@@ -339,7 +339,37 @@ async fn model_codes_resolve_to_the_fixture_models() {
     assert!(profiles.identify("y000000000999.cfg", None, Clues::default()).is_err());
 }
 
+/// Every common file a captured phone asks for that names a model (by its
+/// code or its name) is taken for that phone's model, in every family.
+async fn every_fixture_model_file_names_the_phones_model() {
+    let profiles = Profiles::built_in();
+    let mut checked = 0;
+    for r in fixture_rows() {
+        for file in &r.files {
+            let Ok(id) = profiles.identify(file, None, Clues::default()) else { continue };
+            if id.profile.family != r.family || id.file.per_phone() || id.model.is_none() {
+                continue;
+            }
+            let model = id.model.as_deref().unwrap();
+            match id.code.as_deref() {
+                // Several models may share a code (VP530, VP530P): the
+                // phone's own model has the file's code.
+                Some(code) => {
+                    let own = id.profile.model(&r.model).and_then(|(_, m)| m.code.as_deref());
+                    assert_eq!(own, Some(code), "{file}: {} has another code", r.model);
+                }
+                // The name carries the model as the phone writes it there
+                // (spa508G.cfg for an SPA508G, 8841-3PCC.xml for a CP-8841-3PCC).
+                None => assert!(squash(&r.model).contains(&squash(model)), "{file}: {model:?} is not {}", r.model),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked}");
+}
+
 crate::e2e!(
+    every_fixture_model_file_names_the_phones_model,
     every_per_phone_file_renders_in_the_vendor_format,
     every_common_file_renders_in_the_vendor_format,
     every_fixture_user_agent_is_identified,
