@@ -233,13 +233,15 @@ fn templates_rs(templates: &[TemplateFile]) -> String {
 }
 
 fn write(path: &Path, text: &str) {
-    // Unchanged output keeps its mtime, so nothing downstream rebuilds.
+    // Unchanged output is not rewritten: its mtime stays.
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return;
     }
     std::fs::write(path, text).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
 }
 
+/// Stops the build: cargo shows a failed build script's stderr, where the
+/// first line names the file and the fault.
 fn fail(message: String) -> ! {
     eprintln!("error: {message}");
     panic!("{message}");
