@@ -6,13 +6,20 @@
 
 use autoprov::profiles::{Format, Profile};
 
-/// The (key, value) pairs a rendered file sets, parsed in the vendor's format.
+/// The (key, value) pairs a rendered file sets, parsed in the vendor's
+/// format: XML, or the key/value dialect its first line announces (the
+/// dialect, not the family, picks the parser: a family writing Yealink's
+/// `#!version:1.0.0.1` files needs no parser of its own).
 pub fn parse(profile: &Profile, body: &str) -> Result<Vec<(String, String)>, String> {
-    match (profile.format, profile.family.as_str()) {
-        (Format::Xml, _) => parse_xml(body),
-        (Format::Keyvalue, "yealink") => parse_yealink(body),
-        (Format::Keyvalue, "fanvil") => parse_fanvil(body),
-        (Format::Keyvalue, other) => Err(format!("no key/value parser for {other}")),
+    match profile.format {
+        Format::Xml => parse_xml(body),
+        Format::Keyvalue if body.starts_with("#!version:") => parse_yealink(body),
+        Format::Keyvalue if body.starts_with("<<VOIP CONFIG FILE>>") => parse_fanvil(body),
+        Format::Keyvalue => Err(format!(
+            "{}: no key/value parser knows a file starting {:?} (add its dialect to tests/e2e/formats.rs)",
+            profile.family,
+            body.lines().next().unwrap_or("")
+        )),
     }
 }
 
