@@ -38,7 +38,9 @@
 //! - [`profiles`]: vendor profiles (`vendor-profiles/*.toml`), request
 //!   identification from file name and User-Agent, and the MACs a device
 //!   certificate names.
-//! - [`render`]: the askama templates of each vendor and their contexts.
+//! - [`render`]: the askama templates of each vendor and their contexts,
+//!   and the phone's local time (`render::local_time`: offset and DST rule
+//!   from the bundled IANA database, in vendors' shapes).
 //! - [`provision`]: serving phones: identify → who may have the file (device
 //!   certificate, device credentials, the tenant's token) → cached phone
 //!   record → render → record the fetch, behind the HTTP(S) front end
