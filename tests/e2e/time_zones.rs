@@ -11,6 +11,7 @@ use autoprov::profiles::{BootAnswer, Profile, Profiles};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use crate::admin_ui::Ui;
 use crate::formats;
 use crate::harness::{Backend, TestServer, ADMIN};
 use crate::provisioning::http_get;
@@ -185,6 +186,22 @@ async fn an_unknown_zone_is_a_400_naming_the_field() {
     }
     let (_, v) = srv.get("/api/handset/710").await;
     assert_eq!(v["timezone"], "", "{v}");
+
+    // The admin UI's handset form: the same 400 with the form kept, and a
+    // good zone saved.
+    let (ui, csrf) = Ui::logged_in(&srv, ADMIN).await;
+    let page = ui.post("/admin/handsets/710", &[("csrf", &csrf), ("timezone", "Europe/Atlantis")]).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(
+        page.body.contains("timezone: must be an IANA time zone name") && page.body.contains("value=\"Europe/Atlantis\""),
+        "{}",
+        page.body
+    );
+    ui.post("/admin/handsets/710", &[("csrf", &csrf), ("timezone", "Asia/Kolkata")])
+        .await
+        .assert_redirect("/admin/handsets/710?done=saved");
+    let (_, v) = srv.get("/api/handset/710").await;
+    assert_eq!(v["timezone"], "Asia/Kolkata", "{v}");
 
     let csv = "extensionnumber,timezone\n720,Asia/Kolkata\n721,Europe/Atlantis\n";
     let resp = srv
