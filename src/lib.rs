@@ -40,7 +40,9 @@
 //!   one resolution of a phone's family (`Profiles::resolve`), and the MACs
 //!   a device certificate names.
 //! - [`render`]: the askama templates of each vendor (`templates/<family>/`,
-//!   registered by `build.rs`) and their contexts.
+//!   registered by `build.rs`) and their contexts, and the phone's local
+//!   time (`render::local_time`: offset and DST rule from the bundled IANA
+//!   database, in vendors' shapes).
 //! - [`provision`]: serving phones: identify → who may have the file (device
 //!   certificate, device credentials, the tenant's token) → cached phone
 //!   record → render → record the fetch, behind the HTTP(S) front end

@@ -171,6 +171,10 @@ pub struct Profile {
     /// Key sets chosen by firmware or model (first match wins; none: `""`).
     #[serde(default)]
     pub variants: Vec<Variant>,
+    /// Where the family's time-zone setting is a fixed list of its own
+    /// codes: IANA name → the vendor's code (`render::LocalTime::vendor_zone`).
+    #[serde(default)]
+    pub time_zones: BTreeMap<String, String>,
     #[serde(skip)]
     pub(crate) ua_matchers: Vec<Regex>,
     #[serde(skip)]
@@ -190,7 +194,7 @@ impl Profile {
 
     /// What its templates need to know of the family.
     pub fn vendor(&self) -> crate::render::Vendor<'_> {
-        crate::render::Vendor { format: self.format, notify_event: &self.notify_event }
+        crate::render::Vendor { format: self.format, notify_event: &self.notify_event, time_zones: &self.time_zones }
     }
 
     /// The key set for a phone with `firmware` (if known) and `model`: the
@@ -384,6 +388,14 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
     }
     for name in p.models.keys() {
         crate::model::validate_token("model", name, 64).map_err(|e| err(format!("models.{name}: {e}")))?;
+    }
+    for (zone, code) in &p.time_zones {
+        if !crate::render::local_time::is_known_zone(zone) {
+            return Err(err(format!("time_zones: {zone:?} is not an IANA time zone name")));
+        }
+        if code.is_empty() || code.chars().any(|c| c.is_control()) {
+            return Err(err(format!("time_zones.{zone:?}: the code must be a non-empty single line")));
+        }
     }
     p.cert_mac_patterns = device_cert::compile(source, &p.device_cert_macs)?;
     check_boot(&p).map_err(err)?;

@@ -3,7 +3,7 @@
 
 use autoprov::profiles::{Clues, Profile, Profiles};
 use autoprov::render::templates;
-use autoprov::render::{CommonContext, PhoneContext};
+use autoprov::render::{CommonContext, LocalTime, PhoneContext};
 
 use crate::fixtures::{self, Row};
 use crate::formats::{has_value, parse};
@@ -49,7 +49,7 @@ fn sample_settings(family: &str) -> Vec<(String, String)> {
     settings
 }
 
-fn phone<'a>(profile: &'a Profile, settings: &'a [(String, String)]) -> PhoneContext<'a> {
+fn phone<'a>(profile: &'a Profile, settings: &'a [(String, String)], time: &'a LocalTime) -> PhoneContext<'a> {
     PhoneContext {
         mac: "0c1d2e3f4a5b",
         mac_upper: "0C1D2E3F4A5B",
@@ -65,7 +65,7 @@ fn phone<'a>(profile: &'a Profile, settings: &'a [(String, String)]) -> PhoneCon
         sip_server: SERVER,
         sip_port: 5062,
         sip_transport: "udp",
-        timezone: "Europe/London",
+        time,
         ntp_server: "ntp.example.org",
         provisioning_url: PROV_URL,
         resync_minutes: 1440,
@@ -103,12 +103,13 @@ async fn every_per_phone_file_renders_in_the_vendor_format() {
     for profile in profiles.iter() {
         let family = profile.family.as_str();
         let settings = sample_settings(family);
+        let time = LocalTime::new("Europe/London", &profile.time_zones).unwrap();
         let per_phone: Vec<_> = profile.files.iter().filter(|f| f.per_phone()).collect();
         assert!(!per_phone.is_empty(), "{family} serves no per-phone file");
         for f in per_phone {
             let what = format!("{family} {} ({})", f.name, f.template);
             assert!(templates::is_per_phone(&f.template), "{what}: not a per-phone template");
-            let base = phone(profile, &settings);
+            let base = phone(profile, &settings, &time);
             let body = render_phone(&f.template, &base);
             assert!(body.contains(&REVISION.to_string()), "{what}: no revision\n{body}");
 
@@ -174,17 +175,18 @@ async fn every_per_phone_file_renders_in_the_vendor_format() {
                 assert_ne!(other, body, "{what}: changing the {label} does not change the file");
                 parse(profile, &other).unwrap_or_else(|e| panic!("{what} with another {label}: {e}\n{other}"));
             };
-            differs("recording", PhoneContext { recording: false, ..phone(profile, &settings) });
-            differs("extension", PhoneContext { extension: "4202", ..phone(profile, &settings) });
-            differs("password", PhoneContext { password: "other-secret", ..phone(profile, &settings) });
-            differs("SIP server", PhoneContext { sip_server: "sip2.example.net", ..phone(profile, &settings) });
-            differs("display name", PhoneContext { display_name: "Someone Else", ..phone(profile, &settings) });
-            differs("outgoing CLI", PhoneContext { outgoing_cli: "", ..phone(profile, &settings) });
-            let tcp = render_phone(&f.template, &PhoneContext { sip_transport: "tcp", ..phone(profile, &settings) });
-            let tls = render_phone(&f.template, &PhoneContext { sip_transport: "tls", ..phone(profile, &settings) });
+            differs("recording", PhoneContext { recording: false, ..phone(profile, &settings, &time) });
+            differs("extension", PhoneContext { extension: "4202", ..phone(profile, &settings, &time) });
+            differs("password", PhoneContext { password: "other-secret", ..phone(profile, &settings, &time) });
+            differs("SIP server", PhoneContext { sip_server: "sip2.example.net", ..phone(profile, &settings, &time) });
+            differs("display name", PhoneContext { display_name: "Someone Else", ..phone(profile, &settings, &time) });
+            differs("outgoing CLI", PhoneContext { outgoing_cli: "", ..phone(profile, &settings, &time) });
+            let tcp = render_phone(&f.template, &PhoneContext { sip_transport: "tcp", ..phone(profile, &settings, &time) });
+            let tls = render_phone(&f.template, &PhoneContext { sip_transport: "tls", ..phone(profile, &settings, &time) });
             assert!(body != tcp && tcp != tls && body != tls, "{what}: the transport is not mapped");
 
-            let bare = render_phone(&f.template, &PhoneContext { settings: &[], outgoing_cli: "", ..phone(profile, &settings) });
+            let bare =
+                render_phone(&f.template, &PhoneContext { settings: &[], outgoing_cli: "", ..phone(profile, &settings, &time) });
             parse(profile, &bare).unwrap_or_else(|e| panic!("{what} without extras: {e}\n{bare}"));
         }
     }
