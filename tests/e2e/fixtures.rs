@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+#[derive(Clone, Debug, Default)]
 pub struct Row {
     pub family: String,
     pub model: String,
@@ -50,4 +51,30 @@ impl Row {
         };
         (swap(&self.user_agent), self.files.iter().map(|f| swap(f)).collect())
     }
+}
+
+/// One row of `tests/fixtures/vendor-keys.tsv`: a fact of a family's
+/// config format, from its guide (the last column).
+pub struct VendorKey {
+    pub family: String,
+    /// `device_user`, `device_password`, `device_rule` or `setting`.
+    pub what: String,
+    pub key: String,
+    pub value: String,
+}
+
+pub fn vendor_keys() -> Vec<VendorKey> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vendor-keys.tsv");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let col: Vec<&str> = l.split('\t').collect();
+            assert!(col.len() == 5 && !col[4].trim().is_empty(), "{path}: a row needs 5 columns, a source last: {l:?}");
+            let what = col[1].to_string();
+            assert!(["device_user", "device_password", "device_rule", "setting"].contains(&what.as_str()), "{path}: {what}?");
+            VendorKey { family: col[0].into(), what, key: col[2].into(), value: col[3].into() }
+        })
+        .collect()
 }
