@@ -361,6 +361,13 @@ async fn model_codes_resolve_to_the_fixture_models() {
         assert!(!id.file.per_phone(), "{file}");
     }
     assert!(profiles.identify("y000000000999.cfg", None, Clues::default()).is_err());
+    // An Htek's device-code file (cfg0016.xml, UC903) is no Grandstream
+    // model file: nothing serves it, and it 404s quietly (Htek UC900
+    // Series IP Phones Provisioning 2.1: the phone stops at the first file
+    // it gets, so this one must not be answered).
+    let htek = Some("Htek UC903 2.0.4.2 00:1f:c1:1c:22:a9");
+    assert!(profiles.identify("cfg0016.xml", htek, Clues::default()).is_err());
+    assert!(profiles.is_quiet("cfg0016.xml"));
 }
 
 crate::e2e!(
