@@ -18,10 +18,15 @@ fn mac_in(ouis: &[String], serial: u32) -> String {
     format!("{}{:06x}", ouis[0].to_ascii_lowercase(), serial)
 }
 
-/// A User-Agent of a boot sequence with the phone's MAC in it.
+/// A User-Agent of a boot sequence with the phone's MAC in it: `{colons}`
+/// (`00:15:65:…`), `{DASHES}` (`00-08-5D-…`, Aastra's), `{MAC}`, `{mac}`.
 fn user_agent(template: &str, mac: &str) -> String {
-    let colons: Vec<&str> = (0..6).map(|i| &mac[i * 2..i * 2 + 2]).collect();
-    template.replace("{colons}", &colons.join(":")).replace("{MAC}", &mac.to_ascii_uppercase()).replace("{mac}", mac)
+    let pairs: Vec<&str> = (0..6).map(|i| &mac[i * 2..i * 2 + 2]).collect();
+    template
+        .replace("{colons}", &pairs.join(":"))
+        .replace("{DASHES}", &pairs.join("-").to_ascii_uppercase())
+        .replace("{MAC}", &mac.to_ascii_uppercase())
+        .replace("{mac}", mac)
 }
 
 /// Every family's every boot generation, as its profile writes it: a phone
