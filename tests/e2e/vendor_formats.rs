@@ -354,6 +354,9 @@ async fn model_codes_resolve_to_the_fixture_models() {
         // Grandstream's model files by the model's lower-case name (its code).
         ("cfggrp2614.xml", "grandstream", "GRP2614"),
         ("cfggxp2135.xml", "grandstream", "GXP2135"),
+        // Panasonic's pre-provisioning file {MODEL}.cfg (KX-HDV Administrator Guide 2.1.5).
+        ("KX-HDV230.cfg", "panasonic", "KX-HDV230"),
+        ("KX-TGP600.cfg", "panasonic", "KX-TGP600"),
         ("snomD785.htm", "snom", "D785"),
     ] {
         let id = profiles.identify(file, None, Clues::default()).unwrap_or_else(|e| panic!("{file}: {e}"));

@@ -210,6 +210,13 @@ async fn phones_accept_the_push_we_send() {
     assert_eq!(xml_values(&snom).get("filter_registrar").map(String::as_str), Some("off"), "{snom}");
     let (_, _, gs) = http_get(&srv, "cfg000b828aa872.xml", None).await;
     assert_eq!(xml_values(&gs).get("P26015").map(String::as_str), Some("1"), "{gs}");
+    // Panasonic acts on a NOTIFY whose Event is the text of
+    // CFG_RESYNC_FROM_SIP (KX-HDV Administrator Guide 2.4.5, "When
+    // directed"): it must be the event we send.
+    srv.create_handset(json!({"extensionnumber": "602", "mac": "0080f08aa873", "model": "KX-HDV230"})).await;
+    let (_, _, pana) = http_get(&srv, "Config0080F08AA873.cfg", None).await;
+    let event = Profiles::built_in().family("panasonic").unwrap().notify_event.clone();
+    assert!(pana.contains(&format!("CFG_RESYNC_FROM_SIP=\"{event}\"\r\n")), "{pana}");
     srv.stop().await;
 }
 
