@@ -140,7 +140,9 @@ pub fn render_phone(
     } else {
         settings
     };
-    let time = local_time(vendor, &domain.timezone);
+    // The handset's own zone, else its domain's.
+    let zone = if handset.timezone.is_empty() { &domain.timezone } else { &handset.timezone };
+    let time = local_time(vendor, zone);
     let display_name = if handset.name.is_empty() { handset.extensionnumber.as_str() } else { handset.name.as_str() };
     let c = PhoneContext {
         mac: &mac.0,

@@ -30,6 +30,7 @@ mod push;
 mod tftp;
 mod tftp_client;
 mod tftp_hostile;
+mod time_zones;
 mod vendor_formats;
 mod vendor_truth;
 mod zero_trust;
