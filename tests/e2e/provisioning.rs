@@ -225,13 +225,19 @@ async fn every_family_over_http_https_and_tftp(b: Backend) {
 }
 
 /// The file with the server address taken out: the base URL (some vendors
-/// write it without its scheme), and the keys in which vendors write the
-/// protocol of that address (Polycom, Grandstream, Fanvil).
+/// write it without its scheme), the keys in which vendors write the
+/// protocol of that address (Polycom, Grandstream, Fanvil, Htek, Aastra),
+/// and Aastra's server address as host, path and port keys of that protocol.
 pub fn same_but_server(body: &str, base: &str) -> String {
     let bare = base.split_once("://").map(|(_, rest)| rest).unwrap_or(base);
     let body = body.replace(base, "BASE").replace(bare, "BASE");
-    let protocol_keys = regex::Regex::new(r#"(device\.prov\.serverType=")\d|(<P212>)\d|(Flash Protocol\s*:)\d"#).unwrap();
-    protocol_keys.replace_all(&body, "${1}${2}${3}PROTO").into_owned()
+    let protocol_keys = regex::Regex::new(
+        r#"(device\.prov\.serverType=")\d|(<P212(?: para="[^"]*")?>)\d|(Flash Protocol\s*:)\d|(download protocol: )[A-Z]+"#,
+    )
+    .unwrap();
+    let body = protocol_keys.replace_all(&body, "${1}${2}${3}${4}PROTO").into_owned();
+    let server_keys = regex::Regex::new(r"(?m)^(?:https?|tftp) (?:server|path|port): .*\n").unwrap();
+    server_keys.replace_all(&body, "").into_owned()
 }
 
 /// `file` (a path as the phone asks for it) fetched with tftp-hpa's client.

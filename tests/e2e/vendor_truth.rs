@@ -18,10 +18,15 @@ fn mac_in(ouis: &[String], serial: u32) -> String {
     format!("{}{:06x}", ouis[0].to_ascii_lowercase(), serial)
 }
 
-/// A User-Agent of a boot sequence with the phone's MAC in it.
+/// A User-Agent of a boot sequence with the phone's MAC in it: `{colons}`
+/// (`00:15:65:…`), `{DASHES}` (`00-08-5D-…`, Aastra's), `{MAC}`, `{mac}`.
 fn user_agent(template: &str, mac: &str) -> String {
-    let colons: Vec<&str> = (0..6).map(|i| &mac[i * 2..i * 2 + 2]).collect();
-    template.replace("{colons}", &colons.join(":")).replace("{MAC}", &mac.to_ascii_uppercase()).replace("{mac}", mac)
+    let pairs: Vec<&str> = (0..6).map(|i| &mac[i * 2..i * 2 + 2]).collect();
+    template
+        .replace("{colons}", &pairs.join(":"))
+        .replace("{DASHES}", &pairs.join("-").to_ascii_uppercase())
+        .replace("{MAC}", &mac.to_ascii_uppercase())
+        .replace("{mac}", mac)
 }
 
 /// Every family's every boot generation, as its profile writes it: a phone
@@ -205,6 +210,13 @@ async fn phones_accept_the_push_we_send() {
     assert_eq!(xml_values(&snom).get("filter_registrar").map(String::as_str), Some("off"), "{snom}");
     let (_, _, gs) = http_get(&srv, "cfg000b828aa872.xml", None).await;
     assert_eq!(xml_values(&gs).get("P26015").map(String::as_str), Some("1"), "{gs}");
+    // Panasonic acts on a NOTIFY whose Event is the text of
+    // CFG_RESYNC_FROM_SIP (KX-HDV Administrator Guide 2.4.5, "When
+    // directed"): it must be the event we send.
+    srv.create_handset(json!({"extensionnumber": "602", "mac": "0080f08aa873", "model": "KX-HDV230"})).await;
+    let (_, _, pana) = http_get(&srv, "Config0080F08AA873.cfg", None).await;
+    let event = Profiles::built_in().family("panasonic").unwrap().notify_event.clone();
+    assert!(pana.contains(&format!("CFG_RESYNC_FROM_SIP=\"{event}\"\r\n")), "{pana}");
     srv.stop().await;
 }
 

@@ -116,6 +116,12 @@ async fn a_site_of_new_phones_boots_under_its_token(b: Backend) {
         let results: Vec<_> =
             futures::stream::iter(&phones).map(|p| boot(&site, &srv, &base, p)).buffer_unordered(16).collect().await;
         for (file, status, _) in results.iter().flatten() {
+            // A name with directories (a Gigaset N510's 42/2/master.bin) is
+            // refused as malformed for every requester (provision::names).
+            if file.contains('/') {
+                assert_eq!(status, &StatusCode::BAD_REQUEST, "boot {round}: {file}");
+                continue;
+            }
             assert!(
                 status == &StatusCode::OK || status == &StatusCode::NOT_FOUND,
                 "boot {round}: {file}: {status} (a new phone under its token is never refused or challenged)"
