@@ -22,9 +22,8 @@ pub fn parse(profile: &Profile, body: &str) -> Result<Vec<(String, String)>, Str
         Format::Keyvalue if body.starts_with("<<VOIP CONFIG FILE>>") => parse_fanvil(body),
         Format::Keyvalue if body.starts_with("# Panasonic SIP Phone Standard Format File #") => parse_panasonic(body),
         // The one dialect without a header: `parameter: value` lines (Aastra/Mitel).
-        Format::Keyvalue => parse_aastra(body).map_err(|e| {
-            format!("{}: no key/value dialect fits (add it to tests/e2e/formats.rs): {e}", profile.family)
-        }),
+        Format::Keyvalue => parse_aastra(body)
+            .map_err(|e| format!("{}: no key/value dialect fits (add it to tests/e2e/formats.rs): {e}", profile.family)),
     }
 }
 
