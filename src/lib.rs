@@ -35,10 +35,14 @@
 //!   too often, and the provisioning scan guard that counts distinct misses.
 //! - [`client`]: who sent a request: client IP and TLS, believing
 //!   `X-Forwarded-*` only from trusted proxies.
-//! - [`profiles`]: vendor profiles (`vendor-profiles/*.toml`), request
-//!   identification from file name and User-Agent, and the MACs a device
-//!   certificate names.
-//! - [`render`]: the askama templates of each vendor and their contexts.
+//! - [`profiles`]: vendor profiles (`vendor-profiles/*.toml`, built in by
+//!   `build.rs`), request identification from file name and User-Agent, the
+//!   one resolution of a phone's family (`Profiles::resolve`), and the MACs
+//!   a device certificate names.
+//! - [`render`]: the askama templates of each vendor (`templates/<family>/`,
+//!   registered by `build.rs`) and their contexts, and the phone's local
+//!   time (`render::local_time`: offset and DST rule from the bundled IANA
+//!   database, in vendors' shapes).
 //! - [`provision`]: serving phones: identify → who may have the file (device
 //!   certificate, device credentials, the tenant's token) → cached phone
 //!   record → render → record the fetch, behind the HTTP(S) front end

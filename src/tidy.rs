@@ -104,3 +104,71 @@ fn imports_point_down() {
     }
     assert!(wrong.is_empty(), "imports that do not point down (see ARCHITECTURE.md, Layers):\n{}", wrong.join("\n"));
 }
+
+/// The code of `line`: what comes before a `//` comment that is not inside
+/// a string literal (`"https://…"` is code).
+fn code_of(line: &str) -> &str {
+    let (mut in_string, mut escaped) = (false, false);
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+/// Whether `word` (lower case) is in `line` (lower-cased) with no ASCII
+/// letter either side: `family/x.cfg`, `"family"`, `family_ca` count;
+/// a longer word that merely contains it does not.
+fn names(line: &str, word: &str) -> bool {
+    line.match_indices(word).any(|(i, _)| {
+        let before = line[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphabetic());
+        let after = line[i + word.len()..].chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+        !before && !after
+    })
+}
+
+/// A new vendor is data only (ARCHITECTURE.md, "Adding a vendor"): no code
+/// under `src/` (its unit tests included) names a vendor family, whatever
+/// case it is written in; only comments may. The families are those of
+/// `vendor-profiles/*.toml` (a profile's file is named after its family).
+#[test]
+fn no_vendor_family_in_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut families = Vec::new();
+    for entry in std::fs::read_dir(root.join("vendor-profiles")).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            families.push(path.file_stem().unwrap().to_string_lossy().to_lowercase());
+        }
+    }
+    assert!(!families.is_empty(), "no vendor-profiles/*.toml");
+    let src = root.join("src");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let mut wrong = Vec::new();
+    for path in all {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = code_of(line.trim_start()).to_lowercase();
+            for family in families.iter().filter(|f| names(&code, f)) {
+                wrong.push(format!("{}:{}: {family}", path.strip_prefix(root).unwrap().display(), n + 1));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "vendor families named in code (move the knowledge into vendor-profiles/):\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn comments_and_words_are_told_apart() {
+    assert_eq!(code_of(r#"let u = "https://x"; // acme"#), r#"let u = "https://x"; "#);
+    assert_eq!(code_of(r#"let q = "\"//"; // c"#), r#"let q = "\"//"; "#);
+    assert!(names("\"acme/mac.cfg\"", "acme"));
+    assert!(names("acme_ca", "acme"));
+    assert!(!names("acmesip", "acme"));
+}

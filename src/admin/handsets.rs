@@ -36,6 +36,8 @@ pub struct HandsetForm {
     pub model: String,
     /// `key = value` lines.
     pub settings: String,
+    /// IANA zone; empty for the domain's.
+    pub timezone: String,
 }
 
 impl HandsetForm {
@@ -51,6 +53,7 @@ impl HandsetForm {
             mac: h.mac.map(|m| m.lower()).unwrap_or_default(),
             model: h.model.clone().unwrap_or_default(),
             settings: settings::to_lines(&h.settings),
+            timezone: h.timezone.clone(),
         }
     }
 
@@ -65,6 +68,7 @@ impl HandsetForm {
             mac: f.get("mac").trim().to_string(),
             model: f.get("model").trim().to_string(),
             settings: f.get("settings").to_string(),
+            timezone: f.get("timezone").trim().to_string(),
         }
     }
 }
@@ -97,6 +101,7 @@ fn form_object(form: &HandsetForm, password: &str) -> serde_json::Map<String, se
     }
     object.insert("mac".into(), form.mac.clone().into());
     object.insert("model".into(), form.model.clone().into());
+    object.insert("timezone".into(), form.timezone.clone().into());
     object
 }
 

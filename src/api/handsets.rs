@@ -42,6 +42,8 @@ pub struct HandsetJson {
     pub firmware: String,
     /// Extra vendor settings of this handset (over the domain's and model's).
     pub settings: ExtraSettings,
+    /// The phone's own IANA time zone; `""` for the domain's.
+    pub timezone: String,
     /// Whether the latest change has reached the phone.
     pub provisioning: ProvisioningJson,
 }
@@ -84,6 +86,7 @@ impl HandsetJson {
             devicemodel: v.last_fetch.as_ref().map(|f| f.model.clone()).unwrap_or_default(),
             firmware: v.last_fetch.as_ref().map(|f| f.firmware.clone()).unwrap_or_default(),
             settings: h.settings.clone(),
+            timezone: h.timezone.clone(),
             provisioning: ProvisioningJson {
                 revision: h.revision,
                 fetchedrevision: v.fetched_revision(),

@@ -101,13 +101,23 @@ impl Registry {
     /// Lets a connection from `source` in (closing an idle one for it when
     /// all are taken), or says why not.
     pub fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Arc<Connection>, Refused> {
+        // Connections upgraded while the lock is held are dropped after it
+        // (declared first, dropped last): if one's task ended meanwhile, ours
+        // is its last reference, and dropping it removes it, which takes the
+        // lock: dropped under the lock, that was a deadlock of every accept.
+        let sampled: Vec<Arc<Connection>>;
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let from_source = open.by_source.get(&source).copied().unwrap_or(0);
         if from_source >= self.limits.per_source {
             return Err(Refused::Source);
         }
         if open.list.len() >= self.limits.max {
-            let victim = self.idlest_of_sample(&open).ok_or(Refused::Full)?;
+            sampled = Self::sample(&open);
+            let victim = sampled
+                .iter()
+                .filter(|c| !c.busy.load(Ordering::Relaxed) && !c.closing.load(Ordering::Relaxed))
+                .min_by_key(|c| c.idle_since.load(Ordering::Relaxed))
+                .ok_or(Refused::Full)?;
             // It leaves the list when its task drops it; until then we are
             // one over, which the descriptor reserve absorbs.
             victim.closing.store(true, Ordering::Relaxed);
@@ -127,24 +137,34 @@ impl Registry {
         Ok(conn)
     }
 
-    fn idlest_of_sample(&self, open: &Open) -> Option<Arc<Connection>> {
+    /// The open connections to choose a victim from: all of them when there
+    /// are few, else a random sample. The caller drops them after the lock.
+    fn sample(open: &Open) -> Vec<Arc<Connection>> {
         let mut rng = rand::thread_rng();
         let n = open.list.len();
-        // All of them when there are few; else a random sample.
         let picks: Vec<usize> = if n <= SAMPLE { (0..n).collect() } else { (0..SAMPLE).map(|_| rng.gen_range(0..n)).collect() };
-        picks
-            .into_iter()
-            .filter_map(|i| open.list[i].upgrade())
-            .filter(|c| !c.busy.load(Ordering::Relaxed) && !c.closing.load(Ordering::Relaxed))
-            .min_by_key(|c| c.idle_since.load(Ordering::Relaxed))
+        picks.into_iter().filter_map(|i| open.list[i].upgrade()).collect()
     }
 
     fn remove(&self, conn: &Connection) {
+        // Dropped after the lock, for the reason `admit` gives.
+        let moved_here: Option<Arc<Connection>>;
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = conn.slot.load(Ordering::Relaxed) as usize;
-        if slot < open.list.len() {
+        // Its slot is right unless the connection moved into it was itself
+        // being dropped at that moment (it cannot be upgraded to be told):
+        // then it is found by address, so no dead entry stays behind to
+        // hold a place for ever.
+        let me: *const Connection = conn;
+        let hint = conn.slot.load(Ordering::Relaxed) as usize;
+        let at = if open.list.get(hint).is_some_and(|w| std::ptr::eq(w.as_ptr(), me)) {
+            Some(hint)
+        } else {
+            open.list.iter().position(|w| std::ptr::eq(w.as_ptr(), me))
+        };
+        if let Some(slot) = at {
             open.list.swap_remove(slot);
-            if let Some(moved) = open.list.get(slot).and_then(|w| w.upgrade()) {
+            moved_here = open.list.get(slot).and_then(|w| w.upgrade());
+            if let Some(moved) = &moved_here {
                 moved.slot.store(slot as u64, Ordering::Relaxed);
             }
         }
@@ -201,6 +221,27 @@ mod tests {
         assert_eq!(r.len(), 2);
         drop((a, c));
         assert!(r.is_empty());
+    }
+
+    /// Connections closing on several threads at once: a connection moved
+    /// into a freed slot may be closing itself at that moment, and the
+    /// registry must still end empty (a dead entry would hold a place for
+    /// ever, and enough of them would refuse every new connection).
+    #[test]
+    fn concurrent_closes_leave_no_dead_entries() {
+        let r = Registry::new(ConnectionLimits { max: 100_000, per_source: 100_000 });
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                let r = &r;
+                s.spawn(move || {
+                    for _ in 0..20_000 {
+                        let held: Vec<_> = (0..4).map(|i| r.admit(ip(t * 4 + i)).unwrap()).collect();
+                        drop(held);
+                    }
+                });
+            }
+        });
+        assert!(r.is_empty(), "{} dead entries left", r.len());
     }
 
     #[test]

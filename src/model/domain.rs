@@ -108,10 +108,12 @@ pub fn parse_port(s: &str) -> Result<u16, FieldError> {
     }
 }
 
-/// IANA time zone names (`Europe/London`, `Etc/GMT+5`, `UTC`).
+/// A zone of the IANA database bundled in `jiff` (`Europe/London`,
+/// `Etc/GMT+5`, `UTC`): phones get its offset and DST rule from there.
 pub fn validate_timezone(s: &str) -> Result<(), FieldError> {
-    let ok =
-        (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'));
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
+        && jiff::tz::db().get(s).is_ok();
     ok.then_some(()).ok_or_else(|| FieldError::new("timezone", "must be an IANA time zone name such as Europe/London"))
 }
 

@@ -21,10 +21,11 @@ pub enum HandsetField {
     Mac,
     Model,
     Settings,
+    Timezone,
 }
 
 impl HandsetField {
-    pub const ALL: [HandsetField; 9] = [
+    pub const ALL: [HandsetField; 10] = [
         HandsetField::Name,
         HandsetField::Password,
         HandsetField::Location,
@@ -34,6 +35,7 @@ impl HandsetField {
         HandsetField::Mac,
         HandsetField::Model,
         HandsetField::Settings,
+        HandsetField::Timezone,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +49,7 @@ impl HandsetField {
             HandsetField::Mac => "mac",
             HandsetField::Model => "model",
             HandsetField::Settings => "settings",
+            HandsetField::Timezone => "timezone",
         }
     }
 
@@ -82,6 +85,8 @@ pub struct Handset {
     /// and may fetch with later (user: its MAC). Drawn anew when the MAC
     /// changes, so a replaced phone's credentials open nothing.
     pub device_password: Secret,
+    /// The phone's own IANA time zone; `""` for its domain's.
+    pub timezone: String,
 }
 
 impl Handset {
@@ -97,6 +102,7 @@ impl Handset {
             HandsetField::Mac => self.mac.map(|m| m.lower()).unwrap_or_default(),
             HandsetField::Model => self.model.clone().unwrap_or_default(),
             HandsetField::Settings => super::settings::to_text(&self.settings),
+            HandsetField::Timezone => self.timezone.clone(),
         }
     }
 }
@@ -134,6 +140,9 @@ pub struct HandsetInput {
     #[serde(default, deserialize_with = "wire::settings")]
     #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
     pub settings: Option<ExtraSettings>,
+    /// IANA time zone name (`Europe/London`) for this phone; "" for the
+    /// domain's.
+    pub timezone: Option<String>,
 }
 
 /// Why a body, row or form is not a handset.
@@ -201,6 +210,9 @@ impl HandsetInput {
         if let Some(v) = &self.settings {
             super::settings::validate("settings", v)?;
         }
+        if let Some(v) = self.timezone.as_deref().filter(|v| !v.is_empty()) {
+            super::domain::validate_timezone(v)?;
+        }
         Ok(())
     }
 
@@ -216,6 +228,7 @@ impl HandsetInput {
             HandsetField::Mac => self.mac.is_some(),
             HandsetField::Model => self.model.is_some(),
             HandsetField::Settings => self.settings.is_some(),
+            HandsetField::Timezone => self.timezone.is_some(),
         }
     }
 
@@ -238,6 +251,7 @@ impl HandsetInput {
         set(&mut changed, "mac", &mut h.mac, &self.mac);
         set(&mut changed, "model", &mut h.model, &self.model);
         set(&mut changed, "settings", &mut h.settings, &self.settings);
+        set(&mut changed, "timezone", &mut h.timezone, &self.timezone);
         if changed.contains(&"mac") {
             h.device_password = super::access::new_device_password();
         }
@@ -270,6 +284,7 @@ impl NewHandset {
             revision: 1,
             settings: f.settings.unwrap_or_default(),
             device_password: super::access::new_device_password(),
+            timezone: f.timezone.unwrap_or_default(),
         })
     }
 }

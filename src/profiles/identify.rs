@@ -1,8 +1,9 @@
 //! Identification: which family, file, MAC and model a request is for, from
 //! its file name and (over HTTP) its User-Agent. No I/O: the caller may pass
-//! the family of the handset that owns the MAC as a hint.
+//! what it knows of the phone (its handset's model, its last seen vendor);
+//! the family is chosen by `Profiles::resolve`.
 
-use super::{FileSpec, Profile, Profiles};
+use super::{Clues, FileSpec, Profile, Profiles};
 use crate::model::Mac;
 
 /// What a User-Agent says about the phone.
@@ -101,36 +102,34 @@ impl Profiles {
         out
     }
 
-    /// Identifies a request for `name`. Among several families serving the
-    /// same name (`<mac>.cfg` is Yealink's, Fanvil's and Polycom's), the
-    /// User-Agent decides, then `hint_family` (the family of the handset's
-    /// model), then the MAC's OUI, then profile order.
+    /// Identifies a request for `name`: the family by
+    /// [`Profiles::resolve`] (the file name, the User-Agent, then what
+    /// `known` says of the phone: its handset's model, its last seen
+    /// vendor; then the MAC's OUI), and that family's file.
     pub fn identify<'p>(
         &'p self,
         name: &str,
         user_agent: Option<&str>,
-        hint_family: Option<&str>,
+        known: Clues<'_>,
     ) -> Result<Identified<'p>, IdentifyError> {
-        self.choose(self.candidates(name), user_agent, hint_family)
+        self.choose(self.candidates(name), user_agent, known)
     }
 
     /// [`Profiles::identify`] for a caller that has the name's candidates
-    /// already (the provisioner needs the MAC before it knows the hint).
+    /// already (the provisioner needs the MAC before it knows the phone).
+    /// Of `known`, only the handset's model and the last seen vendor are
+    /// read: the file and its MAC, and the User-Agent, are the request's.
     pub fn choose<'p>(
         &'p self,
         candidates: Vec<Candidate<'p>>,
         user_agent: Option<&str>,
-        hint_family: Option<&str>,
+        known: Clues<'_>,
     ) -> Result<Identified<'p>, IdentifyError> {
         let ua = user_agent.and_then(|ua| self.parse_user_agent(ua));
-        let pick = |pred: &dyn Fn(&Candidate<'p>) -> bool| candidates.iter().find(|c| pred(c)).cloned();
-        let chosen = ua
-            .as_ref()
-            .and_then(|ua| pick(&|c| c.profile.family == ua.family))
-            .or_else(|| hint_family.and_then(|f| pick(&|c| c.profile.family == f)))
-            .or_else(|| pick(&|c| c.mac.is_some_and(|m| c.profile.owns_oui(&m))))
-            .or_else(|| candidates.first().cloned())
-            .ok_or(IdentifyError::UnknownFile)?;
+        let serving: Vec<&str> = candidates.iter().map(|c| c.profile.family.as_str()).collect();
+        let clues = Clues { file: Some(&serving), user_agent: ua.as_ref(), mac: candidates.iter().find_map(|c| c.mac), ..known };
+        let family = self.resolve(&clues).ok_or(IdentifyError::UnknownFile)?;
+        let chosen = candidates.iter().find(|c| c.profile.family == family.family).cloned().ok_or(IdentifyError::UnknownFile)?;
         if let (Some(file), Some(ua_mac)) = (chosen.mac, ua.as_ref().and_then(|u| u.mac)) {
             if file != ua_mac && ua.as_ref().is_some_and(|u| u.family == chosen.profile.family) {
                 return Err(IdentifyError::MacMismatch { file, ua: ua_mac });

@@ -9,6 +9,7 @@
 
 pub mod device_cert;
 pub mod identify;
+pub mod resolve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,16 +19,11 @@ use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
 pub use identify::{Identified, UserAgentInfo};
+pub use resolve::Clues;
 
-/// The built-in profiles, embedded at compile time.
-const BUILT_IN: &[(&str, &str)] = &[
-    ("yealink.toml", include_str!("../../vendor-profiles/yealink.toml")),
-    ("polycom.toml", include_str!("../../vendor-profiles/polycom.toml")),
-    ("snom.toml", include_str!("../../vendor-profiles/snom.toml")),
-    ("cisco.toml", include_str!("../../vendor-profiles/cisco.toml")),
-    ("grandstream.toml", include_str!("../../vendor-profiles/grandstream.toml")),
-    ("fanvil.toml", include_str!("../../vendor-profiles/fanvil.toml")),
-];
+// `BUILT_IN`: every `vendor-profiles/*.toml` (file name, text), sorted,
+// embedded at compile time by build.rs (a new family needs no edit here).
+include!(concat!(env!("OUT_DIR"), "/profiles.rs"));
 
 pub use crate::render::Format;
 
@@ -175,6 +171,10 @@ pub struct Profile {
     /// Key sets chosen by firmware or model (first match wins; none: `""`).
     #[serde(default)]
     pub variants: Vec<Variant>,
+    /// Where the family's time-zone setting is a fixed list of its own
+    /// codes: IANA name → the vendor's code (`render::LocalTime::vendor_zone`).
+    #[serde(default)]
+    pub time_zones: BTreeMap<String, String>,
     #[serde(skip)]
     pub(crate) ua_matchers: Vec<Regex>,
     #[serde(skip)]
@@ -194,7 +194,7 @@ impl Profile {
 
     /// What its templates need to know of the family.
     pub fn vendor(&self) -> crate::render::Vendor<'_> {
-        crate::render::Vendor { format: self.format, notify_event: &self.notify_event }
+        crate::render::Vendor { format: self.format, notify_event: &self.notify_event, time_zones: &self.time_zones }
     }
 
     /// The key set for a phone with `firmware` (if known) and `model`: the
@@ -377,6 +377,10 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
         if !crate::render::templates::exists(&f.template) {
             return Err(err(format!("files: template {:?} for {:?} is not built in", f.template, f.name)));
         }
+        if crate::render::templates::is_per_phone(&f.template) != f.per_phone() {
+            let (t, n) = if f.per_phone() { ("a common", "a phone's") } else { ("a per-phone", "a common") };
+            return Err(err(format!("files: template {:?} is {t} template but {:?} is {n} file", f.template, f.name)));
+        }
         f.matcher = Some(file_matcher(&f.name).map_err(|reason| err(format!("files: {:?}: {reason}", f.name)))?);
         if f.name.contains("{code}") && !p.models.values().any(|m| m.code.is_some()) {
             return Err(err(format!("files: {:?} uses {{code}} but no model has a code", f.name)));
@@ -384,6 +388,14 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
     }
     for name in p.models.keys() {
         crate::model::validate_token("model", name, 64).map_err(|e| err(format!("models.{name}: {e}")))?;
+    }
+    for (zone, code) in &p.time_zones {
+        if !crate::render::local_time::is_known_zone(zone) {
+            return Err(err(format!("time_zones: {zone:?} is not an IANA time zone name")));
+        }
+        if code.is_empty() || code.chars().any(|c| c.is_control()) {
+            return Err(err(format!("time_zones.{zone:?}: the code must be a non-empty single line")));
+        }
     }
     p.cert_mac_patterns = device_cert::compile(source, &p.device_cert_macs)?;
     check_boot(&p).map_err(err)?;
@@ -453,12 +465,55 @@ fn file_matcher(name: &str) -> Result<Regex, String> {
 mod tests {
     use super::*;
 
+    /// A built-in profile with models, and its text: the tests below need
+    /// one, whichever family it is.
+    fn some_profile() -> (Profile, &'static str) {
+        let p = Profiles::built_in();
+        let profile = p.iter().find(|p| !p.models.is_empty()).expect("a built-in profile has models").clone();
+        let text = BUILT_IN.iter().find(|(f, _)| *f == format!("{}.toml", profile.family)).unwrap().1;
+        (profile, text)
+    }
+
     #[test]
     fn built_in_profiles_are_valid() {
         let p = Profiles::built_in();
         let families: Vec<_> = p.iter().map(|p| p.family.as_str()).collect();
-        for f in ["yealink", "polycom", "snom", "cisco", "grandstream", "fanvil"] {
-            assert!(families.contains(&f), "{f} missing from {families:?}");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor-profiles");
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let family = path.file_stem().unwrap().to_string_lossy().to_string();
+                assert!(families.contains(&family.as_str()), "{family} missing from {families:?}");
+                files += 1;
+            }
+        }
+        assert_eq!(files, families.len(), "{families:?}");
+    }
+
+    #[test]
+    fn every_vendor_template_is_built_in_with_the_context_its_files_need() {
+        let p = Profiles::built_in();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut found = 0;
+        for family in std::fs::read_dir(&dir).unwrap() {
+            let family = family.unwrap();
+            if family.file_name() == "admin" || !family.path().is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(family.path()).unwrap() {
+                let file = file.unwrap().file_name().to_string_lossy().to_string();
+                if file.starts_with('_') {
+                    continue;
+                }
+                let name = format!("{}/{file}", family.file_name().to_string_lossy());
+                assert!(crate::render::templates::exists(&name), "{name} is not built in");
+                found += 1;
+            }
+        }
+        assert_eq!(found, crate::render::templates::NAMES.len());
+        for f in p.iter().flat_map(|p| &p.files) {
+            assert_eq!(crate::render::templates::is_per_phone(&f.template), f.per_phone(), "{}", f.name);
         }
     }
 
@@ -466,8 +521,8 @@ mod tests {
     fn file_patterns() {
         let m = file_matcher("y0000000000{code}.cfg").unwrap();
         assert_eq!(&m.captures("y000000000028.cfg").unwrap()["code"], "28");
-        let m = file_matcher("snom{model}-{MAC}.htm").unwrap();
-        let c = m.captures("snomD785-000413AABBCC.htm").unwrap();
+        let m = file_matcher("abc{model}-{MAC}.htm").unwrap();
+        let c = m.captures("abcD785-000413AABBCC.htm").unwrap();
         assert_eq!((&c["model"], &c["mac"]), ("D785", "000413AABBCC"));
         assert!(file_matcher("{*}.sip.ld").unwrap().is_match("2345-12375-001.sip.ld"));
         assert!(!file_matcher("{*}.sip.ld").unwrap().is_match("a/b.sip.ld"));
@@ -477,32 +532,40 @@ mod tests {
 
     #[test]
     fn a_bad_override_stops_loading_and_names_the_file() {
+        let (profile, good) = some_profile();
+        let file = format!("{}.toml", profile.family);
         let dir = tempfile::tempdir().unwrap();
-        let good = BUILT_IN.iter().find(|(f, _)| *f == "yealink.toml").unwrap().1;
-        std::fs::write(dir.path().join("yealink.toml"), good.replace("notify_event = ", "notify_evnt = ")).unwrap();
+        std::fs::write(dir.path().join(&file), good.replace("notify_event = ", "notify_evnt = ")).unwrap();
         let e = Profiles::load(Some(dir.path())).unwrap_err().to_string();
-        assert!(e.contains("yealink.toml") && e.contains("notify_evnt"), "{e}");
+        assert!(e.contains(&file) && e.contains("notify_evnt"), "{e}");
 
-        std::fs::write(dir.path().join("yealink.toml"), good.replace("[models.", "[models.\"bad model\"]\n[models.")).unwrap();
+        std::fs::write(dir.path().join(&file), good.replacen("[models.", "[models.\"bad model\"]\n[models.", 1)).unwrap();
         assert!(Profiles::load(Some(dir.path())).is_err());
 
-        std::fs::write(
-            dir.path().join("yealink.toml"),
-            good.replace(".cfg\"\ntemplate = \"yealink/", ".cfg\"\ntemplate = \"nosuch/"),
-        )
-        .unwrap();
+        let ours = format!("template = \"{}/", profile.family);
+        assert!(good.contains(&ours), "{file} names its templates as {ours}…");
+        std::fs::write(dir.path().join(&file), good.replacen(&ours, "template = \"nosuch/", 1)).unwrap();
         let e = Profiles::load(Some(dir.path())).unwrap_err().to_string();
-        assert!(e.contains("not built in"), "{e}");
+        assert!(e.contains("not built in") && e.contains("nosuch/"), "{e}");
+
+        // A phone's template cannot render a common file.
+        let phone = profile.files.iter().find(|f| f.per_phone()).unwrap();
+        let extra = format!("{good}\n[[files]]\nname = \"common-test.cfg\"\ntemplate = {:?}\n", phone.template);
+        std::fs::write(dir.path().join(&file), extra).unwrap();
+        let e = Profiles::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(e.contains("per-phone template") && e.contains("common-test.cfg"), "{e}");
     }
 
     #[test]
     fn an_override_can_add_a_model_without_code_changes() {
+        let (profile, good) = some_profile();
+        let family = profile.family.as_str();
+        let other = Profiles::built_in().iter().find(|p| p.family != family).unwrap().family.clone();
         let dir = tempfile::tempdir().unwrap();
-        let good = BUILT_IN.iter().find(|(f, _)| *f == "yealink.toml").unwrap().1;
-        std::fs::write(dir.path().join("yealink.toml"), format!("{good}\n[models.T99X]\ncode = \"99\"\n")).unwrap();
+        std::fs::write(dir.path().join(format!("{family}.toml")), format!("{good}\n[models.T99X]\ncode = \"99\"\n")).unwrap();
         let p = Profiles::load(Some(dir.path())).unwrap();
-        assert_eq!(p.family_of_model("T99X").unwrap().family, "yealink");
-        assert_eq!(p.family_of_model("yealink/T99X").unwrap().family, "yealink");
-        assert!(p.family_of_model("polycom/T99X").is_none());
+        assert_eq!(p.family_of_model("T99X").unwrap().family, family);
+        assert_eq!(p.family_of_model(&format!("{family}/T99X")).unwrap().family, family);
+        assert!(p.family_of_model(&format!("{other}/T99X")).is_none());
     }
 }

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::guard::{Miss, ScanGuard, StrikePolicy};
 use crate::model::{settings, Mac, Secret};
 use crate::profiles::identify::IdentifyError;
-use crate::profiles::Profiles;
+use crate::profiles::{Clues, Profiles};
 use crate::render::{self, ResyncPolicy};
 use crate::store::devices::PhoneRecord;
 use crate::store::{now_ms, Store};
@@ -283,7 +283,7 @@ impl Provisioner {
             if banned && tenant.is_none() && req.device_cert.is_none() {
                 return Err(Refusal::Banned);
             }
-            let id = self.profiles.choose(candidates, req.user_agent, None).map_err(|e| identify_refusal(e, req))?;
+            let id = self.profiles.choose(candidates, req.user_agent, Clues::default()).map_err(|e| identify_refusal(e, req))?;
             facts.vendor = Some(id.profile.family.as_str());
             let base_url = self.config_url(&self.come_back_root(req), tenant.as_ref().map(|t| &*t.token));
             let model = id.model.as_deref().unwrap_or("");
@@ -301,12 +301,7 @@ impl Provisioner {
         };
         facts.mac = Some(mac);
         let phone = self.cache.phone(&self.store, &mac).await.map_err(internal)?;
-        let hint = phone
-            .as_ref()
-            .and_then(|p| p.handset.model.as_deref())
-            .and_then(|m| self.profiles.family_of_model(m))
-            .map(|p| p.family.clone());
-        let id = self.profiles.choose(candidates, req.user_agent, hint.as_deref()).map_err(|e| {
+        let id = self.profiles.choose(candidates, req.user_agent, known(phone.as_deref())).map_err(|e| {
             self.scan_guard.miss(req.peer, Miss::Mac(mac), over_udp, now);
             identify_refusal(e, req)
         })?;
@@ -508,10 +503,9 @@ impl Provisioner {
             return Err(Refusal::Forbidden(format!("{name} is another phone's file")));
         }
         let phone = self.store.handset_for_phone(mac).await.map_err(internal)?;
-        let hint = phone.as_ref().and_then(|p| p.handset.model.as_deref()).and_then(|m| self.profiles.family_of_model(m));
         let id = self
             .profiles
-            .choose(candidates, None, hint.map(|p| p.family.as_str()))
+            .choose(candidates, None, known(phone.as_ref()))
             .map_err(|_| Refusal::NotFound("no vendor uses a file of this name"))?;
         let served = match (id.mac, phone) {
             (None, _) => served(
@@ -535,20 +529,30 @@ impl Provisioner {
         Ok((file, served))
     }
 
-    /// The family's first per-phone file name for `mac`: the family comes
-    /// from the handset's model, else from the MAC's OUI.
+    /// The family's first per-phone file name for `mac`: the family from
+    /// [`Profiles::resolve`] (the handset's model, its last seen vendor,
+    /// the MAC's OUI).
     async fn default_file(&self, mac: &Mac) -> Result<String, Refusal> {
         let phone = self.store.handset_for_phone(mac).await.map_err(internal)?;
-        let handset = phone.ok_or(Refusal::NotFound("no handset has this MAC"))?.handset;
-        let profile = handset
-            .model
-            .as_deref()
-            .and_then(|m| self.profiles.family_of_model(m))
-            .or_else(|| self.profiles.iter().find(|p| p.owns_oui(mac)))
+        let phone = phone.ok_or(Refusal::NotFound("no handset has this MAC"))?;
+        let profile = self
+            .profiles
+            .resolve(&Clues { mac: Some(*mac), ..known(Some(&phone)) })
             .ok_or(Refusal::NotFound("the handset has no model and its MAC's vendor is unknown: name the file"))?;
+        let handset = phone.handset;
         let spec = profile.files.iter().find(|f| f.per_phone()).ok_or(Refusal::NotFound("the family has no per-phone file"))?;
         let model = handset.model.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m)).unwrap_or("");
         Ok(spec.name.replace("{mac}", &mac.lower()).replace("{MAC}", &mac.upper()).replace("{model}", model))
+    }
+}
+
+/// What the server knows of a phone, for [`Profiles::resolve`]: its
+/// handset's model and the family its last fetch was identified as.
+fn known(phone: Option<&PhoneRecord>) -> Clues<'_> {
+    Clues {
+        model: phone.and_then(|p| p.handset.model.as_deref()),
+        last_vendor: phone.and_then(|p| p.reported_vendor.as_deref()),
+        ..Clues::default()
     }
 }
 

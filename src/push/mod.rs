@@ -316,12 +316,15 @@ impl PushWorker {
         Some((SocketAddr::new(ip, port), Transport::Udp))
     }
 
+    /// The phone's family by `Profiles::resolve` (no file or User-Agent
+    /// here: its handset's model, its last fetch's vendor, its OUI).
     fn family(&self, job: &PushJob) -> Option<&crate::profiles::Profile> {
-        job.model
-            .as_deref()
-            .and_then(|m| self.profiles.family_of_model(m))
-            .or_else(|| job.fetch_vendor.as_deref().and_then(|v| self.profiles.family(v)))
-            .or_else(|| job.mac.and_then(|mac| self.profiles.iter().find(|p| p.owns_oui(&mac))))
+        self.profiles.resolve(&crate::profiles::Clues {
+            model: job.model.as_deref(),
+            last_vendor: job.fetch_vendor.as_deref(),
+            mac: job.mac,
+            ..Default::default()
+        })
     }
 
     /// The family's resync event (or its rebooting variant).

@@ -1,7 +1,10 @@
 //! Rendering a phone's files from its handset record, its domain and the
 //! vendor profile: the askama templates in `templates/<family>/`.
 
+pub mod local_time;
 pub mod templates;
+
+pub use local_time::{Dst, DstChange, LocalTime};
 
 /// Everything a per-phone template may use. Strings are validated before
 /// they get here (one line, no control characters); XML templates escape
@@ -31,8 +34,9 @@ pub struct PhoneContext<'a> {
     pub sip_port: u16,
     /// `udp`, `tcp` or `tls`.
     pub sip_transport: &'a str,
-    /// IANA name, as `Europe/London`.
-    pub timezone: &'a str,
+    /// The phone's local time: its IANA zone (the handset's, else the
+    /// domain's) with the offset and DST rule in vendors' shapes.
+    pub time: &'a LocalTime,
     pub ntp_server: &'a str,
     /// Where the phone should fetch its files from, ending in `/`
     /// (as `https://prov.example.com/`).
@@ -92,6 +96,8 @@ pub struct Vendor<'a> {
     pub format: Format,
     /// The resync NOTIFY event the family's phones accept.
     pub notify_event: &'a str,
+    /// The family's own time-zone codes (profile `time_zones`).
+    pub time_zones: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// How often phones re-check their config on their own, and how much random
@@ -134,6 +140,9 @@ pub fn render_phone(
     } else {
         settings
     };
+    // The handset's own zone, else its domain's.
+    let zone = if handset.timezone.is_empty() { &domain.timezone } else { &handset.timezone };
+    let time = local_time(vendor, zone);
     let display_name = if handset.name.is_empty() { handset.extensionnumber.as_str() } else { handset.name.as_str() };
     let c = PhoneContext {
         mac: &mac.0,
@@ -150,7 +159,7 @@ pub fn render_phone(
         sip_server: &domain.sip_server,
         sip_port: domain.sip_port,
         sip_transport: domain.sip_transport.as_str(),
-        timezone: &domain.timezone,
+        time: &time,
         ntp_server: &domain.ntp_server,
         provisioning_url: base_url,
         resync_minutes: resync.minutes,
@@ -165,6 +174,16 @@ pub fn render_phone(
         Some(r) => r.map_err(|e| RenderError::Template { name: template.into(), reason: e.to_string() }),
         None => Err(RenderError::NotPerPhone(template.into())),
     }
+}
+
+/// The local time of `zone`. A zone stored before zones were checked
+/// against the IANA database may be unknown: the phone then gets UTC
+/// rather than no file, and the log says why.
+fn local_time(vendor: Vendor<'_>, zone: &str) -> LocalTime {
+    LocalTime::new(zone, vendor.time_zones).unwrap_or_else(|e| {
+        tracing::warn!(zone, "time zone: {e}; the phone is given UTC");
+        LocalTime::new("UTC", vendor.time_zones).expect("UTC is in the bundled IANA database")
+    })
 }
 
 /// Renders a common file (the phone is not identified yet).

@@ -23,6 +23,9 @@ pub struct PhoneRecord {
     pub reported_model: Option<String>,
     /// The firmware it reported then.
     pub reported_firmware: Option<String>,
+    /// The family that fetch was identified as (a clue for
+    /// `Profiles::resolve`).
+    pub reported_vendor: Option<String>,
 }
 
 /// One coalesced fetch (or several of the same MAC) to record.
@@ -207,7 +210,7 @@ impl Store {
 /// per-phone file is rendered from, in one indexed query.
 static SELECT_PHONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "SELECT {}, h.updated_at, {}, dv.model AS reported_model, dv.firmware AS reported_firmware FROM handset h JOIN domain d ON d.id = h.domain_id \
+        "SELECT {}, h.updated_at, {}, dv.model AS reported_model, dv.firmware AS reported_firmware, dv.vendor AS reported_vendor FROM handset h JOIN domain d ON d.id = h.domain_id \
          LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id",
         super::handsets::handset_columns!(),
         super::domains::columns_as("d", "domain_"),
@@ -220,7 +223,15 @@ fn phone_from_row(row: &AnyRow) -> Result<PhoneRecord> {
     let changed_at = row.try_get::<i64, _>("updated_at")?.max(row.try_get("domain_updated_at")?);
     let reported_model = row.try_get::<Option<String>, _>("reported_model")?.filter(|m| !m.is_empty());
     let reported_firmware = row.try_get::<Option<String>, _>("reported_firmware")?.filter(|f| !f.is_empty());
-    Ok(PhoneRecord { handset, domain: std::sync::Arc::new(domain), changed_at, reported_model, reported_firmware })
+    let reported_vendor = row.try_get::<Option<String>, _>("reported_vendor")?.filter(|v| !v.is_empty());
+    Ok(PhoneRecord {
+        handset,
+        domain: std::sync::Arc::new(domain),
+        changed_at,
+        reported_model,
+        reported_firmware,
+        reported_vendor,
+    })
 }
 
 const SELECT_DEVICE: &str = "SELECT dv.mac, dv.ip, dv.user_agent, dv.vendor, dv.model, dv.firmware, dv.last_file, \

@@ -94,7 +94,7 @@ const FAILED: &str = "p.state IN ('failed', 'no-target')";
 macro_rules! handset_columns {
     () => {
         "h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, h.recording, h.notes, \
-         h.mac, h.model, h.revision, h.settings, h.prov_password"
+         h.mac, h.model, h.revision, h.settings, h.prov_password, h.timezone"
     };
 }
 pub(crate) use handset_columns;
@@ -130,6 +130,8 @@ pub(crate) fn handset_from_row(row: &AnyRow) -> Result<Handset> {
         revision: row.try_get("revision")?,
         settings: settings::from_text(&row.try_get::<String, _>("settings")?).map_err(StoreError::Corrupt)?,
         device_password: Secret::new(row.try_get::<String, _>("prov_password")?),
+        // NULL (a row from before the column) is the domain's zone too.
+        timezone: row.try_get::<Option<String>, _>("timezone")?.unwrap_or_default(),
     })
 }
 
@@ -364,8 +366,8 @@ async fn insert_new(tx: &mut Transaction<'_, Any>, domain_id: i64, new: NewHands
     let row = bind_columns(
         sqlx::query(
             "INSERT INTO handset (name, password, location, outgoingcli, recording, notes, mac, model, revision, settings, \
-             prov_password, domain_id, extensionnumber, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id",
+             prov_password, timezone, domain_id, extensionnumber, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING id",
         ),
         &h,
     )
@@ -540,7 +542,8 @@ async fn apply_changes(
         bind_columns(
             sqlx::query(
                 "UPDATE handset SET name = $1, password = $2, location = $3, outgoingcli = $4, recording = $5, notes = $6, \
-                 mac = $7, model = $8, revision = $9, settings = $10, prov_password = $11, updated_at = $12 WHERE id = $13",
+                 mac = $7, model = $8, revision = $9, settings = $10, prov_password = $11, timezone = $12, updated_at = $13 \
+                 WHERE id = $14",
             ),
             &h,
         )
@@ -562,7 +565,7 @@ async fn apply_changes(
     Ok((h, changed, config_changed))
 }
 
-/// Binds $1…$11: the columns a handset's create and update both write.
+/// Binds $1…$12: the columns a handset's create and update both write.
 fn bind_columns<'q>(
     q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     h: &'q Handset,
@@ -578,6 +581,7 @@ fn bind_columns<'q>(
         .bind(h.revision)
         .bind(settings::to_text(&h.settings))
         .bind(h.device_password.expose())
+        .bind(h.timezone.as_str())
 }
 
 /// Takes the handset's row lock, then reads the row.

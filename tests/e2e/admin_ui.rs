@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::both_backends;
 use crate::harness::{https_client_builder, plain_client, Backend, TestServer, ADMIN};
-use crate::provisioning::{http_get, PHONES};
+use crate::provisioning::{http_get, phone as a_phone, phones};
 
 /// A page as the client received it.
 pub struct Page {
@@ -251,13 +251,13 @@ async fn every_form_needs_the_session_csrf_token(b: Backend) {
 
 async fn tenants_stay_apart_in_the_ui(b: Backend) {
     let srv = TestServer::start(b).await;
-    srv.create_handset(json!({"extensionnumber": "100", "name": "Default reception", "mac": PHONES[0].mac})).await;
+    srv.create_handset(json!({"extensionnumber": "100", "name": "Default reception", "mac": a_phone("yealink").mac})).await;
     srv.add_user("boss@acme", "boss-password-123", "admin", false).await;
     srv.add_user("viewer@acme", "viewer-password-123", "readonly", false).await;
     // An unknown phone boots somewhere.
-    let p = &PHONES[1];
-    assert_eq!(http_get(&srv, p.file, Some(p.ua)).await.0, StatusCode::NOT_FOUND);
-    crate::harness::wait_for_unknown_device(&srv, p.mac).await;
+    let p = phones().iter().find(|p| p.family != "yealink").unwrap();
+    assert_eq!(http_get(&srv, &p.file, Some(&p.ua)).await.0, StatusCode::NOT_FOUND);
+    crate::harness::wait_for_unknown_device(&srv, &p.mac).await;
 
     let (boss, csrf) = Ui::logged_in(&srv, ("boss@acme", "boss-password-123")).await;
     let list = boss.get("/admin/handsets").await;
@@ -277,7 +277,7 @@ async fn tenants_stay_apart_in_the_ui(b: Backend) {
     // default domain's token); a MAC another tenant has is a conflict.
     assert_eq!(boss.post("/admin/switch", &[("csrf", &csrf), ("domain", "default")]).await.status, StatusCode::FORBIDDEN);
     let devices = boss.get("/admin/devices").await;
-    assert!(!devices.body.contains(p.mac) && devices.body.contains("none named"), "{}", devices.body);
+    assert!(!devices.body.contains(&p.mac) && devices.body.contains("none named"), "{}", devices.body);
     let domain = [
         ("csrf", csrf.as_str()),
         ("sipport", "5060"),
@@ -292,18 +292,18 @@ async fn tenants_stay_apart_in_the_ui(b: Backend) {
     boss.post("/admin/domain", &[&domain[..], &[("sitenetworks", "10.1.0.0/16")]].concat())
         .await
         .assert_redirect("/admin/domain?done=saved");
-    assert!(!boss.get("/admin/devices").await.body.contains(p.mac), "not from the site's network");
+    assert!(!boss.get("/admin/devices").await.body.contains(&p.mac), "not from the site's network");
     boss.post("/admin/domain", &[&domain[..], &[("sitenetworks", "10.1.0.0/16, 127.0.0.1")]].concat())
         .await
         .assert_redirect("/admin/domain?done=saved");
     let devices = boss.get("/admin/devices").await;
     assert!(
-        devices.body.contains(&format!("id=\"device-{}\"", p.mac)) && devices.body.contains("127.0.0.1/32"),
+        devices.body.contains(&format!("id=\"device-{}\"", &p.mac)) && devices.body.contains("127.0.0.1/32"),
         "{}",
         devices.body
     );
     // A MAC the tenant never saw is no device of its own to claim.
-    let claim = [("csrf", csrf.as_str()), ("mac", PHONES[0].mac), ("extensionnumber", "200")];
+    let claim = [("csrf", csrf.as_str()), ("mac", a_phone("yealink").mac.as_str()), ("extensionnumber", "200")];
     let page = boss.post("/admin/devices/claim", &claim).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
     assert!(page.body.contains("Device not found"));
@@ -336,7 +336,7 @@ async fn tenants_stay_apart_in_the_ui(b: Backend) {
 
     // The superuser switches to acme and acts there.
     let (admin, acsrf) = Ui::logged_in(&srv, ADMIN).await;
-    assert!(admin.get("/admin/devices").await.body.contains(p.mac), "superusers see unknown phones");
+    assert!(admin.get("/admin/devices").await.body.contains(&p.mac), "superusers see unknown phones");
     admin.post("/admin/switch", &[("csrf", &acsrf), ("domain", "acme")]).await.assert_redirect("/admin/handsets");
     admin
         .post("/admin/handsets", &[("csrf", &acsrf), ("extensionnumber", "100")])

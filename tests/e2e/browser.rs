@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::harness::{plain_client, Backend, TestServer, ADMIN};
-use crate::provisioning::{http_get_path, PHONES};
+use crate::provisioning::{http_get_path, phone as a_phone};
 use crate::push::{quick_push, Phone};
 
 /// An installer: an admin of a tenant, not a superuser.
@@ -114,7 +114,7 @@ async fn an_installer_claims_a_booting_phone_and_watches_it_apply_in_the_browser
 }
 
 async fn installer_session(srv: &TestServer, b: &Client) {
-    let p = &PHONES[0];
+    let p = a_phone("yealink");
     // Log in: the UI sends us to the login page and back.
     b.goto(&srv.url("/admin/handsets")).await.unwrap();
     assert!(b.current_url().await.unwrap().path().ends_with("/admin/login"));
@@ -129,7 +129,7 @@ async fn installer_session(srv: &TestServer, b: &Client) {
     b.goto(&srv.url("/admin/domain")).await.unwrap();
     let site_url = text(b, "#provisioningurl-http").await;
     assert!(site_url.starts_with(&format!("http://localhost:{}/p/", srv.http().port())), "{site_url}");
-    let path = format!("{}{}", &site_url[format!("http://localhost:{}", srv.http().port()).len()..], p.file);
+    let path = format!("{}{}", &site_url[format!("http://localhost:{}", srv.http().port()).len()..], &p.file);
     b.goto(&srv.url("/admin/handsets")).await.unwrap();
 
     // Create a handset.
@@ -148,16 +148,16 @@ async fn installer_session(srv: &TestServer, b: &Client) {
     // boot the phone: it asks for its file and is refused as unknown.
     b.goto(&srv.url("/admin/devices")).await.unwrap();
     click(b, "#autorefresh").await;
-    let (status, _, _) = http_get_path(srv, &path, Some(p.ua)).await;
+    let (status, _, _) = http_get_path(srv, &path, Some(&p.ua)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let row = format!("#device-{}", p.mac);
+    let row = format!("#device-{}", &p.mac);
     let appeared = b.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css(&row)).await;
     assert!(appeared.is_ok(), "the booting phone appears on the unknown-phones page");
-    assert!(text(b, &row).await.contains("T46S"), "with the model it reported");
+    assert!(text(b, &row).await.contains(&p.model), "with the model it reported");
 
     // Claim it for extension 2000 in one step.
-    type_into(b, &format!("#claim-ext-{}", p.mac), "2000").await;
-    click(b, &format!("#claim-{}", p.mac)).await;
+    type_into(b, &format!("#claim-ext-{}", &p.mac), "2000").await;
+    click(b, &format!("#claim-{}", &p.mac)).await;
     assert!(text(b, "#message").await.starts_with("Phone claimed"));
     assert_ne!(text(b, "#provisioning").await, "applied");
 
@@ -165,7 +165,7 @@ async fn installer_session(srv: &TestServer, b: &Client) {
     let notify = phone.next(Duration::from_secs(10)).await.expect("the phone gets a NOTIFY");
     assert!(notify.request_line().starts_with("NOTIFY sip:"), "{}", notify.text);
     phone.answer(&notify, "200 OK", "").await;
-    let (status, _, body) = http_get_path(srv, &path, Some(p.ua)).await;
+    let (status, _, body) = http_get_path(srv, &path, Some(&p.ua)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("account.1.user_name = 2000"));
 
@@ -180,7 +180,7 @@ async fn installer_session(srv: &TestServer, b: &Client) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(state, "applied", "the badge after the phone's fetch");
-    assert!(text(b, "#last-fetch").await.contains(p.file));
+    assert!(text(b, "#last-fetch").await.contains(&p.file));
     assert!(text(b, "#preview").await.contains("account.1.password = ********"));
     let png = b.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "a real screenshot ({} bytes)", png.len());

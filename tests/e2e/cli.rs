@@ -144,9 +144,9 @@ async fn render_prints_what_the_phone_gets_and_profiles_lists_the_files() {
         s.public_url = Some("https://prov.example.com/".parse().unwrap());
     })
     .await;
-    let phone = &crate::provisioning::PHONES[0];
+    let phone = crate::provisioning::phone("yealink");
     srv.create_handset(json!({"extensionnumber": "100", "name": "Reception", "mac": phone.mac, "model": phone.model})).await;
-    let (status, _, served) = crate::provisioning::http_get(&srv, phone.file, Some(phone.ua)).await;
+    let (status, _, served) = crate::provisioning::http_get(&srv, &phone.file, Some(&phone.ua)).await;
     assert_eq!(status, reqwest::StatusCode::OK);
     assert!(served.contains("https://prov.example.com/"), "the public URL goes into the file");
 
@@ -155,12 +155,13 @@ async fn render_prints_what_the_phone_gets_and_profiles_lists_the_files() {
         cmd.env("AUTOPROV_DATABASE_URL", &srv.settings.database_url).env("AUTOPROV_PUBLIC_URL", "https://prov.example.com/");
         run(cmd.arg("render").args(args), None)
     };
-    let mac_colons = "00:15:65:aa:bb:01";
-    let (ok, out, err) = render(&[mac_colons]);
+    let mac_colons = phone.mac.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":");
+    let (ok, out, err) = render(&[&mac_colons]);
     assert!(ok, "{err}");
     assert_eq!(out, served, "the preview is byte for byte what the phone got");
-    assert!(err.contains(phone.file), "{err}");
-    let (ok, out, _) = render(&[phone.mac, "y000000000066.cfg"]);
+    assert!(err.contains(&phone.file), "{err}");
+    // Yealink's common file (Auto Provisioning Guide: "#!version:1.0.0.1" first).
+    let (ok, out, _) = render(&[&phone.mac, phone.common.as_deref().expect("a common file")]);
     assert!(ok && out.starts_with("#!version:1.0.0.1"));
     let (ok, _, err) = render(&["001565ffffff"]);
     assert!(!ok && err.contains("no handset"), "{err}");
@@ -169,10 +170,21 @@ async fn render_prints_what_the_phone_gets_and_profiles_lists_the_files() {
 
     let (ok, out, _) = run(Command::new(env!("CARGO_BIN_EXE_autoprov")).arg("profiles"), None);
     assert!(ok);
-    for family in ["yealink", "polycom", "snom", "cisco", "grandstream", "fanvil"] {
-        assert!(out.lines().any(|l| l.starts_with(family)), "{family} missing from:\n{out}");
+    // Whatever vendor-profiles/ holds, with every file name of each.
+    let mut listed = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/vendor-profiles")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let family = path.file_stem().unwrap().to_string_lossy().to_string();
+        assert!(out.lines().any(|l| l.split_whitespace().next() == Some(family.as_str())), "{family} missing from:\n{out}");
+        listed += 1;
     }
-    assert!(out.contains("{mac}.cfg") && out.contains("y0000000000{code}.cfg"));
+    assert_eq!(out.lines().filter(|l| !l.starts_with(char::is_whitespace) && !l.is_empty()).count(), listed, "{out}");
+    for f in autoprov::profiles::Profiles::built_in().iter().flat_map(|p| &p.files) {
+        assert!(out.contains(&f.name), "{} missing from:\n{out}", f.name);
+    }
     srv.stop().await;
 }
 

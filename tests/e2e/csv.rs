@@ -161,14 +161,16 @@ async fn export_import_export_is_byte_identical() {
     };
     cli(&["domain", "add", "default", "--sip-server", "sip.example.com"]);
     let file = dir.path().join("site.csv");
-    let mut site = String::from("extensionnumber,name,password,location,outgoingcli,recording,notes,mac,model\n");
+    let mut site = String::from("extensionnumber,name,password,location,outgoingcli,recording,notes,mac,model,timezone\n");
     for i in 0..200 {
         site.push_str(&format!(
-            "{},\"Desk {i}, \"\"east\"\"\",Pw-{i:05}-abcdef,Floor {},+6140912{i:04},{},\"line one\nline two\",001565{:06x},T46S\n",
+            "{},\"Desk {i}, \"\"east\"\"\",Pw-{i:05}-abcdef,Floor {},+6140912{i:04},{},\"line one\nline two\",001565{:06x},T46S,{}\n",
             1000 + i,
             i % 3,
             i % 2 == 0,
-            0x100000 + i
+            0x100000 + i,
+            // A phone's own zone, or "" for its domain's.
+            if i % 5 == 0 { "Asia/Kolkata" } else { "" }
         ));
     }
     std::fs::write(&file, &site).unwrap();

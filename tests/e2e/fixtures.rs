@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+#[derive(Clone, Debug, Default)]
 pub struct Row {
     pub family: String,
     pub model: String,
@@ -43,11 +44,44 @@ impl Row {
     pub fn with_mac(&self, mac: &str) -> (String, Vec<String>) {
         let spellings = |m: &str| {
             let colons = m.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":");
-            [m.to_string(), m.to_uppercase(), colons.clone(), colons.to_uppercase()]
+            // Aastra's User-Agent writes it upper-case with dashes ("MAC:00-08-5D-…").
+            [m.to_string(), m.to_uppercase(), colons.clone(), colons.to_uppercase(), colons.replace(':', "-").to_uppercase()]
         };
         let swap = |s: &str| {
             spellings(&self.mac).iter().zip(spellings(mac)).fold(s.to_string(), |s, (old, new)| s.replace(old.as_str(), &new))
         };
         (swap(&self.user_agent), self.files.iter().map(|f| swap(f)).collect())
     }
+}
+
+/// One row of `tests/fixtures/vendor-keys.tsv`: a fact of a family's
+/// config format, from its guide (the last column).
+pub struct VendorKey {
+    pub family: String,
+    /// `device_user`, `device_password`, `device_rule`, `device_none` (no
+    /// setting for them is documented), `no_line_label` (the family has no
+    /// line key label of its own) or `setting`.
+    pub what: String,
+    pub key: String,
+    pub value: String,
+}
+
+pub fn vendor_keys() -> Vec<VendorKey> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vendor-keys.tsv");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let col: Vec<&str> = l.split('\t').collect();
+            assert!(col.len() == 5 && !col[4].trim().is_empty(), "{path}: a row needs 5 columns, a source last: {l:?}");
+            let what = col[1].to_string();
+            assert!(
+                ["device_user", "device_password", "device_rule", "device_none", "no_line_label", "setting"]
+                    .contains(&what.as_str()),
+                "{path}: {what}?"
+            );
+            VendorKey { family: col[0].into(), what, key: col[2].into(), value: col[3].into() }
+        })
+        .collect()
 }

@@ -79,7 +79,14 @@ async fn idle_connections_make_room_for_phones() {
     }
     for attempt in 0..5 {
         let client = https_client(&srv.running().tls_cert_path, None);
-        let resp = client.get(srv.url("/api/handset")).basic_auth(ADMIN.0, Some(ADMIN.1)).send().await;
+        // Bounded: a server that neither answers nor closes must fail the
+        // test, not hang the suite.
+        let resp = tokio::time::timeout(
+            Duration::from_secs(20),
+            client.get(srv.url("/api/handset")).basic_auth(ADMIN.0, Some(ADMIN.1)).send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("request {attempt} with every connection taken: no answer in 20 s"));
         assert_eq!(resp.map(|r| r.status()).ok(), Some(StatusCode::OK), "request {attempt} with every connection taken");
     }
     let mut closed = 0;

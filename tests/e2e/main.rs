@@ -30,6 +30,7 @@ mod push;
 mod tftp;
 mod tftp_client;
 mod tftp_hostile;
+mod time_zones;
 mod vendor_formats;
 mod vendor_truth;
 mod zero_trust;
@@ -85,12 +86,24 @@ fn selected(args: &libtest_mimic::Arguments, name: &str) -> bool {
     kept && !skipped && !args.ignored
 }
 
+/// The longest a test may run; the slowest (50,000 CSV rows on a loaded
+/// two-core machine) takes about two minutes.
+const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(480);
+
 /// Runs one test on its own multi-threaded runtime, as `#[tokio::test]`
 /// would, turning a panic into the test's failure.
 fn run_test(run: fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) -> Result<(), libtest_mimic::Failed> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(run())));
+    // A test that hangs fails after TEST_LIMIT instead of holding the
+    // whole suite (and CI) until it is killed.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            if tokio::time::timeout(TEST_LIMIT, run()).await.is_err() {
+                panic!("no result after {} s: the test hung", TEST_LIMIT.as_secs());
+            }
+        })
+    }));
     // Servers a failed test left running must not hold its runtime up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     outcome.map_err(|panic| {

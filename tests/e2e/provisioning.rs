@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use autoprov::profiles::Profiles;
+use autoprov::profiles::{Clues, Profiles};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -12,68 +12,103 @@ use crate::formats::{has_value, parse};
 use crate::harness::{https_client_from, plain_client, Backend, TestServer};
 use crate::tftp_client::{self, TftpError};
 
-/// One phone of each family: its real User-Agent, the per-phone file that
-/// carries its account, and a common file it asks for.
+/// One phone of each family, derived from the data (never a list here):
+/// for every built-in profile, a captured phone of that family from
+/// `tests/fixtures/phone-requests.tsv` with a MAC of our own. A family
+/// without such a row fails every test that uses the phones.
 pub struct Phone {
-    pub family: &'static str,
-    /// The model as the installer sets it on the handset.
-    pub model: &'static str,
-    pub ua: &'static str,
-    pub mac: &'static str,
-    pub file: &'static str,
-    pub common: &'static str,
+    pub family: String,
+    /// The model as the installer sets it on the handset (the profile's
+    /// name for the row's model).
+    pub model: String,
+    /// Its real User-Agent, with its MAC.
+    pub ua: String,
+    pub mac: String,
+    /// Its handset's extension (`2<i>00`, in profile order).
+    pub ext: String,
+    /// The first per-phone file it asks for at boot.
+    pub file: String,
+    /// Every per-phone file of its family it may ask for: its boot files,
+    /// and the profile's other names that need nothing but the MAC (the
+    /// files a master file lists, say). Its account is in one of them.
+    pub files: Vec<String>,
+    /// A common file it asks for at boot, if its family has any.
+    pub common: Option<String>,
 }
 
-pub const PHONES: [Phone; 6] = [
-    Phone {
-        family: "yealink",
-        model: "T46S",
-        ua: "Yealink SIP-T46S 66.86.0.15 00:15:65:aa:bb:01",
-        mac: "001565aabb01",
-        file: "001565aabb01.cfg",
-        common: "y000000000066.cfg",
-    },
-    Phone {
-        family: "polycom",
-        model: "VVX410",
-        ua: "FileTransport PolycomVVX-VVX_410-UA/5.9.0.9373 Type/Application",
-        mac: "0004f2aabb02",
-        file: "0004f2aabb02-autoprov.cfg",
-        common: "000000000000.cfg",
-    },
-    Phone {
-        family: "snom",
-        model: "D785",
-        ua: "Mozilla/4.0 (compatible; snomD785-SIP 10.1.54.13 2010.12-00004-g9ba52f5 000413AABB03 SXM:0 UXM:0)",
-        mac: "000413aabb03",
-        file: "snomD785-000413AABB03.htm",
-        common: "snomD785.htm",
-    },
-    Phone {
-        family: "cisco",
-        model: "SPA508G",
-        ua: "Cisco/SPA508G-7.4.4 (0002FDAABB04)(CBT141400UK)",
-        mac: "0002fdaabb04",
-        file: "0002fdaabb04.xml",
-        common: "spa508G.cfg",
-    },
-    Phone {
-        family: "grandstream",
-        model: "GXP2170",
-        ua: "Grandstream Model HW GXP2170 SW 1.0.11.85 DevId 000b82aabb05",
-        mac: "000b82aabb05",
-        file: "cfg000b82aabb05.xml",
-        common: "cfg.xml",
-    },
-    Phone {
-        family: "fanvil",
-        model: "X4",
-        ua: "Fanvil X4 2.10.2.6887 0c383eaabb06",
-        mac: "0c383eaabb06",
-        file: "0c383eaabb06.cfg",
-        common: "F0V0V6500000.cfg",
-    },
-];
+/// The phones, one per built-in profile, in profile order.
+pub fn phones() -> &'static [Phone] {
+    static PHONES: std::sync::LazyLock<Vec<Phone>> = std::sync::LazyLock::new(derive_phones);
+    &PHONES
+}
+
+/// The phone of `family`, for tests of that family's own keys or events.
+pub fn phone(family: &str) -> &'static Phone {
+    phones().iter().find(|p| p.family == family).unwrap_or_else(|| panic!("no built-in profile {family}"))
+}
+
+/// A firmware version as numbers, to pick the newest (`2.12.16.17` →
+/// [2, 12, 16, 17]; letters count as nothing).
+fn version(firmware: &str) -> Vec<u64> {
+    firmware.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// For each profile, of the fixture rows of its family that are phones we
+/// serve over HTTP (a User-Agent the profile identifies, a model it
+/// lists, a per-phone file and, if the family has any, a common file it
+/// serves), the one with the newest firmware: the tests exercise each
+/// family's current generation.
+fn derive_phones() -> Vec<Phone> {
+    let profiles = Profiles::built_in();
+    let rows = crate::fixtures::requests();
+    let mut out: Vec<Phone> = Vec::new();
+    for (i, profile) in profiles.iter().enumerate() {
+        let family = profile.family.as_str();
+        let has_common = profile.files.iter().any(|f| !f.per_phone());
+        let mut best: Option<(Vec<u64>, Phone)> = None;
+        for row in rows.iter().filter(|r| r.family == family && r.protocol == "http" && !r.user_agent.is_empty()) {
+            let Some(model) = profile.model(&row.model).map(|(m, _)| m.clone()) else { continue };
+            let mac = format!("{}aabb{:02x}", &row.mac[..6], i + 1);
+            let (ua, files) = row.with_mac(&mac);
+            if profiles.parse_user_agent(&ua).is_none_or(|u| u.family != family) {
+                continue;
+            }
+            let served = |name: &String, per_phone: bool| {
+                profiles
+                    .identify(name, Some(&ua), Clues::default())
+                    .is_ok_and(|id| id.profile.family == family && id.file.per_phone() == per_phone)
+            };
+            let mut per_phone: Vec<String> = files.iter().filter(|f| served(f, true)).cloned().collect();
+            let common = files.iter().find(|f| served(f, false)).cloned();
+            if per_phone.is_empty() || (has_common && common.is_none()) {
+                continue;
+            }
+            let file = per_phone[0].clone();
+            for spec in
+                profile.files.iter().filter(|f| f.per_phone() && !f.name.contains("{model}") && !f.name.contains("{code}"))
+            {
+                let name = spec.name.replace("{mac}", &mac).replace("{MAC}", &mac.to_uppercase());
+                if !per_phone.contains(&name) && served(&name, true) {
+                    per_phone.push(name);
+                }
+            }
+            let phone = Phone { family: family.into(), model, ua, mac, ext: format!("2{i}00"), file, files: per_phone, common };
+            if best.as_ref().is_none_or(|(v, _)| version(&row.firmware) > *v) {
+                best = Some((version(&row.firmware), phone));
+            }
+        }
+        let (_, phone) = best.unwrap_or_else(|| {
+            panic!(
+                "{family}: no row of tests/fixtures/phone-requests.tsv is a phone of this family served over HTTP \
+                 (a User-Agent its profile identifies, a model it lists, a per-phone file and a common file it \
+                 serves): add the family's captured requests"
+            )
+        });
+        out.push(phone);
+    }
+    assert!(!out.is_empty(), "no built-in profiles");
+    out
+}
 
 const DISPLAY: &str = "Zoë & Co <Desk>";
 
@@ -110,8 +145,8 @@ pub async fn http_get_path(srv: &TestServer, path: &str, ua: Option<&str>) -> (S
 pub async fn create_phones(srv: &TestServer) {
     let (s, _) = srv.put("/api/domain", json!({"sipserver": "sip.example.net", "sipport": 5062})).await;
     assert_eq!(s, StatusCode::OK);
-    for (i, p) in PHONES.iter().enumerate() {
-        srv.create_handset(json!({"extensionnumber": format!("2{i}00"), "name": DISPLAY, "password": format!("Secret-{i}-pw"), "mac": p.mac, "model": p.model}))
+    for (i, p) in phones().iter().enumerate() {
+        srv.create_handset(json!({"extensionnumber": p.ext, "name": DISPLAY, "password": format!("Secret-{i}-pw"), "mac": p.mac, "model": p.model}))
             .await;
     }
 }
@@ -136,36 +171,53 @@ async fn every_family_over_http_https_and_tftp(b: Backend) {
     let tftp = srv.running().tftp_addr.unwrap();
     let http_base = format!("http://127.0.0.1:{}/", srv.http().port());
     let https_base = format!("https://localhost:{}/", srv.https().port());
-    for (i, p) in PHONES.iter().enumerate() {
-        let profile = profiles.family(p.family).unwrap();
-        let (s, headers, body) = http_get(&srv, p.file, Some(p.ua)).await;
-        assert_eq!(s, StatusCode::OK, "{}: {body}", p.family);
-        assert_eq!(headers["content-type"], profile.content_type.as_str(), "{}", p.family);
-        let entries = parse(profile, &body).unwrap_or_else(|e| panic!("{} {}: {e}\n{body}", p.family, p.file));
-        for want in [format!("2{i}00"), format!("Secret-{i}-pw"), DISPLAY.to_string()] {
-            assert!(has_value(&entries, &want), "{} {}: no value {want:?} in\n{body}", p.family, p.file);
-        }
-        // Some vendors write the server as host:port.
-        assert!(entries.iter().any(|(_, v)| v.starts_with("sip.example.net")), "{}: no SIP server in\n{body}", p.family);
-        assert!(body.contains(&http_base[7..]), "{}: the config sends the phone back where it came from", p.family);
+    for (i, p) in phones().iter().enumerate() {
+        let profile = profiles.family(&p.family).unwrap();
+        let mut account = Vec::new();
+        for file in &p.files {
+            let what = format!("{} {file}", p.family);
+            let (s, headers, body) = http_get(&srv, file, Some(&p.ua)).await;
+            assert_eq!(s, StatusCode::OK, "{what}: {body}");
+            assert_eq!(headers["content-type"], profile.content_type.as_str(), "{what}");
 
-        // The same file over HTTPS and TFTP: only the server address differs
-        // (with the port TFTP really listens on).
-        let resp = https.get(srv.url(&srv.phone_path(p.file).await)).header("user-agent", p.ua).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let over_https = resp.text().await.unwrap();
-        assert_eq!(same_but_server(&over_https, &https_base), same_but_server(&body, &http_base), "{}", p.family);
-        let tftp_path = srv.phone_path(p.file).await;
-        let over_tftp = String::from_utf8(tftp_client::get(tftp, &tftp_path[1..]).await.unwrap()).unwrap();
-        let tftp_base = format!("tftp://127.0.0.1:{}/", tftp.port());
-        assert_eq!(same_but_server(&over_tftp, &tftp_base), same_but_server(&body, &http_base), "{}", p.family);
+            // The same file over HTTPS and TFTP: only the server address
+            // differs (with the port TFTP really listens on).
+            let resp = https.get(srv.url(&srv.phone_path(file).await)).header("user-agent", &p.ua).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{what}");
+            let over_https = resp.text().await.unwrap();
+            assert_eq!(same_but_server(&over_https, &https_base), same_but_server(&body, &http_base), "{what}");
+            let tftp_path = srv.phone_path(file).await;
+            let over_tftp = String::from_utf8(tftp_client::get(tftp, &tftp_path[1..]).await.unwrap()).unwrap();
+            let tftp_base = format!("tftp://127.0.0.1:{}/", tftp.port());
+            assert_eq!(same_but_server(&over_tftp, &tftp_base), same_but_server(&body, &http_base), "{what}");
+            if body.contains(&format!("Secret-{i}-pw")) {
+                account.push((file, body));
+            }
+        }
+        // The account is in its files (one, or several names for one).
+        assert!(!account.is_empty(), "{}: no account in any of {:?}", p.family, p.files);
+        for (file, body) in account {
+            let entries = parse(profile, &body).unwrap_or_else(|e| panic!("{} {file}: {e}\n{body}", p.family));
+            for want in [p.ext.clone(), format!("Secret-{i}-pw"), DISPLAY.to_string()] {
+                assert!(has_value(&entries, &want), "{} {file}: no value {want:?} in\n{body}", p.family);
+            }
+            // Some vendors write the server as host:port.
+            assert!(
+                entries.iter().any(|(_, v)| v.starts_with("sip.example.net")),
+                "{} {file}: no SIP server in\n{body}",
+                p.family
+            );
+            assert!(body.contains(&http_base[7..]), "{} {file}: the config sends the phone back where it came from", p.family);
+        }
 
         // The family's common file.
-        let (s, _, common) = http_get(&srv, p.common, Some(p.ua)).await;
-        assert_eq!(s, StatusCode::OK, "{} {}", p.family, p.common);
-        parse(profile, &common).unwrap_or_else(|e| panic!("{} {}: {e}\n{common}", p.family, p.common));
+        if let Some(common) = &p.common {
+            let (s, _, body) = http_get(&srv, common, Some(&p.ua)).await;
+            assert_eq!(s, StatusCode::OK, "{} {common}", p.family);
+            parse(profile, &body).unwrap_or_else(|e| panic!("{} {common}: {e}\n{body}", p.family));
+        }
 
-        let h = wait_for_fetch(&srv, &format!("2{i}00")).await;
+        let h = wait_for_fetch(&srv, &p.ext).await;
         assert_eq!(h["revision"], 1);
         assert!(!h["devicemodel"].as_str().unwrap().is_empty(), "{}: {h}", p.family);
     }
@@ -173,13 +225,19 @@ async fn every_family_over_http_https_and_tftp(b: Backend) {
 }
 
 /// The file with the server address taken out: the base URL (some vendors
-/// write it without its scheme), and the keys in which vendors write the
-/// protocol of that address (Polycom, Grandstream, Fanvil).
+/// write it without its scheme), the keys in which vendors write the
+/// protocol of that address (Polycom, Grandstream, Fanvil, Htek, Aastra),
+/// and Aastra's server address as host, path and port keys of that protocol.
 pub fn same_but_server(body: &str, base: &str) -> String {
     let bare = base.split_once("://").map(|(_, rest)| rest).unwrap_or(base);
     let body = body.replace(base, "BASE").replace(bare, "BASE");
-    let protocol_keys = regex::Regex::new(r#"(device\.prov\.serverType=")\d|(<P212>)\d|(Flash Protocol\s*:)\d"#).unwrap();
-    protocol_keys.replace_all(&body, "${1}${2}${3}PROTO").into_owned()
+    let protocol_keys = regex::Regex::new(
+        r#"(device\.prov\.serverType=")\d|(<P212(?: para="[^"]*")?>)\d|(Flash Protocol\s*:)\d|(download protocol: )[A-Z]+"#,
+    )
+    .unwrap();
+    let body = protocol_keys.replace_all(&body, "${1}${2}${3}${4}PROTO").into_owned();
+    let server_keys = regex::Regex::new(r"(?m)^(?:https?|tftp) (?:server|path|port): .*\n").unwrap();
+    server_keys.replace_all(&body, "").into_owned()
 }
 
 /// `file` (a path as the phone asks for it) fetched with tftp-hpa's client.
@@ -197,14 +255,15 @@ pub fn real_tftp_get(client: &std::path::Path, port: u16, file: &str) -> Vec<u8>
 async fn conditional_requests_and_changes(b: Backend) {
     let srv = TestServer::start(b).await;
     create_phones(&srv).await;
-    let p = &PHONES[0];
-    let (_, headers, body) = http_get(&srv, p.file, Some(p.ua)).await;
+    // Any family would do; Yealink's files carry values as they are.
+    let p = phone("yealink");
+    let (_, headers, body) = http_get(&srv, &p.file, Some(&p.ua)).await;
     let etag = headers["etag"].to_str().unwrap().to_string();
     let modified = headers["last-modified"].to_str().unwrap().to_string();
     // The phone's own User-Agent on every request: it names the model,
     // which is part of the file.
-    let client = reqwest::Client::builder().user_agent(p.ua).no_proxy().build().unwrap();
-    let url = srv.plain_url(&srv.phone_path(p.file).await);
+    let client = reqwest::Client::builder().user_agent(&p.ua).no_proxy().build().unwrap();
+    let url = srv.plain_url(&srv.phone_path(&p.file).await);
 
     let resp = client.get(&url).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
@@ -223,12 +282,12 @@ async fn conditional_requests_and_changes(b: Backend) {
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
 
     // The same bytes give the same ETag; a changed handset changes both.
-    let (_, again, same) = http_get(&srv, p.file, Some(p.ua)).await;
+    let (_, again, same) = http_get(&srv, &p.file, Some(&p.ua)).await;
     assert_eq!((again["etag"].to_str().unwrap(), same.as_str()), (etag.as_str(), body.as_str()));
     // Last-Modified has one-second resolution: make the change land in a later second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    srv.put("/api/handset/2000", json!({"name": "Renamed desk"})).await;
-    let (_, changed, new_body) = http_get(&srv, p.file, Some(p.ua)).await;
+    srv.put(&format!("/api/handset/{}", p.ext), json!({"name": "Renamed desk"})).await;
+    let (_, changed, new_body) = http_get(&srv, &p.file, Some(&p.ua)).await;
     assert_ne!(changed["etag"].to_str().unwrap(), etag);
     assert_ne!(new_body, body);
     assert!(new_body.contains("Renamed desk"));
@@ -302,15 +361,22 @@ fn mac_colons(mac: &str) -> String {
 async fn a_user_agent_for_another_mac_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     create_phones(&srv).await;
-    for (file, ua) in [
-        ("001565aabb01.cfg", "Yealink SIP-T46S 66.86.0.15 00:15:65:aa:bb:99"),
-        ("cfg000b82aabb05.xml", "Grandstream Model HW GXP2170 SW 1.0.11.85 DevId 000b82aabb99"),
-        ("snomD785-000413AABB03.htm", "Mozilla/4.0 (compatible; snomD785-SIP 10.1.54.13 2010.12-00004 000413AABB99 SXM:0)"),
-    ] {
-        let (s, _, body) = http_get(&srv, file, Some(ua)).await;
-        assert_eq!(s, StatusCode::FORBIDDEN, "{file}");
+    // Every phone that says its MAC in its User-Agent, saying another.
+    let profiles = Profiles::built_in();
+    let mut refused = 0;
+    for p in phones() {
+        if profiles.parse_user_agent(&p.ua).and_then(|u| u.mac).is_none() {
+            continue;
+        }
+        let row = crate::fixtures::Row { user_agent: p.ua.clone(), mac: p.mac.clone(), ..Default::default() };
+        let (ua, _) = row.with_mac(&format!("{}ccdd99", &p.mac[..6]));
+        assert_ne!(ua, p.ua);
+        let (s, _, body) = http_get(&srv, &p.file, Some(&ua)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{} {}", p.family, p.file);
         assert!(!body.contains("Secret"), "no config in a refusal");
+        refused += 1;
     }
+    assert!(refused > 0, "no family's User-Agent carries a MAC");
     // The Linksys serial-number trap: a 12-hex serial is not a MAC.
     srv.create_handset(json!({"extensionnumber": "942", "mac": "000e08d41b7a"})).await;
     let (s, _, _) = http_get(&srv, "000e08d41b7a.xml", Some("Linksys/SPA-942-6.1.5(a) (88019FA42805)")).await;
@@ -325,13 +391,15 @@ async fn layered_settings_reach_the_file(b: Backend) {
         .put(
             "/api/domain",
             json!({"settings": {"lang.gui": "English", "features.dnd.enable": "0", "phone_setting.backlight_time": "60"},
-                   "modelsettings": {"T46S": {"features.dnd.enable": "1", "lang.wui": "French"}}}),
+                   "modelsettings": {&phone("yealink").model: {"features.dnd.enable": "1", "lang.wui": "French"}}}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = srv.put("/api/handset/2000", json!({"settings": {"lang.wui": "German", "custom.key": "x & <y>"}})).await;
+    let p = phone("yealink");
+    let (s, v) =
+        srv.put(&format!("/api/handset/{}", p.ext), json!({"settings": {"lang.wui": "German", "custom.key": "x & <y>"}})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (_, _, body) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
+    let (_, _, body) = http_get(&srv, &p.file, Some(&p.ua)).await;
     let entries = parse(Profiles::built_in().family("yealink").unwrap(), &body).unwrap();
     let value = |k: &str| entries.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     assert_eq!(value("lang.gui"), Some("English"), "domain layer");
@@ -339,20 +407,26 @@ async fn layered_settings_reach_the_file(b: Backend) {
     assert_eq!(value("lang.wui"), Some("German"), "handset over model");
     assert_eq!(value("custom.key"), Some("x & <y>"));
     // XML vendors get the same values escaped, never raw.
-    let (_, _, xml) = http_get(&srv, PHONES[3].file, Some(PHONES[3].ua)).await;
-    roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let profiles = Profiles::built_in();
+    for p in phones().iter().filter(|p| profiles.family(&p.family).unwrap().format == autoprov::render::Format::Xml) {
+        for file in &p.files {
+            let (_, _, xml) = http_get(&srv, file, Some(&p.ua)).await;
+            roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{} {file}: {e}\n{xml}", p.family));
+        }
+    }
 
     // Values that could break a format are refused with the reason.
+    let handset = format!("/api/handset/{}", p.ext);
     for bad in [
         json!({"settings": {"a": "1\nadmin.password = x"}}),
         json!({"settings": {"bad key!": "1"}}),
         json!({"settings": {"k": {"nested": 1}}}),
     ] {
-        let (s, v) = srv.put("/api/handset/2000", bad.clone()).await;
+        let (s, v) = srv.put(&handset, bad.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
         assert!(v["error"].as_str().unwrap().contains("settings"), "{v}");
     }
-    let (s, _) = srv.put("/api/domain", json!({"modelsettings": {"T46S": {"x": "a\rb"}}})).await;
+    let (s, _) = srv.put("/api/domain", json!({"modelsettings": {&p.model: {"x": "a\rb"}}})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     srv.stop().await;
 }
@@ -361,8 +435,9 @@ async fn a_change_on_another_node_reaches_this_nodes_phones(b: Backend) {
     let a = TestServer::start(b).await;
     create_phones(&a).await;
     let node_b = TestServer::start_sharing(&a).await;
-    let p = &PHONES[0];
-    let (s, _, before) = http_get(&node_b, p.file, Some(p.ua)).await;
+    // Any family would do; Yealink's files carry values as they are.
+    let p = phone("yealink");
+    let (s, _, before) = http_get(&node_b, &p.file, Some(&p.ua)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(before.contains(DISPLAY));
     // Node B has the phone cached now; node A changes it, then the domain.
@@ -370,7 +445,7 @@ async fn a_change_on_another_node_reaches_this_nodes_phones(b: Backend) {
         let node_b = &node_b;
         async move {
             for _ in 0..50 {
-                let (_, _, now) = http_get(node_b, p.file, Some(p.ua)).await;
+                let (_, _, now) = http_get(node_b, &p.file, Some(&p.ua)).await;
                 if now.contains(needle) {
                     return true;
                 }
@@ -379,14 +454,14 @@ async fn a_change_on_another_node_reaches_this_nodes_phones(b: Backend) {
             false
         }
     };
-    a.put("/api/handset/2000", json!({"name": "Changed on A"})).await;
+    a.put(&format!("/api/handset/{}", p.ext), json!({"name": "Changed on A"})).await;
     assert!(served_soon("Changed on A").await, "node B still serves the old name after 2.5 s");
     a.put("/api/domain", json!({"sipserver": "sip2.example.net"})).await;
     assert!(served_soon("sip2.example.net").await, "node B still serves the old SIP server after 2.5 s");
     // On the node that made the change it is immediate (A has it cached).
-    http_get(&a, p.file, Some(p.ua)).await;
-    a.put("/api/handset/2000", json!({"name": "Immediate"})).await;
-    let (_, _, now) = http_get(&a, p.file, Some(p.ua)).await;
+    http_get(&a, &p.file, Some(&p.ua)).await;
+    a.put(&format!("/api/handset/{}", p.ext), json!({"name": "Immediate"})).await;
+    let (_, _, now) = http_get(&a, &p.file, Some(&p.ua)).await;
     assert!(now.contains("Immediate"));
     node_b.stop().await;
     a.stop().await;
@@ -415,23 +490,24 @@ async fn the_scan_guard_bans_and_lifts() {
     // and TFTP.
     let resp = from_scanner.get(url("001565ffffff.cfg")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = from_scanner.get(url(PHONES[0].file)).header("user-agent", PHONES[0].ua).send().await.unwrap();
+    let p = phone("yealink");
+    let resp = from_scanner.get(url(&p.file)).header("user-agent", &p.ua).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = from_scanner.get(url(PHONES[0].common)).header("user-agent", PHONES[0].ua).send().await.unwrap();
+    let common = p.common.as_deref().expect("a common file");
+    let resp = from_scanner.get(url(common)).header("user-agent", &p.ua).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let tftp = srv.running().tftp_addr.unwrap();
-    let silent = tftp_client::get_raw(tftp, scanner, &tftp_client::rrq(PHONES[0].file, "octet", &[]), 512, 1).await;
+    let silent = tftp_client::get_raw(tftp, scanner, &tftp_client::rrq(&p.file, "octet", &[]), 512, 1).await;
     assert_eq!(silent.err(), Some(TftpError::Silent), "a banned address gets no TFTP answer");
     // A request that proves itself is served even from a banned address.
-    let resp =
-        from_scanner.get(srv.url(&srv.phone_path(PHONES[0].file).await)).header("user-agent", PHONES[0].ua).send().await.unwrap();
+    let resp = from_scanner.get(srv.url(&srv.phone_path(&p.file).await)).header("user-agent", &p.ua).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     // Phones elsewhere are unaffected.
-    let (s, _, _) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
+    let (s, _, _) = http_get(&srv, &p.file, Some(&p.ua)).await;
     assert_eq!(s, StatusCode::OK);
     // The ban lifts.
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let resp = from_scanner.get(url(PHONES[0].file)).header("user-agent", PHONES[0].ua).send().await.unwrap();
+    let resp = from_scanner.get(url(&p.file)).header("user-agent", &p.ua).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     srv.stop().await;
 }
@@ -439,9 +515,10 @@ async fn the_scan_guard_bans_and_lifts() {
 async fn files_are_served_under_the_prefix_too() {
     let srv = TestServer::start_with(Backend::Sqlite, |s| s.provision_prefix = Some("/prov".parse().unwrap())).await;
     create_phones(&srv).await;
-    let p = &PHONES[0];
-    let get = |path: String| plain_client().get(srv.plain_url(&path)).header("user-agent", p.ua).send();
-    let path = srv.phone_path(p.file).await;
+    // Any family would do; Yealink's files carry values as they are.
+    let p = phone("yealink");
+    let get = |path: String| plain_client().get(srv.plain_url(&path)).header("user-agent", &p.ua).send();
+    let path = srv.phone_path(&p.file).await;
     let root = get(path.clone()).await.unwrap().text().await.unwrap();
     let prefixed = get(format!("/prov{path}")).await.unwrap();
     assert_eq!(prefixed.status(), StatusCode::OK);
@@ -456,14 +533,15 @@ async fn hostile_names_are_refused_cleanly() {
     let srv = TestServer::start(Backend::Sqlite).await;
     create_phones(&srv).await;
     let long = "a".repeat(4096);
+    let p = phone("yealink");
     for (path, want) in [
         ("/../../etc/passwd", StatusCode::BAD_REQUEST),
         ("/..%2f..%2fetc%2fpasswd", StatusCode::BAD_REQUEST),
-        ("/001565aabb01.cfg%00", StatusCode::BAD_REQUEST),
+        (&format!("/{}%00", p.file), StatusCode::BAD_REQUEST),
         ("/%ff%fe.cfg", StatusCode::BAD_REQUEST),
         (&format!("/{long}.cfg"), StatusCode::BAD_REQUEST),
         ("/000000000000.cfg.bak", StatusCode::NOT_FOUND),
-        ("/001565AABB01.CFG", StatusCode::NOT_FOUND),
+        (&format!("/{}", p.file.to_uppercase()), StatusCode::NOT_FOUND),
         ("/ffffffffffff.cfg", StatusCode::NOT_FOUND),
     ] {
         let resp = plain_client().get(srv.plain_url(path)).send().await.unwrap();
@@ -477,7 +555,7 @@ async fn hostile_names_are_refused_cleanly() {
         assert!(!resp.text().await.unwrap().contains("Secret"));
     }
     // The server still serves real phones.
-    let (s, _, _) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
+    let (s, _, _) = http_get(&srv, &p.file, Some(&p.ua)).await;
     assert_eq!(s, StatusCode::OK);
     srv.stop().await;
 }

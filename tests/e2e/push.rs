@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 
 use crate::both_backends;
 use crate::harness::{Backend, TestServer, ADMIN};
-use crate::provisioning::{http_get, PHONES};
+use crate::provisioning::{http_get, phone as a_phone, phones};
 
 /// Short SIP timers and retries, so failures show within seconds.
 pub fn quick_push(s: &mut Settings) {
@@ -115,7 +115,7 @@ both_backends!(an_update_reaches_the_phone_and_converges, each_push_is_sent_once
 async fn an_update_reaches_the_phone_and_converges(b: Backend) {
     let srv = TestServer::start_with(b, quick_push).await;
     let phone = Phone::new().await;
-    phone_handset(&srv, "2000", PHONES[0].mac).await;
+    phone_handset(&srv, "2000", &a_phone("yealink").mac).await;
     register(&srv, "2000", phone.addr()).await;
 
     let started = std::time::Instant::now();
@@ -135,7 +135,7 @@ async fn an_update_reaches_the_phone_and_converges(b: Backend) {
     assert_ne!(h["provisioning"]["lastpushat"], "");
 
     // The phone fetches its file: applied.
-    let (s, _, body) = http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
+    let (s, _, body) = http_get(&srv, &a_phone("yealink").file, Some(&a_phone("yealink").ua)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(body.contains("Front desk"));
     let h = wait_for_push_state(&srv, "2000", "applied", Duration::from_secs(5)).await;
@@ -187,8 +187,10 @@ async fn a_challenge_is_answered_with_the_handsets_own_credentials() {
     use md5::{Digest, Md5};
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
     let phone = Phone::new().await;
-    srv.create_handset(json!({"extensionnumber": "2000", "password": "Phone-Secret-1", "mac": PHONES[0].mac, "model": "T46S"}))
-        .await;
+    srv.create_handset(
+        json!({"extensionnumber": "2000", "password": "Phone-Secret-1", "mac": a_phone("yealink").mac, "model": "T46S"}),
+    )
+    .await;
     register(&srv, "2000", phone.addr()).await;
     srv.put("/api/handset/2000", json!({"name": "Challenged"})).await;
 
@@ -274,7 +276,7 @@ async fn silent_and_busy_phones_fail_without_delaying_the_others() {
 async fn a_sipp_phone_gets_the_notify() {
     let sipp = crate::peers::sipp().expect("sipp (the test needs it)");
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
-    phone_handset(&srv, "2000", PHONES[0].mac).await;
+    phone_handset(&srv, "2000", &a_phone("yealink").mac).await;
     let port = {
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
@@ -298,7 +300,7 @@ async fn a_sipp_phone_gets_the_notify() {
     srv.put("/api/handset/2000", json!({"name": "Changed for sipp"})).await;
     wait_for_push_state(&srv, "2000", "sent", Duration::from_secs(5)).await;
     assert!(started.elapsed() < Duration::from_secs(1), "sent (200 OK from sipp) after {:?}", started.elapsed());
-    http_get(&srv, PHONES[0].file, Some(PHONES[0].ua)).await;
+    http_get(&srv, &a_phone("yealink").file, Some(&a_phone("yealink").ua)).await;
     wait_for_push_state(&srv, "2000", "applied", Duration::from_secs(5)).await;
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("sipp ends after one call").unwrap();
     assert!(status.success(), "sipp's scenario failed (Event not check-sync?): {status:?}");
@@ -366,7 +368,7 @@ async fn pushes_relayed_through_asterisk_ami_reconnect_after_a_loss() {
         .await;
     assert_eq!(s, StatusCode::OK, "{d}");
     assert_eq!((d["pushbackend"].as_str(), d["amisecret"].as_str()), (Some("ami"), Some("***")), "the secret is never shown");
-    phone_handset(&srv, "2000", PHONES[0].mac).await;
+    phone_handset(&srv, "2000", &a_phone("yealink").mac).await;
     for (round, name) in ["First", "Second"].iter().enumerate() {
         srv.put("/api/handset/2000", json!({ "name": name })).await;
         let block = tokio::time::timeout(Duration::from_secs(5), notifies.recv()).await.expect("a PJSIPNotify").unwrap();
@@ -411,8 +413,9 @@ async fn a_hung_asterisk_does_not_stall_another_domains_pushes() {
         srv.call(reqwest::Method::PUT, "/api/domain", other, Some(relay(ami.port(), "ami-secret-2"))).await.0,
         StatusCode::OK
     );
-    phone_handset(&srv, "2000", PHONES[0].mac).await;
-    let h = json!({"extensionnumber": "3000", "name": "Desk", "mac": PHONES[1].mac, "model": PHONES[1].model});
+    phone_handset(&srv, "2000", &a_phone("yealink").mac).await;
+    let another = phones().iter().find(|p| p.family != "yealink").unwrap();
+    let h = json!({"extensionnumber": "3000", "name": "Desk", "mac": another.mac, "model": another.model});
     assert_eq!(srv.call(reqwest::Method::POST, "/api/handset", other, Some(h)).await.0, StatusCode::CREATED);
     // The hung server's push is stuck waiting for its banner; the healthy
     // one's goes through at once.
@@ -456,7 +459,7 @@ async fn pushes_relayed_through_a_signed_webhook() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{d}");
-    phone_handset(&srv, "2000", PHONES[0].mac).await;
+    phone_handset(&srv, "2000", &a_phone("yealink").mac).await;
     srv.put("/api/handset/2000", json!({"name": "Hooked"})).await;
     let (headers, body) = tokio::time::timeout(Duration::from_secs(5), hooks.recv()).await.expect("a webhook call").unwrap();
     let event: Value = serde_json::from_slice(&body).unwrap();
@@ -468,7 +471,7 @@ async fn pushes_relayed_through_a_signed_webhook() {
             event["event"].as_str(),
             event["revision"].as_i64()
         ),
-        (Some("resync"), Some("2000"), Some(PHONES[0].mac), Some("check-sync;reboot=false"), Some(2))
+        (Some("resync"), Some("2000"), Some(a_phone("yealink").mac.as_str()), Some("check-sync;reboot=false"), Some(2))
     );
     let timestamp = headers["x-autoprov-timestamp"].to_str().unwrap();
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
@@ -501,7 +504,7 @@ async fn a_phone_registered_over_tcp_gets_the_notify_over_tcp() {
     let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    phone_handset(&srv, "2000", PHONES[0].mac).await;
+    phone_handset(&srv, "2000", &a_phone("yealink").mac).await;
     let (s, _) = srv
         .put("/api/handsetstatus/2000", json!({"registrationaddress": addr.to_string(), "registrationtransport": "tcp"}))
         .await;

@@ -7,16 +7,17 @@ use serde_json::json;
 use tokio::net::UdpSocket;
 
 use crate::harness::{Backend, TestServer};
-use crate::provisioning::{create_phones, http_get, real_tftp_get, same_but_server, PHONES};
+use crate::provisioning::{create_phones, http_get, phone, phones, real_tftp_get, same_but_server};
 use crate::tftp_client::{get, get_raw, rrq, TftpError};
 
 /// A server with one phone, and that phone's file as a TFTP client names
 /// it: `p/<token>/<file>`.
 async fn server_with_phone() -> (TestServer, String) {
     let srv = TestServer::start(Backend::Sqlite).await;
-    srv.create_handset(json!({"extensionnumber": "100", "name": "Reception", "mac": PHONES[0].mac, "model": PHONES[0].model}))
-        .await;
-    let file = srv.phone_path(PHONES[0].file).await[1..].to_string();
+    // A file of several blocks (Yealink's is long).
+    let p = phone("yealink");
+    srv.create_handset(json!({"extensionnumber": "100", "name": "Reception", "mac": p.mac, "model": p.model})).await;
+    let file = srv.phone_path(&p.file).await[1..].to_string();
     (srv, file)
 }
 
@@ -99,13 +100,13 @@ async fn a_real_client_gets_the_same_file_as_http() {
     create_phones(&srv).await;
     let tftp = srv.running().tftp_addr.unwrap();
     let http_base = format!("http://127.0.0.1:{}/", srv.http().port());
-    for p in &PHONES {
-        let path = srv.phone_path(p.file).await;
+    for (p, file) in phones().iter().flat_map(|p| p.files.iter().map(move |f| (p, f))) {
+        let path = srv.phone_path(file).await;
         let got = String::from_utf8(real_tftp_get(&client, tftp.port(), &path)).unwrap();
-        assert_eq!(got.as_bytes(), crate::tftp_client::get(tftp, &path[1..]).await.unwrap(), "{}", p.family);
-        let (_, _, body) = http_get(&srv, p.file, Some(p.ua)).await;
+        assert_eq!(got.as_bytes(), crate::tftp_client::get(tftp, &path[1..]).await.unwrap(), "{} {file}", p.family);
+        let (_, _, body) = http_get(&srv, file, Some(&p.ua)).await;
         let tftp_base = format!("tftp://127.0.0.1:{}/", tftp.port());
-        assert_eq!(same_but_server(&got, &tftp_base), same_but_server(&body, &http_base), "{}", p.family);
+        assert_eq!(same_but_server(&got, &tftp_base), same_but_server(&body, &http_base), "{} {file}", p.family);
     }
     srv.stop().await;
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::net::UdpSocket;
 
 use crate::harness::{eventually, Backend, TestServer};
-use crate::provisioning::PHONES;
+use crate::provisioning::phone;
 use crate::tftp_client::{ack, collect, get, get_losing_first, get_raw, oack_options, opcode, recv, rrq, TftpError};
 
 const DATA: u16 = 3;
@@ -21,9 +21,9 @@ const OACK: u16 = 6;
 /// it: `p/<token>/<file>`.
 async fn server(adjust: impl FnOnce(&mut Settings)) -> (TestServer, SocketAddr, String) {
     let srv = TestServer::start_with(Backend::Sqlite, adjust).await;
-    srv.create_handset(json!({"extensionnumber": "100", "name": "Reception", "mac": PHONES[0].mac, "model": PHONES[0].model}))
-        .await;
-    let file = srv.phone_path(PHONES[0].file).await[1..].to_string();
+    let p = phone("yealink");
+    srv.create_handset(json!({"extensionnumber": "100", "name": "Reception", "mac": p.mac, "model": p.model})).await;
+    let file = srv.phone_path(&p.file).await[1..].to_string();
     let tftp = srv.running().tftp_addr.unwrap();
     (srv, tftp, file)
 }

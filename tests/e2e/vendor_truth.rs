@@ -18,10 +18,15 @@ fn mac_in(ouis: &[String], serial: u32) -> String {
     format!("{}{:06x}", ouis[0].to_ascii_lowercase(), serial)
 }
 
-/// A User-Agent of a boot sequence with the phone's MAC in it.
+/// A User-Agent of a boot sequence with the phone's MAC in it: `{colons}`
+/// (`00:15:65:…`), `{DASHES}` (`00-08-5D-…`, Aastra's), `{MAC}`, `{mac}`.
 fn user_agent(template: &str, mac: &str) -> String {
-    let colons: Vec<&str> = (0..6).map(|i| &mac[i * 2..i * 2 + 2]).collect();
-    template.replace("{colons}", &colons.join(":")).replace("{MAC}", &mac.to_ascii_uppercase()).replace("{mac}", mac)
+    let pairs: Vec<&str> = (0..6).map(|i| &mac[i * 2..i * 2 + 2]).collect();
+    template
+        .replace("{colons}", &pairs.join(":"))
+        .replace("{DASHES}", &pairs.join("-").to_ascii_uppercase())
+        .replace("{MAC}", &mac.to_ascii_uppercase())
+        .replace("{mac}", mac)
 }
 
 /// Every family's every boot generation, as its profile writes it: a phone
@@ -31,7 +36,6 @@ fn user_agent(template: &str, mac: &str) -> String {
 async fn every_familys_phones_boot_through_their_sequence(b: Backend) {
     let srv = TestServer::start(b).await;
     let profiles = Profiles::built_in();
-    let mut booted = 0;
     for (i, (profile, seq)) in profiles.iter().flat_map(|p| p.boot.iter().map(move |s| (p, s))).enumerate() {
         let what = format!("{} {}", profile.family, seq.generation);
         let mac = mac_in(&profile.mac_ouis, 0xb0_0000 + i as u32);
@@ -58,11 +62,20 @@ async fn every_familys_phones_boot_through_their_sequence(b: Backend) {
         }
         let serves_phone = seq.files.iter().any(|f| f.answer == BootAnswer::Serve && f.file.to_lowercase().contains("{mac}"));
         assert_eq!(account, serves_phone, "{what}: the phone got its account in its boot sequence");
-        booted += 1;
     }
-    assert!(booted >= profiles.iter().count(), "every family has a boot sequence");
+    for p in profiles.iter() {
+        assert!(!p.boot.is_empty(), "{}: no boot sequence in its profile", p.family);
+    }
     // Hundreds of files from one address, quiet 404s among them: no ban.
-    let (status, _, _) = http_get(&srv, "y000000000028.cfg", None).await;
+    let (seq, common) = profiles
+        .iter()
+        .flat_map(|p| &p.boot)
+        .find_map(|s| {
+            s.files.iter().find(|f| f.answer == BootAnswer::Serve && !f.file.to_lowercase().contains("{mac}")).map(|f| (s, f))
+        })
+        .expect("a boot sequence asks for a common file");
+    let ua = user_agent(&seq.user_agent, "000000000001");
+    let (status, _, _) = http_get(&srv, &common.file, (!ua.is_empty()).then_some(ua.as_str())).await;
     assert_eq!(status, StatusCode::OK, "the booting address is not banned");
     srv.stop().await;
 }
@@ -197,6 +210,13 @@ async fn phones_accept_the_push_we_send() {
     assert_eq!(xml_values(&snom).get("filter_registrar").map(String::as_str), Some("off"), "{snom}");
     let (_, _, gs) = http_get(&srv, "cfg000b828aa872.xml", None).await;
     assert_eq!(xml_values(&gs).get("P26015").map(String::as_str), Some("1"), "{gs}");
+    // Panasonic acts on a NOTIFY whose Event is the text of
+    // CFG_RESYNC_FROM_SIP (KX-HDV Administrator Guide 2.4.5, "When
+    // directed"): it must be the event we send.
+    srv.create_handset(json!({"extensionnumber": "602", "mac": "0080f08aa873", "model": "KX-HDV230"})).await;
+    let (_, _, pana) = http_get(&srv, "Config0080F08AA873.cfg", None).await;
+    let event = Profiles::built_in().family("panasonic").unwrap().notify_event.clone();
+    assert!(pana.contains(&format!("CFG_RESYNC_FROM_SIP=\"{event}\"\r\n")), "{pana}");
     srv.stop().await;
 }
 
