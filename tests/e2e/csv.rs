@@ -17,7 +17,7 @@ both_backends!(
     a_domains_imports_take_turns,
 );
 
-async fn post_csv(srv: &TestServer, query: &str, csv: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+pub async fn post_csv(srv: &TestServer, query: &str, csv: impl Into<reqwest::Body>) -> (StatusCode, Value) {
     let resp = srv
         .client
         .post(srv.url(&format!("/api/handset/import{query}")))

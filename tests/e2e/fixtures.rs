@@ -15,22 +15,31 @@ pub struct Row {
     pub files: Vec<String>,
 }
 
-pub fn requests() -> Vec<Row> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/phone-requests.tsv");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+/// The rows of `tests/fixtures/<name>` after its header line, as their
+/// line numbers and columns; blank lines and `#` comments are passed over.
+pub fn tsv(name: &str) -> Vec<(usize, Vec<String>)> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
         .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let col: Vec<&str> = l.split('\t').collect();
-            assert!(col.len() >= 7, "short fixture row {l:?}");
+        .map(|(i, l)| (i + 1, l.split('\t').map(str::to_string).collect()))
+        .collect()
+}
+
+pub fn requests() -> Vec<Row> {
+    tsv("phone-requests.tsv")
+        .into_iter()
+        .map(|(line, col)| {
+            assert!(col.len() >= 7, "phone-requests.tsv line {line}: a short row");
             Row {
-                family: col[0].to_string(),
-                model: col[1].to_string(),
-                firmware: col[2].to_string(),
-                user_agent: col[3].to_string(),
-                mac: col[4].to_string(),
-                protocol: col[5].to_string(),
+                family: col[0].clone(),
+                model: col[1].clone(),
+                firmware: col[2].clone(),
+                user_agent: col[3].clone(),
+                mac: col[4].clone(),
+                protocol: col[5].clone(),
                 files: col[6].split_whitespace().map(str::to_string).collect(),
             }
         })
@@ -67,21 +76,17 @@ pub struct VendorKey {
 }
 
 pub fn vendor_keys() -> Vec<VendorKey> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vendor-keys.tsv");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let col: Vec<&str> = l.split('\t').collect();
-            assert!(col.len() == 5 && !col[4].trim().is_empty(), "{path}: a row needs 5 columns, a source last: {l:?}");
-            let what = col[1].to_string();
+    tsv("vendor-keys.tsv")
+        .into_iter()
+        .map(|(line, col)| {
+            assert!(col.len() == 5 && !col[4].trim().is_empty(), "vendor-keys.tsv line {line}: 5 columns, a source last");
+            let what = col[1].clone();
             assert!(
                 ["device_user", "device_password", "device_rule", "device_none", "no_line_label", "setting"]
                     .contains(&what.as_str()),
-                "{path}: {what}?"
+                "vendor-keys.tsv line {line}: {what}?"
             );
-            VendorKey { family: col[0].into(), what, key: col[2].into(), value: col[3].into() }
+            VendorKey { family: col[0].clone(), what, key: col[2].clone(), value: col[3].clone() }
         })
         .collect()
 }

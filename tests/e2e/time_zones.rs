@@ -29,14 +29,11 @@ type Expected = BTreeMap<(String, String), Vec<(String, String, String)>>;
 const ABSENT: &str = "(absent)";
 
 fn expected() -> Expected {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/time-zones.tsv");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut out = Expected::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty()).skip(1) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        assert_eq!(cols.len(), 5, "time-zones.tsv line {}: family, zone, key, expected, source", i + 1);
-        assert!(!cols[4].trim().is_empty(), "time-zones.tsv line {}: no source", i + 1);
-        out.entry((cols[0].into(), cols[1].into())).or_default().push((cols[2].into(), cols[3].into(), cols[4].into()));
+    for (line, cols) in crate::fixtures::tsv("time-zones.tsv") {
+        assert_eq!(cols.len(), 5, "time-zones.tsv line {line}: family, zone, key, expected, source");
+        assert!(!cols[4].trim().is_empty(), "time-zones.tsv line {line}: no source");
+        out.entry((cols[0].clone(), cols[1].clone())).or_default().push((cols[2].clone(), cols[3].clone(), cols[4].clone()));
     }
     out
 }
@@ -217,16 +214,7 @@ async fn an_unknown_zone_is_a_400_naming_the_field() {
     assert_eq!(v["timezone"], "Asia/Kolkata", "{v}");
 
     let csv = "extensionnumber,timezone\n720,Asia/Kolkata\n721,Europe/Atlantis\n";
-    let resp = srv
-        .client
-        .post(srv.url("/api/handset/import"))
-        .basic_auth(ADMIN.0, Some(ADMIN.1))
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    let (s, v) = crate::harness::read(resp).await;
+    let (s, v) = crate::csv::post_csv(&srv, "", csv).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["errors"][0]["line"], 3, "{v}");
     assert!(v["errors"][0]["error"].as_str().unwrap().contains("timezone"), "{v}");
