@@ -4,7 +4,8 @@
 //! formats take. No table of offsets is kept here: the rule is read off the
 //! zone's next transitions, as the database gives them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
 
 use jiff::tz::{Offset, TimeZone};
 use jiff::Timestamp;
@@ -86,13 +87,41 @@ fn lookup(name: &str) -> Option<TimeZone> {
 impl LocalTime {
     /// The local time of `zone` as of now; `vendor_zones` is the family's
     /// `time_zones` table (IANA name → the vendor's code).
+    ///
+    /// Every phone file is rendered with one, so a zone's is derived once
+    /// and kept until its next transition (or a day): the rule can only
+    /// change there.
     pub fn new(zone: &str, vendor_zones: &BTreeMap<String, String>) -> Result<LocalTime, UnknownZone> {
-        LocalTime::at(zone, vendor_zones, Timestamp::now())
+        static KEPT: std::sync::OnceLock<RwLock<HashMap<String, (i64, LocalTime)>>> = std::sync::OnceLock::new();
+        let kept = KEPT.get_or_init(Default::default);
+        let now = Timestamp::now();
+        let fresh = |(until, _): &(i64, LocalTime)| now.as_second() < *until;
+        let known = kept.read().unwrap_or_else(|p| p.into_inner()).get(zone).filter(|k| fresh(k)).map(|(_, t)| t.clone());
+        let mut time = match known {
+            Some(t) => t,
+            None => {
+                // Only zones of the database are kept, so the map is bounded by it.
+                let (t, until) = LocalTime::derive(zone, now)?;
+                kept.write().unwrap_or_else(|p| p.into_inner()).insert(zone.to_string(), (until, t.clone()));
+                t
+            }
+        };
+        time.vendor_zone = vendor_zone(&time.zone, vendor_zones);
+        Ok(time)
     }
 
     /// The local time of `zone` with the DST rule in force at `now`.
     pub fn at(zone: &str, vendor_zones: &BTreeMap<String, String>, now: Timestamp) -> Result<LocalTime, UnknownZone> {
+        let (mut time, _) = LocalTime::derive(zone, now)?;
+        time.vendor_zone = vendor_zone(&time.zone, vendor_zones);
+        Ok(time)
+    }
+
+    /// The zone's local time at `now` (no vendor code yet), and until when
+    /// (Unix seconds) it holds.
+    fn derive(zone: &str, now: Timestamp) -> Result<(LocalTime, i64), UnknownZone> {
         let tz = lookup(zone).ok_or_else(|| UnknownZone(zone.to_string()))?;
+        let until = tz.following(now).next().map_or(i64::MAX, |t| t.timestamp().as_second()).min(now.as_second() + 86_400);
         let name = tz.iana_name().unwrap_or(zone).to_string();
         let rule = derive_rule(&tz, now);
         let (std, std_abbr) = match &rule {
@@ -113,12 +142,7 @@ impl LocalTime {
             posix.push_str(&format!(",{},{}", posix_rule(&r.start), posix_rule(&r.end)));
             Dst { save_minutes: r.save_seconds / 60, start: r.start, end: r.end }
         });
-        let vendor_zone = vendor_zones
-            .get(&name)
-            .or_else(|| vendor_zones.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name)).map(|(_, v)| v))
-            .cloned()
-            .unwrap_or_default();
-        Ok(LocalTime {
+        let time = LocalTime {
             zone: name,
             offset_seconds: secs,
             offset_minutes: secs / 60,
@@ -126,9 +150,20 @@ impl LocalTime {
             offset_hours: decimal_hours(secs),
             posix,
             dst,
-            vendor_zone,
-        })
+            vendor_zone: String::new(),
+        };
+        Ok((time, until))
     }
+}
+
+/// The family's code for the zone (its profile's `time_zones` table); `""`
+/// if it has none.
+fn vendor_zone(name: &str, vendor_zones: &BTreeMap<String, String>) -> String {
+    vendor_zones
+        .get(name)
+        .or_else(|| vendor_zones.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The yearly DST cycle read off the zone's transitions.
