@@ -28,8 +28,8 @@ pub struct DomainJson {
     pub settings: ExtraSettings,
     /// Extra settings per model, over the domain's.
     pub modelsettings: BTreeMap<String, ExtraSettings>,
-    /// How pushes reach the phones: direct, ami or webhook. Secrets are
-    /// write-only: `***` when set.
+    /// How pushes reach the phones: direct, registrar, ami or webhook.
+    /// Secrets are write-only: `***` when set.
     pub pushbackend: String,
     pub amihost: String,
     pub amiport: u16,
@@ -37,6 +37,11 @@ pub struct DomainJson {
     pub amisecret: &'static str,
     pub webhookurl: String,
     pub webhooksecret: &'static str,
+    /// `registrar`: the registrar's `host:port` the NOTIFYs go to, addressed
+    /// to each phone's address of record (`""`: the SIP server).
+    pub registrarrelay: String,
+    /// `udp`, `tcp` or `tls` to the registrar.
+    pub registrartransport: &'static str,
     /// Claiming a phone for an extension the domain lacks creates it.
     pub claimcreates: bool,
     /// Where the domain's phones fetch from (CIDRs): the domain's users see
@@ -86,6 +91,8 @@ impl DomainJson {
             amisecret: masked(&d.relay.ami_secret),
             webhookurl: d.relay.webhook_url.clone(),
             webhooksecret: masked(&d.relay.webhook_secret),
+            registrarrelay: d.relay.registrar_relay.clone(),
+            registrartransport: d.relay.registrar_transport.as_str(),
             claimcreates: d.claim_creates,
             sitenetworks: d.site_networks.iter().map(|n| n.to_string()).collect(),
             provisioningtoken: token,
@@ -162,6 +169,10 @@ pub async fn update(
             "amisecret" => c.ami_secret = Some(crate::model::Secret::new(string_field("amisecret", v)?)),
             "webhookurl" => c.webhook_url = Some(string_field("webhookurl", v)?),
             "webhooksecret" => c.webhook_secret = Some(crate::model::Secret::new(string_field("webhooksecret", v)?)),
+            "registrarrelay" => c.registrar_relay = Some(string_field("registrarrelay", v)?),
+            "registrartransport" => {
+                c.registrar_transport = Some(Transport::parse("registrartransport", &string_field("registrartransport", v)?)?)
+            }
             "claimcreates" => c.claim_creates = Some(crate::model::handset::parse_bool("claimcreates", v)?),
             "sitenetworks" => c.site_networks = Some(site_networks(v)?),
             "requiretoken" => c.require_token = Some(crate::model::handset::parse_bool("requiretoken", v)?),

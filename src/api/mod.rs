@@ -68,6 +68,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/handset/import", axum::routing::post(handsets::import))
         .route("/api/handsetstatus", get(status::search))
         .route("/api/handsetstatus/{extensionnumber}", get(status::select).put(status::report))
+        .route("/api/registration", axum::routing::post(status::registration))
         .route("/api/domain", get(domain::show).put(domain::update))
         .route("/api/domain/provisioningtoken", axum::routing::post(domain::rotate_token))
         .route("/api/audit", get(audit::list))

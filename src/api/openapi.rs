@@ -11,7 +11,7 @@ use super::{audit, devices, domain, handsets, status};
     info(title = "autoprov", description = "Jingl-compatible handset API of the autoprov provisioning server. HTTPS only; Basic auth as user@domain:password."),
     paths(
         handsets::search, handsets::select, handsets::update, handsets::create, handsets::delete, handsets::resync, handsets::import,
-        status::search, status::select, status::report,
+        status::search, status::select, status::report, status::registration,
         domain::show, domain::update, domain::rotate_token,
         audit::list,
         devices::list, devices::claim,

@@ -11,7 +11,7 @@ use super::handsets::query;
 use super::handsets::ExtensionPath;
 use super::{paging, ApiState};
 use crate::auth::Caller;
-use crate::model::status::parse_registration_address;
+use crate::model::status::{parse_registration_address, Registration};
 use crate::model::{validate_text, CallDirection, CallState, HandsetStatus, Transport};
 use crate::store::handsets::{HandsetFilter, HandsetView};
 
@@ -27,6 +27,12 @@ pub struct StatusJson {
     /// The same address under the name of Jingl's example.
     pub registeredaddress: String,
     pub registrationtransport: &'static str,
+    /// Registered now, as the registrar reported (`POST /api/registration`).
+    pub registered: bool,
+    /// When the registration runs out (RFC 3339), `""` when not registered.
+    pub registereduntil: String,
+    /// The User-Agent the phone registered with.
+    pub useragent: String,
 }
 
 fn status_json(ext: &str, s: &HandsetStatus) -> StatusJson {
@@ -40,6 +46,9 @@ fn status_json(ext: &str, s: &HandsetStatus) -> StatusJson {
         registrationaddress: s.registration_address(),
         registeredaddress: s.registration_address(),
         registrationtransport: s.registration_transport.as_str(),
+        registered: s.registered(crate::store::now_ms()),
+        registereduntil: (s.registered_until > 0).then(|| crate::model::rfc3339(s.registered_until)).unwrap_or_default(),
+        useragent: s.user_agent.clone(),
     }
 }
 
@@ -140,6 +149,56 @@ pub async fn report(
     }
     let new = state.store.report_status(&caller.actor(), caller.domain_id, &ext, |current| report.merge(current)).await?;
     Ok(Json(status_json(&ext, &new)))
+}
+
+/// A registrar reports a registration: contrib/kamailio posts one for every
+/// REGISTER, un-REGISTER and expiry. A superuser's report may name any
+/// domain's phone (one registrar serves every tenant): the handset is the
+/// one whose extension and domain SIP server make the address of record.
+#[utoipa::path(
+    post,
+    path = "/api/registration",
+    tag = "status",
+    summary = "A registrar reports a phone's registration, un-registration or expiry",
+    request_body(content = Object, description = "aor (sip:ext@sipserver), address (ip:port it registered from, required unless expires is 0), transport (udp, tcp, tls; default udp), useragent, expires (seconds granted; 0: un-registered or expired)"),
+    responses((status = 200, description = "The handset's status now", body = StatusJson), ErrorResponses)
+)]
+pub async fn registration(
+    State(state): State<ApiState>,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<StatusJson>> {
+    let (mut aor, mut address, mut transport, mut user_agent, mut expires) = (None, None, Transport::Udp, String::new(), None);
+    for (key, v) in &body {
+        match key.as_str() {
+            "aor" => aor = Some(Registration::parse_aor(&string_field("aor", v)?)?),
+            "address" => address = parse_registration_address(&string_field("address", v)?)?,
+            "transport" => transport = Transport::parse("transport", &string_field("transport", v)?)?,
+            "useragent" => user_agent = printable(&string_field("useragent", v)?, 200),
+            "expires" => match integer_field("expires", v)? {
+                n @ 0..=0x7fff_ffff => expires = Some(n as u32),
+                _ => return Err(ApiError::BadRequest("expires: must be 0 or a number of seconds".into())),
+            },
+            other => return Err(ApiError::BadRequest(format!("Unknown field: {other}"))),
+        }
+    }
+    let (user, host) = aor.ok_or_else(|| ApiError::BadRequest("aor: required".into()))?;
+    let expires_s = expires.ok_or_else(|| ApiError::BadRequest("expires: required".into()))?;
+    let address = match (address, expires_s) {
+        (Some(a), _) => a,
+        // Un-registered: where from no longer matters.
+        (None, 0) => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        (None, _) => return Err(ApiError::BadRequest("address: required (ip:port the phone registered from)".into())),
+    };
+    let report = Registration { user, host, address, transport, user_agent, expires_s };
+    let status = state.service.report_registration(&caller, &report).await?;
+    Ok(Json(status_json(&report.user, &status)))
+}
+
+/// `s` with control characters shown as `?`, cut to `max` characters: a
+/// User-Agent is the phone's to choose, and only shown.
+fn printable(s: &str, max: usize) -> String {
+    s.chars().take(max).map(|c| if c.is_control() || crate::model::is_line_or_bidi_control(c) { '?' } else { c }).collect()
 }
 
 #[derive(Default)]

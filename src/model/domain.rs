@@ -50,6 +50,8 @@ pub struct DomainChanges {
     pub ami_secret: Option<Secret>,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<Secret>,
+    pub registrar_relay: Option<String>,
+    pub registrar_transport: Option<Transport>,
     pub claim_creates: Option<bool>,
     pub site_networks: Option<Vec<ipnet::IpNet>>,
     pub require_token: Option<bool>,
@@ -66,6 +68,8 @@ pub const NON_CONFIG_FIELDS: &[&str] = &[
     "amisecret",
     "webhookurl",
     "webhooksecret",
+    "registrarrelay",
+    "registrartransport",
     "claimcreates",
     "sitenetworks",
     "requiretoken",
@@ -132,6 +136,9 @@ impl DomainChanges {
                 validate_host("ntpserver", n)?;
             }
         }
+        if let Some(r) = &self.registrar_relay {
+            super::relay::parse_registrar_relay(r)?;
+        }
         if let Some(s) = &self.settings {
             super::settings::validate("settings", s)?;
         }
@@ -160,6 +167,8 @@ impl DomainChanges {
         set(&mut changed, "amisecret", &mut r.ami_secret, &self.ami_secret);
         set(&mut changed, "webhookurl", &mut r.webhook_url, &self.webhook_url);
         set(&mut changed, "webhooksecret", &mut r.webhook_secret, &self.webhook_secret);
+        set(&mut changed, "registrarrelay", &mut r.registrar_relay, &self.registrar_relay);
+        set(&mut changed, "registrartransport", &mut r.registrar_transport, &self.registrar_transport);
         set(&mut changed, "claimcreates", &mut d.claim_creates, &self.claim_creates);
         set(&mut changed, "sitenetworks", &mut d.site_networks, &self.site_networks);
         set(&mut changed, "requiretoken", &mut d.access.require_token, &self.require_token);

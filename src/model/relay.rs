@@ -1,14 +1,32 @@
 //! How a domain's pushes reach its phones: a direct SIP NOTIFY, or relayed
-//! through the voice platform (Asterisk AMI, or a signed webhook) for phones
-//! that accept a NOTIFY only from their registrar.
+//! for phones that accept a NOTIFY only from their registrar (phones behind
+//! NAT can be reached only through it): through the registrar itself (a
+//! NOTIFY to the phone's address of record, which the registrar delivers
+//! over the phone's NAT binding), or through the voice platform (Asterisk
+//! AMI, or a signed webhook).
 
+use super::domain::parse_sip_server;
+use super::status::Transport;
 use super::{validate_host, validate_token, FieldError, Secret};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PushRelay {
     Direct,
-    Ami { host: String, port: u16, user: String, secret: Secret },
-    Webhook { url: String, secret: Secret },
+    Ami {
+        host: String,
+        port: u16,
+        user: String,
+        secret: Secret,
+    },
+    Webhook {
+        url: String,
+        secret: Secret,
+    },
+    /// `relay` is `host:port`, or `None` for the domain's SIP server.
+    Registrar {
+        relay: Option<(String, u16)>,
+        transport: Transport,
+    },
 }
 
 impl PushRelay {
@@ -17,6 +35,7 @@ impl PushRelay {
             PushRelay::Direct => "direct",
             PushRelay::Ami { .. } => "ami",
             PushRelay::Webhook { .. } => "webhook",
+            PushRelay::Registrar { .. } => "registrar",
         }
     }
 }
@@ -31,6 +50,9 @@ pub struct RelaySettings {
     pub ami_secret: Secret,
     pub webhook_url: String,
     pub webhook_secret: Secret,
+    /// `host:port` of the registrar; `""` means the domain's SIP server.
+    pub registrar_relay: String,
+    pub registrar_transport: Transport,
 }
 
 impl RelaySettings {
@@ -57,9 +79,23 @@ impl RelaySettings {
                 validate_line("webhooksecret", self.webhook_secret.expose())?;
                 Ok(PushRelay::Webhook { url: self.webhook_url.clone(), secret: self.webhook_secret.clone() })
             }
-            _ => Err(FieldError::new("pushbackend", "must be direct, ami or webhook")),
+            "registrar" => Ok(PushRelay::Registrar {
+                relay: parse_registrar_relay(&self.registrar_relay)?,
+                transport: self.registrar_transport,
+            }),
+            _ => Err(FieldError::new("pushbackend", "must be direct, registrar, ami or webhook")),
         }
     }
+}
+
+/// `host[:port]` (port 5060 when left out), or `""` for the domain's SIP
+/// server.
+pub fn parse_registrar_relay(s: &str) -> Result<Option<(String, u16)>, FieldError> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    let (host, port) = parse_sip_server(s).map_err(|e| FieldError::new("registrarrelay", e.reason))?;
+    Ok(Some((host, port.unwrap_or(5060))))
 }
 
 /// A secret that goes into a protocol line: 1–128 printable characters.
@@ -108,5 +144,18 @@ mod tests {
         assert!(validate_webhook_url("http://hooks.example.com/").is_err());
         assert!(validate_webhook_url("ftp://x").is_err());
         assert!(RelaySettings { backend: "carrier-pigeon".into(), ..Default::default() }.relay().is_err());
+        let registrar = |relay: &str| {
+            RelaySettings { backend: "registrar".into(), registrar_relay: relay.into(), ..Default::default() }.relay()
+        };
+        assert_eq!(registrar("").unwrap(), PushRelay::Registrar { relay: None, transport: Transport::Udp });
+        assert_eq!(
+            registrar("sip.example.com").unwrap(),
+            PushRelay::Registrar { relay: Some(("sip.example.com".into(), 5060)), transport: Transport::Udp }
+        );
+        assert_eq!(
+            registrar("192.0.2.5:5080").unwrap(),
+            PushRelay::Registrar { relay: Some(("192.0.2.5".into(), 5080)), transport: Transport::Udp }
+        );
+        assert!(registrar("bad host:5060").is_err());
     }
 }

@@ -10,8 +10,11 @@
 //! Sends are paced (a site's phones are not all told to resync at once) and
 //! run concurrently, so a silent phone never delays the others.
 //!
-//! A domain may relay its pushes through the voice platform instead (for
-//! phones that accept a NOTIFY only from their registrar): Asterisk AMI
+//! A domain may relay its pushes instead, for phones that accept a NOTIFY
+//! only from their registrar and phones behind NAT (which drops what a
+//! phone did not ask for): through the registrar (`registrar`: a NOTIFY to
+//! the phone's address of record, which the registrar delivers over the
+//! phone's registration), or through the voice platform: Asterisk AMI
 //! (`ami`) or a signed webhook (`webhook`).
 
 pub mod ami;
@@ -78,8 +81,12 @@ pub enum PushError {
     Refused { target: SocketAddr, outcome: sip::NotifyOutcome },
     #[error("{target}: {error}")]
     Sip { target: SocketAddr, error: sip::SipError },
-    #[error("the phone registered over TLS: use a relay (ami or webhook)")]
+    #[error("the phone registered over TLS: use a relay (registrar, ami or webhook)")]
     OverTls,
+    #[error("registrar relay: TLS to the registrar is not supported yet: use udp or tcp")]
+    RegistrarTls,
+    #[error("registrar relay: the domain has no SIP server, so its phones have no address of record")]
+    NoSipServer,
     #[error("AMI relay: no answer or no login (the server log has the details)")]
     AmiUnreachable(ami::AmiError),
     /// Asterisk, logged in, refused this push: its own words.
@@ -260,6 +267,7 @@ impl PushWorker {
             PushRelay::Ami { host, port, user, secret } => {
                 self.ami.notify(host, *port, user, secret, &job.extension, &event).await.map_err(PushError::from)
             }
+            PushRelay::Registrar { relay, transport } => self.notify_via_registrar(job, relay.as_ref(), *transport, &event).await,
             PushRelay::Webhook { url, secret } => match &self.webhook {
                 Some(relay) => relay.post(url, secret, &webhook_event(job, &event)).await.map_err(PushError::from),
                 None => Err(PushError::WebhookUnavailable),
@@ -291,18 +299,56 @@ impl PushWorker {
             Transport::Tcp => sip::Transport::Tcp,
             Transport::Tls => return Some(Err(PushError::OverTls)),
         };
+        Some(self.send(job, event, target, transport, None).await)
+    }
+
+    /// The NOTIFY to the phone's address of record, sent to its registrar
+    /// (`relay`, else the domain's SIP server), which delivers it to the
+    /// registered contact over the phone's own NAT binding: the one path
+    /// into an office whose NAT drops what its phones did not ask for.
+    async fn notify_via_registrar(
+        &self,
+        job: &PushJob,
+        relay: Option<&(String, u16)>,
+        transport: Transport,
+        event: &str,
+    ) -> Result<(), PushError> {
+        if job.sip_server.is_empty() {
+            return Err(PushError::NoSipServer);
+        }
+        let (host, port) = relay.map_or((job.sip_server.as_str(), job.sip_port), |(h, p)| (h.as_str(), *p));
+        let transport = match transport {
+            Transport::Udp => sip::Transport::Udp,
+            Transport::Tcp => sip::Transport::Tcp,
+            Transport::Tls => return Err(PushError::RegistrarTls),
+        };
+        let target = self.targets.resolve(host, port).await?[0];
+        self.send(job, event, target, transport, Some(&job.sip_server)).await
+    }
+
+    /// One NOTIFY for `job`, answering a challenge with the handset's own
+    /// credentials.
+    async fn send(
+        &self,
+        job: &PushJob,
+        event: &str,
+        target: SocketAddr,
+        transport: sip::Transport,
+        address_of_record: Option<&str>,
+    ) -> Result<(), PushError> {
         let params = NotifyParams {
             target,
             transport,
             extension: &job.extension,
             event,
             credentials: Some(Credentials { username: &job.extension, password: job.password.expose() }),
+            address_of_record,
         };
-        Some(match sip::send_notify(&self.endpoint, &params, &self.policy.timers).await {
+        match sip::send_notify(&self.endpoint, &params, &self.policy.timers).await {
             Ok(outcome) if outcome.is_success() => Ok(()),
             Ok(outcome) => Err(PushError::Refused { target, outcome }),
             Err(error) => Err(PushError::Sip { target, error }),
-        })
+        }
     }
 
     /// The registration address the platform reported, else the address of

@@ -23,7 +23,12 @@ impl Service {
     /// Relay hosts given as addresses are judged at once by the target
     /// policy (names are judged each time they resolve, when a push goes).
     fn check_relay_targets(&self, changes: &DomainChanges) -> Result<()> {
-        let hosts = [("amihost", changes.ami_host.as_deref()), ("webhookurl", changes.webhook_url.as_deref().and_then(url_host))];
+        let registrar = changes.registrar_relay.as_deref().map(crate::model::relay::parse_registrar_relay).transpose()?.flatten();
+        let hosts = [
+            ("amihost", changes.ami_host.as_deref()),
+            ("webhookurl", changes.webhook_url.as_deref().and_then(url_host)),
+            ("registrarrelay", registrar.as_ref().map(|(host, _)| host.as_str())),
+        ];
         for (field, host) in hosts {
             let Some(host) = host else { continue };
             if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {

@@ -10,6 +10,7 @@ pub mod handsets;
 pub mod import;
 pub mod import_queue;
 mod mac_probes;
+pub mod registrations;
 
 use std::time::Duration;
 

@@ -125,6 +125,9 @@ pub struct NotifyRequest {
     cseq: u32,
     branch: String,
     authorization: Option<AuthorizationHeader>,
+    /// The host of the phone's address of record, when the request goes to
+    /// its registrar rather than to the phone.
+    aor_host: Option<String>,
 }
 
 impl NotifyRequest {
@@ -150,7 +153,26 @@ impl NotifyRequest {
             cseq: 1,
             branch: new_branch(),
             authorization: None,
+            aor_host: None,
         })
+    }
+
+    /// The same request addressed to the phone's address of record
+    /// `sip:<extension>@<host>` (Request-URI and To) instead of its contact
+    /// address, for a registrar to deliver over the phone's registration
+    /// (its NAT binding) while `target` is the registrar.
+    pub fn to_address_of_record(mut self, host: &str) -> Result<Self, SipError> {
+        let ok = (1..=253).contains(&host.len())
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+        if !ok {
+            return Err(SipError::InvalidInput { field: "address of record host", reason: "must be a host name or address" });
+        }
+        // A bare IPv6 address goes into a URI in brackets (RFC 3261 §25.1).
+        self.aor_host = Some(match host.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => format!("[{v6}]"),
+            Err(_) => host.to_owned(),
+        });
+        Ok(self)
     }
 
     /// The same request re-sent with credentials: CSeq + 1, same Call-ID and
@@ -177,9 +199,13 @@ impl NotifyRequest {
         next
     }
 
-    /// `sip:<extension>@<target ip>:<port>`; also the digest `uri`.
+    /// `sip:<extension>@<target ip>:<port>`, or the address of record
+    /// `sip:<extension>@<host>`; also the digest `uri`.
     pub fn request_uri(&self) -> String {
-        format!("sip:{}@{}", self.extension, uri_hostport(self.target))
+        match &self.aor_host {
+            Some(host) => format!("sip:{}@{host}", self.extension),
+            None => format!("sip:{}@{}", self.extension, uri_hostport(self.target)),
+        }
     }
 
     pub fn branch(&self) -> &str {
@@ -224,7 +250,10 @@ impl NotifyRequest {
         let _ = write!(out, "Via: SIP/2.0/{} {};branch={};rport\r\n", self.transport.via_token(), local_hostport, self.branch);
         out.push_str("Max-Forwards: 70\r\n");
         let _ = write!(out, "From: <sip:autoprov@{local_host}>;tag={}\r\n", self.from_tag);
-        let _ = write!(out, "To: <sip:{}@{}>\r\n", self.extension, uri_host(self.target.ip()));
+        match &self.aor_host {
+            Some(host) => _ = write!(out, "To: <sip:{}@{host}>\r\n", self.extension),
+            None => _ = write!(out, "To: <sip:{}@{}>\r\n", self.extension, uri_host(self.target.ip())),
+        }
         let _ = write!(out, "Call-ID: {}\r\n", self.call_id);
         let _ = write!(out, "CSeq: {} NOTIFY\r\n", self.cseq);
         let _ = write!(out, "Contact: <sip:autoprov@{local_hostport}{contact_transport}>\r\n");

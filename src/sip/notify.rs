@@ -40,6 +40,10 @@ pub struct NotifyParams<'a> {
     /// Answer one 401/407 challenge with these; without them a challenge is
     /// reported as the final outcome.
     pub credentials: Option<Credentials<'a>>,
+    /// Address the NOTIFY to the phone's address of record at this host
+    /// (`sip:<extension>@<host>`): `target` is then its registrar, which
+    /// delivers it.
+    pub address_of_record: Option<&'a str>,
 }
 
 /// How the NOTIFY ended.
@@ -86,7 +90,7 @@ pub async fn send_notify(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, time
     validate_event(params.event)?;
     let outcome = match params.transport {
         Transport::Udp => send_over_udp(endpoint, params, timers).await,
-        Transport::Tcp => send_over_tcp(params, timers).await,
+        Transport::Tcp => send_over_tcp(endpoint, params, timers).await,
     };
     match &outcome {
         Ok(o) => {
@@ -101,7 +105,7 @@ pub async fn send_notify(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, time
 
 async fn send_over_udp(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, timers: &Timers) -> Result<NotifyOutcome, SipError> {
     let local = endpoint.via_address(params.target);
-    let request = NotifyRequest::new(params.extension, params.event, params.target, local, Transport::Udp)?;
+    let request = new_request(params, local, Transport::Udp)?;
     let Some(response) = endpoint.transact(&request, timers).await? else {
         return Ok(NotifyOutcome::Timeout);
     };
@@ -111,9 +115,21 @@ async fn send_over_udp(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, timers
     Ok(final_outcome(endpoint.transact(&retry, timers).await?))
 }
 
-async fn send_over_tcp(params: &NotifyParams<'_>, timers: &Timers) -> Result<NotifyOutcome, SipError> {
-    let mut connection = TcpConnection::connect(params.target, timers).await?;
-    let request = NotifyRequest::new(params.extension, params.event, params.target, connection.local_addr(), Transport::Tcp)?;
+/// The NOTIFY of `params`, sent from `local`.
+fn new_request(params: &NotifyParams<'_>, local: SocketAddr, transport: Transport) -> Result<NotifyRequest, SipError> {
+    let request = NotifyRequest::new(params.extension, params.event, params.target, local, transport)?;
+    match params.address_of_record {
+        Some(host) => request.to_address_of_record(host),
+        None => Ok(request),
+    }
+}
+
+/// TCP connects from the UDP endpoint's address when it is bound to one, so
+/// that every NOTIFY comes from the address a registrar trusts.
+async fn send_over_tcp(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, timers: &Timers) -> Result<NotifyOutcome, SipError> {
+    let bind = Some(endpoint.local_addr().ip()).filter(|ip| !ip.is_unspecified());
+    let mut connection = TcpConnection::connect(params.target, bind, timers).await?;
+    let request = new_request(params, connection.local_addr(), Transport::Tcp)?;
     let Some(response) = connection.transact(&request, timers).await? else {
         return Ok(NotifyOutcome::Timeout);
     };
@@ -129,7 +145,7 @@ async fn send_over_tcp(params: &NotifyParams<'_>, timers: &Timers) -> Result<Not
             Err(e) => return Err(e),
         }
     }
-    let mut fresh = TcpConnection::connect(params.target, timers).await?;
+    let mut fresh = TcpConnection::connect(params.target, bind, timers).await?;
     let retry = retry.with_local(fresh.local_addr());
     Ok(final_outcome(fresh.transact(&retry, timers).await?))
 }
@@ -201,7 +217,14 @@ mod tests {
     }
 
     fn params(target: SocketAddr, transport: Transport) -> NotifyParams<'static> {
-        NotifyParams { target, transport, extension: "201", event: "check-sync;reboot=false", credentials: None }
+        NotifyParams {
+            target,
+            transport,
+            extension: "201",
+            event: "check-sync;reboot=false",
+            credentials: None,
+            address_of_record: None,
+        }
     }
 
     async fn recv_request(socket: &UdpSocket) -> (String, SocketAddr) {
@@ -553,6 +576,55 @@ mod tests {
         });
         let outcome = send_notify(&ep, &params(addr, Transport::Tcp), &fast_timers()).await.expect("notify");
         phone_task.await.expect("phone");
+        assert_eq!(outcome, NotifyOutcome::Final(200, "OK".into()));
+    }
+
+    /// Through a registrar: the NOTIFY names the phone's address of record
+    /// (Request-URI, To, and the digest `uri` of the challenged retry), while
+    /// it travels to the registrar.
+    #[tokio::test]
+    async fn udp_through_a_registrar_names_the_address_of_record() {
+        let ep = endpoint().await;
+        let (registrar, addr) = phone().await;
+        let task = tokio::spawn(async move {
+            let (first, from) = recv_request(&registrar).await;
+            assert!(first.starts_with("NOTIFY sip:201@pbx.example.com SIP/2.0\r\n"), "{first}");
+            assert_eq!(header(&first, "To"), Some("<sip:201@pbx.example.com>"));
+            let challenge = "WWW-Authenticate: Digest realm=\"pbx.example.com\", nonce=\"abc\", algorithm=MD5\r\n";
+            registrar.send_to(reply(&first, 401, "Unauthorized", challenge).as_bytes(), from).await.expect("send 401");
+            let (second, from) = recv_request(&registrar).await;
+            assert!(second.starts_with("NOTIFY sip:201@pbx.example.com SIP/2.0\r\n"), "{second}");
+            let auth = header(&second, "Authorization").expect("answered").to_string();
+            assert!(auth.contains("uri=\"sip:201@pbx.example.com\""), "{auth}");
+            registrar.send_to(reply(&second, 200, "OK", "").as_bytes(), from).await.expect("send 200");
+        });
+        let params = NotifyParams {
+            credentials: Some(Credentials { username: "201", password: "pw" }),
+            address_of_record: Some("pbx.example.com"),
+            ..params(addr, Transport::Udp)
+        };
+        let outcome = send_notify(&ep, &params, &fast_timers()).await.expect("notify");
+        task.await.expect("registrar assertions");
+        assert_eq!(outcome, NotifyOutcome::Final(200, "OK".into()));
+        let bad = NotifyParams { address_of_record: Some("pbx.example.com\r\nX: y"), ..params };
+        assert!(matches!(send_notify(&ep, &bad, &fast_timers()).await, Err(SipError::InvalidInput { .. })));
+    }
+
+    /// Over TCP the NOTIFY leaves from the address the UDP endpoint is bound
+    /// to, the one a registrar trusts, not whatever the route picks.
+    #[tokio::test]
+    async fn tcp_leaves_from_the_endpoints_address() {
+        let ep = UdpEndpoint::bind("127.0.0.2:0".parse().expect("addr")).await.expect("bind endpoint");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let (mut stream, from) = listener.accept().await.expect("accept");
+            assert_eq!(from.ip().to_string(), "127.0.0.2");
+            let req = read_tcp_request(&mut stream).await.expect("request");
+            stream.write_all(reply(&req, 200, "OK", "").as_bytes()).await.expect("write");
+        });
+        let outcome = send_notify(&ep, &params(addr, Transport::Tcp), &fast_timers()).await.expect("notify");
+        task.await.expect("peer");
         assert_eq!(outcome, NotifyOutcome::Final(200, "OK".into()));
     }
 

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
@@ -347,9 +347,15 @@ pub struct TcpConnection {
 }
 
 impl TcpConnection {
-    pub async fn connect(target: SocketAddr, timers: &Timers) -> Result<Self, SipError> {
+    /// Connects to `target`, from `bind` (an address of ours, any port) when
+    /// given and of the target's family.
+    pub async fn connect(target: SocketAddr, bind: Option<IpAddr>, timers: &Timers) -> Result<Self, SipError> {
         let wait = timers.tcp_connect.min(timers.timer_f);
-        let stream = timeout(wait, TcpStream::connect(target)).await.map_err(|_| SipError::ConnectTimeout(target))??;
+        let socket = if target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        if let Some(ip) = bind.filter(|ip| ip.is_ipv4() == target.is_ipv4()) {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        let stream = timeout(wait, socket.connect(target)).await.map_err(|_| SipError::ConnectTimeout(target))??;
         // Requests are one small write each: do not let Nagle hold them.
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr()?;

@@ -30,6 +30,8 @@ const COLUMN_NAMES: &[&str] = &[
     "ami_secret",
     "webhook_url",
     "webhook_secret",
+    "registrar_relay",
+    "registrar_transport",
     "claim_creates",
     "site_networks",
     "provisioning_token",
@@ -65,15 +67,7 @@ pub(crate) fn domain_from_row_prefixed(row: &AnyRow, prefix: &str) -> Result<Dom
         settings: settings::from_text(&row.try_get::<String, _>(col("settings").as_str())?).map_err(StoreError::Corrupt)?,
         model_settings: settings::model_settings_from_text(&row.try_get::<String, _>(col("model_settings").as_str())?)
             .map_err(StoreError::Corrupt)?,
-        relay: RelaySettings {
-            backend: row.try_get(col("push_backend").as_str())?,
-            ami_host: row.try_get(col("ami_host").as_str())?,
-            ami_port: u16::try_from(row.try_get::<i64, _>(col("ami_port").as_str())?).unwrap_or(5038),
-            ami_user: row.try_get(col("ami_user").as_str())?,
-            ami_secret: Secret::new(row.try_get::<String, _>(col("ami_secret").as_str())?),
-            webhook_url: row.try_get(col("webhook_url").as_str())?,
-            webhook_secret: Secret::new(row.try_get::<String, _>(col("webhook_secret").as_str())?),
-        },
+        relay: relay_from_row(row, prefix)?,
         claim_creates: row.try_get::<i64, _>(col("claim_creates").as_str())? != 0,
         site_networks: crate::model::domain::stored_site_networks(&row.try_get::<String, _>(col("site_networks").as_str())?)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -84,6 +78,25 @@ pub(crate) fn domain_from_row_prefixed(row: &AnyRow, prefix: &str) -> Result<Dom
             require_token: row.try_get::<i64, _>(col("require_token").as_str())? != 0,
             require_client_cert: row.try_get::<i64, _>(col("require_client_cert").as_str())? != 0,
         },
+    })
+}
+
+/// A domain's push relay settings from `row` (columns `<prefix><column>`):
+/// the domain's own, and each push job's.
+pub(crate) fn relay_from_row(row: &AnyRow, prefix: &str) -> Result<RelaySettings> {
+    let col = |c: &str| format!("{prefix}{c}");
+    let transport: String = row.try_get(col("registrar_transport").as_str())?;
+    Ok(RelaySettings {
+        backend: row.try_get(col("push_backend").as_str())?,
+        ami_host: row.try_get(col("ami_host").as_str())?,
+        ami_port: u16::try_from(row.try_get::<i64, _>(col("ami_port").as_str())?).unwrap_or(5038),
+        ami_user: row.try_get(col("ami_user").as_str())?,
+        ami_secret: Secret::new(row.try_get::<String, _>(col("ami_secret").as_str())?),
+        webhook_url: row.try_get(col("webhook_url").as_str())?,
+        webhook_secret: Secret::new(row.try_get::<String, _>(col("webhook_secret").as_str())?),
+        registrar_relay: row.try_get(col("registrar_relay").as_str())?,
+        registrar_transport: Transport::parse("registrar_transport", &transport)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
     })
 }
 
@@ -278,7 +291,7 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
         "UPDATE domain SET sip_server = $1, sip_port = $2, sip_transport = $3, timezone = $4, ntp_server = $5, updated_at = $6, \
          settings = $8, model_settings = $9, push_backend = $10, ami_host = $11, ami_port = $12, ami_user = $13, \
          ami_secret = $14, webhook_url = $15, webhook_secret = $16, claim_creates = $17, site_networks = $18, \
-         require_token = $19, require_client_cert = $20 WHERE id = $7",
+         require_token = $19, require_client_cert = $20, registrar_relay = $21, registrar_transport = $22 WHERE id = $7",
     )
     .bind(&d.sip_server)
     .bind(i64::from(d.sip_port))
@@ -300,6 +313,8 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     .bind(crate::model::domain::site_networks_text(&d.site_networks))
     .bind(i64::from(d.access.require_token))
     .bind(i64::from(d.access.require_client_cert))
+    .bind(d.relay.registrar_relay.as_str())
+    .bind(d.relay.registrar_transport.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -103,7 +103,7 @@ const SELECT_VIEW: &str = concat!(
     "SELECT ",
     handset_columns!(),
     ", s.state, s.calldirection, s.calldurationseconds, \
-    s.otherpartyphonenumber, s.app, s.registration_address, s.registration_transport, s.updated_at AS status_updated_at, \
+    s.otherpartyphonenumber, s.app, s.registration_address, s.registration_transport, s.user_agent, s.registered_until, s.updated_at AS status_updated_at, \
     dv.last_seen AS fetched_at, dv.revision AS fetched_revision, dv.model AS device_model, dv.firmware AS device_firmware, \
     p.state AS push_state, p.last_push_at, p.last_error AS push_error \
     FROM handset h LEFT JOIN handset_status s ON s.handset_id = h.id \

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use sqlx::{Any, Row, Transaction};
 
 use super::{now_ms, Backend, Result, Store};
-use crate::model::relay::{PushRelay, RelaySettings};
+use crate::model::relay::PushRelay;
 use crate::model::status::parse_registration_address;
 use crate::model::{Mac, PushState, Secret, Transport};
 
@@ -67,6 +67,10 @@ pub struct PushJob {
     /// How the domain's pushes travel.
     pub relay: PushRelay,
     pub domain: String,
+    /// The domain's SIP server: the host part of the phone's address of
+    /// record, and the registrar relay's default.
+    pub sip_server: String,
+    pub sip_port: u16,
 }
 
 /// How a push attempt ended.
@@ -85,7 +89,8 @@ pub enum PushOutcome {
 /// A leased push's row with what sending it needs, by handset.
 const SELECT_JOB: &str = "SELECT p.handset_id, p.revision, p.reboot, p.attempts, h.domain_id, h.extensionnumber, h.password, \
     h.mac, h.model, s.registration_address, s.registration_transport, dv.ip AS fetch_ip, dv.vendor AS fetch_vendor, \
-    d.name AS domain, d.push_backend, d.ami_host, d.ami_port, d.ami_user, d.ami_secret, d.webhook_url, d.webhook_secret \
+    d.name AS domain, d.sip_server, d.sip_port, d.push_backend, d.ami_host, d.ami_port, d.ami_user, d.ami_secret, \
+    d.webhook_url, d.webhook_secret, d.registrar_relay, d.registrar_transport \
     FROM push p JOIN handset h ON h.id = p.handset_id JOIN domain d ON d.id = h.domain_id \
     LEFT JOIN handset_status s ON s.handset_id = h.id \
     LEFT JOIN device dv ON dv.mac = h.mac AND dv.handset_id = h.id";
@@ -209,17 +214,9 @@ fn push_job(r: &sqlx::any::AnyRow) -> Result<PushJob> {
         registration,
         fetch_ip: r.try_get::<Option<String>, _>("fetch_ip")?.and_then(|ip| ip.parse().ok()),
         fetch_vendor: r.try_get("fetch_vendor")?,
-        relay: RelaySettings {
-            backend: r.try_get("push_backend")?,
-            ami_host: r.try_get("ami_host")?,
-            ami_port: u16::try_from(r.try_get::<i64, _>("ami_port")?).unwrap_or(5038),
-            ami_user: r.try_get("ami_user")?,
-            ami_secret: Secret::new(r.try_get::<String, _>("ami_secret")?),
-            webhook_url: r.try_get("webhook_url")?,
-            webhook_secret: Secret::new(r.try_get::<String, _>("webhook_secret")?),
-        }
-        .relay()
-        .map_err(|e| super::StoreError::Corrupt(e.to_string()))?,
+        relay: super::domains::relay_from_row(r, "")?.relay().map_err(|e| super::StoreError::Corrupt(e.to_string()))?,
+        sip_server: r.try_get("sip_server")?,
+        sip_port: u16::try_from(r.try_get::<i64, _>("sip_port")?).unwrap_or(5060),
         domain: r.try_get("domain")?,
     })
 }

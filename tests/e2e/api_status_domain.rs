@@ -5,9 +5,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::both_backends;
-use crate::harness::{Backend, TestServer};
+use crate::harness::{Backend, TestServer, ADMIN};
 
-both_backends!(status_reports_and_jingl_status, domain_settings_bump_every_handset, audit_names_fields_never_values);
+both_backends!(
+    status_reports_and_jingl_status,
+    registrars_report_registrations,
+    domain_settings_bump_every_handset,
+    audit_names_fields_never_values
+);
 
 async fn status_reports_and_jingl_status(b: Backend) {
     let srv = TestServer::start(b).await;
@@ -19,7 +24,8 @@ async fn status_reports_and_jingl_status(b: Backend) {
     assert_eq!(
         v,
         json!({"extensionnumber": "100", "state": "Unavailable", "calldirection": "Unknown", "calldurationseconds": 0,
-               "otherpartyphonenumber": "", "app": "", "registrationaddress": "", "registeredaddress": "", "registrationtransport": "udp"})
+               "otherpartyphonenumber": "", "app": "", "registrationaddress": "", "registeredaddress": "", "registrationtransport": "udp",
+               "registered": false, "registereduntil": "", "useragent": ""})
     );
     let report = json!({"state": "OnCall", "calldirection": "Outbound", "calldurationseconds": "42",
                         "otherpartyphonenumber": "0409123456", "app": "softphone", "registrationaddress": "192.0.2.10:5062",
@@ -65,10 +71,91 @@ async fn status_reports_and_jingl_status(b: Backend) {
     assert_eq!(
         list,
         json!([{"extensionnumber": "101", "state": "Unavailable", "calldirection": "Unknown", "calldurationseconds": 0,
-        "otherpartyphonenumber": "", "app": "", "registrationaddress": "", "registeredaddress": "", "registrationtransport": "udp"}])
+        "otherpartyphonenumber": "", "app": "", "registrationaddress": "", "registeredaddress": "", "registrationtransport": "udp",
+        "registered": false, "registereduntil": "", "useragent": ""}])
     );
     let (s, _) = srv.get("/api/handsetstatus?maxresults=5000").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    srv.stop().await;
+}
+
+/// A registrar (contrib/kamailio) reports each registration, un-registration
+/// and expiry by address of record; Handset Status shows it and direct
+/// pushes go where the phone registered from. One registrar serves every
+/// tenant, so its user is a superuser; a tenant's own platform user reports
+/// only its phones, and an address of record nobody has is 404 whoever has
+/// the extension elsewhere.
+async fn registrars_report_registrations(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.add_user("registrar@default", "registrar-password-1", "platform", true).await;
+    srv.add_user("pbx@acme", "pbx-password-123", "platform", false).await;
+    srv.add_user("viewer@acme", "viewer-password-1", "readonly", false).await;
+    let registrar = ("registrar@default", "registrar-password-1");
+    let (s, _) = srv.put("/api/domain", json!({"sipserver": "sip.default.example"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = srv.call(Method::PUT, "/api/domain?domain=acme", ADMIN, Some(json!({"sipserver": "SIP.acme.example"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    srv.create_handset(json!({"extensionnumber": "201"})).await;
+    let (s, _) = srv.call(Method::POST, "/api/handset?domain=acme", ADMIN, Some(json!({"extensionnumber": "201"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let report = |aor: &str, expires: u32| {
+        json!({"aor": aor, "address": "203.0.113.100:40001", "transport": "udp", "expires": expires,
+               "useragent": "Yealink SIP-T46S 66.86.0.15 \"quoted\"\u{7}"})
+    };
+    let (s, v) = srv.call(Method::POST, "/api/registration", registrar, Some(report("sip:201@sip.acme.example:5060", 60))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["state"].as_str(), v["registered"].as_bool(), v["registrationaddress"].as_str(), v["useragent"].as_str()),
+        (Some("Idle"), Some(true), Some("203.0.113.100:40001"), Some("Yealink SIP-T46S 66.86.0.15 \"quoted\"?"))
+    );
+    assert!(!v["registereduntil"].as_str().unwrap().is_empty());
+    // acme's phone, not default's 201.
+    let (_, mine) = srv.get("/api/handsetstatus/201").await;
+    assert_eq!(mine["registered"], false);
+    let (_, theirs) = srv.call(Method::GET, "/api/handsetstatus/201?domain=acme", ADMIN, None).await;
+    assert_eq!((theirs["registered"].as_bool(), theirs["state"].as_str()), (Some(true), Some("Idle")));
+
+    // A tenant's platform user: its own phones only; the other tenant's is 404 like a missing one.
+    let pbx = ("pbx@acme", "pbx-password-123");
+    let (s, _) = srv.call(Method::POST, "/api/registration", pbx, Some(report("sip:201@sip.acme.example", 60))).await;
+    assert_eq!(s, StatusCode::OK);
+    for aor in ["sip:201@sip.default.example", "sip:999@sip.acme.example", "sip:201@elsewhere.example"] {
+        let (s, _) = srv.call(Method::POST, "/api/registration", pbx, Some(report(aor, 60))).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{aor}");
+    }
+    let (s, _) = srv
+        .call(
+            Method::POST,
+            "/api/registration",
+            ("viewer@acme", "viewer-password-1"),
+            Some(report("sip:201@sip.acme.example", 60)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for (body, field) in [
+        (json!({"aor": "201@sip.acme.example", "expires": 60, "address": "203.0.113.100:1"}), "aor"),
+        (json!({"aor": "sip:201@sip.acme.example", "expires": 60}), "address"),
+        (json!({"aor": "sip:201@sip.acme.example", "address": "203.0.113.100:1"}), "expires"),
+        (json!({"aor": "sip:201@sip.acme.example", "expires": -1}), "expires"),
+        (json!({"aor": "sip:201@sip.acme.example", "expires": 60, "address": "203.0.113.100"}), "address"),
+        (json!({"aor": "sip:201@sip.acme.example", "expires": 0, "transport": "sctp"}), "transport"),
+        (json!({"aor": "sip:201@sip.acme.example", "expires": 0, "contact": "x"}), "contact"),
+    ] {
+        let (s, v) = srv.call(Method::POST, "/api/registration", registrar, Some(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert!(v["error"].as_str().unwrap().contains(field), "{body}: {v}");
+    }
+
+    // Un-registered (or expired): unavailable, and no push address any more.
+    let (s, v) = srv
+        .call(Method::POST, "/api/registration", registrar, Some(json!({"aor": "sip:201@sip.acme.example", "expires": 0})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["state"].as_str(), v["registered"].as_bool(), v["registrationaddress"].as_str()),
+        (Some("Unavailable"), Some(false), Some(""))
+    );
     srv.stop().await;
 }
 

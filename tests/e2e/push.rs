@@ -565,4 +565,69 @@ crate::e2e!(
     pushes_relayed_through_a_signed_webhook,
     a_phone_registered_over_tcp_gets_the_notify_over_tcp,
     a_domain_wide_change_is_paced,
+    pushes_relayed_through_the_registrar,
+    a_registrar_relay_needs_the_sip_server,
 );
+
+/// `registrar`: the NOTIFY goes to the registrar (the domain's SIP server,
+/// or `registrarrelay`), addressed to the phone's address of record, and
+/// the registrar's answer (here a challenge, then 200) is the push's
+/// outcome; a phone the registrar does not know is a failed push with the
+/// registrar's words.
+async fn pushes_relayed_through_the_registrar() {
+    let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
+    let registrar = Phone::new().await;
+    let (s, v) = srv
+        .put(
+            "/api/domain",
+            json!({"sipserver": "pbx.example.com", "pushbackend": "registrar", "registrarrelay": registrar.addr().to_string()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!((v["pushbackend"].as_str(), v["registrartransport"].as_str()), (Some("registrar"), Some("udp")));
+    srv.create_handset(json!({"extensionnumber": "2100", "password": "Relay-secret-1", "mac": a_phone("yealink").mac})).await;
+    srv.put("/api/handset/2100", json!({"name": "Through the registrar"})).await;
+    let first = registrar.next(Duration::from_secs(5)).await.expect("the registrar gets the NOTIFY");
+    assert_eq!(first.request_line(), "NOTIFY sip:2100@pbx.example.com SIP/2.0", "{}", first.text);
+    assert_eq!(first.header("To").as_deref(), Some("<sip:2100@pbx.example.com>"));
+    // The phone (through the registrar) challenges; the answer is the handset's own.
+    registrar.answer(&first, "401 Unauthorized", "WWW-Authenticate: Digest realm=\"pbx.example.com\", nonce=\"n1\"\r\n").await;
+    let second = registrar.next(Duration::from_secs(5)).await.expect("the answered NOTIFY");
+    let auth = second.header("Authorization").expect("credentials");
+    assert!(auth.contains("username=\"2100\"") && auth.contains("uri=\"sip:2100@pbx.example.com\""), "{auth}");
+    registrar.answer(&second, "200 OK", "").await;
+    wait_for_push_state(&srv, "2100", "sent", Duration::from_secs(5)).await;
+
+    // Not registered there: the registrar's 404 is the push's error, retried, then failed.
+    srv.put("/api/handset/2100", json!({"name": "Gone"})).await;
+    for _ in 0..3 {
+        let req = registrar.next(Duration::from_secs(5)).await.expect("each attempt reaches the registrar");
+        registrar.answer(&req, "404 Not Found", "").await;
+    }
+    let h = wait_for_push_state(&srv, "2100", "failed", Duration::from_secs(10)).await;
+    assert!(h["provisioning"]["lasterror"].as_str().unwrap().contains("404 Not Found"), "{}", h["provisioning"]);
+
+    for (body, field) in [
+        (json!({"pushbackend": "registrar", "registrarrelay": "bad host"}), "registrarrelay"),
+        (json!({"registrartransport": "sctp"}), "registrartransport"),
+        (json!({"pushbackend": "pigeon"}), "pushbackend"),
+    ] {
+        let (s, v) = srv.put("/api/domain", body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert!(v["error"].as_str().unwrap().contains(field), "{body}: {v}");
+    }
+    srv.stop().await;
+}
+
+/// With no SIP server the phones have no address of record: the push
+/// fails saying so, without sending anything.
+async fn a_registrar_relay_needs_the_sip_server() {
+    let srv = TestServer::start_with(Backend::Sqlite, quick_push).await;
+    let (s, _) = srv.put("/api/domain", json!({"sipserver": "", "pushbackend": "registrar"})).await;
+    assert_eq!(s, StatusCode::OK);
+    phone_handset(&srv, "2101", &a_phone("yealink").mac).await;
+    srv.put("/api/handset/2101", json!({"name": "Nowhere"})).await;
+    let h = wait_for_push_state(&srv, "2101", "failed", Duration::from_secs(10)).await;
+    assert!(h["provisioning"]["lasterror"].as_str().unwrap().contains("no SIP server"), "{}", h["provisioning"]);
+    srv.stop().await;
+}
