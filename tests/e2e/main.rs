@@ -25,6 +25,7 @@ mod fixtures;
 mod formats;
 mod hostile;
 mod lifecycle;
+mod phone_config;
 mod provisioning;
 mod push;
 mod tftp;
