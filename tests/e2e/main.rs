@@ -28,6 +28,7 @@ mod lifecycle;
 mod phone_config;
 mod provisioning;
 mod push;
+mod sip_phone;
 mod tftp;
 mod tftp_client;
 mod tftp_hostile;
