@@ -20,7 +20,7 @@ fn mac_in(ouis: &[String], serial: u32) -> String {
 
 /// A User-Agent of a boot sequence with the phone's MAC in it: `{colons}`
 /// (`00:15:65:…`), `{DASHES}` (`00-08-5D-…`, Aastra's), `{MAC}`, `{mac}`.
-fn user_agent(template: &str, mac: &str) -> String {
+pub(crate) fn user_agent(template: &str, mac: &str) -> String {
     let pairs: Vec<&str> = (0..6).map(|i| &mac[i * 2..i * 2 + 2]).collect();
     template
         .replace("{colons}", &pairs.join(":"))
