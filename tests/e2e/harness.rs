@@ -67,17 +67,18 @@ macro_rules! e2e {
 }
 
 /// Registers `async fn NAME(backend: Backend)` tests twice: `NAME::sqlite`
-/// and `NAME::postgres` (which needs PostgreSQL).
+/// and `NAME::postgres` (which needs PostgreSQL), optionally with the
+/// outside programs both need: `both_backends!(a needs [Kamailio])`.
 #[macro_export]
 macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
+    ($($name:ident $(needs [$($peer:ident),+])?),+ $(,)?) => {
         $(
             inventory::submit! {
                 $crate::harness::E2e {
                     module: module_path!(),
                     name: stringify!($name),
                     backend: Some($crate::harness::Backend::Sqlite),
-                    needs: &[],
+                    needs: &[$($($crate::peers::Peer::$peer),+)?],
                     run: || Box::pin($name($crate::harness::Backend::Sqlite)),
                 }
             }
@@ -86,7 +87,7 @@ macro_rules! both_backends {
                     module: module_path!(),
                     name: stringify!($name),
                     backend: Some($crate::harness::Backend::Postgres),
-                    needs: &[$crate::peers::Peer::Postgres],
+                    needs: &[$crate::peers::Peer::Postgres $($(, $crate::peers::Peer::$peer)+)?],
                     run: || Box::pin($name($crate::harness::Backend::Postgres)),
                 }
             }

@@ -25,6 +25,8 @@ mod fixtures;
 mod formats;
 mod hostile;
 mod lifecycle;
+mod nat_office;
+mod netns;
 mod phone_config;
 mod provisioning;
 mod push;

@@ -1,8 +1,9 @@
 //! The outside programs some tests talk to (PostgreSQL, tftp-hpa, sipp,
-//! Chromium), found where they are installed: a variable names one
-//! explicitly (`AUTOPROV_TEST_POSTGRES_URL`, `AUTOPROV_TEST_TFTP_CLIENT`,
-//! `AUTOPROV_TEST_SIPP`, `AUTOPROV_TEST_CHROMEDRIVER`,
-//! `AUTOPROV_TEST_CHROMIUM`), else `PATH` (and Debian's
+//! Chromium, Kamailio, and root's network namespaces), found where they are
+//! installed: a variable names one explicitly (`AUTOPROV_TEST_POSTGRES_URL`,
+//! `AUTOPROV_TEST_TFTP_CLIENT`, `AUTOPROV_TEST_SIPP`,
+//! `AUTOPROV_TEST_CHROMEDRIVER`, `AUTOPROV_TEST_CHROMIUM`,
+//! `AUTOPROV_TEST_KAMAILIO`), else `PATH` (and Debian's
 //! `/usr/lib/postgresql/*/bin`) is searched. PostgreSQL is started as a
 //! throw-away cluster of our own on first use and stopped at the end.
 //!
@@ -22,6 +23,10 @@ pub enum Peer {
     TftpClient,
     Sipp,
     Chromium,
+    /// Root with `ip` and `nft`: network namespaces for the NAT test bed.
+    NetNs,
+    /// Kamailio with the SQLite, PostgreSQL and HTTP client modules.
+    Kamailio,
 }
 
 impl Peer {
@@ -31,6 +36,8 @@ impl Peer {
             Peer::TftpClient => "tftp-hpa's tftp",
             Peer::Sipp => "sipp",
             Peer::Chromium => "Chromium and chromedriver",
+            Peer::NetNs => "root with ip and nft (network namespaces)",
+            Peer::Kamailio => "Kamailio",
         }
     }
 
@@ -41,6 +48,8 @@ impl Peer {
             Peer::TftpClient => tftp_client().is_some(),
             Peer::Sipp => sipp().is_some(),
             Peer::Chromium => chromedriver().is_some() && chromium().is_some(),
+            Peer::NetNs => (unsafe { libc_geteuid() } == 0) && on_path("ip").is_some() && on_path("nft").is_some(),
+            Peer::Kamailio => kamailio().is_some(),
         };
         (!found).then(|| {
             let how = match self {
@@ -48,6 +57,11 @@ impl Peer {
                 Peer::TftpClient => "install Debian's tftp-hpa, or set AUTOPROV_TEST_TFTP_CLIENT",
                 Peer::Sipp => "install Debian's sip-tester, or set AUTOPROV_TEST_SIPP",
                 Peer::Chromium => "install Debian's chromium and chromium-driver, or set AUTOPROV_TEST_CHROMEDRIVER",
+                Peer::NetNs => "run the tests as root with Debian's iproute2 and nftables installed",
+                Peer::Kamailio => {
+                    "install Debian's kamailio, kamailio-sqlite-modules, kamailio-postgres-modules and \
+                     kamailio-utils-modules, or set AUTOPROV_TEST_KAMAILIO"
+                }
             };
             format!("{} not found: {how}", self.name())
         })
@@ -63,11 +77,14 @@ fn from_env(var: &str) -> Option<PathBuf> {
     std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
+/// `program` in `PATH`, or in the sbin directories a non-login root shell
+/// may leave out of it (where Debian puts ip, nft and kamailio).
 fn on_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
+        .chain(["/usr/sbin", "/sbin"].iter().map(|d| Path::new(d).join(program)))
         .find(|p| p.is_file())
 }
 
@@ -87,6 +104,17 @@ pub fn tftp_client() -> Option<PathBuf> {
 
 pub fn sipp() -> Option<PathBuf> {
     from_env("AUTOPROV_TEST_SIPP").or_else(|| on_path("sipp"))
+}
+
+/// Kamailio, when the modules contrib/kamailio/kamailio.cfg loads are
+/// installed beside it (Debian ships them in separate packages).
+pub fn kamailio() -> Option<PathBuf> {
+    let binary = from_env("AUTOPROV_TEST_KAMAILIO").or_else(|| on_path("kamailio"))?;
+    let module_dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("kamailio/modules")).collect())
+        .unwrap_or_default();
+    let has = |m: &str| module_dirs.iter().chain([PathBuf::from("/usr/lib/kamailio/modules")].iter()).any(|d| d.join(m).is_file());
+    ["db_sqlite.so", "db_postgres.so", "http_client.so"].iter().all(|m| has(m)).then_some(binary)
 }
 
 pub fn chromedriver() -> Option<PathBuf> {

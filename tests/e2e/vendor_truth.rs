@@ -14,7 +14,7 @@ use crate::harness::{plain_client, Backend, TestServer};
 use crate::provisioning::http_get;
 
 /// A phone's MAC for a family: its first OUI and a serial.
-fn mac_in(ouis: &[String], serial: u32) -> String {
+pub(crate) fn mac_in(ouis: &[String], serial: u32) -> String {
     format!("{}{:06x}", ouis[0].to_ascii_lowercase(), serial)
 }
 
