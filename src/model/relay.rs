@@ -79,6 +79,11 @@ impl RelaySettings {
                 validate_line("webhooksecret", self.webhook_secret.expose())?;
                 Ok(PushRelay::Webhook { url: self.webhook_url.clone(), secret: self.webhook_secret.clone() })
             }
+            // TLS needs a SIP-over-TLS client in `sip`, which it lacks yet:
+            // refused when set, not at every push.
+            "registrar" if self.registrar_transport == Transport::Tls => {
+                Err(FieldError::new("registrartransport", "must be udp or tcp (TLS to the registrar is not supported yet)"))
+            }
             "registrar" => Ok(PushRelay::Registrar {
                 relay: parse_registrar_relay(&self.registrar_relay)?,
                 transport: self.registrar_transport,
@@ -157,5 +162,7 @@ mod tests {
             PushRelay::Registrar { relay: Some(("192.0.2.5".into(), 5080)), transport: Transport::Udp }
         );
         assert!(registrar("bad host:5060").is_err());
+        let tls = RelaySettings { backend: "registrar".into(), registrar_transport: Transport::Tls, ..Default::default() };
+        assert_eq!(tls.relay().unwrap_err().field, "registrartransport");
     }
 }

@@ -320,6 +320,7 @@ impl PushWorker {
         let transport = match transport {
             Transport::Udp => sip::Transport::Udp,
             Transport::Tcp => sip::Transport::Tcp,
+            // Refused when the domain is set (`RelaySettings::relay`).
             Transport::Tls => return Err(PushError::RegistrarTls),
         };
         let target = self.targets.resolve(host, port).await?[0];

@@ -186,7 +186,8 @@ async fn in_the_cloud(b: Backend, pg_port: Option<u16>, host: Handle, office: Ha
         );
         assert_eq!(phone.registered, Ok(200), "{} {}: REGISTER with the provisioned credentials", p.family, p.mac);
     }
-    let fetched = booted.iter().filter(|(_, b)| b.answers.iter().all(|(_, s, _)| s.is_success() || *s == StatusCode::NOT_FOUND)).count();
+    let fetched =
+        booted.iter().filter(|(_, b)| b.answers.iter().all(|(_, s, _)| s.is_success() || *s == StatusCode::NOT_FOUND)).count();
     eprintln!("office: {}/{} phones fetched their configs and registered in {boot_time:?}", fetched, phones.len());
 
     // A phone with the wrong password is refused by Kamailio.
@@ -303,7 +304,13 @@ async fn collect(
 
 /// One phone's life in the office: boot through its sequence, read its
 /// account, register, then answer NOTIFYs by fetching its file again.
-async fn boot(p: OfficePhone, https: u16, token: String, cert: std::path::PathBuf, events: mpsc::UnboundedSender<Event>) -> Booted {
+async fn boot(
+    p: OfficePhone,
+    https: u16,
+    token: String,
+    cert: std::path::PathBuf,
+    events: mpsc::UnboundedSender<Event>,
+) -> Booted {
     // The phone reaches the provisioning server at its public address; the
     // name is the one in the server's certificate.
     let client = crate::harness::https_client_builder(&cert, None)

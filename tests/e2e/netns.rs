@@ -77,12 +77,7 @@ fn enter(ns: &str) -> std::io::Result<()> {
 pub fn runtime_in(ns: &'static str) -> Runtime {
     std::thread::spawn(move || {
         enter(ns).unwrap_or_else(|e| panic!("entering {ns}: {e}"));
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name(ns)
-            .enable_all()
-            .build()
-            .expect("a runtime")
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name(ns).enable_all().build().expect("a runtime")
     })
     .join()
     .expect("the namespace thread")

@@ -113,7 +113,8 @@ pub fn kamailio() -> Option<PathBuf> {
     let module_dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("kamailio/modules")).collect())
         .unwrap_or_default();
-    let has = |m: &str| module_dirs.iter().chain([PathBuf::from("/usr/lib/kamailio/modules")].iter()).any(|d| d.join(m).is_file());
+    let has =
+        |m: &str| module_dirs.iter().chain([PathBuf::from("/usr/lib/kamailio/modules")].iter()).any(|d| d.join(m).is_file());
     ["db_sqlite.so", "db_postgres.so", "http_client.so"].iter().all(|m| has(m)).then_some(binary)
 }
 

@@ -610,6 +610,7 @@ async fn pushes_relayed_through_the_registrar() {
     for (body, field) in [
         (json!({"pushbackend": "registrar", "registrarrelay": "bad host"}), "registrarrelay"),
         (json!({"registrartransport": "sctp"}), "registrartransport"),
+        (json!({"registrartransport": "tls"}), "registrartransport"),
         (json!({"pushbackend": "pigeon"}), "pushbackend"),
     ] {
         let (s, v) = srv.put("/api/domain", body.clone()).await;
