@@ -22,8 +22,9 @@
 //! - [`auth`]: API users' passwords and login limits, the caller of an
 //!   operation with its domain, and the role rules.
 //! - [`service`]: the operations (handset changes, claims, unknown-device
-//!   scope, import and its queue, domain changes) with their rules and
-//!   audit, for the API, the UI and the CLI alike.
+//!   scope, import and its queue, domain changes, registrars' reports of
+//!   registrations) with their rules and audit, for the API, the UI and the
+//!   CLI alike.
 //! - [`api`]: the Jingl-compatible REST API (HTTPS only): its JSON wire
 //!   types, Basic auth, error mapping, and its OpenAPI document.
 //! - [`admin`]: the admin web UI at `/admin` (HTTPS only): askama pages
@@ -48,8 +49,8 @@
 //!   record → render → record the fetch, behind the HTTP(S) front end
 //!   (`provision::http`).
 //! - [`push`]: the push worker: outbox → SIP NOTIFY (direct, or relayed
-//!   through Asterisk AMI or a signed webhook) with retries, pacing and
-//!   outcomes.
+//!   through the phone's registrar, Asterisk AMI or a signed webhook) with
+//!   retries, pacing and outcomes.
 //! - [`sip`]: the small SIP we need (RFC 3261): build NOTIFY, parse
 //!   responses, answer digest challenges; UDP (one shared socket) and TCP.
 //! - [`tftp`]: the read-only TFTP front end (options, windows, netascii),
