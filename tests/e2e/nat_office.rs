@@ -75,8 +75,8 @@ async fn an_office_behind_nat_is_provisioned_registered_and_pushed_through_the_r
         let url = crate::peers::postgres_url();
         url.rsplit_once(':').and_then(|(_, rest)| rest.split('/').next()?.parse::<u16>().ok()).expect("a port in the URL")
     });
-    let cloud = netns::runtime_in(netns::CLOUD);
-    let office = netns::runtime_in(netns::OFFICE);
+    let cloud = netns::runtime_in(netns::cloud());
+    let office = netns::runtime_in(netns::office());
     let (host, office_handle) = (Handle::current(), office.handle().clone());
     let outcome = cloud.spawn(in_the_cloud(b, pg_port, host, office_handle)).await;
     cloud.shutdown_background();

@@ -13,8 +13,20 @@ use std::path::PathBuf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Handle, Runtime};
 
-pub const CLOUD: &str = "ap-cloud";
-pub const OFFICE: &str = "ap-office";
+/// The namespaces' names: the script's, with this test run's process id, so
+/// that a run beside another (or beside someone's by-hand test bed) is not
+/// disturbed.
+pub fn cloud() -> String {
+    format!("ap-cloud-{}", std::process::id())
+}
+
+pub fn office() -> String {
+    format!("ap-office-{}", std::process::id())
+}
+
+fn router() -> String {
+    format!("ap-router-{}", std::process::id())
+}
 /// autoprov's address in the cloud, and Kamailio's.
 pub const AUTOPROV_IP: &str = "203.0.113.1";
 pub const KAMAILIO_IP: &str = "203.0.113.2";
@@ -36,7 +48,13 @@ fn script() -> PathBuf {
 }
 
 fn run_script(verb: &str) -> Result<(), String> {
-    let out = std::process::Command::new(script()).arg(verb).output().map_err(|e| format!("testbed.sh {verb}: {e}"))?;
+    let out = std::process::Command::new(script())
+        .arg(verb)
+        .env("CLOUD_NS", cloud())
+        .env("ROUTER_NS", router())
+        .env("OFFICE_NS", office())
+        .output()
+        .map_err(|e| format!("testbed.sh {verb}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -74,9 +92,9 @@ fn enter(ns: &str) -> std::io::Result<()> {
 /// started by a thread that entered `ns`, and threads inherit their
 /// parent's namespace. Shut it down with `shutdown_background` (dropping a
 /// runtime inside another is refused).
-pub fn runtime_in(ns: &'static str) -> Runtime {
+pub fn runtime_in(ns: String) -> Runtime {
     std::thread::spawn(move || {
-        enter(ns).unwrap_or_else(|e| panic!("entering {ns}: {e}"));
+        enter(&ns).unwrap_or_else(|e| panic!("entering {ns}: {e}"));
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name(ns).enable_all().build().expect("a runtime")
     })
     .join()
