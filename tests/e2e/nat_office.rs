@@ -51,6 +51,9 @@ struct Booted {
     /// The status each file of its boot sequence got, in order.
     answers: Vec<(String, StatusCode, BootAnswer)>,
     registered: Result<u16, String>,
+    /// The phone, still answering (and so keeping its NAT binding).
+    phone: Arc<Phone>,
+    registrar: SocketAddr,
 }
 
 /// A phone of the office: its handset, its boot sequence, and what it sends.
@@ -266,6 +269,17 @@ async fn in_the_cloud(b: Backend, pg_port: Option<u16>, host: Handle, office: Ha
     assert!(direct_notified.is_empty(), "a direct NOTIFY crossed the NAT: {direct_notified:?}");
     eprintln!("direct push: 0/{} NOTIFYs crossed the NAT; all {} pushes failed (timeout)", phones.len(), failed.len());
 
+    // A phone that un-registers: Kamailio says so, and it is unavailable.
+    let (p, gone) = &booted[0];
+    let (phone, registrar, account, ua) = (gone.phone.clone(), gone.registrar, gone.account.clone(), p.user_agent.clone());
+    let unregistered = office.spawn(async move { phone.register(registrar, &account, &ua, 0).await }).await.unwrap();
+    assert_eq!(unregistered, Ok(200));
+    eventually("the un-registered phone unavailable", Duration::from_secs(10), || async {
+        let (_, s) = srv.get(&format!("/api/handsetstatus/{}", p.extension)).await;
+        (s["registered"] == false && s["state"] == "Unavailable" && s["registrationaddress"] == "").then_some(())
+    })
+    .await;
+
     let _ = kamailio.kill().await;
     srv.stop().await;
 }
@@ -346,11 +360,10 @@ async fn boot(
     let registrar = SocketAddr::new(account.host.parse().expect("the registrar's address"), account.port);
     let socket = UdpSocket::bind((netns::OFFICE_PHONES_IP, 0)).await.unwrap();
     let (phone, mut incoming) = Phone::new(socket);
+    let phone = Arc::new(phone);
     let registered = phone.register(registrar, &account, &p.user_agent, 3600).await;
-    // Answering goes on after the boot: the phone keeps its socket (and so
-    // its NAT binding) for as long as the runtime runs.
+    // Answering goes on after the boot, for as long as the runtime runs.
     tokio::spawn(async move {
-        let _phone = phone;
         while let Some(Incoming { method, event, .. }) = incoming.recv().await {
             if method != "NOTIFY" {
                 continue;
@@ -360,7 +373,7 @@ async fn boot(
             let _ = events.send(Event::Refetched { phone: p.index, at: Instant::now(), status });
         }
     });
-    Booted { account, answers, registered }
+    Booted { account, answers, registered, phone, registrar }
 }
 
 /// Kamailio with the shipped configuration, unedited, on autoprov's own
