@@ -6,6 +6,8 @@
   udp_probe.py send IP PORT DSTIP DSTPORT TEXT       send one datagram from IP:PORT
 """
 import socket, sys, time
+if len(sys.argv) < 4 or sys.argv[1] not in ("echo", "phone", "send"):
+    sys.exit(__doc__)
 m = sys.argv[1]
 if m == "echo":   # answer every datagram, forever (as the "server")
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
