@@ -15,13 +15,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use autoprov::profiles::{BootAnswer, BootSequence, Profile, Profiles};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
-use tokio::process::Child;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
@@ -154,7 +154,7 @@ async fn in_the_cloud(b: Backend, pg_port: Option<u16>, host: Handle, office: Ha
     }
     let (s, v) = srv.put("/api/domain", json!({"pushbackend": "registrar"})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let mut kamailio = start_kamailio(&srv).await;
+    let _kamailio = start_kamailio(&srv).await;
 
     // The office boots.
     let https = srv.https().port();
@@ -280,7 +280,6 @@ async fn in_the_cloud(b: Backend, pg_port: Option<u16>, host: Handle, office: Ha
     })
     .await;
 
-    let _ = kamailio.kill().await;
     srv.stop().await;
 }
 
@@ -376,19 +375,42 @@ async fn boot(
     Booted { account, answers, registered, phone, registrar }
 }
 
+/// A running Kamailio: its process group is stopped when this is dropped
+/// (its workers are its children, and would outlive a killed main process).
+struct Kamailio {
+    child: std::process::Child,
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let group = -(self.child.id() as i32);
+        // SAFETY: signals to the process group this test started.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        unsafe { libc::kill(group, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
 /// Kamailio with the shipped configuration, unedited, on autoprov's own
 /// database; it is ready when it answers an OPTIONS.
-async fn start_kamailio(srv: &TestServer) -> Child {
+async fn start_kamailio(srv: &TestServer) -> Kamailio {
     let kamailio = crate::peers::kamailio().expect("kamailio");
     let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/kamailio/kamailio.cfg");
     let dir = srv.dir.path().join("kamailio");
     std::fs::create_dir_all(&dir).unwrap();
-    let db = match srv.backend {
-        Backend::Sqlite => srv.settings.database_url.clone(),
-        Backend::Postgres => srv.settings.database_url.clone(),
-    };
+    // autoprov's own database URL is in the form Kamailio takes too
+    // (sqlite:///path, postgres://user@host:port/db).
+    let db = &srv.settings.database_url;
     let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
-    let mut command = tokio::process::Command::new(kamailio);
+    // Started from this thread, so in the cloud's namespace, in a process
+    // group of its own.
+    let mut command = std::process::Command::new(kamailio);
     command
         .args(["-f", cfg, "-DD", "-E", "-m", "64", "-M", "8", "-Y"])
         .arg(&dir)
@@ -401,11 +423,11 @@ async fn start_kamailio(srv: &TestServer) -> Child {
         .args(["-A", "AUTOPROV_TLS_VERIFY=0"])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
-        .kill_on_drop(true);
+        .process_group(0);
     if srv.backend == Backend::Postgres {
         command.args(["-A", "WITH_POSTGRES"]);
     }
-    let mut child = command.spawn().expect("kamailio starts");
+    let mut kamailio = Kamailio { child: command.spawn().expect("kamailio starts") };
     let probe = UdpSocket::bind((netns::AUTOPROV_IP, 0)).await.unwrap();
     let options = |n: u32| {
         let local = probe.local_addr().unwrap();
@@ -416,14 +438,14 @@ async fn start_kamailio(srv: &TestServer) -> Child {
         )
     };
     for n in 1..=100 {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = kamailio.child.try_wait() {
             panic!("kamailio exited ({status}):\n{}", std::fs::read_to_string(dir.join("kamailio.log")).unwrap_or_default());
         }
         probe.send_to(options(n).as_bytes(), KAMAILIO_SIP).await.unwrap();
         let mut buf = [0u8; 4096];
         if let Ok(Ok((len, _))) = tokio::time::timeout(Duration::from_millis(100), probe.recv_from(&mut buf)).await {
             if buf[..len].starts_with(b"SIP/2.0 ") {
-                return child;
+                return kamailio;
             }
         }
     }
