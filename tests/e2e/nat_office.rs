@@ -191,7 +191,7 @@ async fn in_the_cloud(b: Backend, pg_port: Option<u16>, host: Handle, office: Ha
     }
     let fetched =
         booted.iter().filter(|(_, b)| b.answers.iter().all(|(_, s, _)| s.is_success() || *s == StatusCode::NOT_FOUND)).count();
-    eprintln!("office: {}/{} phones fetched their configs and registered in {boot_time:?}", fetched, phones.len());
+    eprintln!("{b:?} office: {}/{} phones fetched their configs and registered in {boot_time:?}", fetched, phones.len());
 
     // A phone with the wrong password is refused by Kamailio.
     let wrong = office
@@ -245,7 +245,7 @@ async fn in_the_cloud(b: Backend, pg_port: Option<u16>, host: Handle, office: Ha
     assert_eq!(refetched.len(), phones.len());
     let last_refetch = refetched.values().map(|at| at.duration_since(change)).max().unwrap_or_default();
     eprintln!(
-        "registrar push: {}/{} NOTIFYs delivered through Kamailio, the last {last_notify:?} after the change; \
+        "{b:?} registrar push: {}/{} NOTIFYs delivered through Kamailio, the last {last_notify:?} after the change; \
          the last phone fetched again at {last_refetch:?}; all applied (Handset Search) by {applied:?}",
         notified.len(),
         phones.len()
@@ -267,7 +267,7 @@ async fn in_the_cloud(b: Backend, pg_port: Option<u16>, host: Handle, office: Ha
     }
     let (direct_notified, _) = collect(&mut events, phones.len(), Duration::from_millis(500)).await;
     assert!(direct_notified.is_empty(), "a direct NOTIFY crossed the NAT: {direct_notified:?}");
-    eprintln!("direct push: 0/{} NOTIFYs crossed the NAT; all {} pushes failed (timeout)", phones.len(), failed.len());
+    eprintln!("{b:?} direct push: 0/{} NOTIFYs crossed the NAT; all {} pushes failed (timeout)", phones.len(), failed.len());
 
     // A phone that un-registers: Kamailio says so, and it is unavailable.
     let (p, gone) = &booted[0];
