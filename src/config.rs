@@ -117,6 +117,9 @@ settings! {
     /// The SIP socket pushes (NOTIFY) are sent from, or off to send none
     /// [default: 0.0.0.0:5070].
     sip_listen: Listen = Listen::On(([0, 0, 0, 0], 5070).into()), "AUTOPROV_SIP_LISTEN", "ADDR";
+    /// PEM CA certificates trusted for SIP over TLS to registrars, beside
+    /// the public roots [default: none].
+    sip_tls_ca: Option<PathBuf> = None, "AUTOPROV_SIP_TLS_CA", "FILE";
     /// NOTIFYs per second at most; 0 lifts the limit [default: 200].
     push_rate: u32 = 200, "AUTOPROV_PUSH_RATE", "N";
     /// Attempts before a push is failed [default: 5].
@@ -280,6 +283,7 @@ impl Settings {
             timers: self.tuning.sip_timers,
             hold: self.push_hold,
             allow_internal_targets: self.allow_internal_targets,
+            sip_tls_ca: self.sip_tls_ca.clone(),
         }
     }
 

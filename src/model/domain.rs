@@ -137,7 +137,7 @@ impl DomainChanges {
             }
         }
         if let Some(r) = &self.registrar_relay {
-            super::relay::parse_registrar_relay(r)?;
+            super::relay::parse_registrar_relay(r, self.registrar_transport.unwrap_or_default())?;
         }
         if let Some(s) = &self.settings {
             super::settings::validate("settings", s)?;

@@ -79,13 +79,8 @@ impl RelaySettings {
                 validate_line("webhooksecret", self.webhook_secret.expose())?;
                 Ok(PushRelay::Webhook { url: self.webhook_url.clone(), secret: self.webhook_secret.clone() })
             }
-            // TLS needs a SIP-over-TLS client in `sip`, which it lacks yet:
-            // refused when set, not at every push.
-            "registrar" if self.registrar_transport == Transport::Tls => {
-                Err(FieldError::new("registrartransport", "must be udp or tcp (TLS to the registrar is not supported yet)"))
-            }
             "registrar" => Ok(PushRelay::Registrar {
-                relay: parse_registrar_relay(&self.registrar_relay)?,
+                relay: parse_registrar_relay(&self.registrar_relay, self.registrar_transport)?,
                 transport: self.registrar_transport,
             }),
             _ => Err(FieldError::new("pushbackend", "must be direct, registrar, ami or webhook")),
@@ -93,14 +88,15 @@ impl RelaySettings {
     }
 }
 
-/// `host[:port]` (port 5060 when left out), or `""` for the domain's SIP
-/// server.
-pub fn parse_registrar_relay(s: &str) -> Result<Option<(String, u16)>, FieldError> {
+/// `host[:port]` (port 5060, 5061 over TLS, when left out), or `""` for
+/// the domain's SIP server.
+pub fn parse_registrar_relay(s: &str, transport: Transport) -> Result<Option<(String, u16)>, FieldError> {
     if s.trim().is_empty() {
         return Ok(None);
     }
     let (host, port) = parse_sip_server(s).map_err(|e| FieldError::new("registrarrelay", e.reason))?;
-    Ok(Some((host, port.unwrap_or(5060))))
+    let default = if transport == Transport::Tls { 5061 } else { 5060 };
+    Ok(Some((host, port.unwrap_or(default))))
 }
 
 /// A secret that goes into a protocol line: 1–128 printable characters.
@@ -162,7 +158,15 @@ mod tests {
             PushRelay::Registrar { relay: Some(("192.0.2.5".into(), 5080)), transport: Transport::Udp }
         );
         assert!(registrar("bad host:5060").is_err());
-        let tls = RelaySettings { backend: "registrar".into(), registrar_transport: Transport::Tls, ..Default::default() };
-        assert_eq!(tls.relay().unwrap_err().field, "registrartransport");
+        let tls = RelaySettings {
+            backend: "registrar".into(),
+            registrar_relay: "sip.example.com".into(),
+            registrar_transport: Transport::Tls,
+            ..Default::default()
+        };
+        assert_eq!(
+            tls.relay().unwrap(),
+            PushRelay::Registrar { relay: Some(("sip.example.com".into(), 5061)), transport: Transport::Tls }
+        );
     }
 }

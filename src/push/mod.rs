@@ -55,6 +55,9 @@ pub struct PushPolicy {
     /// Let pushes go to loopback, link-local, multicast and this server's
     /// own addresses (see [`target`]).
     pub allow_internal_targets: bool,
+    /// PEM CA certificates trusted for SIP over TLS to registrars, beside
+    /// the public roots.
+    pub sip_tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for PushPolicy {
@@ -66,6 +69,7 @@ impl Default for PushPolicy {
             timers: sip::Timers::default(),
             hold: false,
             allow_internal_targets: false,
+            sip_tls_ca: None,
         }
     }
 }
@@ -83,8 +87,8 @@ pub enum PushError {
     Sip { target: SocketAddr, error: sip::SipError },
     #[error("the phone registered over TLS: use a relay (registrar, ami or webhook)")]
     OverTls,
-    #[error("registrar relay: TLS to the registrar is not supported yet: use udp or tcp")]
-    RegistrarTls,
+    #[error("registrar relay: SIP over TLS could not be set up (see the start-up log)")]
+    TlsUnavailable,
     #[error("registrar relay: the domain has no SIP server, so its phones have no address of record")]
     NoSipServer,
     #[error("AMI relay: no answer or no login (the server log has the details)")]
@@ -146,6 +150,9 @@ pub struct PushWorker {
     leased: std::sync::Mutex<std::collections::HashSet<i64>>,
     ami: ami::AmiRelays,
     webhook: Option<webhook::WebhookRelay>,
+    /// SIP over TLS to registrars; `None` when its CA file is unusable
+    /// (said at start).
+    tls: Option<sip::TlsClient>,
     targets: Arc<target::TargetPolicy>,
 }
 
@@ -156,7 +163,11 @@ impl PushWorker {
         let webhook = webhook::WebhookRelay::new(targets.clone())
             .map_err(|e| tracing::error!(error = %e, "webhook relay unavailable"))
             .ok();
+        let tls = sip::TlsClient::new(policy.sip_tls_ca.as_deref())
+            .map_err(|e| tracing::error!(error = %e, "SIP over TLS to registrars unavailable"))
+            .ok();
         PushWorker {
+            tls,
             store,
             profiles,
             endpoint,
@@ -299,7 +310,7 @@ impl PushWorker {
             Transport::Tcp => sip::Transport::Tcp,
             Transport::Tls => return Some(Err(PushError::OverTls)),
         };
-        Some(self.send(job, event, target, transport, None).await)
+        Some(self.send(job, event, (target, transport, None), None).await)
     }
 
     /// The NOTIFY to the phone's address of record, sent to its registrar
@@ -317,26 +328,27 @@ impl PushWorker {
             return Err(PushError::NoSipServer);
         }
         let (host, port) = relay.map_or((job.sip_server.as_str(), job.sip_port), |(h, p)| (h.as_str(), *p));
-        let transport = match transport {
-            Transport::Udp => sip::Transport::Udp,
-            Transport::Tcp => sip::Transport::Tcp,
-            // Refused when the domain is set (`RelaySettings::relay`).
-            Transport::Tls => return Err(PushError::RegistrarTls),
+        let (transport, tls) = match transport {
+            Transport::Udp => (sip::Transport::Udp, None),
+            Transport::Tcp => (sip::Transport::Tcp, None),
+            // The registrar's certificate is checked for the name it is
+            // configured by.
+            Transport::Tls => (sip::Transport::Tls, Some((self.tls.as_ref().ok_or(PushError::TlsUnavailable)?, host))),
         };
         let target = self.targets.resolve(host, port).await?[0];
-        self.send(job, event, target, transport, Some(&job.sip_server)).await
+        self.send(job, event, (target, transport, tls), Some(&job.sip_server)).await
     }
 
-    /// One NOTIFY for `job`, answering a challenge with the handset's own
-    /// credentials.
+    /// One NOTIFY for `job` to `to` (address, transport, TLS client and
+    /// name), answering a challenge with the handset's own credentials.
     async fn send(
         &self,
         job: &PushJob,
         event: &str,
-        target: SocketAddr,
-        transport: sip::Transport,
+        to: (SocketAddr, sip::Transport, Option<(&sip::TlsClient, &str)>),
         address_of_record: Option<&str>,
     ) -> Result<(), PushError> {
+        let (target, transport, tls) = to;
         let params = NotifyParams {
             target,
             transport,
@@ -344,6 +356,7 @@ impl PushWorker {
             event,
             credentials: Some(Credentials { username: &job.extension, password: job.password.expose() }),
             address_of_record,
+            tls,
         };
         match sip::send_notify(&self.endpoint, &params, &self.policy.timers).await {
             Ok(outcome) if outcome.is_success() => Ok(()),

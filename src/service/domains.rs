@@ -23,7 +23,12 @@ impl Service {
     /// Relay hosts given as addresses are judged at once by the target
     /// policy (names are judged each time they resolve, when a push goes).
     fn check_relay_targets(&self, changes: &DomainChanges) -> Result<()> {
-        let registrar = changes.registrar_relay.as_deref().map(crate::model::relay::parse_registrar_relay).transpose()?.flatten();
+        let registrar = changes
+            .registrar_relay
+            .as_deref()
+            .map(|r| crate::model::relay::parse_registrar_relay(r, changes.registrar_transport.unwrap_or_default()))
+            .transpose()?
+            .flatten();
         let hosts = [
             ("amihost", changes.ami_host.as_deref()),
             ("webhookurl", changes.webhook_url.as_deref().and_then(url_host)),

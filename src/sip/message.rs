@@ -243,6 +243,7 @@ impl NotifyRequest {
         let contact_transport = match self.transport {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
         };
         let mut out = String::with_capacity(512);
         // `write!` into a String cannot fail; the results are ignored for that reason.

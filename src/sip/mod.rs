@@ -20,16 +20,18 @@
 //!
 //! Deliberately absent: dialogs, INVITE, server transactions (requests that
 //! reach our socket are counted and dropped), DNS (targets are IP addresses),
-//! TLS transport, `qop=auth-int` and `userhash`.
+//! TLS to phones (only to registrars), `qop=auth-int` and `userhash`.
 
 pub mod digest;
 pub mod message;
 pub mod notify;
+pub mod tls;
 pub mod transaction;
 
 pub use digest::{Algorithm, Challenge};
 pub use message::{NotifyRequest, Response, MAX_MESSAGE_LEN};
 pub use notify::{send_notify, Credentials, NotifyOutcome, NotifyParams};
+pub use tls::TlsClient;
 pub use transaction::{EndpointStats, Timers, Transactions, UdpEndpoint};
 
 use std::net::SocketAddr;
@@ -39,6 +41,8 @@ use std::net::SocketAddr;
 pub enum Transport {
     Udp,
     Tcp,
+    /// TCP with TLS (to registrars).
+    Tls,
 }
 
 impl Transport {
@@ -47,6 +51,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 }
@@ -82,4 +87,7 @@ pub enum SipError {
     EndpointClosed,
     #[error("SIP I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// TLS could not be set up or the peer's certificate was refused.
+    #[error("SIP over TLS: {0}")]
+    Tls(String),
 }

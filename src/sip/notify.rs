@@ -44,6 +44,9 @@ pub struct NotifyParams<'a> {
     /// (`sip:<extension>@<host>`): `target` is then its registrar, which
     /// delivers it.
     pub address_of_record: Option<&'a str>,
+    /// For [`Transport::Tls`]: the client, and the name the peer's
+    /// certificate must carry.
+    pub tls: Option<(&'a super::TlsClient, &'a str)>,
 }
 
 /// How the NOTIFY ended.
@@ -90,7 +93,7 @@ pub async fn send_notify(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, time
     validate_event(params.event)?;
     let outcome = match params.transport {
         Transport::Udp => send_over_udp(endpoint, params, timers).await,
-        Transport::Tcp => send_over_tcp(endpoint, params, timers).await,
+        Transport::Tcp | Transport::Tls => send_over_tcp(endpoint, params, timers).await,
     };
     match &outcome {
         Ok(o) => {
@@ -124,12 +127,18 @@ fn new_request(params: &NotifyParams<'_>, local: SocketAddr, transport: Transpor
     }
 }
 
-/// TCP connects from the UDP endpoint's address when it is bound to one, so
-/// that every NOTIFY comes from the address a registrar trusts.
+/// TCP (and TLS) connects from the UDP endpoint's address when it is bound
+/// to one, so that every NOTIFY comes from the address a registrar trusts.
 async fn send_over_tcp(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, timers: &Timers) -> Result<NotifyOutcome, SipError> {
     let bind = Some(endpoint.local_addr().ip()).filter(|ip| !ip.is_unspecified());
-    let mut connection = TcpConnection::connect(params.target, bind, timers).await?;
-    let request = new_request(params, connection.local_addr(), Transport::Tcp)?;
+    let tls = match params.transport {
+        Transport::Tls => {
+            Some(params.tls.ok_or(SipError::InvalidInput { field: "tls", reason: "TLS needs a client and a server name" })?)
+        }
+        _ => None,
+    };
+    let mut connection = TcpConnection::connect(params.target, bind, tls, timers).await?;
+    let request = new_request(params, connection.local_addr(), params.transport)?;
     let Some(response) = connection.transact(&request, timers).await? else {
         return Ok(NotifyOutcome::Timeout);
     };
@@ -145,7 +154,7 @@ async fn send_over_tcp(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, timers
             Err(e) => return Err(e),
         }
     }
-    let mut fresh = TcpConnection::connect(params.target, bind, timers).await?;
+    let mut fresh = TcpConnection::connect(params.target, bind, tls, timers).await?;
     let retry = retry.with_local(fresh.local_addr());
     Ok(final_outcome(fresh.transact(&retry, timers).await?))
 }
@@ -192,7 +201,7 @@ mod tests {
     use sha2::Sha256;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream, UdpSocket};
+    use tokio::net::{TcpListener, UdpSocket};
     use tokio::time::{timeout, Instant};
 
     const WAIT: Duration = Duration::from_secs(5);
@@ -224,6 +233,7 @@ mod tests {
             event: "check-sync;reboot=false",
             credentials: None,
             address_of_record: None,
+            tls: None,
         }
     }
 
@@ -544,7 +554,7 @@ mod tests {
         assert_eq!(ep.stats().received, 0);
     }
 
-    async fn read_tcp_request(stream: &mut TcpStream) -> Option<String> {
+    async fn read_tcp_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<String> {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 2048];
         loop {
@@ -608,6 +618,54 @@ mod tests {
         assert_eq!(outcome, NotifyOutcome::Final(200, "OK".into()));
         let bad = NotifyParams { address_of_record: Some("pbx.example.com\r\nX: y"), ..params };
         assert!(matches!(send_notify(&ep, &bad, &fast_timers()).await, Err(SipError::InvalidInput { .. })));
+    }
+
+    /// A registrar over TLS: the session is set up against the CA given
+    /// (the registrar's certificate names it), the NOTIFY says TLS in its Via
+    /// and Contact; a registrar whose certificate does not carry the name
+    /// the relay is configured by is refused before anything is sent.
+    #[tokio::test]
+    async fn tls_to_a_registrar_checks_its_certificate() {
+        let cert = rcgen::generate_simple_self_signed(vec!["registrar.test".to_string()]).expect("cert");
+        let dir = tempfile::tempdir().expect("dir");
+        let ca = dir.path().join("registrar.pem");
+        std::fs::write(&ca, cert.cert.pem()).expect("write ca");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).expect("key");
+        let server = rustls::ServerConfig::builder_with_provider(crate::crypto::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut tls = acceptor.accept(tcp).await.expect("handshake");
+            let req = read_tcp_request(&mut tls).await.expect("request");
+            assert!(req.starts_with("NOTIFY sip:201@pbx.example.com SIP/2.0\r\n"), "{req}");
+            assert!(header(&req, "Via").unwrap_or("").starts_with("SIP/2.0/TLS 127.0.0.1:"), "{req}");
+            assert!(header(&req, "Contact").unwrap_or("").ends_with(";transport=tls>"), "{req}");
+            tls.write_all(reply(&req, 200, "OK", "").as_bytes()).await.expect("write");
+            tls.flush().await.expect("flush");
+            // The wrong name: the handshake fails on the client's side.
+            let (tcp, _) = listener.accept().await.expect("accept");
+            assert!(acceptor.accept(tcp).await.is_err());
+        });
+        let ep = endpoint().await;
+        let client = crate::sip::TlsClient::new(Some(&ca)).expect("client");
+        let params = NotifyParams {
+            address_of_record: Some("pbx.example.com"),
+            tls: Some((&client, "registrar.test")),
+            ..params(addr, Transport::Tls)
+        };
+        let outcome = send_notify(&ep, &params, &fast_timers()).await.expect("notify over TLS");
+        assert_eq!(outcome, NotifyOutcome::Final(200, "OK".into()));
+        let wrong = NotifyParams { tls: Some((&client, "other.test")), ..params };
+        assert!(matches!(send_notify(&ep, &wrong, &fast_timers()).await, Err(SipError::Tls(_))));
+        task.await.expect("registrar");
+        assert!(crate::sip::TlsClient::new(Some(&dir.path().join("missing.pem"))).is_err());
     }
 
     /// Over TCP the NOTIFY leaves from the address the UDP endpoint is bound

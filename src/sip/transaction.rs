@@ -339,17 +339,48 @@ async fn receive_loop(socket: Arc<UdpSocket>, transactions: Arc<Transactions>) {
     }
 }
 
-/// One TCP connection to a phone; reusable for the authenticated retry.
+/// One TCP (or TLS) connection to a phone or registrar; reusable for the
+/// authenticated retry.
 pub struct TcpConnection {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     local: SocketAddr,
 }
 
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+        }
+    }
+}
+
 impl TcpConnection {
     /// Connects to `target`, from `bind` (an address of ours, any port) when
-    /// given and of the target's family.
-    pub async fn connect(target: SocketAddr, bind: Option<IpAddr>, timers: &Timers) -> Result<Self, SipError> {
+    /// given and of the target's family; with `tls`, TLS on top, the peer's
+    /// certificate checked for the name given.
+    pub async fn connect(
+        target: SocketAddr,
+        bind: Option<IpAddr>,
+        tls: Option<(&super::TlsClient, &str)>,
+        timers: &Timers,
+    ) -> Result<Self, SipError> {
         let wait = timers.tcp_connect.min(timers.timer_f);
         let socket = if target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         if let Some(ip) = bind.filter(|ip| ip.is_ipv4() == target.is_ipv4()) {
@@ -359,6 +390,14 @@ impl TcpConnection {
         // Requests are one small write each: do not let Nagle hold them.
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr()?;
+        let stream = match tls {
+            None => Stream::Plain(stream),
+            Some((client, name)) => {
+                let session =
+                    timeout(wait, client.connect(stream, name)).await.map_err(|_| SipError::ConnectTimeout(target))??;
+                Stream::Tls(Box::new(session))
+            }
+        };
         Ok(TcpConnection { stream, buf: Vec::new(), local })
     }
 
@@ -368,10 +407,13 @@ impl TcpConnection {
 
     /// Whether the phone already closed its side (many answer a 401 and
     /// hang up). Reads nothing that matters: stray bytes are kept for later.
+    /// Over TLS it cannot look without reading records: it says no, and a
+    /// closed connection shows when the retry is sent.
     pub fn peer_has_closed(&mut self) -> bool {
+        let Stream::Plain(stream) = &self.stream else { return false };
         let mut chunk = [0u8; 1024];
         loop {
-            match self.stream.try_read(&mut chunk) {
+            match stream.try_read(&mut chunk) {
                 Ok(0) => return true,
                 Ok(n) => {
                     if self.buf.len() + n > MAX_MESSAGE_LEN {

@@ -567,6 +567,7 @@ crate::e2e!(
     a_domain_wide_change_is_paced,
     pushes_relayed_through_the_registrar,
     a_registrar_relay_needs_the_sip_server,
+    pushes_reach_a_registrar_over_tls,
 );
 
 /// `registrar`: the NOTIFY goes to the registrar (the domain's SIP server,
@@ -610,7 +611,6 @@ async fn pushes_relayed_through_the_registrar() {
     for (body, field) in [
         (json!({"pushbackend": "registrar", "registrarrelay": "bad host"}), "registrarrelay"),
         (json!({"registrartransport": "sctp"}), "registrartransport"),
-        (json!({"registrartransport": "tls"}), "registrartransport"),
         (json!({"pushbackend": "pigeon"}), "pushbackend"),
     ] {
         let (s, v) = srv.put("/api/domain", body.clone()).await;
@@ -630,5 +630,57 @@ async fn a_registrar_relay_needs_the_sip_server() {
     srv.put("/api/handset/2101", json!({"name": "Nowhere"})).await;
     let h = wait_for_push_state(&srv, "2101", "failed", Duration::from_secs(10)).await;
     assert!(h["provisioning"]["lasterror"].as_str().unwrap().contains("no SIP server"), "{}", h["provisioning"]);
+    srv.stop().await;
+}
+
+/// `registrartransport: tls`: the NOTIFY reaches the registrar over TLS,
+/// whose certificate is checked against the operator's CA (`sip_tls_ca`)
+/// for the name the relay is configured by.
+async fn pushes_reach_a_registrar_over_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("registrar-ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registrar = listener.local_addr().unwrap();
+
+    let srv = TestServer::start_with(Backend::Sqlite, |s| {
+        quick_push(s);
+        s.sip_tls_ca = Some(ca.clone());
+    })
+    .await;
+    let (s, v) = srv
+        .put(
+            "/api/domain",
+            json!({"sipserver": "pbx.example.com", "pushbackend": "registrar", "registrarrelay": registrar.to_string(), "registrartransport": "tls"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    phone_handset(&srv, "2102", &a_phone("yealink").mac).await;
+    srv.put("/api/handset/2102", json!({"name": "Over TLS"})).await;
+    let (tcp, from) = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.expect("a connection").unwrap();
+    let mut tls = acceptor.accept(tcp).await.expect("the TLS handshake");
+    let mut buf = vec![0u8; 4096];
+    let mut text = String::new();
+    while !text.contains("\r\n\r\n") {
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let req = Received { text, from };
+    assert_eq!(req.request_line(), "NOTIFY sip:2102@pbx.example.com SIP/2.0", "{}", req.text);
+    assert!(req.header("Via").unwrap().starts_with("SIP/2.0/TLS"), "{}", req.text);
+    tls.write_all(req.response("200 OK", "").as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    wait_for_push_state(&srv, "2102", "sent", Duration::from_secs(5)).await;
     srv.stop().await;
 }
