@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::os::unix::process::CommandExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use autoprov::profiles::{BootAnswer, BootSequence, Profile, Profiles};
