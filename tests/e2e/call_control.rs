@@ -273,7 +273,10 @@ async fn call_actions_reach_a_signed_webhook() {
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"call-hook-secret").unwrap();
         mac.update(format!("{timestamp}.").as_bytes());
         mac.update(&body);
-        assert_eq!(headers["x-autoprov-signature"].to_str().unwrap(), format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+        assert_eq!(
+            headers["x-autoprov-signature"].to_str().unwrap(),
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        );
         assert_eq!(outcome(&srv, "2000", &id).await["state"], "done");
     }
     // The platform refusing it: failed, without its status code.
@@ -319,14 +322,28 @@ async fn direct_call_control_asks_the_phones_own_api() {
     ] {
         let mut phone = phone_http(ip).await;
         handset(&srv, ext, family).await;
-        let (s, v) =
-            srv.put(&format!("/api/handsetstatus/{ext}"), json!({"registrationaddress": format!("{ip}:5060"), "state": "Idle"})).await;
+        let (s, v) = srv
+            .put(&format!("/api/handsetstatus/{ext}"), json!({"registrationaddress": format!("{ip}:5060"), "state": "Idle"}))
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let id = queue(&srv, ext, "callcreate", number).await;
-        let (line, auth) = tokio::time::timeout(Duration::from_secs(5), phone.recv()).await.expect("the phone's request").unwrap();
+        let (line, auth) =
+            tokio::time::timeout(Duration::from_secs(5), phone.recv()).await.expect("the phone's request").unwrap();
         assert_eq!(line, request, "{family}");
         assert_eq!(auth, device_basic_auth(&srv, ext).await, "{family}: the device credentials");
         assert_eq!(outcome(&srv, ext, &id).await["state"], "done", "{family}");
+        if family == "snom" {
+            // Its template makes those credentials the phone's web login,
+            // which command.htm then requires.
+            let store = &srv.running().store;
+            let domain = store.domain_by_name("default").await.unwrap().unwrap();
+            let h = store.handset(domain.id, ext).await.unwrap().unwrap().handset;
+            let mac = h.mac.unwrap();
+            let (s, _, body) = crate::provisioning::http_get(&srv, &format!("{}.xml", mac.lower().to_uppercase()), None).await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            assert!(body.contains(&format!("<http_user perm=\"R\">{}</http_user>", mac.lower())), "{body}");
+            assert!(body.contains(&format!("<http_pass perm=\"R\">{}</http_pass>", h.device_password.expose())), "{body}");
+        }
         // A transfer to a number is not in the API, a supervisor never is.
         on_call(&srv, ext).await;
         let (s, v) = srv.put(&format!("/api/handset/{ext}"), json!({"calltransferblind": "0409123456"})).await;
@@ -354,8 +371,11 @@ async fn direct_call_control_asks_the_phones_own_api() {
 async fn call_control_refusals() {
     let srv = TestServer::start(Backend::Sqlite).await;
     let (hook_addr, _hooks) = hook(Arc::new(AtomicU16::new(200))).await;
-    srv.put("/api/domain", json!({"pushbackend": "webhook", "webhookurl": format!("http://{hook_addr}/hook"), "webhooksecret": "s3cret"}))
-        .await;
+    srv.put(
+        "/api/domain",
+        json!({"pushbackend": "webhook", "webhookurl": format!("http://{hook_addr}/hook"), "webhooksecret": "s3cret"}),
+    )
+    .await;
     handset(&srv, "2000", "yealink").await;
     // Not a dial string.
     for bad in ["04a9", "", &"1".repeat(40), "0409\r\nAction: Originate"] {
@@ -393,13 +413,19 @@ async fn call_control_refusals() {
     // Read-only users read, but do not act.
     srv.add_user("reader@default", "reader-password-1", "readonly", false).await;
     let (s, _) = srv
-        .call(Method::PUT, "/api/handset/2000", ("reader@default", "reader-password-1"), Some(json!({"callcreate": "0409123456"})))
+        .call(
+            Method::PUT,
+            "/api/handset/2000",
+            ("reader@default", "reader-password-1"),
+            Some(json!({"callcreate": "0409123456"})),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // An action of the domain is seen; another domain's, or none, is not.
     let id = queue(&srv, "2000", "callcreate", "0409123456").await;
     assert_eq!(outcome(&srv, "2000", &id).await["state"], "done");
-    let (s, _) = srv.call(Method::GET, &format!("/api/handset/2000/action/{id}"), ("boss@other", "boss-password-123"), None).await;
+    let (s, _) =
+        srv.call(Method::GET, &format!("/api/handset/2000/action/{id}"), ("boss@other", "boss-password-123"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = srv.get("/api/handset/2000/action/0123456789abcdef01234567").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -419,8 +445,21 @@ async fn call_control_refusals() {
     ] {
         let (s, v) = srv.call(method.clone(), path, ADMIN, if method == Method::POST { Some(json!({})) } else { None }).await;
         assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{method} {path}");
-        assert!(v["error"].as_str().unwrap().contains("belong to the voice platform") && v["error"].as_str().unwrap().contains("README, Call control"));
+        assert!(
+            v["error"].as_str().unwrap().contains("belong to the voice platform")
+                && v["error"].as_str().unwrap().contains("README, Call control")
+        );
     }
+    // The OpenAPI document describes the 202, the action's GET and the 501s.
+    let (_, doc) = srv.get("/api/openapi.json").await;
+    let update = &doc["paths"]["/api/handset/{extensionnumber}"]["put"]["responses"];
+    for code in ["202", "409", "429", "501"] {
+        assert!(update[code].is_object(), "Handset Update documents {code}");
+    }
+    assert!(update["202"]["content"]["application/json"]["schema"]["$ref"].as_str().unwrap().ends_with("CallActionJson"));
+    assert!(doc["paths"]["/api/handset/{extensionnumber}/action/{actionid}"]["get"]["responses"]["200"].is_object());
+    assert!(doc["paths"]["/api/call"]["get"]["responses"]["501"].is_object());
+    assert!(doc["components"]["schemas"]["CallActionJson"]["properties"]["state"].is_object());
     srv.stop().await;
 }
 
