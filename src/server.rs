@@ -111,7 +111,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     crate::handset_csv::clear_spool(&spool_dir).map_err(|reason| StartError::Spool { dir: spool_dir.clone(), reason })?;
     let service = Service::new(store.clone())
         .allowing_internal_targets(settings.allow_internal_targets)
-        .with_import_limits(settings.import_limits());
+        .with_import_limits(settings.import_limits())
+        .with_call_control(Arc::new(crate::push::calls::CallControl::new(
+            provisioner.profiles().clone(),
+            settings.allow_internal_targets,
+        )));
     let app = router(ApiState::new(store.clone(), service, urls, &spool_dir), provisioner.clone(), settings.prefix());
     let proxies: Arc<[ipnet::IpNet]> = settings.trusted_proxies.0.clone().into();
     let (stop_workers, stop) = watch::channel(false);

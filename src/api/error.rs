@@ -33,6 +33,8 @@ pub enum ApiError {
     TooManyRequests(Duration),
     #[error("Too many answers naming MACs in use in other domains; try again later")]
     TooManyMacConflicts(Duration),
+    #[error("Too many call actions; try again later")]
+    TooManyCallActions(Duration),
     #[error("{0}")]
     NotImplemented(String),
     /// Busy right now: come back after this long.
@@ -73,6 +75,9 @@ impl From<crate::service::ServiceError> for ApiError {
             ServiceError::TooManyMacConflicts(left) => ApiError::TooManyMacConflicts(left),
             ServiceError::Store(e) => e.into(),
             ServiceError::ImportsBusy(retry) => ApiError::Unavailable(crate::service::import::IMPORTS_BUSY, retry),
+            ServiceError::Conflict(m) => ApiError::Conflict(m),
+            ServiceError::Unsupported(m) => ApiError::NotImplemented(m),
+            ServiceError::TooManyCallActions(left) => ApiError::TooManyCallActions(left),
             ServiceError::File(e) => ApiError::Internal(format!("import file: {e}")),
         }
     }
@@ -109,7 +114,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests(_) | ApiError::TooManyMacConflicts(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::TooManyMacConflicts(_) | ApiError::TooManyCallActions(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -134,7 +141,10 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"autoprov\""));
             }
-            ApiError::TooManyRequests(left) | ApiError::TooManyMacConflicts(left) | ApiError::Unavailable(_, left) => {
+            ApiError::TooManyRequests(left)
+            | ApiError::TooManyMacConflicts(left)
+            | ApiError::TooManyCallActions(left)
+            | ApiError::Unavailable(_, left) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(left.as_secs().max(1)));
             }
             // The rest of the body is not read: the connection cannot carry

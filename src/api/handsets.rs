@@ -102,8 +102,8 @@ impl HandsetJson {
     }
 }
 
-/// Jingl's call-control parameters of Handset Update. We provision phones;
-/// we do not control calls, and say so rather than ignore them.
+/// Jingl's call-control parameters: Handset Update queues them
+/// (`api::calls`); a create that carries one is refused.
 const CALL_CONTROL: &[&str] =
     &["callcreate", "calltransferattended", "calltransferblind", "callmonitor", "callcoach", "callbarge"];
 
@@ -193,20 +193,23 @@ pub async fn select(State(state): State<ApiState>, caller: Caller, Path(ext): Pa
     put,
     path = "/api/handset/{extensionnumber}",
     tag = "handsets",
-    summary = "Handset Update (partial); call-control fields answer 501",
+    summary = "Handset Update (partial); or one call-control parameter alone (callcreate, calltransferblind, calltransferattended: a dial string; callmonitor, callcoach, callbarge: the supervisor's extension), queued: 202 with the action",
     params(ExtensionPath, DomainParam),
     request_body(content = HandsetInput),
-    responses((status = 200, description = "The updated handset", body = HandsetJson), (status = 409, description = "MAC already in use", body = ErrorBody), (status = 413, description = "Body over 64 KiB", body = ErrorBody), (status = 501, description = "Call control is not supported", body = ErrorBody), ErrorResponses)
+    responses((status = 200, description = "The updated handset", body = HandsetJson), (status = 202, description = "Call action queued; GET /api/handset/{extensionnumber}/action/{actionid} shows its outcome", body = super::calls::CallActionJson), (status = 403, description = "Read-only user", body = ErrorBody), (status = 409, description = "MAC already in use; or a transfer while the handset has no call", body = ErrorBody), (status = 413, description = "Body over 64 KiB", body = ErrorBody), (status = 429, description = "Too many call actions by this user (Retry-After)", body = ErrorBody), (status = 501, description = "The domain's relay (pushbackend) or the phone cannot do this call action: why", body = ErrorBody), ErrorResponses)
 )]
 pub async fn update(
     State(state): State<ApiState>,
     caller: Caller,
     Path(ext): Path<String>,
     JsonObject(body): JsonObject,
-) -> ApiResult<Json<HandsetJson>> {
+) -> ApiResult<Response> {
+    if let Some((action, target)) = super::calls::call_control(&body)? {
+        return super::calls::queue(&state, &caller, &ext, action, &target).await;
+    }
     let changes = parse_changes(&body, Some(&ext))?;
     let (view, _) = state.service.update_handset(&caller, &ext, &changes).await?;
-    Ok(Json(HandsetJson::new(&view, &caller)))
+    Ok(Json(HandsetJson::new(&view, &caller)).into_response())
 }
 
 /// Create: a JSON object makes one handset; an array of them (at most
@@ -315,7 +318,7 @@ pub async fn resync(
 fn parse_changes(body: &Map<String, Value>, path_ext: Option<&str>) -> ApiResult<HandsetInput> {
     if let Some(cc) = body.keys().find(|k| CALL_CONTROL.contains(&k.as_str())) {
         return Err(ApiError::NotImplemented(format!(
-            "{cc}: call control is not supported by this provisioning server; send it to the voice platform"
+            "{cc}: call control acts on an existing handset: send it alone in Handset Update (PUT /api/handset/{{extensionnumber}})"
         )));
     }
     let input = HandsetInput::from_object(body.clone()).map_err(|e| ApiError::BadRequest(e.to_string()))?;

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod calls;
 pub mod devices;
 pub mod domain;
 pub mod error;
@@ -65,7 +66,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/handset", get(handsets::search).post(handsets::create))
         .route("/api/handset/{extensionnumber}", get(handsets::select).put(handsets::update).delete(handsets::delete))
         .route("/api/handset/{extensionnumber}/resync", axum::routing::post(handsets::resync))
+        .route("/api/handset/{extensionnumber}/action/{actionid}", get(calls::action))
         .route("/api/handset/import", axum::routing::post(handsets::import))
+        .route("/api/call", axum::routing::any(calls::not_ours))
+        .route("/api/call/{*rest}", axum::routing::any(calls::not_ours))
+        .route("/api/callrecording", axum::routing::any(calls::not_ours))
+        .route("/api/callrecording/{*rest}", axum::routing::any(calls::not_ours))
         .route("/api/handsetstatus", get(status::search))
         .route("/api/handsetstatus/{extensionnumber}", get(status::select).put(status::report))
         .route("/api/registration", axum::routing::post(status::registration))

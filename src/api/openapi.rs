@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, devices, domain, handsets, status};
+use super::{audit, calls, devices, domain, handsets, status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,6 +13,7 @@ use super::{audit, devices, domain, handsets, status};
         handsets::search, handsets::select, handsets::update, handsets::create, handsets::delete, handsets::resync, handsets::import,
         status::search, status::select, status::report, status::registration,
         domain::show, domain::update, domain::rotate_token,
+        calls::action, calls::not_ours,
         audit::list,
         devices::list, devices::claim,
     ),

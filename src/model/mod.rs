@@ -2,6 +2,7 @@
 //! the API, the CLI and (later) the CSV importer all validate through these.
 
 pub mod access;
+pub mod call;
 pub mod device;
 pub mod domain;
 pub mod handset;

@@ -126,6 +126,25 @@ pub struct ModelSpec {
     pub lines: Option<u32>,
 }
 
+/// A family's HTTP remote-control API, as its vendor documents it: the
+/// phone is asked over plain HTTP on port 80 at its registration (else last
+/// fetch) address, proving us with its device credentials.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteControl {
+    /// Where the vendor documents it.
+    pub source: String,
+    /// The GET path and query that make the phone dial; `{number}` is
+    /// replaced by the (validated, URL-encoded) dial string.
+    pub dial: String,
+    /// How the request proves us: `basic` (HTTP Basic with the phone's
+    /// device credentials, which its template provisions as its web login).
+    pub auth: String,
+    /// Why the API cannot transfer the phone's call to a number (the
+    /// 501's words); empty when it can (not yet any family).
+    pub no_transfer: String,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
@@ -175,6 +194,10 @@ pub struct Profile {
     /// codes: IANA name → the vendor's code (`render::LocalTime::vendor_zone`).
     #[serde(default)]
     pub time_zones: BTreeMap<String, String>,
+    /// The phone's own remote-control API (call control on the `direct`
+    /// relay); none where the family has none we could confirm.
+    #[serde(default)]
+    pub remote_control: Option<RemoteControl>,
     #[serde(skip)]
     pub(crate) ua_matchers: Vec<Regex>,
     #[serde(skip)]

@@ -64,24 +64,47 @@ impl AmiRelays {
         endpoint: &str,
         event: &str,
     ) -> Result<(), AmiError> {
+        let variable = format!("Event={event}");
+        let fields = [("Action", "PJSIPNotify"), ("Endpoint", endpoint), ("Variable", variable.as_str())];
+        self.action(&AmiServer { host, port, user, secret }, &fields, None).await.map(|_| ())
+    }
+
+    /// Sends one action (`fields`, `Action` first; the ActionID is ours)
+    /// on the server's kept connection and waits for its response. For a
+    /// list action (`list_complete`: the event that ends the list, as
+    /// `CoreShowChannelsComplete`) the events carrying its ActionID come
+    /// back. Retries once on a fresh connection if the kept one turns out
+    /// to be dead.
+    pub async fn action(
+        &self,
+        server: &AmiServer<'_>,
+        fields: &[(&str, &str)],
+        list_complete: Option<&str>,
+    ) -> Result<Vec<Block>, AmiError> {
+        let AmiServer { host, port, user, secret } = *server;
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             slots.entry((host.to_string(), port, user.to_string())).or_default().clone()
         };
         let mut conn = slot.lock().await;
         let server = format!("{host}:{port}");
-        let action_id = self.next_action.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let action = format!(
-            "Action: PJSIPNotify\r\nActionID: autoprov-{action_id}\r\nEndpoint: {endpoint}\r\nVariable: Event={event}\r\n\r\n"
-        );
+        let action_id = format!("autoprov-{}", self.next_action.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut action = String::new();
+        for (k, v) in fields {
+            action.push_str(&format!("{k}: {v}\r\n"));
+            if *k == "Action" {
+                action.push_str(&format!("ActionID: {action_id}\r\n"));
+            }
+        }
+        action.push_str("\r\n");
         for attempt in 0..2 {
             if conn.is_none() {
                 let addrs = self.targets.resolve(host, port).await?;
                 *conn = Some(login(&addrs, host, port, user, secret).await?);
             }
             let Some(c) = conn.as_mut() else { continue };
-            match tokio::time::timeout(TIMEOUT, exchange(c, &action, &format!("autoprov-{action_id}"))).await {
-                Ok(Ok(Ok(()))) => return Ok(()),
+            match tokio::time::timeout(TIMEOUT, exchange_list(c, &action, &action_id, list_complete)).await {
+                Ok(Ok(Ok(events))) => return Ok(events),
                 Ok(Ok(Err(message))) => return Err(AmiError::Refused(message)),
                 Ok(Err(e)) if attempt == 0 => {
                     tracing::info!(error = %e, "AMI connection lost; reconnecting");
@@ -99,6 +122,23 @@ impl AmiRelays {
         }
         Err(AmiError::NoAnswer { server })
     }
+}
+
+/// An AMI server and the login to use there.
+#[derive(Clone, Copy)]
+pub struct AmiServer<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub secret: &'a Secret,
+}
+
+/// One AMI message: its `Key: value` lines in order.
+pub type Block = Vec<(String, String)>;
+
+/// The value of `name` in `block` (names are case-insensitive).
+pub fn field<'a>(block: &'a Block, name: &str) -> Option<&'a str> {
+    block.iter().find_map(|(k, v)| k.eq_ignore_ascii_case(name).then_some(v.as_str()))
 }
 
 /// Connects to one of `addrs` (`host`'s addresses the target policy
@@ -142,6 +182,34 @@ async fn exchange(conn: &mut Conn, action: &str, action_id: &str) -> std::io::Re
             Some(r) if r.eq_ignore_ascii_case("success") => Ok(()),
             _ => Err(get("Message").unwrap_or("error").to_string()),
         });
+    }
+}
+
+/// As [`exchange`], then for a list action the events with its ActionID
+/// up to the one named `list_complete`.
+async fn exchange_list(
+    conn: &mut Conn,
+    action: &str,
+    action_id: &str,
+    list_complete: Option<&str>,
+) -> std::io::Result<Result<Vec<Block>, String>> {
+    if let Err(message) = exchange(conn, action, action_id).await? {
+        return Ok(Err(message));
+    }
+    let Some(complete) = list_complete else { return Ok(Ok(Vec::new())) };
+    let mut events = Vec::new();
+    loop {
+        let block = read_block(conn).await?;
+        if field(&block, "ActionID") != Some(action_id) {
+            continue;
+        }
+        if field(&block, "Event").is_some_and(|e| e.eq_ignore_ascii_case(complete)) {
+            return Ok(Ok(events));
+        }
+        if events.len() >= 10_000 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "oversized AMI event list"));
+        }
+        events.push(block);
     }
 }
 

@@ -18,6 +18,7 @@
 //! (`ami`) or a signed webhook (`webhook`).
 
 pub mod ami;
+pub mod calls;
 pub mod target;
 pub mod webhook;
 

@@ -66,6 +66,13 @@ impl WebhookRelay {
         Ok(WebhookRelay { client, targets })
     }
 
+    /// The HTTP client (checked resolver, no redirects, 10 s), for other
+    /// requests to hosts the target policy allows (call control's requests
+    /// to phones).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// POSTs `event` (a JSON object) to `url`; any 2xx is success.
     pub async fn post(&self, url: &str, secret: &Secret, event: &serde_json::Value) -> Result<(), WebhookError> {
         // An IP literal is not resolved, so the resolver never sees it.

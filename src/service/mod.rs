@@ -4,6 +4,7 @@
 //! turn their wire formats into these calls and the results back; the
 //! store underneath knows only SQL.
 
+pub mod calls;
 pub mod devices;
 pub mod domains;
 pub mod handsets;
@@ -27,6 +28,9 @@ pub struct Service {
     targets: TargetPolicy,
     /// Imports take turns (see `import_queue`).
     imports: import_queue::ImportQueue,
+    /// Who carries call actions out (`None`: this server does not).
+    calls: Option<std::sync::Arc<crate::push::calls::CallControl>>,
+    call_limiter: calls::CallLimiter,
 }
 
 impl Service {
@@ -38,6 +42,8 @@ impl Service {
             mac_probes: Default::default(),
             targets: TargetPolicy::new(false),
             imports: import_queue::ImportQueue::new(import_queue::ImportLimits::default()),
+            calls: None,
+            call_limiter: Default::default(),
         }
     }
 
@@ -71,6 +77,15 @@ pub enum ServiceError {
     /// As many imports as allowed wait already: come back after this long.
     #[error("{}", import::IMPORTS_BUSY)]
     ImportsBusy(Duration),
+    /// The request conflicts with the handset's state (no call to transfer).
+    #[error("{0}")]
+    Conflict(String),
+    /// Not something this server or the domain's relay can do: why.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Too many call actions by this user: come back after this long.
+    #[error("Too many call actions; try again later")]
+    TooManyCallActions(Duration),
     /// An import's file could not be read.
     #[error("cannot read the file: {0}")]
     File(std::io::Error),

@@ -7,6 +7,7 @@
 //! driver maps no SQLite boolean). Each table has its own module.
 
 pub mod audit;
+pub mod calls;
 pub mod changes;
 pub mod devices;
 pub mod domains;

@@ -94,12 +94,15 @@ async fn update_validates_and_names_fields(b: Backend) {
         (json!({"outgoingcli": "call me"}), StatusCode::BAD_REQUEST, "outgoingcli"),
         (json!({"extensionnumber": "201"}), StatusCode::BAD_REQUEST, "extensionnumber"),
         (json!({"colour": "red"}), StatusCode::BAD_REQUEST, "colour"),
+        // Call control (tests/e2e/call_control.rs): a phone of no known
+        // family on the direct relay, no call, no such supervisor, and an
+        // action with other fields.
         (json!({"callcreate": "0409123456"}), StatusCode::NOT_IMPLEMENTED, "callcreate"),
-        (json!({"calltransferattended": "1"}), StatusCode::NOT_IMPLEMENTED, "calltransferattended"),
-        (json!({"calltransferblind": "1"}), StatusCode::NOT_IMPLEMENTED, "calltransferblind"),
-        (json!({"callmonitor": "1"}), StatusCode::NOT_IMPLEMENTED, "callmonitor"),
-        (json!({"callcoach": "1"}), StatusCode::NOT_IMPLEMENTED, "callcoach"),
-        (json!({"callbarge": "1", "name": "x"}), StatusCode::NOT_IMPLEMENTED, "callbarge"),
+        (json!({"calltransferattended": "1"}), StatusCode::CONFLICT, "calltransferattended"),
+        (json!({"calltransferblind": "1"}), StatusCode::CONFLICT, "calltransferblind"),
+        (json!({"callmonitor": "1"}), StatusCode::NOT_FOUND, "Supervisor"),
+        (json!({"callcoach": "04a9!"}), StatusCode::BAD_REQUEST, "callcoach"),
+        (json!({"callbarge": "1", "name": "x"}), StatusCode::BAD_REQUEST, "callbarge"),
     ];
     for (body, want, word) in cases {
         let (s, v) = srv.put("/api/handset/200", body.clone()).await;

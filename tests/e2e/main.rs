@@ -18,6 +18,7 @@ mod api_handsets;
 mod api_status_domain;
 mod binary;
 mod browser;
+mod call_control;
 mod claim;
 mod cli;
 mod csv;

@@ -1,0 +1,491 @@
+//! Call control (issue 14): Handset Update's call-control parameters reach
+//! what can do them. An Asterisk manager peer speaking the real protocol
+//! gets `Originate` / `Redirect` / `Atxfer` / `ChanSpy` actions; a webhook
+//! gets the signed action; on the direct relay a TCP peer standing in for
+//! the phone gets its vendor's remote-control request. Every refusal is
+//! answered with its status.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::harness::{Backend, TestServer, ADMIN};
+use crate::provisioning::phone as a_phone;
+
+type Block = HashMap<String, String>;
+
+/// An Asterisk manager: logs in with `secret`, records every other action,
+/// answers `CoreShowChannels` with the handset 2000 bridged to a trunk (as
+/// Asterisk 18+ lists them), and every other action with Success, or with
+/// an Error while `fail` is set.
+async fn asterisk(secret: &'static str, fail: Arc<AtomicBool>) -> (SocketAddr, UnboundedReceiver<Block>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (tx, fail) = (tx.clone(), fail.clone());
+            tokio::spawn(async move {
+                let mut conn = BufReader::new(stream);
+                conn.get_mut().write_all(b"Asterisk Call Manager/7.0.3\r\n").await.unwrap();
+                loop {
+                    let mut block = Block::new();
+                    loop {
+                        let mut line = String::new();
+                        if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            block.insert(k.trim().to_string(), v.trim().to_string());
+                        }
+                    }
+                    if block.is_empty() {
+                        continue;
+                    }
+                    let id = block.get("ActionID").cloned().unwrap_or_default();
+                    let action = block.get("Action").cloned().unwrap_or_default();
+                    let reply = match action.as_str() {
+                        "Login" if block.get("Secret").map(String::as_str) == Some(secret) => {
+                            format!("Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\nEvent: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n")
+                        }
+                        "Login" => format!("Response: Error\r\nActionID: {id}\r\nMessage: Authentication failed\r\n\r\n"),
+                        "CoreShowChannels" => {
+                            let _ = tx.send(block.clone());
+                            let channel = |name: &str, num: &str, connected: &str, bridge: &str| {
+                                format!(
+                                    "Event: CoreShowChannel\r\nActionID: {id}\r\nChannel: {name}\r\nChannelState: 6\r\nChannelStateDesc: Up\r\n\
+                                     CallerIDNum: {num}\r\nCallerIDName: <unknown>\r\nConnectedLineNum: {connected}\r\nConnectedLineName: <unknown>\r\n\
+                                     Language: en\r\nAccountCode: \r\nContext: from-internal\r\nExten: \r\nPriority: 1\r\nUniqueid: 1700000000.{num}\r\n\
+                                     Linkedid: 1700000000.1\r\nApplication: Dial\r\nApplicationData: \r\nDuration: 00:01:02\r\nBridgeId: {bridge}\r\n\r\n"
+                                )
+                            };
+                            format!(
+                                "Response: Success\r\nActionID: {id}\r\nEventList: start\r\nMessage: Channels will follow\r\n\r\n{}{}{}\
+                                 Event: CoreShowChannelsComplete\r\nActionID: {id}\r\nEventList: Complete\r\nListItems: 3\r\n\r\n",
+                                channel("PJSIP/20001-00000007", "20001", "", ""),
+                                channel("PJSIP/2000-0000002a", "2000", "0409123456", "6a1b7c3e-bridge"),
+                                channel("PJSIP/trunk-0000002b", "0409123456", "2000", "6a1b7c3e-bridge"),
+                            )
+                        }
+                        _ => {
+                            let _ = tx.send(block.clone());
+                            if fail.load(Ordering::SeqCst) {
+                                format!("Response: Error\r\nActionID: {id}\r\nMessage: Originate failed\r\n\r\n")
+                            } else {
+                                format!("Response: Success\r\nActionID: {id}\r\nMessage: Originate successfully queued\r\n\r\n")
+                            }
+                        }
+                    };
+                    conn.get_mut().write_all(reply.as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+async fn next(rx: &mut UnboundedReceiver<Block>) -> Block {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("an AMI action").unwrap()
+}
+
+fn fields(block: &Block, names: &[&str]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        names.iter().map(|n| (n.to_string(), block.get(*n).cloned().unwrap_or_else(|| "<missing>".into()))).collect();
+    out.sort();
+    out
+}
+
+fn expect(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    out.sort();
+    out
+}
+
+/// PUTs one call-control parameter: the 202's action id.
+async fn queue(srv: &TestServer, ext: &str, field: &str, target: &str) -> String {
+    let (s, v) = srv.put(&format!("/api/handset/{ext}"), json!({ field: target })).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{field}: {v}");
+    assert_eq!((v["action"].as_str(), v["state"].as_str(), v["target"].as_str()), (Some(field), Some("queued"), Some(target)));
+    v["actionid"].as_str().unwrap().to_string()
+}
+
+/// Waits for the action to end; its last `GET`.
+async fn outcome(srv: &TestServer, ext: &str, id: &str) -> Value {
+    crate::harness::eventually("the call action to end", Duration::from_secs(10), || async {
+        let (s, v) = srv.get(&format!("/api/handset/{ext}/action/{id}")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        matches!(v["state"].as_str(), Some("done" | "failed")).then_some(v)
+    })
+    .await
+}
+
+async fn handset(srv: &TestServer, ext: &str, family: &str) {
+    let p = a_phone(family);
+    srv.create_handset(json!({"extensionnumber": ext, "name": "Desk", "mac": format!("{}{}", &p.mac[..10], &ext[ext.len() - 2..]), "model": p.model})).await;
+}
+
+async fn on_call(srv: &TestServer, ext: &str) {
+    let (s, v) = srv.put(&format!("/api/handsetstatus/{ext}"), json!({"state": "OnCall"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+crate::e2e!(
+    each_call_action_reaches_asterisk_as_its_manager_action,
+    call_actions_reach_a_signed_webhook,
+    direct_call_control_asks_the_phones_own_api,
+    call_control_refusals,
+    call_actions_are_limited_per_user,
+);
+
+async fn each_call_action_reaches_asterisk_as_its_manager_action() {
+    let fail = Arc::new(AtomicBool::new(false));
+    let (ami, mut actions) = asterisk("ami-secret-2", fail.clone()).await;
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let (s, d) = srv
+        .put("/api/domain", json!({"pushbackend": "ami", "amihost": "127.0.0.1", "amiport": ami.port(), "amiuser": "autoprov", "amisecret": "ami-secret-2"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    handset(&srv, "2000", "yealink").await;
+    handset(&srv, "2001", "yealink").await;
+
+    // callcreate: the handset's channel rings, then dials the number.
+    let id = queue(&srv, "2000", "callcreate", "0409123456").await;
+    let block = next(&mut actions).await;
+    assert_eq!(
+        fields(&block, &["Action", "Channel", "Exten", "Context", "Priority", "Async", "CallerID"]),
+        expect(&[
+            ("Action", "Originate"),
+            ("Channel", "PJSIP/2000"),
+            ("Exten", "0409123456"),
+            ("Context", "from-internal"),
+            ("Priority", "1"),
+            ("Async", "true"),
+            ("CallerID", "0409123456")
+        ])
+    );
+    assert!(block.get("ActionID").is_some_and(|a| a.starts_with("autoprov-")));
+    let v = outcome(&srv, "2000", &id).await;
+    assert_eq!((v["state"].as_str(), v["error"].as_str(), v["actor"].as_str()), (Some("done"), Some(""), Some(ADMIN.0)));
+
+    // Transfers find the handset's channel and the one bridged with it.
+    on_call(&srv, "2000").await;
+    let id = queue(&srv, "2000", "calltransferblind", "0299998888").await;
+    assert_eq!(next(&mut actions).await.get("Action").map(String::as_str), Some("CoreShowChannels"));
+    assert_eq!(
+        fields(&next(&mut actions).await, &["Action", "Channel", "Exten", "Context", "Priority"]),
+        expect(&[
+            ("Action", "Redirect"),
+            ("Channel", "PJSIP/trunk-0000002b"),
+            ("Exten", "0299998888"),
+            ("Context", "from-internal"),
+            ("Priority", "1")
+        ])
+    );
+    assert_eq!(outcome(&srv, "2000", &id).await["state"], "done");
+    let id = queue(&srv, "2000", "calltransferattended", "2005").await;
+    assert_eq!(next(&mut actions).await.get("Action").map(String::as_str), Some("CoreShowChannels"));
+    assert_eq!(
+        fields(&next(&mut actions).await, &["Action", "Channel", "Exten", "Context"]),
+        expect(&[("Action", "Atxfer"), ("Channel", "PJSIP/2000-0000002a"), ("Exten", "2005"), ("Context", "from-internal")])
+    );
+    assert_eq!(outcome(&srv, "2000", &id).await["state"], "done");
+
+    // The supervisor's phone is called into ChanSpy on the handset's channel.
+    for (field, options) in [("callmonitor", "qE"), ("callcoach", "qwE"), ("callbarge", "qBE")] {
+        let id = queue(&srv, "2000", field, "2001").await;
+        assert_eq!(
+            fields(&next(&mut actions).await, &["Action", "Channel", "Application", "Data", "Async"]),
+            expect(&[
+                ("Action", "Originate"),
+                ("Channel", "PJSIP/2001"),
+                ("Application", "ChanSpy"),
+                ("Data", &format!("PJSIP/2000,{options}")),
+                ("Async", "true")
+            ]),
+            "{field}"
+        );
+        assert_eq!(outcome(&srv, "2000", &id).await["state"], "done", "{field}");
+    }
+
+    // Asterisk's refusal is the action's error, in its words.
+    fail.store(true, Ordering::SeqCst);
+    let id = queue(&srv, "2000", "callcreate", "0409123456").await;
+    next(&mut actions).await;
+    let v = outcome(&srv, "2000", &id).await;
+    assert_eq!((v["state"].as_str(), v["error"].as_str()), (Some("failed"), Some("AMI Originate: Originate failed")), "{v}");
+    srv.stop().await;
+}
+
+/// A webhook receiver answering `status`: what it got.
+async fn hook(status: Arc<AtomicU16>) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, Vec<u8>)>) {
+    use axum::http::HeaderMap;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(HeaderMap, Vec<u8>)>();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let (tx, status) = (tx.clone(), status.clone());
+            async move {
+                let _ = tx.send((headers, body.to_vec()));
+                axum::http::StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, rx)
+}
+
+async fn call_actions_reach_a_signed_webhook() {
+    use hmac::{Hmac, Mac};
+    let status = Arc::new(AtomicU16::new(200));
+    let (hook_addr, mut hooks) = hook(status.clone()).await;
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let (s, d) = srv
+        .put(
+            "/api/domain",
+            json!({"pushbackend": "webhook", "webhookurl": format!("http://{hook_addr}/hook"), "webhooksecret": "call-hook-secret"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    handset(&srv, "2000", "snom").await;
+    handset(&srv, "2001", "snom").await;
+    for (field, key, target) in [("callcreate", "number", "+61409123456"), ("callbarge", "supervisor", "2001")] {
+        let id = queue(&srv, "2000", field, target).await;
+        let (headers, body) = tokio::time::timeout(Duration::from_secs(5), hooks.recv()).await.expect("a webhook call").unwrap();
+        let event: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            event,
+            json!({"type": "callcontrol", "action": field, "domain": "default", "extensionnumber": "2000", key: target, "actionid": id})
+        );
+        let timestamp = headers["x-autoprov-timestamp"].to_str().unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"call-hook-secret").unwrap();
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(&body);
+        assert_eq!(
+            headers["x-autoprov-signature"].to_str().unwrap(),
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        );
+        assert_eq!(outcome(&srv, "2000", &id).await["state"], "done");
+    }
+    // The platform refusing it: failed, without its status code.
+    status.store(503, Ordering::SeqCst);
+    let id = queue(&srv, "2000", "callcreate", "0409123456").await;
+    let v = outcome(&srv, "2000", &id).await;
+    assert_eq!(v["state"], "failed");
+    assert!(v["error"].as_str().unwrap().contains("not taken"), "{v}");
+    srv.stop().await;
+}
+
+/// A phone's HTTP server on `ip`:80: the request line and Authorization of
+/// each request.
+async fn phone_http(ip: &str) -> tokio::sync::mpsc::UnboundedReceiver<(String, String)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let tx = tx.clone();
+        async move {
+            let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let _ = tx.send((format!("{} {}", req.method(), req.uri()), auth));
+            "OK"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind((ip, 80)).await.expect("port 80 on a loopback address (tests run as root)");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    rx
+}
+
+async fn device_basic_auth(srv: &TestServer, ext: &str) -> String {
+    use base64::Engine;
+    let store = &srv.running().store;
+    let domain = store.domain_by_name("default").await.unwrap().unwrap();
+    let h = store.handset(domain.id, ext).await.unwrap().unwrap().handset;
+    let pair = format!("{}:{}", h.mac.unwrap().lower(), h.device_password.expose());
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+}
+
+async fn direct_call_control_asks_the_phones_own_api() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    for (ext, family, ip, number, request) in [
+        ("2000", "yealink", "127.77.0.1", "+61409123456", "GET /servlet?key=number=%2B61409123456"),
+        ("2100", "snom", "127.77.0.2", "*97#1", "GET /command.htm?number=%2A97%231"),
+    ] {
+        let mut phone = phone_http(ip).await;
+        handset(&srv, ext, family).await;
+        let (s, v) = srv
+            .put(&format!("/api/handsetstatus/{ext}"), json!({"registrationaddress": format!("{ip}:5060"), "state": "Idle"}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let id = queue(&srv, ext, "callcreate", number).await;
+        let (line, auth) =
+            tokio::time::timeout(Duration::from_secs(5), phone.recv()).await.expect("the phone's request").unwrap();
+        assert_eq!(line, request, "{family}");
+        assert_eq!(auth, device_basic_auth(&srv, ext).await, "{family}: the device credentials");
+        assert_eq!(outcome(&srv, ext, &id).await["state"], "done", "{family}");
+        if family == "snom" {
+            // Its template makes those credentials the phone's web login,
+            // which command.htm then requires.
+            let store = &srv.running().store;
+            let domain = store.domain_by_name("default").await.unwrap().unwrap();
+            let h = store.handset(domain.id, ext).await.unwrap().unwrap().handset;
+            let mac = h.mac.unwrap();
+            let (s, _, body) = crate::provisioning::http_get(&srv, &format!("{}.xml", mac.lower().to_uppercase()), None).await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            assert!(body.contains(&format!("<http_user perm=\"R\">{}</http_user>", mac.lower())), "{body}");
+            assert!(body.contains(&format!("<http_pass perm=\"R\">{}</http_pass>", h.device_password.expose())), "{body}");
+        }
+        // A transfer to a number is not in the API, a supervisor never is.
+        on_call(&srv, ext).await;
+        let (s, v) = srv.put(&format!("/api/handset/{ext}"), json!({"calltransferblind": "0409123456"})).await;
+        assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("cannot name the number"), "{v}");
+        let (s, v) = srv.put(&format!("/api/handset/{ext}"), json!({"callmonitor": "2000"})).await;
+        assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("callmonitor needs the platform"), "{v}");
+    }
+    // A family without a remote-control API.
+    handset(&srv, "2200", "polycom").await;
+    srv.put("/api/handsetstatus/2200", json!({"registrationaddress": "127.77.0.3:5060"})).await;
+    let (s, v) = srv.put("/api/handset/2200", json!({"callcreate": "0409123456"})).await;
+    assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("no remote-control API"), "{v}");
+    // Through the registrar: not supported, and said why.
+    let (s, d) = srv.put("/api/domain", json!({"pushbackend": "registrar", "sipserver": "sip.example.com"})).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    let (s, v) = srv.put("/api/handset/2000", json!({"callcreate": "0409123456"})).await;
+    assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("registrar relay is not supported"), "{v}");
+    srv.stop().await;
+}
+
+async fn call_control_refusals() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let (hook_addr, _hooks) = hook(Arc::new(AtomicU16::new(200))).await;
+    srv.put(
+        "/api/domain",
+        json!({"pushbackend": "webhook", "webhookurl": format!("http://{hook_addr}/hook"), "webhooksecret": "s3cret"}),
+    )
+    .await;
+    handset(&srv, "2000", "yealink").await;
+    // Not a dial string.
+    for bad in ["04a9", "", &"1".repeat(40), "0409\r\nAction: Originate"] {
+        let (s, v) = srv.put("/api/handset/2000", json!({ "callcreate": bad })).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad:?}: {v}");
+        assert!(v["error"].as_str().unwrap().starts_with("callcreate: must be a dial string"), "{v}");
+    }
+    let (s, _) = srv.put("/api/handset/2000", json!({ "callcreate": 409123456 })).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a number, not a string");
+    // Supervisors: of another domain, or nobody, look the same.
+    srv.add_user("boss@other", "boss-password-123", "admin", false).await;
+    let (s, v) = srv
+        .call(Method::POST, "/api/handset", ("boss@other", "boss-password-123"), Some(json!({"extensionnumber": "2999"})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, elsewhere) = srv.put("/api/handset/2000", json!({"callmonitor": "2999"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, nowhere) = srv.put("/api/handset/2000", json!({"callmonitor": "2998"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(elsewhere, nowhere, "no hint that 2999 exists elsewhere");
+    let (s, _) = srv.put("/api/handset/4242", json!({"callcreate": "0409123456"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "an unknown handset");
+    // No call to transfer.
+    for field in ["calltransferblind", "calltransferattended"] {
+        let (s, v) = srv.put("/api/handset/2000", json!({ field: "0409123456" })).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("no call to transfer"), "{v}");
+    }
+    // One action at a time, and nothing else with it.
+    for body in [json!({"callcreate": "1", "callbarge": "2000"}), json!({"callcreate": "1", "name": "x"})] {
+        let (s, v) = srv.put("/api/handset/2000", body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("must be the only field"), "{v}");
+    }
+    // Read-only users read, but do not act.
+    srv.add_user("reader@default", "reader-password-1", "readonly", false).await;
+    let (s, _) = srv
+        .call(
+            Method::PUT,
+            "/api/handset/2000",
+            ("reader@default", "reader-password-1"),
+            Some(json!({"callcreate": "0409123456"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // An action of the domain is seen; another domain's, or none, is not.
+    let id = queue(&srv, "2000", "callcreate", "0409123456").await;
+    assert_eq!(outcome(&srv, "2000", &id).await["state"], "done");
+    let (s, _) =
+        srv.call(Method::GET, &format!("/api/handset/2000/action/{id}"), ("boss@other", "boss-password-123"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = srv.get("/api/handset/2000/action/0123456789abcdef01234567").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Audited: who, what, the number.
+    let (_, audit) = srv.get("/api/audit").await;
+    let row = audit.as_array().unwrap().iter().find(|r| r["action"] == "callcreate").expect("an audit row");
+    assert_eq!(row["actor"], ADMIN.0);
+    assert_eq!(row["extensionnumber"], "2000");
+    assert!(row["fields"].as_str().unwrap().contains("target:0409123456"), "{row}");
+    // Jingl's call pages belong to the platform.
+    for (method, path) in [
+        (Method::GET, "/api/call"),
+        (Method::GET, "/api/call/1234"),
+        (Method::POST, "/api/call"),
+        (Method::GET, "/api/callrecording"),
+        (Method::GET, "/api/callrecording/1234"),
+    ] {
+        let (s, v) = srv.call(method.clone(), path, ADMIN, if method == Method::POST { Some(json!({})) } else { None }).await;
+        assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{method} {path}");
+        assert!(
+            v["error"].as_str().unwrap().contains("belong to the voice platform")
+                && v["error"].as_str().unwrap().contains("README, Call control")
+        );
+    }
+    // The OpenAPI document describes the 202, the action's GET and the 501s.
+    let (_, doc) = srv.get("/api/openapi.json").await;
+    let update = &doc["paths"]["/api/handset/{extensionnumber}"]["put"]["responses"];
+    for code in ["202", "409", "429", "501"] {
+        assert!(update[code].is_object(), "Handset Update documents {code}");
+    }
+    assert!(update["202"]["content"]["application/json"]["schema"]["$ref"].as_str().unwrap().ends_with("CallActionJson"));
+    assert!(doc["paths"]["/api/handset/{extensionnumber}/action/{actionid}"]["get"]["responses"]["200"].is_object());
+    assert!(doc["paths"]["/api/call"]["get"]["responses"]["501"].is_object());
+    assert!(doc["components"]["schemas"]["CallActionJson"]["properties"]["state"].is_object());
+    srv.stop().await;
+}
+
+async fn call_actions_are_limited_per_user() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    handset(&srv, "2000", "yealink").await;
+    for _ in 0..30 {
+        let (s, _) = srv.put("/api/handset/2000", json!({"callcreate": "04a9"})).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+    let resp = srv
+        .client
+        .put(srv.url("/api/handset/2000"))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .json(&json!({"callcreate": "0409123456"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Another user has a limit of their own.
+    srv.add_user("second@default", "second-password-1", "admin", false).await;
+    let (s, _) = srv
+        .call(Method::PUT, "/api/handset/2000", ("second@default", "second-password-1"), Some(json!({"callcreate": "04a9"})))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    srv.stop().await;
+}
