@@ -63,6 +63,9 @@ super::paging::paged_query! {
     pub struct StatusSearchParams {
         /// Prefix of the extension.
         extensionnumber: Option<String>,
+        /// Only handsets in this state: Idle, OnCall, Ringing, Calling, OnHold or Unavailable (a handset the
+        /// platform and its phone have told nothing is Unavailable).
+        state: Option<String>,
     }
 }
 
@@ -77,9 +80,10 @@ super::paging::paged_query! {
 pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<StatusJson>>> {
     let p: StatusSearchParams = query(&uri)?;
     let limit = paging::max_results(p.maxresults.as_deref())?;
+    let state_filter = p.state.as_deref().filter(|s| !s.is_empty()).map(CallState::parse).transpose()?;
     let filter = HandsetFilter { extension_prefix: p.extensionnumber.filter(|s| !s.is_empty()), ..Default::default() };
-    let views =
-        state.store.search_handsets(caller.domain_id, &filter, p.afterid.as_deref().filter(|s| !s.is_empty()), limit).await?;
+    let after = p.afterid.as_deref().filter(|s| !s.is_empty());
+    let views = state.store.search_handsets_in_state(caller.domain_id, &filter, state_filter, after, limit).await?;
     Ok(Json(views.iter().map(StatusJson::from).collect()))
 }
 
