@@ -29,9 +29,12 @@ both_backends!(
 const CALL_ID: &str = "a1b2@192.168.1.5";
 const REMOTE: &str = "0409123456";
 
-/// One family's rows of event-keys.tsv: our event → (vendor key, call-id
-/// variable or none, other-party variable).
-fn event_keys() -> BTreeMap<String, BTreeMap<String, (String, Option<String>, String)>> {
+/// One event's row: (vendor key, call-id variable or none, other-party
+/// variable).
+type EventRow = (String, Option<String>, String);
+
+/// event-keys.tsv: family → our event → its row.
+fn event_keys() -> BTreeMap<String, BTreeMap<String, EventRow>> {
     let mut out: BTreeMap<String, BTreeMap<_, _>> = BTreeMap::new();
     for (line, c) in crate::fixtures::tsv("event-keys.tsv") {
         assert!(c.len() >= 6, "event-keys.tsv line {line}: a short row");
@@ -65,7 +68,7 @@ async fn provision(srv: &TestServer, p: &Phone) -> BTreeMap<String, String> {
 /// vendor's variables replaced as the phone does (verbatim).
 fn as_phone_calls(
     urls: &BTreeMap<String, String>,
-    keys: &BTreeMap<String, (String, Option<String>, String)>,
+    keys: &BTreeMap<String, EventRow>,
     event: &str,
     call_id: &str,
 ) -> Option<String> {
@@ -167,9 +170,7 @@ async fn every_family_reports_a_call_through_its_action_urls(b: Backend) {
 }
 
 /// The Yealink phone's action URLs with its token, and the token.
-async fn yealink_urls(
-    srv: &TestServer,
-) -> (BTreeMap<String, (String, Option<String>, String)>, BTreeMap<String, String>, String) {
+async fn yealink_urls(srv: &TestServer) -> (BTreeMap<String, EventRow>, BTreeMap<String, String>, String) {
     let keys = event_keys().remove("yealink").expect("yealink rows");
     let urls = provision(srv, phone("yealink")).await;
     let ringing = &urls[&keys["ringing"].0];
@@ -214,7 +215,7 @@ async fn late_events_are_ignored_and_forged_ones_refused(b: Backend) {
     assert_eq!(call(&srv, &unknown).await, StatusCode::BAD_REQUEST, "an unknown event");
     let long = format!("{ringing}&pad={}", "x".repeat(2100));
     assert_eq!(call(&srv, &long).await, StatusCode::BAD_REQUEST, "an overlong query");
-    let resp = srv.client.post(&ringing.replace("/ringing?", "/ended?")).send().await.unwrap();
+    let resp = srv.client.post(ringing.replace("/ringing?", "/ended?")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "phones that POST are heard too");
     let resp = srv.client.delete(&ringing).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -257,7 +258,7 @@ async fn status_search_filters_by_state(b: Backend) {
     };
     let (s, v) = srv.get("/api/handsetstatus?state=OnCall").await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(exts(&v), [ext.clone()]);
+    assert_eq!(exts(&v), std::slice::from_ref(&ext));
     assert_eq!(v[0]["state"], "OnCall");
     let (s, v) = srv.get("/api/handsetstatus?state=Unavailable").await;
     assert_eq!(s, StatusCode::OK, "{v}");
