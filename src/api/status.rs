@@ -33,6 +33,10 @@ pub struct StatusJson {
     pub registereduntil: String,
     /// The User-Agent the phone registered with.
     pub useragent: String,
+    /// Do-not-disturb as the phone last reported it (its action URLs).
+    pub dnd: bool,
+    /// Call forwarding as the phone last reported it (its action URLs).
+    pub forward: bool,
 }
 
 fn status_json(ext: &str, s: &HandsetStatus) -> StatusJson {
@@ -49,6 +53,8 @@ fn status_json(ext: &str, s: &HandsetStatus) -> StatusJson {
         registered: s.registered(crate::store::now_ms()),
         registereduntil: (s.registered_until > 0).then(|| crate::model::rfc3339(s.registered_until)).unwrap_or_default(),
         useragent: s.user_agent.clone(),
+        dnd: s.call.dnd,
+        forward: s.call.forward,
     }
 }
 

@@ -156,9 +156,16 @@ async fn every_family_reports_a_call_through_its_action_urls(b: Backend) {
         assert_eq!(v["calldirection"], "Outbound", "{family}");
         assert_eq!(call(&srv, &url("ended", second).unwrap()).await, StatusCode::OK);
         expect(&srv, ext, &what("ended"), "Idle", "idle").await;
-        for flag in ["dnd-on", "dnd-off", "forward-on", "forward-off"] {
+        for (flag, field, on) in [
+            ("dnd-on", "dnd", true),
+            ("dnd-off", "dnd", false),
+            ("forward-on", "forward", true),
+            ("forward-off", "forward", false),
+        ] {
             if let Some(u) = url(flag, "") {
                 assert_eq!(call(&srv, &u).await, StatusCode::OK, "{family} {flag}");
+                let v = expect(&srv, ext, &what(flag), "Idle", "idle").await;
+                assert_eq!(v[field], on, "{family} {flag}: {v}");
             }
         }
         if let Some(u) = url("unregistered", "") {
