@@ -16,11 +16,67 @@ use super::{audit, calls, devices, domain, handsets, status};
         calls::action, calls::not_ours,
         audit::list,
         devices::list, devices::claim,
+        phone_event, phone_event_post,
     ),
     modifiers(&BasicAuth),
     security(("basic" = []))
 )]
 pub struct ApiDoc;
+
+/// Phones report their calls (served by the phones' front end,
+/// `provision::http`, on the HTTP and HTTPS listeners; described here so
+/// the document has all of it). Each handset's config names these URLs
+/// with its own event token and the vendor's variables in the query.
+#[utoipa::path(
+    get,
+    path = "/ev/{eventtoken}/{event}",
+    tag = "phone events",
+    summary = "A phone reports an event of its own (its action URL)",
+    description = "Called by the phone, not by API clients: HTTP or HTTPS, no Basic auth; the secret is the handset's \
+event token in the path (drawn anew when its MAC changes). Events: registered, unregistered, ringing (incoming), \
+calling (outgoing), established, held, resumed, ended, dnd-on, dnd-off, forward-on, forward-off. Each updates Handset \
+Status and Handset Select's status text; an event of a call already ended, or of an earlier stage than its call \
+reached (ringing after established), is ignored and still answered 200. A wrong or missing token is 404 and counts \
+as a scan-guard miss (a source with too many distinct misses is banned: 403).",
+    params(
+        ("eventtoken" = String, Path, description = "The handset's event token (24 letters and digits)"),
+        ("event" = String, Path, description = "registered, unregistered, ringing, calling, established, held, resumed, ended, dnd-on, dnd-off, forward-on or forward-off"),
+        ("callid" = Option<String>, Query, description = "The phone's call id (the vendor's variable, substituted by the phone); events without one are ordered by arrival"),
+        ("remote" = Option<String>, Query, description = "The other party: a SIP URI (its user part is kept) or a number; at most 64 printable characters"),
+    ),
+    responses(
+        (status = 200, description = "Taken (or ignored as late); empty body"),
+        (status = 400, description = "Unknown event, or a query over 2 KiB"),
+        (status = 403, description = "The source is banned by the scan guard and proved nothing"),
+        (status = 404, description = "No handset has this event token (or none was given)"),
+    ),
+    security(())
+)]
+#[allow(dead_code)]
+fn phone_event() {}
+
+/// The same, for phones that POST their action URLs (the body is ignored).
+#[utoipa::path(
+    post,
+    path = "/ev/{eventtoken}/{event}",
+    tag = "phone events",
+    summary = "A phone reports an event of its own (POST; as GET)",
+    params(
+        ("eventtoken" = String, Path, description = "The handset's event token"),
+        ("event" = String, Path, description = "As for GET"),
+        ("callid" = Option<String>, Query, description = "As for GET"),
+        ("remote" = Option<String>, Query, description = "As for GET"),
+    ),
+    responses(
+        (status = 200, description = "Taken (or ignored as late); empty body"),
+        (status = 400, description = "Unknown event, or a query over 2 KiB"),
+        (status = 403, description = "Banned source"),
+        (status = 404, description = "Unknown or missing event token"),
+    ),
+    security(())
+)]
+#[allow(dead_code)]
+fn phone_event_post() {}
 
 struct BasicAuth;
 

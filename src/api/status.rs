@@ -33,6 +33,10 @@ pub struct StatusJson {
     pub registereduntil: String,
     /// The User-Agent the phone registered with.
     pub useragent: String,
+    /// Do-not-disturb as the phone last reported it (its action URLs).
+    pub dnd: bool,
+    /// Call forwarding as the phone last reported it (its action URLs).
+    pub forward: bool,
 }
 
 fn status_json(ext: &str, s: &HandsetStatus) -> StatusJson {
@@ -49,6 +53,8 @@ fn status_json(ext: &str, s: &HandsetStatus) -> StatusJson {
         registered: s.registered(crate::store::now_ms()),
         registereduntil: (s.registered_until > 0).then(|| crate::model::rfc3339(s.registered_until)).unwrap_or_default(),
         useragent: s.user_agent.clone(),
+        dnd: s.call.dnd,
+        forward: s.call.forward,
     }
 }
 
@@ -63,6 +69,9 @@ super::paging::paged_query! {
     pub struct StatusSearchParams {
         /// Prefix of the extension.
         extensionnumber: Option<String>,
+        /// Only handsets in this state: Idle, OnCall, Ringing, Calling, OnHold or Unavailable (a handset the
+        /// platform and its phone have told nothing is Unavailable).
+        state: Option<String>,
     }
 }
 
@@ -77,9 +86,10 @@ super::paging::paged_query! {
 pub async fn search(State(state): State<ApiState>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Json<Vec<StatusJson>>> {
     let p: StatusSearchParams = query(&uri)?;
     let limit = paging::max_results(p.maxresults.as_deref())?;
+    let state_filter = p.state.as_deref().filter(|s| !s.is_empty()).map(CallState::parse).transpose()?;
     let filter = HandsetFilter { extension_prefix: p.extensionnumber.filter(|s| !s.is_empty()), ..Default::default() };
-    let views =
-        state.store.search_handsets(caller.domain_id, &filter, p.afterid.as_deref().filter(|s| !s.is_empty()), limit).await?;
+    let after = p.afterid.as_deref().filter(|s| !s.is_empty());
+    let views = state.store.search_handsets_in_state(caller.domain_id, &filter, state_filter, after, limit).await?;
     Ok(Json(views.iter().map(StatusJson::from).collect()))
 }
 

@@ -33,6 +33,8 @@ pub enum Miss<'a> {
     Credentials(Mac),
     /// A name no phone sends (a path, control characters, …).
     Name(&'a str),
+    /// An event token no handset has (a phone's action URL, `/ev/<token>/…`).
+    EventToken(&'a str),
 }
 
 pub struct ScanGuard {

@@ -76,6 +76,15 @@ pub fn new_device_password() -> Secret {
     Secret::generate(DEVICE_PASSWORD_LEN)
 }
 
+/// The length of a handset's event token.
+pub const EVENT_TOKEN_LEN: usize = 24;
+
+/// A fresh event token (letters and digits: it sits in a URL path and in
+/// every vendor's config format verbatim).
+pub fn new_event_token() -> Secret {
+    Secret::generate(EVENT_TOKEN_LEN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

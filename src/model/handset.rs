@@ -85,6 +85,10 @@ pub struct Handset {
     /// and may fetch with later (user: its MAC). Drawn anew when the MAC
     /// changes, so a replaced phone's credentials open nothing.
     pub device_password: Secret,
+    /// The secret in the action URLs the phone calls to report its calls
+    /// (`/ev/<event_token>/<event>`). Not the SIP password nor the device
+    /// credentials; drawn anew when the MAC changes, like them. Never logged.
+    pub event_token: Secret,
     /// The phone's own IANA time zone; `""` for its domain's.
     pub timezone: String,
 }
@@ -254,6 +258,7 @@ impl HandsetInput {
         set(&mut changed, "timezone", &mut h.timezone, &self.timezone);
         if changed.contains(&"mac") {
             h.device_password = super::access::new_device_password();
+            h.event_token = super::access::new_event_token();
         }
         if changed.iter().any(|f| HandsetField::parse(f).is_some_and(HandsetField::is_config)) {
             h.revision += 1;
@@ -284,6 +289,7 @@ impl NewHandset {
             revision: 1,
             settings: f.settings.unwrap_or_default(),
             device_password: super::access::new_device_password(),
+            event_token: super::access::new_event_token(),
             timezone: f.timezone.unwrap_or_default(),
         })
     }
@@ -409,8 +415,11 @@ mod tests {
         assert_eq!(first.expose().len(), crate::model::access::DEVICE_PASSWORD_LEN);
         HandsetInput { name: Some("Desk".into()), ..Default::default() }.apply(&mut h);
         assert_eq!(h.device_password, first, "only a MAC change draws new credentials");
+        let first_token = h.event_token.clone();
         HandsetInput { mac: Some(Some("001565aabbcc".parse().unwrap())), ..Default::default() }.apply(&mut h);
         assert_ne!(h.device_password, first);
+        assert_ne!(h.event_token, first_token, "a new MAC gets a new event token");
+        assert_eq!(h.event_token.expose().len(), crate::model::access::EVENT_TOKEN_LEN);
     }
 
     #[test]

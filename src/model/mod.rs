@@ -21,7 +21,7 @@ pub use handset::{Handset, HandsetField, HandsetInput, NewHandset};
 pub use mac::Mac;
 pub use push::PushState;
 pub use secret::Secret;
-pub use status::{CallDirection, CallState, HandsetStatus, Transport};
+pub use status::{CallDirection, CallState, HandsetStatus, PhoneEvent, PhoneReport, Transport};
 pub use user::{ApiUser, Role};
 
 /// Unix milliseconds (how times are stored) as `2026-11-26T20:43:58Z`.

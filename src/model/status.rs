@@ -91,6 +91,166 @@ pub struct HandsetStatus {
     /// reported; 0 when it is not registered (or no registrar reports).
     pub registered_until: i64,
     pub updated_at: i64,
+    /// What the phone's own events need for their order (see
+    /// [`HandsetStatus::apply_event`]).
+    pub call: CallTrack,
+}
+
+/// The phone's current call as its events tell it, and what ordering them
+/// needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallTrack {
+    /// The call id the phone names the current call by (`""`: none, or a
+    /// family whose events carry no call id).
+    pub call_id: String,
+    /// How far the current call got: 0 none, 1 ringing/calling,
+    /// 2 established (held and resumed stay at 2).
+    pub stage: i64,
+    /// When the call was established (Unix ms; 0 before): the duration
+    /// counts from here.
+    pub started_at: i64,
+    /// When the last event was received (Unix ms).
+    pub event_at: i64,
+    /// Ids of recently ended calls, newest first (at most
+    /// [`ENDED_CALLS_KEPT`]): a late event of one of them is ignored.
+    pub ended: Vec<String>,
+    pub dnd: bool,
+    pub forward: bool,
+}
+
+/// How many ended call ids are remembered per handset.
+pub const ENDED_CALLS_KEPT: usize = 8;
+
+/// An event a phone reports through its action URL, by our names (the
+/// profiles map each family's keys to these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PhoneEvent {
+    Registered,
+    Unregistered,
+    /// An incoming call rings.
+    Ringing,
+    /// An outgoing call is being placed.
+    Calling,
+    Established,
+    Held,
+    Resumed,
+    Ended,
+    DndOn,
+    DndOff,
+    ForwardOn,
+    ForwardOff,
+}
+
+impl PhoneEvent {
+    pub const ALL: &'static [PhoneEvent] = &[
+        PhoneEvent::Registered,
+        PhoneEvent::Unregistered,
+        PhoneEvent::Ringing,
+        PhoneEvent::Calling,
+        PhoneEvent::Established,
+        PhoneEvent::Held,
+        PhoneEvent::Resumed,
+        PhoneEvent::Ended,
+        PhoneEvent::DndOn,
+        PhoneEvent::DndOff,
+        PhoneEvent::ForwardOn,
+        PhoneEvent::ForwardOff,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhoneEvent::Registered => "registered",
+            PhoneEvent::Unregistered => "unregistered",
+            PhoneEvent::Ringing => "ringing",
+            PhoneEvent::Calling => "calling",
+            PhoneEvent::Established => "established",
+            PhoneEvent::Held => "held",
+            PhoneEvent::Resumed => "resumed",
+            PhoneEvent::Ended => "ended",
+            PhoneEvent::DndOn => "dnd-on",
+            PhoneEvent::DndOff => "dnd-off",
+            PhoneEvent::ForwardOn => "forward-on",
+            PhoneEvent::ForwardOff => "forward-off",
+        }
+    }
+
+    /// Our name (exactly, as the URLs we provision spell it).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|e| e.as_str() == s)
+    }
+
+    /// Whether the event is about a call (its URL carries the call id and
+    /// the other party).
+    pub fn is_call(self) -> bool {
+        self.stage().is_some()
+    }
+
+    /// The stage a call event brings its call to (ended: 3).
+    fn stage(self) -> Option<i64> {
+        match self {
+            PhoneEvent::Ringing | PhoneEvent::Calling => Some(1),
+            PhoneEvent::Established | PhoneEvent::Held | PhoneEvent::Resumed => Some(2),
+            PhoneEvent::Ended => Some(3),
+            _ => None,
+        }
+    }
+}
+
+/// One event as a phone reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhoneReport {
+    pub event: PhoneEvent,
+    /// The phone's call id (`""` when its family sends none).
+    pub call_id: String,
+    /// The other party: the user part of a SIP URI, or a number (`""`
+    /// when not sent).
+    pub remote: String,
+    /// Whether the other party is an extension of the handset's own domain.
+    pub internal: bool,
+    /// When we received it (Unix ms).
+    pub at: i64,
+}
+
+/// The longest call id kept.
+pub const CALL_ID_MAX: usize = 128;
+/// The longest other party kept.
+pub const REMOTE_MAX: usize = 64;
+
+/// The other party as a phone's variable gives it: `sip:0409@host`,
+/// `"Name" <sip:0409@host;user=phone>`, `tel:+441234`, or a bare number.
+/// Returns its user part, at most [`REMOTE_MAX`] printable characters;
+/// `""` for nothing usable (an unsubstituted `$variable` included).
+pub fn clean_remote(raw: &str) -> String {
+    let mut s = raw.trim();
+    if let (Some(open), Some(close)) = (s.find('<'), s.rfind('>')) {
+        if open < close {
+            s = &s[open + 1..close];
+        }
+    }
+    for scheme in ["sips:", "sip:", "tel:"] {
+        if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            s = &s[scheme.len()..];
+            break;
+        }
+    }
+    let user = s.split(['@', ';', '?']).next().unwrap_or_default().trim();
+    if user.contains('$')
+        || user.chars().count() > REMOTE_MAX
+        || user.chars().any(|c| c.is_control() || !c.is_ascii_graphic() && c != ' ')
+    {
+        return String::new();
+    }
+    user.to_string()
+}
+
+/// The phone's call id: printable ASCII, at most [`CALL_ID_MAX`]; `""`
+/// for nothing usable (an unsubstituted `$variable` included).
+pub fn clean_call_id(raw: &str) -> String {
+    let s = raw.trim();
+    if s.is_empty() || s.len() > CALL_ID_MAX || s.contains('$') || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return String::new();
+    }
+    s.to_string()
 }
 
 impl Default for HandsetStatus {
@@ -106,6 +266,7 @@ impl Default for HandsetStatus {
             user_agent: String::new(),
             registered_until: 0,
             updated_at: 0,
+            call: CallTrack::default(),
         }
     }
 }
@@ -157,6 +318,109 @@ impl HandsetStatus {
         self
     }
 
+    /// What a phone's own event makes of this status, and whether it
+    /// changed anything (an event that arrives too late is ignored).
+    ///
+    /// Order comes from the phone's call id and our receive order: an
+    /// event of a call already ended, or of a stage below the one its call
+    /// reached (`ringing` after `established`), is ignored; held and
+    /// resumed follow receive order. A call id other than the current
+    /// call's starts tracking that call instead: a phone reports the call
+    /// its user is busy with now, so the newest active one is shown (the
+    /// older one comes back with its next event, e.g. `resumed`), except
+    /// that the end of a call that is not the current one only remembers
+    /// it as ended. Families whose events carry no call id (`""`) are
+    /// ordered by receive order alone.
+    pub fn apply_event(mut self, r: &PhoneReport) -> (Self, bool) {
+        let Some(stage) = r.event.stage() else {
+            match r.event {
+                PhoneEvent::Registered if self.state == CallState::Unavailable => self.state = CallState::Idle,
+                PhoneEvent::Registered => {}
+                PhoneEvent::Unregistered => {
+                    self.end_call(None);
+                    self.state = CallState::Unavailable;
+                }
+                PhoneEvent::DndOn | PhoneEvent::DndOff => self.call.dnd = r.event == PhoneEvent::DndOn,
+                _ => self.call.forward = r.event == PhoneEvent::ForwardOn,
+            }
+            self.call.event_at = r.at;
+            return (self, true);
+        };
+        if !r.call_id.is_empty() && self.call.ended.contains(&r.call_id) {
+            return (self, false);
+        }
+        let current = self.call.stage > 0 && (r.call_id.is_empty() || r.call_id == self.call.call_id);
+        if current && stage < self.call.stage {
+            return (self, false);
+        }
+        self.call.event_at = r.at;
+        if r.event == PhoneEvent::Ended {
+            if current || self.call.stage == 0 || r.call_id.is_empty() {
+                self.end_call(Some(&r.call_id));
+            } else {
+                remember_ended(&mut self.call.ended, &r.call_id);
+            }
+            return (self, true);
+        }
+        if !current {
+            // A new call (or one we had not heard of): it is the one shown.
+            self.call.call_id = r.call_id.clone();
+            self.call.stage = 0;
+            self.call.started_at = 0;
+            self.calldirection = CallDirection::Unknown;
+            self.otherpartyphonenumber.clear();
+        }
+        if !r.remote.is_empty() {
+            self.otherpartyphonenumber = r.remote.clone();
+        }
+        let direction = |d| if r.internal { CallDirection::Internal } else { d };
+        match r.event {
+            PhoneEvent::Ringing => {
+                self.state = CallState::Ringing;
+                self.calldirection = direction(CallDirection::Inbound);
+            }
+            PhoneEvent::Calling => {
+                self.state = CallState::Calling;
+                self.calldirection = direction(CallDirection::Outbound);
+            }
+            PhoneEvent::Held => self.state = CallState::OnHold,
+            _ => self.state = CallState::OnCall,
+        }
+        if stage == 2 && self.call.started_at == 0 {
+            self.call.started_at = r.at;
+        }
+        self.call.stage = self.call.stage.max(stage);
+        (self, true)
+    }
+
+    /// Back to idle, remembering `call_id` (if any) as ended.
+    fn end_call(&mut self, call_id: Option<&str>) {
+        let id = call_id.filter(|c| !c.is_empty()).map(str::to_string).unwrap_or_else(|| self.call.call_id.clone());
+        if !id.is_empty() {
+            remember_ended(&mut self.call.ended, &id);
+        }
+        self.call.call_id.clear();
+        self.call.stage = 0;
+        self.call.started_at = 0;
+        if self.state != CallState::Unavailable {
+            self.state = CallState::Idle;
+        }
+        self.calldirection = CallDirection::Unknown;
+        self.calldurationseconds = 0;
+        self.otherpartyphonenumber.clear();
+    }
+
+    /// The call's duration at `now_ms`: counted from its establishment
+    /// while on a call (or on hold), else what was reported.
+    pub fn duration_at(&self, now_ms: i64) -> i64 {
+        match self.state {
+            CallState::OnCall | CallState::OnHold if self.call.started_at > 0 => {
+                (now_ms.saturating_sub(self.call.started_at) / 1000).max(0)
+            }
+            _ => self.calldurationseconds,
+        }
+    }
+
     /// The IP part of the registration address, `""` when unknown.
     pub fn registration_ip(&self) -> String {
         self.registration.map(|a| a.ip().to_string()).unwrap_or_default()
@@ -165,6 +429,12 @@ impl HandsetStatus {
     pub fn registration_address(&self) -> String {
         self.registration.map(|a| a.to_string()).unwrap_or_default()
     }
+}
+
+fn remember_ended(ended: &mut Vec<String>, id: &str) {
+    ended.retain(|e| e != id);
+    ended.insert(0, id.to_string());
+    ended.truncate(ENDED_CALLS_KEPT);
 }
 
 /// A registrar's report: the phone whose address of record is
@@ -258,6 +528,89 @@ mod tests {
         assert_eq!(on_call.state, CallState::OnCall, "a refresh leaves the call alone");
         let down = up.registered_as(&Registration { expires_s: 0, ..report }, 3_000);
         assert_eq!((down.state, down.registration, down.registered(3_000)), (CallState::Unavailable, None, false));
+    }
+
+    fn report(event: &str, call_id: &str, at: i64) -> PhoneReport {
+        PhoneReport {
+            event: PhoneEvent::parse(event).unwrap(),
+            call_id: call_id.into(),
+            remote: clean_remote("sip:0409123456@pbx.example.com;user=phone"),
+            internal: false,
+            at,
+        }
+    }
+
+    fn apply(s: HandsetStatus, event: &str, call_id: &str, at: i64) -> (HandsetStatus, bool) {
+        s.apply_event(&report(event, call_id, at))
+    }
+
+    #[test]
+    fn a_call_goes_through_its_states() {
+        let (s, _) = apply(HandsetStatus::default(), "registered", "", 1_000);
+        assert_eq!(s.state, CallState::Idle);
+        let (s, _) = apply(s, "ringing", "c1", 2_000);
+        assert_eq!(
+            (s.state, s.calldirection, s.summary().as_str()),
+            (CallState::Ringing, CallDirection::Inbound, "ringing from 0409123456")
+        );
+        let (s, _) = apply(s, "established", "c1", 3_000);
+        assert_eq!((s.state, s.summary().as_str()), (CallState::OnCall, "connected to 0409123456"));
+        assert_eq!(s.duration_at(10_500), 7);
+        let (s, _) = apply(s, "held", "c1", 4_000);
+        assert_eq!(s.state, CallState::OnHold);
+        let (s, _) = apply(s, "resumed", "c1", 5_000);
+        assert_eq!(s.state, CallState::OnCall);
+        let (s, changed) = apply(s, "ringing", "c1", 6_000);
+        assert!(!changed, "a late ringing is ignored");
+        assert_eq!(s.state, CallState::OnCall);
+        let (s, _) = apply(s, "ended", "c1", 7_000);
+        assert_eq!((s.state, s.summary().as_str(), s.duration_at(8_000)), (CallState::Idle, "idle", 0));
+        let (s, changed) = apply(s, "established", "c1", 8_000);
+        assert!(!changed, "an ended call stays ended");
+        assert_eq!(s.state, CallState::Idle);
+        let (s, _) = apply(s, "unregistered", "", 9_000);
+        assert_eq!(s.state, CallState::Unavailable);
+    }
+
+    #[test]
+    fn out_of_order_and_other_calls() {
+        let idle = apply(HandsetStatus::default(), "registered", "", 1).0;
+        // The end overtakes the establishment of the same call.
+        let (s, _) = apply(idle.clone(), "calling", "c2", 2);
+        assert_eq!((s.state, s.calldirection), (CallState::Calling, CallDirection::Outbound));
+        let (s, _) = apply(s, "ended", "c2", 3);
+        let (s, changed) = apply(s, "established", "c2", 4);
+        assert!(!changed);
+        assert_eq!(s.state, CallState::Idle);
+        // A second call while on the first: the newest is shown; the end of
+        // the first only remembers it.
+        let (s, _) = apply(idle, "established", "a", 10);
+        let (s, _) = apply(s, "ringing", "b", 11);
+        assert_eq!((s.state, s.call.call_id.as_str()), (CallState::Ringing, "b"));
+        let (s, _) = apply(s, "ended", "a", 12);
+        assert_eq!(s.state, CallState::Ringing);
+        let (s, changed) = apply(s, "resumed", "a", 13);
+        assert!(!changed, "a is over");
+        assert_eq!(s.state, CallState::Ringing);
+        // DND and forward are flags beside the call.
+        let (s, _) = apply(s, "dnd-on", "", 14);
+        let (s, _) = apply(s, "forward-on", "", 15);
+        assert!(s.call.dnd && s.call.forward && s.state == CallState::Ringing);
+    }
+
+    #[test]
+    fn remote_parties_are_cleaned() {
+        assert_eq!(clean_remote("sip:0409@host"), "0409");
+        assert_eq!(clean_remote("\"Bob\" <sips:201@pbx:5061;transport=tls>"), "201");
+        assert_eq!(clean_remote("tel:+441632960000"), "+441632960000");
+        assert_eq!(clean_remote("0409123456"), "0409123456");
+        assert_eq!(clean_remote("$remote"), "");
+        assert_eq!(clean_remote("$$REMOTENUMBER$$"), "");
+        assert_eq!(clean_remote(&"9".repeat(65)), "");
+        assert_eq!(clean_remote("12\u{7}3"), "");
+        assert_eq!(clean_call_id("a1b2@192.168.1.5"), "a1b2@192.168.1.5");
+        assert_eq!(clean_call_id("$call_id"), "");
+        assert_eq!(clean_call_id(&"x".repeat(129)), "");
     }
 
     #[test]

@@ -198,6 +198,9 @@ pub struct Profile {
     /// relay); none where the family has none we could confirm.
     #[serde(default)]
     pub remote_control: Option<RemoteControl>,
+    /// How the family's phones report their calls: the action-URL keys
+    /// per event and the vendor's variables, or `none` with the reason.
+    pub events: crate::render::EventKeys,
     #[serde(skip)]
     pub(crate) ua_matchers: Vec<Regex>,
     #[serde(skip)]
@@ -217,7 +220,12 @@ impl Profile {
 
     /// What its templates need to know of the family.
     pub fn vendor(&self) -> crate::render::Vendor<'_> {
-        crate::render::Vendor { format: self.format, notify_event: &self.notify_event, time_zones: &self.time_zones }
+        crate::render::Vendor {
+            format: self.format,
+            events: &self.events,
+            notify_event: &self.notify_event,
+            time_zones: &self.time_zones,
+        }
     }
 
     /// The key set for a phone with `firmware` (if known) and `model`: the
@@ -422,6 +430,7 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
     }
     p.cert_mac_patterns = device_cert::compile(source, &p.device_cert_macs)?;
     check_boot(&p).map_err(err)?;
+    p.events.check().map_err(err)?;
     for v in &mut p.variants {
         if let Some(pattern) = &v.firmware {
             v.firmware_matcher = Some(Regex::new(pattern).map_err(|e| err(format!("variants.{}: firmware: {e}", v.name)))?);

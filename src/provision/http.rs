@@ -34,14 +34,17 @@ async fn serve_file(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    if method != Method::GET && method != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "Method not allowed\n").into_response();
-    }
     let path = uri.path();
     let (raw, prefix) = match front.prefix.as_deref() {
         Some(p) if path.starts_with(p) && path[p.len()..].starts_with('/') => (&path[p.len() + 1..], p),
         _ => (path.strip_prefix('/').unwrap_or(path), ""),
     };
+    if let Some(rest) = raw.strip_prefix("ev/") {
+        return phone_event(&front.provisioner, &client, &method, rest, uri.query().unwrap_or("")).await;
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")], "Method not allowed\n").into_response();
+    }
     let (token, raw) = names::split_token(raw);
     let Ok(file) = percent_encoding::percent_decode_str(raw).decode_utf8() else {
         return refusal_response(&front.provisioner, Refusal::BadName("file name is not UTF-8"));
@@ -72,6 +75,26 @@ async fn serve_file(
         Ok(served) => file_response(&method, &headers, served),
         Err(refusal) => refusal_response(&front.provisioner, refusal),
     }
+}
+
+/// A phone's event: `GET` or `POST` of `ev/<event_token>/<event>` (the
+/// rest of the path after `ev/`), answered 200 with an empty body; 404 for a
+/// missing or unknown token, 400 for an unknown event or an overlong query,
+/// 403 for a banned source that proves nothing.
+async fn phone_event(provisioner: &Provisioner, client: &ClientInfo, method: &Method, rest: &str, query: &str) -> Response {
+    if method != Method::GET && method != Method::POST {
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, POST")], "Method not allowed\n").into_response();
+    }
+    // A missing token (`ev/ringing`, `ev//ringing`) is an empty one.
+    let (token, event) = rest.split_once('/').unwrap_or(("", rest));
+    let status = match provisioner.phone_event(client.ip, token, event, query).await {
+        Ok(()) => StatusCode::OK,
+        Err(Refusal::BadName(_)) => StatusCode::BAD_REQUEST,
+        Err(Refusal::NotFound(_)) => StatusCode::NOT_FOUND,
+        Err(Refusal::Banned | Refusal::Forbidden(_)) => StatusCode::FORBIDDEN,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, [(header::CACHE_CONTROL, "no-store")], Body::empty()).into_response()
 }
 
 /// Where the phone reached us: the `Host` header (already checked to be an

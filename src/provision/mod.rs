@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod device_auth;
+pub mod events;
 pub mod http;
 pub mod names;
 pub mod recorder;
@@ -424,6 +425,7 @@ impl Provisioner {
             masked = crate::model::Handset {
                 password: Secret::new(MASKED_PASSWORD),
                 device_password: Secret::new(MASKED_PASSWORD),
+                event_token: Secret::new(MASKED_PASSWORD),
                 ..handset.clone()
             };
             &masked
@@ -431,6 +433,12 @@ impl Provisioner {
             handset
         };
         let base_url = self.config_url(root, Some(domain.access.token.expose()));
+        // Action URLs are HTTP(S): a phone told to come back over TFTP (no
+        // HTTPS listener of ours it could use) is given none.
+        let events_base = match root.starts_with("tftp:") {
+            true => String::new(),
+            false => format!("{root}ev/{}/", handset.event_token.expose()),
+        };
         let firmware = id.user_agent.as_ref().map(|u| u.firmware.as_str()).or(reported_firmware.as_deref());
         let variant = id.profile.variant(firmware, &model);
         render::render_phone(
@@ -440,6 +448,7 @@ impl Provisioner {
             domain,
             (&model, variant),
             &base_url,
+            &events_base,
             self.resync,
             &settings,
         )

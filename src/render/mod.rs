@@ -58,6 +58,10 @@ pub struct PhoneContext<'a> {
     /// Extra vendor settings (domain < model < handset), validated for the
     /// vendor's format.
     pub settings: &'a [(String, String)],
+    /// The family's action-URL keys, each with the URL of ours the phone
+    /// calls on that event (profile `[events]`; empty for a family that has
+    /// none): `(vendor key, URL)`, the URL with the vendor's variables in it.
+    pub events: &'a [(String, String)],
 }
 
 /// Everything a common (per-family or per-model) file may use: the phone
@@ -90,10 +94,78 @@ pub enum Format {
     Xml,
 }
 
+/// How a family's phones report their calls (profile `[events]`): the
+/// config key the template writes for each of our event names
+/// (`model::PhoneEvent`), and the vendor's spelling of the variables the
+/// phone substitutes in the URL; or `none`, why the family has no such keys.
+#[derive(Clone, Debug, Default, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EventKeys {
+    /// Why the family reports no events (with the source checked).
+    #[serde(default)]
+    pub none: Option<String>,
+    /// `callid` and `remote`: the vendor's variables for the call id and
+    /// the other party (a family without a call id leaves `callid` out).
+    #[serde(default)]
+    pub url_variables: std::collections::BTreeMap<String, String>,
+    /// Our event name → the vendor's config key.
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, String>,
+}
+
+impl EventKeys {
+    /// `(vendor key, URL)` for each event, under `base` (ending in `/`, as
+    /// `https://prov.example.com/ev/<token>/`; `""`: none), in our event order. Call
+    /// events carry the vendor's variables as `callid` and `remote`.
+    pub fn urls(&self, base: &str) -> Vec<(String, String)> {
+        if base.is_empty() {
+            return Vec::new();
+        }
+        crate::model::PhoneEvent::ALL
+            .iter()
+            .filter_map(|e| {
+                let key = self.keys.get(e.as_str())?;
+                let mut url = format!("{base}{}", e.as_str());
+                if e.is_call() {
+                    let vars: Vec<String> = ["callid", "remote"]
+                        .iter()
+                        .filter_map(|name| self.url_variables.get(*name).map(|v| format!("{name}={v}")))
+                        .collect();
+                    if !vars.is_empty() {
+                        url = format!("{url}?{}", vars.join("&"));
+                    }
+                }
+                Some((key.clone(), url))
+            })
+            .collect()
+    }
+
+    /// What is wrong with the table, if anything (checked at profile load).
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.none, self.keys.is_empty()) {
+            (Some(_), false) => return Err("events: `none` and `keys` exclude each other".into()),
+            (None, true) => return Err("events: give `keys` (and `url_variables`), or `none` with the reason".into()),
+            _ => {}
+        }
+        if let Some(bad) = self.keys.keys().find(|k| crate::model::PhoneEvent::parse(k).is_none()) {
+            return Err(format!("events: unknown event {bad:?}"));
+        }
+        if let Some(bad) = self.url_variables.keys().find(|k| !matches!(k.as_str(), "callid" | "remote")) {
+            return Err(format!("events: url_variables: {bad:?} is neither callid nor remote"));
+        }
+        if let Some((k, _)) = self.keys.iter().find(|(_, v)| v.trim().is_empty() || v.contains(['\n', '\r', '<', '>', '&'])) {
+            return Err(format!("events: the key of {k:?} must be a plain config key"));
+        }
+        Ok(())
+    }
+}
+
 /// What a template needs to know of its vendor family.
 #[derive(Clone, Copy, Debug)]
 pub struct Vendor<'a> {
     pub format: Format,
+    /// How its phones report their calls.
+    pub events: &'a EventKeys,
     /// The resync NOTIFY event the family's phones accept.
     pub notify_event: &'a str,
     /// The family's own time-zone codes (profile `time_zones`).
@@ -127,9 +199,11 @@ pub fn render_phone(
     domain: &Domain,
     (model, variant): (&str, &str),
     base_url: &str,
+    events_base: &str,
     resync: ResyncPolicy,
     settings: &[(String, String)],
 ) -> Result<String, RenderError> {
+    let events = vendor.events.urls(events_base);
     let mac = handset.mac.map(|m| (m.lower(), m.upper())).unwrap_or_default();
     // XML names cannot hold spaces: such keys (Fanvil's) are not for XML
     // vendors, and are skipped rather than written broken.
@@ -169,6 +243,7 @@ pub fn render_phone(
         device_password: handset.device_password.expose(),
         notify_event: vendor.notify_event,
         settings,
+        events: &events,
     };
     match templates::render_phone(template, &c) {
         Some(r) => r.map_err(|e| RenderError::Template { name: template.into(), reason: e.to_string() }),

@@ -94,7 +94,7 @@ const FAILED: &str = "p.state IN ('failed', 'no-target')";
 macro_rules! handset_columns {
     () => {
         "h.id, h.domain_id, h.extensionnumber, h.name, h.password, h.location, h.outgoingcli, h.recording, h.notes, \
-         h.mac, h.model, h.revision, h.settings, h.prov_password, h.timezone"
+         h.mac, h.model, h.revision, h.settings, h.prov_password, h.timezone, h.event_token"
     };
 }
 pub(crate) use handset_columns;
@@ -104,6 +104,7 @@ const SELECT_VIEW: &str = concat!(
     handset_columns!(),
     ", s.state, s.calldirection, s.calldurationseconds, \
     s.otherpartyphonenumber, s.app, s.registration_address, s.registration_transport, s.user_agent, s.registered_until, s.updated_at AS status_updated_at, \
+    s.call_id, s.call_stage, s.call_started_at, s.event_at, s.ended_calls, s.dnd, s.forward, \
     dv.last_seen AS fetched_at, dv.revision AS fetched_revision, dv.model AS device_model, dv.firmware AS device_firmware, \
     p.state AS push_state, p.last_push_at, p.last_error AS push_error \
     FROM handset h LEFT JOIN handset_status s ON s.handset_id = h.id \
@@ -130,6 +131,7 @@ pub(crate) fn handset_from_row(row: &AnyRow) -> Result<Handset> {
         revision: row.try_get("revision")?,
         settings: settings::from_text(&row.try_get::<String, _>("settings")?).map_err(StoreError::Corrupt)?,
         device_password: Secret::new(row.try_get::<String, _>("prov_password")?),
+        event_token: Secret::new(row.try_get::<String, _>("event_token")?),
         // NULL (a row from before the column) is the domain's zone too.
         timezone: row.try_get::<Option<String>, _>("timezone")?.unwrap_or_default(),
     })
@@ -186,6 +188,19 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<HandsetView>> {
+        self.search_handsets_in_state(domain_id, filter, None, after, limit).await
+    }
+
+    /// [`Store::search_handsets`], only handsets in `state` (a handset
+    /// without a status row is `Unavailable`).
+    pub async fn search_handsets_in_state(
+        &self,
+        domain_id: i64,
+        filter: &HandsetFilter,
+        state: Option<crate::model::CallState>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<HandsetView>> {
         let mut sql = format!("{SELECT_VIEW} WHERE h.domain_id = $1");
         let mut binds: Vec<String> = Vec::new();
         let mut bind = |sql: &mut String, clause: &str, value: String| {
@@ -216,6 +231,9 @@ impl Store {
                 ProvisioningState::Failed => format!(" AND NOT ({APPLIED}) AND {FAILED}"),
                 ProvisioningState::Pending => format!(" AND NOT ({APPLIED}) AND (p.state IS NULL OR NOT {FAILED})"),
             });
+        }
+        if let Some(state) = state {
+            bind(&mut sql, " AND COALESCE(s.state, 'Unavailable') = $?", state.as_str().to_string());
         }
         if let Some(after) = after {
             bind(&mut sql, " AND h.extensionnumber > $?", after.to_string());
@@ -366,8 +384,8 @@ async fn insert_new(tx: &mut Transaction<'_, Any>, domain_id: i64, new: NewHands
     let row = bind_columns(
         sqlx::query(
             "INSERT INTO handset (name, password, location, outgoingcli, recording, notes, mac, model, revision, settings, \
-             prov_password, timezone, domain_id, extensionnumber, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING id",
+             prov_password, timezone, event_token, domain_id, extensionnumber, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) RETURNING id",
         ),
         &h,
     )
@@ -542,8 +560,8 @@ async fn apply_changes(
         bind_columns(
             sqlx::query(
                 "UPDATE handset SET name = $1, password = $2, location = $3, outgoingcli = $4, recording = $5, notes = $6, \
-                 mac = $7, model = $8, revision = $9, settings = $10, prov_password = $11, timezone = $12, updated_at = $13 \
-                 WHERE id = $14",
+                 mac = $7, model = $8, revision = $9, settings = $10, prov_password = $11, timezone = $12, event_token = $13, \
+                 updated_at = $14 WHERE id = $15",
             ),
             &h,
         )
@@ -565,7 +583,7 @@ async fn apply_changes(
     Ok((h, changed, config_changed))
 }
 
-/// Binds $1…$12: the columns a handset's create and update both write.
+/// Binds $1…$13: the columns a handset's create and update both write.
 fn bind_columns<'q>(
     q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     h: &'q Handset,
@@ -582,6 +600,7 @@ fn bind_columns<'q>(
         .bind(settings::to_text(&h.settings))
         .bind(h.device_password.expose())
         .bind(h.timezone.as_str())
+        .bind(h.event_token.expose())
 }
 
 /// Takes the handset's row lock, then reads the row.

@@ -6,7 +6,14 @@ use sqlx::Row;
 
 use super::{audit, now_ms, Actor, Result, Store, StoreError};
 use crate::model::status::parse_registration_address;
-use crate::model::{CallDirection, CallState, HandsetStatus, Transport};
+use crate::model::status::CallTrack;
+use crate::model::{CallDirection, CallState, HandsetStatus, PhoneReport, Transport};
+
+/// The `handset_status` columns [`status_from_row`] reads (the table as `s`
+/// is not needed: the names are unique in the joins that use them).
+pub(crate) const STATUS_COLUMNS: &str = "state, calldirection, calldurationseconds, otherpartyphonenumber, app, \
+    registration_address, registration_transport, user_agent, registered_until, updated_at AS status_updated_at, \
+    call_id, call_stage, call_started_at, event_at, ended_calls, dnd, forward";
 
 /// Reads the status columns of a `handset LEFT JOIN handset_status` row.
 pub(crate) fn status_from_row(row: &AnyRow) -> Result<HandsetStatus> {
@@ -17,7 +24,17 @@ pub(crate) fn status_from_row(row: &AnyRow) -> Result<HandsetStatus> {
     let direction: String = row.try_get("calldirection")?;
     let address: String = row.try_get("registration_address")?;
     let transport: String = row.try_get("registration_transport")?;
-    Ok(HandsetStatus {
+    let ended: String = row.try_get("ended_calls")?;
+    let call = CallTrack {
+        call_id: row.try_get("call_id")?,
+        stage: row.try_get("call_stage")?,
+        started_at: row.try_get("call_started_at")?,
+        event_at: row.try_get("event_at")?,
+        ended: ended.split(' ').filter(|c| !c.is_empty()).map(str::to_string).collect(),
+        dnd: row.try_get::<i64, _>("dnd")? != 0,
+        forward: row.try_get::<i64, _>("forward")? != 0,
+    };
+    let mut status = HandsetStatus {
         state: CallState::parse(&state).map_err(corrupt)?,
         calldirection: CallDirection::parse(&direction).map_err(corrupt)?,
         calldurationseconds: row.try_get("calldurationseconds")?,
@@ -28,7 +45,57 @@ pub(crate) fn status_from_row(row: &AnyRow) -> Result<HandsetStatus> {
         user_agent: row.try_get("user_agent")?,
         registered_until: row.try_get("registered_until")?,
         updated_at: row.try_get("status_updated_at")?,
-    })
+        call,
+    };
+    // While on a call the phone's events report, the duration counts now.
+    status.calldurationseconds = status.duration_at(now_ms());
+    Ok(status)
+}
+
+/// Writes a handset's whole status row.
+async fn write_status(tx: &mut sqlx::Transaction<'_, sqlx::Any>, handset_id: i64, new: &HandsetStatus) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO handset_status (handset_id, state, calldirection, calldurationseconds, otherpartyphonenumber, app, \
+         registration_address, registration_transport, user_agent, registered_until, updated_at, \
+         call_id, call_stage, call_started_at, event_at, ended_calls, dnd, forward) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         ON CONFLICT (handset_id) DO UPDATE SET state = excluded.state, calldirection = excluded.calldirection, \
+         calldurationseconds = excluded.calldurationseconds, otherpartyphonenumber = excluded.otherpartyphonenumber, \
+         app = excluded.app, registration_address = excluded.registration_address, \
+         registration_transport = excluded.registration_transport, user_agent = excluded.user_agent, \
+         registered_until = excluded.registered_until, updated_at = excluded.updated_at, \
+         call_id = excluded.call_id, call_stage = excluded.call_stage, call_started_at = excluded.call_started_at, \
+         event_at = excluded.event_at, ended_calls = excluded.ended_calls, dnd = excluded.dnd, forward = excluded.forward",
+    )
+    .bind(handset_id)
+    .bind(new.state.as_str())
+    .bind(new.calldirection.as_str())
+    .bind(new.calldurationseconds)
+    .bind(&new.otherpartyphonenumber)
+    .bind(&new.app)
+    .bind(new.registration_address())
+    .bind(new.registration_transport.as_str())
+    .bind(&new.user_agent)
+    .bind(new.registered_until)
+    .bind(new.updated_at)
+    .bind(&new.call.call_id)
+    .bind(new.call.stage)
+    .bind(new.call.started_at)
+    .bind(new.call.event_at)
+    .bind(new.call.ended.join(" "))
+    .bind(i64::from(new.call.dnd))
+    .bind(i64::from(new.call.forward))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn read_status(tx: &mut sqlx::Transaction<'_, sqlx::Any>, handset_id: i64) -> Result<HandsetStatus> {
+    let row = sqlx::query(&format!("SELECT {STATUS_COLUMNS} FROM handset_status WHERE handset_id = $1"))
+        .bind(handset_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.as_ref().map(status_from_row).transpose()?.unwrap_or_default())
 }
 
 impl Store {
@@ -45,45 +112,66 @@ impl Store {
     ) -> Result<HandsetStatus> {
         let mut tx = self.pool().begin().await?;
         let handset = super::handsets::lock_handset(&mut tx, domain_id, ext).await?;
-        let row = sqlx::query(
-            "SELECT state, calldirection, calldurationseconds, otherpartyphonenumber, app, registration_address, \
-             registration_transport, user_agent, registered_until, updated_at AS status_updated_at \
-             FROM handset_status WHERE handset_id = $1",
-        )
-        .bind(handset.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let current = row.as_ref().map(status_from_row).transpose()?.unwrap_or_default();
+        let current = read_status(&mut tx, handset.id).await?;
         let mut new = merge(current.clone());
         new.updated_at = now_ms();
-        sqlx::query(
-            "INSERT INTO handset_status (handset_id, state, calldirection, calldurationseconds, otherpartyphonenumber, app, \
-             registration_address, registration_transport, user_agent, registered_until, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (handset_id) DO UPDATE SET state = excluded.state, calldirection = excluded.calldirection, \
-             calldurationseconds = excluded.calldurationseconds, otherpartyphonenumber = excluded.otherpartyphonenumber, \
-             app = excluded.app, registration_address = excluded.registration_address, \
-             registration_transport = excluded.registration_transport, user_agent = excluded.user_agent, \
-             registered_until = excluded.registered_until, updated_at = excluded.updated_at",
-        )
-        .bind(handset.id)
-        .bind(new.state.as_str())
-        .bind(new.calldirection.as_str())
-        .bind(new.calldurationseconds)
-        .bind(&new.otherpartyphonenumber)
-        .bind(&new.app)
-        .bind(new.registration_address())
-        .bind(new.registration_transport.as_str())
-        .bind(&new.user_agent)
-        .bind(new.registered_until)
-        .bind(new.updated_at)
-        .execute(&mut *tx)
-        .await?;
+        write_status(&mut tx, handset.id, &new).await?;
         if (new.registration, new.registration_transport) != (current.registration, current.registration_transport) {
             audit::record(&mut tx, actor, domain_id, "status.registration", Some(ext), &["registrationaddress"]).await?;
         }
         tx.commit().await?;
         Ok(new)
+    }
+
+    /// Applies an event a phone reported under its event token, in one
+    /// transaction under the handset's row lock. `report` gets the
+    /// handset's domain id and whether the other party (`remote`) is an
+    /// extension of it, and returns the report. `None` when no handset has
+    /// the token; else the status now and whether the event changed it
+    /// (one that came too late is ignored).
+    pub async fn phone_event(
+        &self,
+        token: &str,
+        remote: &str,
+        report: impl FnOnce(bool) -> PhoneReport,
+    ) -> Result<Option<(i64, HandsetStatus, bool)>> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let mut tx = self.pool().begin().await?;
+        // The row lock first (see handsets::lock_handset), then the row.
+        let locked =
+            sqlx::query("UPDATE handset SET revision = revision WHERE event_token = $1").bind(token).execute(&mut *tx).await?;
+        if locked.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT id, domain_id FROM handset WHERE event_token = $1").bind(token).fetch_one(&mut *tx).await?;
+        let (id, domain_id): (i64, i64) = (row.try_get("id")?, row.try_get("domain_id")?);
+        let internal = !remote.is_empty()
+            && sqlx::query("SELECT id FROM handset WHERE domain_id = $1 AND extensionnumber = $2 AND id <> $3")
+                .bind(domain_id)
+                .bind(remote)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+        let current = read_status(&mut tx, id).await?;
+        let (mut new, changed) = current.apply_event(&report(internal));
+        if changed {
+            new.updated_at = now_ms();
+            write_status(&mut tx, id, &new).await?;
+            tx.commit().await?;
+        }
+        Ok(Some((domain_id, new, changed)))
+    }
+
+    /// Whether a handset has this event token.
+    pub async fn handset_by_event_token(&self, token: &str) -> Result<bool> {
+        if token.is_empty() {
+            return Ok(false);
+        }
+        let row = sqlx::query("SELECT id FROM handset WHERE event_token = $1").bind(token).fetch_optional(self.pool()).await?;
+        Ok(row.is_some())
     }
 
     /// The domain of the handset a registrar's report is about: extension `user` in the

@@ -25,7 +25,7 @@ async fn status_reports_and_jingl_status(b: Backend) {
         v,
         json!({"extensionnumber": "100", "state": "Unavailable", "calldirection": "Unknown", "calldurationseconds": 0,
                "otherpartyphonenumber": "", "app": "", "registrationaddress": "", "registeredaddress": "", "registrationtransport": "udp",
-               "registered": false, "registereduntil": "", "useragent": ""})
+               "registered": false, "registereduntil": "", "useragent": "", "dnd": false, "forward": false})
     );
     let report = json!({"state": "OnCall", "calldirection": "Outbound", "calldurationseconds": "42",
                         "otherpartyphonenumber": "0409123456", "app": "softphone", "registrationaddress": "192.0.2.10:5062",
@@ -72,7 +72,7 @@ async fn status_reports_and_jingl_status(b: Backend) {
         list,
         json!([{"extensionnumber": "101", "state": "Unavailable", "calldirection": "Unknown", "calldurationseconds": 0,
         "otherpartyphonenumber": "", "app": "", "registrationaddress": "", "registeredaddress": "", "registrationtransport": "udp",
-        "registered": false, "registereduntil": "", "useragent": ""}])
+        "registered": false, "registereduntil": "", "useragent": "", "dnd": false, "forward": false}])
     );
     let (s, _) = srv.get("/api/handsetstatus?maxresults=5000").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);

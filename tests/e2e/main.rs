@@ -29,6 +29,7 @@ mod lifecycle;
 mod nat_office;
 mod netns;
 mod phone_config;
+mod phone_events;
 mod provisioning;
 mod push;
 mod sip_phone;

@@ -237,7 +237,11 @@ pub fn same_but_server(body: &str, base: &str) -> String {
     .unwrap();
     let body = protocol_keys.replace_all(&body, "${1}${2}${3}${4}PROTO").into_owned();
     let server_keys = regex::Regex::new(r"(?m)^(?:https?|tftp) (?:server|path|port): .*\n").unwrap();
-    server_keys.replace_all(&body, "").into_owned()
+    let body = server_keys.replace_all(&body, "").into_owned();
+    // Action URLs (phone_events.rs) are HTTP(S): a phone told to come back
+    // over TFTP, with no HTTPS listener of ours to name, is given none.
+    let action_urls = regex::Regex::new(r"(?m)^.*BASEev/.*\n").unwrap();
+    action_urls.replace_all(&body, "").into_owned()
 }
 
 /// `file` (a path as the phone asks for it) fetched with tftp-hpa's client.
