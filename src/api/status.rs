@@ -51,7 +51,7 @@ fn status_json(ext: &str, s: &HandsetStatus) -> StatusJson {
         registeredaddress: s.registration_address(),
         registrationtransport: s.registration_transport.as_str(),
         registered: s.registered(crate::store::now_ms()),
-        registereduntil: (s.registered_until > 0).then(|| crate::model::rfc3339(s.registered_until)).unwrap_or_default(),
+        registereduntil: if s.registered_until > 0 { crate::model::rfc3339(s.registered_until) } else { String::new() },
         useragent: s.user_agent.clone(),
         dnd: s.call.dnd,
         forward: s.call.forward,

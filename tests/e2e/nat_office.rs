@@ -139,11 +139,11 @@ async fn in_the_cloud(b: Backend, pg_port: Option<u16>, host: Handle, office: Ha
     let srv = TestServer::start_with(b, |s| {
         crate::push::quick_push(s);
         let any = autoprov::config::Listen::On(SocketAddr::from(([0, 0, 0, 0], 0)));
-        (s.http_listen, s.https_listen, s.tftp_listen) = (any.clone(), any.clone(), any);
+        (s.http_listen, s.https_listen, s.tftp_listen) = (any, any, any);
         s.sip_listen = autoprov::config::Listen::On(sip);
     })
     .await;
-    srv.add_user(&format!("{}", REGISTRAR_USER.0), REGISTRAR_USER.1, "platform", true).await;
+    srv.add_user(REGISTRAR_USER.0, REGISTRAR_USER.1, "platform", true).await;
     // Handsets first, pushed directly (they have nowhere to go yet), then the
     // registrar relay for what follows.
     let (s, v) = srv.put("/api/domain", json!({"sipserver": netns::KAMAILIO_IP, "sipport": 5060})).await;
