@@ -35,6 +35,9 @@ pub struct DomainJson {
     pub amiport: u16,
     pub amiuser: String,
     pub amisecret: &'static str,
+    /// The dialplan context the `ami` relay's call actions dial in
+    /// (`from-internal` unless set): 1–79 of `A-Z a-z 0-9 _ -`.
+    pub amicontext: String,
     pub webhookurl: String,
     pub webhooksecret: &'static str,
     /// `registrar`: the registrar's `host:port` the NOTIFYs go to, addressed
@@ -89,6 +92,7 @@ impl DomainJson {
             amiport: d.relay.ami_port,
             amiuser: d.relay.ami_user.clone(),
             amisecret: masked(&d.relay.ami_secret),
+            amicontext: d.ami_context.clone(),
             webhookurl: d.relay.webhook_url.clone(),
             webhooksecret: masked(&d.relay.webhook_secret),
             registrarrelay: d.relay.registrar_relay.clone(),
@@ -167,6 +171,7 @@ pub async fn update(
             },
             "amiuser" => c.ami_user = Some(string_field("amiuser", v)?),
             "amisecret" => c.ami_secret = Some(crate::model::Secret::new(string_field("amisecret", v)?)),
+            "amicontext" => c.ami_context = Some(string_field("amicontext", v)?),
             "webhookurl" => c.webhook_url = Some(string_field("webhookurl", v)?),
             "webhooksecret" => c.webhook_secret = Some(crate::model::Secret::new(string_field("webhooksecret", v)?)),
             "registrarrelay" => c.registrar_relay = Some(string_field("registrarrelay", v)?),

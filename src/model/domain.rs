@@ -24,6 +24,9 @@ pub struct Domain {
     pub model_settings: BTreeMap<String, ExtraSettings>,
     /// How pushes reach the domain's phones.
     pub relay: RelaySettings,
+    /// The dialplan context of the domain's AMI call actions (`Originate`,
+    /// `Redirect`, `Atxfer`): where the number dialled is looked up.
+    pub ami_context: String,
     /// Claiming a phone for an extension the domain lacks creates it.
     pub claim_creates: bool,
     /// Where the domain's phones fetch from: its users see the unknown
@@ -48,6 +51,7 @@ pub struct DomainChanges {
     pub ami_port: Option<u16>,
     pub ami_user: Option<String>,
     pub ami_secret: Option<Secret>,
+    pub ami_context: Option<String>,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<Secret>,
     pub registrar_relay: Option<String>,
@@ -66,6 +70,7 @@ pub const NON_CONFIG_FIELDS: &[&str] = &[
     "amiport",
     "amiuser",
     "amisecret",
+    "amicontext",
     "webhookurl",
     "webhooksecret",
     "registrarrelay",
@@ -121,6 +126,20 @@ pub fn validate_timezone(s: &str) -> Result<(), FieldError> {
     ok.then_some(()).ok_or_else(|| FieldError::new("timezone", "must be an IANA time zone name such as Europe/London"))
 }
 
+/// The context AMI call actions dial in when none is set (FreePBX's, and
+/// the one Asterisk's sample `extensions.conf` gives internal phones).
+pub const DEFAULT_AMI_CONTEXT: &str = "from-internal";
+
+/// An Asterisk dialplan context name: 1–79 of `A-Z a-z 0-9 _ -` (Asterisk's
+/// `AST_MAX_CONTEXT` is 80 with the NUL; nothing that could end an AMI line
+/// or name another context).
+pub fn validate_dialplan_context(s: &str) -> Result<(), FieldError> {
+    let ok = (1..=79).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    ok.then_some(()).ok_or_else(|| {
+        FieldError::new("amicontext", "must be a dialplan context: 1-79 of the letters A-Z, a-z, digits, '_' and '-'")
+    })
+}
+
 impl DomainChanges {
     pub fn validate(&self) -> Result<(), FieldError> {
         if let Some(s) = &self.sip_server {
@@ -135,6 +154,9 @@ impl DomainChanges {
             if !n.is_empty() {
                 validate_host("ntpserver", n)?;
             }
+        }
+        if let Some(c) = &self.ami_context {
+            validate_dialplan_context(c)?;
         }
         if let Some(r) = &self.registrar_relay {
             super::relay::parse_registrar_relay(r, self.registrar_transport.unwrap_or_default())?;
@@ -165,6 +187,7 @@ impl DomainChanges {
         set(&mut changed, "amiport", &mut r.ami_port, &self.ami_port);
         set(&mut changed, "amiuser", &mut r.ami_user, &self.ami_user);
         set(&mut changed, "amisecret", &mut r.ami_secret, &self.ami_secret);
+        set(&mut changed, "amicontext", &mut d.ami_context, &self.ami_context);
         set(&mut changed, "webhookurl", &mut r.webhook_url, &self.webhook_url);
         set(&mut changed, "webhooksecret", &mut r.webhook_secret, &self.webhook_secret);
         set(&mut changed, "registrarrelay", &mut r.registrar_relay, &self.registrar_relay);
@@ -271,6 +294,16 @@ mod tests {
         parse_site_networks(["10.1.0.0/16, 2001:db8:1::/48"]).unwrap();
         let kept = stored_site_networks("0.0.0.0/0, 203.0.113.7/32").unwrap();
         assert_eq!(site_networks_text(&kept), "203.0.113.7/32");
+    }
+
+    #[test]
+    fn dialplan_contexts() {
+        for good in ["from-internal", "ctx_2", &"a".repeat(79)] {
+            validate_dialplan_context(good).unwrap();
+        }
+        for bad in ["", "from internal", "a,b", "ctx\r\nAction: Originate", &"a".repeat(80), "kontext-ü"] {
+            assert!(validate_dialplan_context(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

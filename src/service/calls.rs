@@ -75,14 +75,13 @@ impl Service {
         let domain = self.store.domain_by_name(&caller.domain).await?.ok_or(ServiceError::NotFound("Domain not found"))?;
         let relay = domain.relay.relay()?;
         let fetch = self.store.last_fetch_place(view.handset.id).await?;
-        let ami_context = self.store.ami_context(caller.domain_id).await?;
         let id = hex::encode(rand::random::<[u8; 12]>());
         let h = &view.handset;
         let subject = CallSubject {
             domain: &caller.domain,
             extension: &h.extensionnumber,
             relay: &relay,
-            ami_context: &ami_context,
+            ami_context: &domain.ami_context,
             phone_ip: view.status.registration.map(|a| a.ip()).or(fetch.ip),
             model: h.model.as_deref(),
             last_vendor: fetch.vendor.as_deref(),

@@ -114,15 +114,6 @@ impl Store {
         }))
     }
 
-    /// The dialplan context of the domain's AMI call actions.
-    pub async fn ami_context(&self, domain_id: i64) -> Result<String> {
-        Ok(sqlx::query_scalar("SELECT ami_context FROM domain WHERE id = $1")
-            .bind(domain_id)
-            .fetch_optional(self.pool())
-            .await?
-            .unwrap_or_else(|| "from-internal".to_string()))
-    }
-
     /// Where and as what the handset's phone last fetched its file.
     pub async fn last_fetch_place(&self, handset_id: i64) -> Result<LastFetchPlace> {
         let row = sqlx::query(

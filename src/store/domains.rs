@@ -28,6 +28,7 @@ const COLUMN_NAMES: &[&str] = &[
     "ami_port",
     "ami_user",
     "ami_secret",
+    "ami_context",
     "webhook_url",
     "webhook_secret",
     "registrar_relay",
@@ -68,6 +69,7 @@ pub(crate) fn domain_from_row_prefixed(row: &AnyRow, prefix: &str) -> Result<Dom
         model_settings: settings::model_settings_from_text(&row.try_get::<String, _>(col("model_settings").as_str())?)
             .map_err(StoreError::Corrupt)?,
         relay: relay_from_row(row, prefix)?,
+        ami_context: row.try_get(col("ami_context").as_str())?,
         claim_creates: row.try_get::<i64, _>(col("claim_creates").as_str())? != 0,
         site_networks: crate::model::domain::stored_site_networks(&row.try_get::<String, _>(col("site_networks").as_str())?)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -147,6 +149,7 @@ impl Store {
             settings: Default::default(),
             model_settings: Default::default(),
             relay: RelaySettings { backend: "direct".into(), ami_port: 5038, ..Default::default() },
+            ami_context: crate::model::domain::DEFAULT_AMI_CONTEXT.into(),
             claim_creates: false,
             site_networks: Vec::new(),
             access: ProvisioningAccess { token: access::new_token(), require_token: true, ..Default::default() },
@@ -291,7 +294,8 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
         "UPDATE domain SET sip_server = $1, sip_port = $2, sip_transport = $3, timezone = $4, ntp_server = $5, updated_at = $6, \
          settings = $8, model_settings = $9, push_backend = $10, ami_host = $11, ami_port = $12, ami_user = $13, \
          ami_secret = $14, webhook_url = $15, webhook_secret = $16, claim_creates = $17, site_networks = $18, \
-         require_token = $19, require_client_cert = $20, registrar_relay = $21, registrar_transport = $22 WHERE id = $7",
+         require_token = $19, require_client_cert = $20, registrar_relay = $21, registrar_transport = $22, \
+         ami_context = $23 WHERE id = $7",
     )
     .bind(&d.sip_server)
     .bind(i64::from(d.sip_port))
@@ -315,6 +319,7 @@ async fn write_settings(tx: &mut sqlx::Transaction<'_, sqlx::Any>, d: &Domain, n
     .bind(i64::from(d.access.require_client_cert))
     .bind(d.relay.registrar_relay.as_str())
     .bind(d.relay.registrar_transport.as_str())
+    .bind(d.ami_context.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -467,11 +467,19 @@ async fn the_ui_edits_previews_imports_and_configures(b: Backend) {
         ("ntpserver", "pool.ntp.org"),
         ("pushbackend", "direct"),
         ("amiport", "5038"),
+        ("amicontext", "office-calls"),
         ("claimcreates", "1"),
     ];
+    assert!(ui.get("/admin/domain").await.body.contains("name=\"amicontext\" id=\"amicontext\" value=\"from-internal\""));
     ui.post("/admin/domain", &domain).await.assert_redirect("/admin/domain?done=saved");
     let (_, d) = srv.get("/api/domain").await;
     assert_eq!((d["sipserver"].as_str(), d["claimcreates"].as_bool()), (Some("sip.example.com"), Some(true)));
+    assert_eq!(d["amicontext"], "office-calls");
+    let bad_context: Vec<(&str, &str)> =
+        domain.iter().map(|&(k, v)| if k == "amicontext" { (k, "office calls") } else { (k, v) }).collect();
+    let page = ui.post("/admin/domain", &bad_context).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("amicontext: must be a dialplan context") && page.body.contains("value=\"office calls\""));
     let mut bad = domain.to_vec();
     bad[2] = ("sipport", "99999");
     let page = ui.post("/admin/domain", &bad).await;

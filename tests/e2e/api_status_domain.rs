@@ -186,7 +186,7 @@ async fn domain_settings_bump_every_handset(b: Backend) {
     assert_eq!(
         d,
         json!({"name": "default", "sipserver": "sip.example.com", "sipport": 5080, "siptransport": "tls", "timezone": "Australia/Sydney", "ntpserver": "ntp.example.com", "settings": {}, "modelsettings": {},
-               "pushbackend": "direct", "amihost": "", "amiport": 5038, "amiuser": "", "amisecret": "", "webhookurl": "", "webhooksecret": "", "registrarrelay": "", "registrartransport": "udp", "claimcreates": false, "sitenetworks": []})
+               "pushbackend": "direct", "amihost": "", "amiport": 5038, "amiuser": "", "amisecret": "", "amicontext": "from-internal", "webhookurl": "", "webhooksecret": "", "registrarrelay": "", "registrartransport": "udp", "claimcreates": false, "sitenetworks": []})
     );
     for ext in ["100", "101", "102"] {
         let (_, h) = srv.get(&format!("/api/handset/{ext}")).await;

@@ -218,6 +218,28 @@ async fn each_call_action_reaches_asterisk_as_its_manager_action() {
         assert_eq!(outcome(&srv, "2000", &id).await["state"], "done", "{field}");
     }
 
+    // The domain's dialplan context: shown, validated, and what the
+    // actions dial in.
+    assert_eq!(d["amicontext"], "from-internal", "the default: {d}");
+    for bad in ["", "from internal", "ctx\r\nAction: Originate", &"a".repeat(80)] {
+        let (s, v) = srv.put("/api/domain", json!({"amicontext": bad})).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad:?}: {v}");
+        assert!(v["error"].as_str().unwrap().starts_with("amicontext: must be a dialplan context"), "{v}");
+    }
+    let (s, d) = srv.put("/api/domain", json!({"amicontext": "autoprov-calls_2"})).await;
+    assert_eq!((s, d["amicontext"].as_str()), (StatusCode::OK, Some("autoprov-calls_2")), "{d}");
+    assert_eq!(srv.get("/api/domain").await.1["amicontext"], "autoprov-calls_2");
+    let id = queue(&srv, "2000", "callcreate", "0409123456").await;
+    assert_eq!(
+        fields(&next(&mut actions).await, &["Action", "Channel", "Exten", "Context"]),
+        expect(&[("Action", "Originate"), ("Channel", "PJSIP/2000"), ("Exten", "0409123456"), ("Context", "autoprov-calls_2")])
+    );
+    assert_eq!(outcome(&srv, "2000", &id).await["state"], "done");
+    let id = queue(&srv, "2000", "calltransferblind", "0299998888").await;
+    assert_eq!(next(&mut actions).await.get("Action").map(String::as_str), Some("CoreShowChannels"));
+    assert_eq!(next(&mut actions).await.get("Context").map(String::as_str), Some("autoprov-calls_2"));
+    assert_eq!(outcome(&srv, "2000", &id).await["state"], "done");
+
     // Asterisk's refusal is the action's error, in its words.
     fail.store(true, Ordering::SeqCst);
     let id = queue(&srv, "2000", "callcreate", "0409123456").await;
