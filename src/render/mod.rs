@@ -53,6 +53,11 @@ pub struct PhoneContext<'a> {
     /// phone may prove itself with on later fetches.
     pub device_user: &'a str,
     pub device_password: &'a str,
+    /// This server's address as the phone reaches it: the host of
+    /// `provisioning_url` when it is an IP address, else `""` (a name the
+    /// phone resolves; we do not). Remote-control allow lists (Yealink's
+    /// `features.action_uri_limit_ip`) take addresses only.
+    pub server_ip: String,
     /// The resync NOTIFY event the phone must accept.
     pub notify_event: &'a str,
     /// Extra vendor settings (domain < model < handset), validated for the
@@ -241,6 +246,7 @@ pub fn render_phone(
         revision: handset.revision,
         device_user: &mac.0,
         device_password: handset.device_password.expose(),
+        server_ip: server_ip(base_url),
         notify_event: vendor.notify_event,
         settings,
         events: &events,
@@ -249,6 +255,18 @@ pub fn render_phone(
         Some(r) => r.map_err(|e| RenderError::Template { name: template.into(), reason: e.to_string() }),
         None => Err(RenderError::NotPerPhone(template.into())),
     }
+}
+
+/// The host of `url` when it is an IP address (IPv6 without brackets).
+fn server_ip(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.parse::<std::net::IpAddr>().map(|ip| ip.to_string()).unwrap_or_default()
 }
 
 /// The local time of `zone`. A zone stored before zones were checked
@@ -282,5 +300,16 @@ pub fn render_common(
     match templates::render_common(template, &c) {
         Some(r) => r.map_err(|e| RenderError::Template { name: template.into(), reason: e.to_string() }),
         None => Err(RenderError::NotCommon(template.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_ip_of_the_provisioning_url() {
+        assert_eq!(super::server_ip("http://192.0.2.7:8080/p/tok/"), "192.0.2.7");
+        assert_eq!(super::server_ip("https://[2001:db8::1]:8443/"), "2001:db8::1");
+        assert_eq!(super::server_ip("https://prov.example.com/p/tok/"), "");
+        assert_eq!(super::server_ip("tftp://10.0.0.5/"), "10.0.0.5");
     }
 }

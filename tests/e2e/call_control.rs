@@ -310,21 +310,39 @@ async fn call_actions_reach_a_signed_webhook() {
     srv.stop().await;
 }
 
-/// A phone's HTTP server on `ip`:80: the request line and Authorization of
-/// each request.
-async fn phone_http(ip: &str) -> tokio::sync::mpsc::UnboundedReceiver<(String, String)> {
+/// One request a phone's HTTP server got.
+struct PhoneRequest {
+    /// `METHOD /path?query`
+    line: String,
+    authorization: String,
+    /// The address it came from.
+    peer: std::net::IpAddr,
+}
+
+/// A phone's HTTP server on `ip`:80: each request it got.
+async fn phone_http(ip: &str) -> tokio::sync::mpsc::UnboundedReceiver<PhoneRequest> {
+    use axum::extract::ConnectInfo;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+    let app = axum::Router::new().fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: axum::extract::Request| {
         let tx = tx.clone();
         async move {
-            let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-            let _ = tx.send((format!("{} {}", req.method(), req.uri()), auth));
+            let authorization = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let _ = tx.send(PhoneRequest { line: format!("{} {}", req.method(), req.uri()), authorization, peer: peer.ip() });
             "OK"
         }
     });
     let listener = tokio::net::TcpListener::bind((ip, 80)).await.expect("port 80 on a loopback address (tests run as root)");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
     rx
+}
+
+/// `key = value` lines of a Yealink-style file.
+fn cfg_lines(body: &str) -> HashMap<String, String> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(" = "))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
 
 async fn device_basic_auth(srv: &TestServer, ext: &str) -> String {
@@ -349,11 +367,42 @@ async fn direct_call_control_asks_the_phones_own_api() {
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let id = queue(&srv, ext, "callcreate", number).await;
-        let (line, auth) =
-            tokio::time::timeout(Duration::from_secs(5), phone.recv()).await.expect("the phone's request").unwrap();
-        assert_eq!(line, request, "{family}");
-        assert_eq!(auth, device_basic_auth(&srv, ext).await, "{family}: the device credentials");
+        let got = tokio::time::timeout(Duration::from_secs(5), phone.recv()).await.expect("the phone's request").unwrap();
+        assert_eq!(got.line, request, "{family}");
+        assert_eq!(got.authorization, device_basic_auth(&srv, ext).await, "{family}: the device credentials");
         assert_eq!(outcome(&srv, ext, &id).await["state"], "done", "{family}");
+        // What the family's file gives its remote-control API
+        // (tests/fixtures/vendor-keys.tsv remote_*): the login the request
+        // carries, and the address it came from allowed.
+        let rows: Vec<_> =
+            crate::fixtures::vendor_keys().into_iter().filter(|k| k.family == family && k.what.starts_with("remote_")).collect();
+        if family == "yealink" {
+            assert_eq!(rows.len(), 5, "yealink's remote_* rows");
+            let store = &srv.running().store;
+            let domain = store.domain_by_name("default").await.unwrap().unwrap();
+            let h = store.handset(domain.id, ext).await.unwrap().unwrap().handset;
+            let (user, password) = (h.mac.unwrap().lower(), h.device_password.expose().to_string());
+            let file = format!("{}.cfg", user);
+            let (s, _, body) = crate::provisioning::http_get(&srv, &file, None).await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            let cfg = cfg_lines(&body);
+            for row in &rows {
+                let want = row
+                    .value
+                    .replace("{user}", &user)
+                    .replace("{password}", &password)
+                    .replace("{server}", &got.peer.to_string());
+                assert_eq!(cfg.get(&row.key), Some(&want), "{family}: {} ({})\n{body}", row.key, row.what);
+            }
+            use base64::Engine;
+            let remote = |what: &str| rows.iter().find(|r| r.what == what).map(|r| cfg[&r.key].clone()).unwrap();
+            let login = format!("{}:{}", remote("remote_user"), remote("remote_password").split_once(':').unwrap().1);
+            assert_eq!(
+                got.authorization,
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(login)),
+                "the request logs in as the admin the file names"
+            );
+        }
         if family == "snom" {
             // Its template makes those credentials the phone's web login,
             // which command.htm then requires.

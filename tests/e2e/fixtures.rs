@@ -69,7 +69,11 @@ pub struct VendorKey {
     pub family: String,
     /// `device_user`, `device_password`, `device_rule`, `device_none` (no
     /// setting for them is documented), `no_line_label` (the family has no
-    /// line key label of its own) or `setting`.
+    /// line key label of its own), `setting`, or what its config gives the
+    /// phone's remote-control API (call control on the direct relay):
+    /// `remote_user` and `remote_password` (the login the request carries;
+    /// `{user}`, `{password}` stand for the device credentials) and
+    /// `remote_setting` (`{server}`: this server's address).
     pub what: String,
     pub key: String,
     pub value: String,
@@ -82,8 +86,18 @@ pub fn vendor_keys() -> Vec<VendorKey> {
             assert!(col.len() == 5 && !col[4].trim().is_empty(), "vendor-keys.tsv line {line}: 5 columns, a source last");
             let what = col[1].clone();
             assert!(
-                ["device_user", "device_password", "device_rule", "device_none", "no_line_label", "setting"]
-                    .contains(&what.as_str()),
+                [
+                    "device_user",
+                    "device_password",
+                    "device_rule",
+                    "device_none",
+                    "no_line_label",
+                    "setting",
+                    "remote_user",
+                    "remote_password",
+                    "remote_setting",
+                ]
+                .contains(&what.as_str()),
                 "vendor-keys.tsv line {line}: {what}?"
             );
             VendorKey { family: col[0].clone(), what, key: col[2].clone(), value: col[3].clone() }

@@ -86,6 +86,7 @@ fn phone<'a>(profile: &'a Profile, settings: &'a [(String, String)], time: &'a L
         revision: REVISION,
         device_user: "0c1d2e3f4a5b",
         device_password: DEVICE_PASSWORD,
+        server_ip: "192.0.2.10".into(),
         notify_event: &profile.notify_event,
         settings,
         // The family's action URLs, as a phone's file has them.
