@@ -128,21 +128,57 @@ pub struct ModelSpec {
 
 /// A family's HTTP remote-control API, as its vendor documents it: the
 /// phone is asked over plain HTTP on port 80 at its registration (else last
-/// fetch) address, proving us with its device credentials.
+/// fetch) address, proving us with its device credentials. Everything the
+/// request is comes from here, so the caller needs no family name.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteControl {
     /// Where the vendor documents it.
     pub source: String,
-    /// The GET path and query that make the phone dial; `{number}` is
+    /// `GET` (the default) or `POST`.
+    #[serde(default = "RemoteControl::default_method")]
+    pub method: String,
+    /// The path (and query) that makes the phone dial; `{number}` is
     /// replaced by the (validated, URL-encoded) dial string.
     pub dial: String,
-    /// How the request proves us: `basic` (HTTP Basic with the phone's
-    /// device credentials, which its template provisions as its web login).
+    /// The request's `Content-Type`, for a `POST`.
+    #[serde(default)]
+    pub content_type: String,
+    /// The request's body, for a `POST`; `{number}` is replaced by the dial
+    /// string as it is (1–32 of `0-9 * # +`: nothing XML or a URL escapes).
+    #[serde(default)]
+    pub body: String,
+    /// How the request proves us, with the phone's device credentials
+    /// (which its template provisions for the API): `basic` (HTTP Basic) or
+    /// `digest` (HTTP Digest, RFC 7616, answering the phone's 401).
     pub auth: String,
     /// Why the API cannot transfer the phone's call to a number (the
     /// 501's words); empty when it can (not yet any family).
     pub no_transfer: String,
+}
+
+impl RemoteControl {
+    fn default_method() -> String {
+        "GET".into()
+    }
+
+    /// The request is one we know how to send.
+    fn check(&self) -> Result<(), String> {
+        if !matches!(self.method.as_str(), "GET" | "POST") {
+            return Err(format!("remote_control.method {:?}: GET or POST", self.method));
+        }
+        if !matches!(self.auth.as_str(), "basic" | "digest") {
+            return Err(format!("remote_control.auth {:?}: basic or digest", self.auth));
+        }
+        if !self.dial.starts_with('/') {
+            return Err("remote_control.dial: a path, starting with /".into());
+        }
+        let post = self.method == "POST";
+        if post == self.body.is_empty() || post == self.content_type.is_empty() {
+            return Err("remote_control: a POST has a body and a content_type, a GET neither".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -430,6 +466,9 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
     }
     p.cert_mac_patterns = device_cert::compile(source, &p.device_cert_macs)?;
     check_boot(&p).map_err(err)?;
+    if let Some(rc) = &p.remote_control {
+        rc.check().map_err(err)?;
+    }
     p.events.check().map_err(err)?;
     for v in &mut p.variants {
         if let Some(pattern) = &v.firmware {
@@ -496,6 +535,30 @@ fn file_matcher(name: &str) -> Result<Regex, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_control_requests_are_whole() {
+        let rc = |method: &str, content_type: &str, body: &str, auth: &str| RemoteControl {
+            source: "guide".into(),
+            method: method.into(),
+            dial: "/push".into(),
+            content_type: content_type.into(),
+            body: body.into(),
+            auth: auth.into(),
+            no_transfer: String::new(),
+        };
+        rc("GET", "", "", "basic").check().unwrap();
+        rc("POST", "text/xml", "<x>{number}</x>", "digest").check().unwrap();
+        assert!(rc("POST", "", "<x/>", "digest").check().is_err(), "a body without its type");
+        assert!(rc("POST", "text/xml", "", "digest").check().is_err(), "a POST without a body");
+        assert!(rc("GET", "text/xml", "<x/>", "basic").check().is_err(), "a GET with a body");
+        assert!(rc("PUT", "", "", "basic").check().is_err());
+        assert!(rc("GET", "", "", "ntlm").check().is_err());
+        // Every built-in profile's request is whole (they load), and one
+        // of them posts with Digest.
+        let built_in = Profiles::built_in();
+        assert!(built_in.iter().filter_map(|p| p.remote_control.as_ref()).any(|rc| rc.method == "POST" && rc.auth == "digest"));
+    }
 
     /// A built-in profile with models, and its text: the tests below need
     /// one, whichever family it is.

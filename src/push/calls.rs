@@ -9,8 +9,9 @@
 //! ends) for monitor, coach and barge (Asterisk's ChanSpy documentation).
 //! A webhook gets the action in the same signed POST as pushes. On the
 //! `direct` relay the phone's own remote-control API is asked, where its
-//! family's profile has one (`[remote_control]`); what it cannot do, and the
-//! registrar relay, are refused with the reason (501).
+//! family's profile has one (`[remote_control]`: method, path, content type,
+//! body, HTTP Basic or Digest, the digest computed by `sip::digest`); what
+//! it cannot do, and the registrar relay, are refused with the reason (501).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::model::call::CallAction;
 use crate::model::relay::PushRelay;
 use crate::model::{Mac, Secret};
 use crate::profiles::{Clues, Profiles};
+use crate::sip::digest::Challenge;
 
 /// What is known of the handset whose call is to be controlled.
 pub struct CallSubject<'a> {
@@ -54,9 +56,15 @@ pub enum CallRoute {
         secret: Secret,
         event: serde_json::Value,
     },
-    /// An HTTP GET to the phone, with HTTP Basic.
+    /// An HTTP request to the phone's own API (its family's
+    /// `[remote_control]`), proved with its device credentials.
     Phone {
+        method: reqwest::Method,
         url: String,
+        content_type: String,
+        body: String,
+        /// HTTP Digest (answering the phone's 401), else HTTP Basic.
+        digest: bool,
         user: String,
         password: Secret,
     },
@@ -162,8 +170,15 @@ impl CallControl {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
         };
+        let method = if rc.method == "POST" { reqwest::Method::POST } else { reqwest::Method::GET };
         Ok(CallRoute::Phone {
+            method,
             url: format!("http://{host}:{PHONE_HTTP_PORT}{}", rc.dial.replace("{number}", &number)),
+            content_type: rc.content_type.clone(),
+            // The dial string as it is: validated to 0-9 * # +, which
+            // neither XML nor the vendors' bodies escape.
+            body: rc.body.replace("{number}", target),
+            digest: rc.auth == "digest",
             user: mac.lower(),
             password: subject.device_password.clone(),
         })
@@ -186,7 +201,7 @@ impl CallControl {
                     "webhook relay: the action was not taken (the server log has the details)".to_string()
                 })
             }
-            CallRoute::Phone { url, user, password } => {
+            CallRoute::Phone { method, url, content_type, body, digest, user, password } => {
                 let Some(http) = &self.http else { return Err("HTTP client could not be set up (see the start-up log)".into()) };
                 let parsed = reqwest::Url::parse(url).map_err(|_| format!("bad phone URL {url:?}"))?;
                 let host = parsed.host_str().unwrap_or_default();
@@ -196,13 +211,32 @@ impl CallControl {
                     .parse()
                     .map_err(|_| format!("bad phone address {host:?}"))?;
                 self.targets.check(host, ip).map_err(|e| e.to_string())?;
-                let response = http
-                    .client()
-                    .get(url.as_str())
-                    .basic_auth(user, Some(password.expose()))
-                    .send()
-                    .await
-                    .map_err(|e| format!("the phone at {}: {}", SocketAddr::new(ip, PHONE_HTTP_PORT), short(&e)))?;
+                let at = SocketAddr::new(ip, PHONE_HTTP_PORT);
+                let request = |authorization: Option<String>| {
+                    let mut r = http.client().request(method.clone(), url.as_str());
+                    if !content_type.is_empty() {
+                        r = r.header(reqwest::header::CONTENT_TYPE, content_type.as_str()).body(body.clone());
+                    }
+                    match authorization {
+                        Some(a) => r.header(reqwest::header::AUTHORIZATION, a),
+                        None if *digest => r,
+                        None => r.basic_auth(user, Some(password.expose())),
+                    }
+                };
+                let send = |r: reqwest::RequestBuilder| async move {
+                    r.send().await.map_err(|e| format!("the phone at {at}: {}", short(&e)))
+                };
+                let mut response = send(request(None)).await?;
+                if *digest && response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                    // The path and query, as the request line has them
+                    // (the digest's uri, RFC 7616 §3.4).
+                    let uri = match parsed.query() {
+                        Some(q) => format!("{}?{q}", parsed.path()),
+                        None => parsed.path().to_string(),
+                    };
+                    let authorization = digest_answer(response.headers(), method.as_str(), &uri, user, password)?;
+                    response = send(request(Some(authorization))).await?;
+                }
                 match response.status() {
                     s if s.is_success() => Ok(()),
                     s => Err(format!("the phone answered HTTP {}", s.as_u16())),
@@ -303,6 +337,26 @@ fn call_channels(events: &[ami::Block], ext: &str) -> Option<(String, Option<Str
         .then(|| events.iter().find(|b| ami::field(b, "BridgeId") == Some(bridge) && channel(b) != channel(own)).map(&channel))
         .flatten();
     Some((channel(own), other))
+}
+
+/// The `Authorization` answering the phone's `WWW-Authenticate: Digest`
+/// challenge (`sip::digest` computes it as for SIP: RFC 7616 is the same
+/// for HTTP, with the request's method and path).
+fn digest_answer(
+    headers: &reqwest::header::HeaderMap,
+    method: &str,
+    uri: &str,
+    user: &str,
+    password: &Secret,
+) -> Result<String, String> {
+    let challenge = headers
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| Challenge::parse(v).ok())
+        .ok_or("the phone answered HTTP 401 without a Digest challenge we can answer")?;
+    let cnonce = hex::encode(rand::random::<[u8; 8]>());
+    Ok(challenge.authorization(method, uri, user, password.expose(), &cnonce, 1))
 }
 
 /// An HTTP error in one line, without the URL (which carries no secret, but

@@ -144,6 +144,7 @@ crate::e2e!(
     each_call_action_reaches_asterisk_as_its_manager_action,
     call_actions_reach_a_signed_webhook,
     direct_call_control_asks_the_phones_own_api,
+    direct_call_control_pushes_to_a_polycom_with_digest,
     call_control_refusals,
     call_actions_are_limited_per_user,
 );
@@ -345,6 +346,19 @@ fn cfg_lines(body: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// The handset's device credentials: its MAC (lower case) and device password.
+async fn device_credentials(srv: &TestServer, ext: &str) -> (String, String) {
+    let store = &srv.running().store;
+    let domain = store.domain_by_name("default").await.unwrap().unwrap();
+    let h = store.handset(domain.id, ext).await.unwrap().unwrap().handset;
+    (h.mac.unwrap().lower(), h.device_password.expose().to_string())
+}
+
+/// A `remote_*` fixture value with its placeholders filled in.
+fn remote_value(pattern: &str, user: &str, password: &str, server: &str) -> String {
+    pattern.replace("{user}", user).replace("{password}", password).replace("{server}", server)
+}
+
 async fn device_basic_auth(srv: &TestServer, ext: &str) -> String {
     use base64::Engine;
     let store = &srv.running().store;
@@ -378,20 +392,12 @@ async fn direct_call_control_asks_the_phones_own_api() {
             crate::fixtures::vendor_keys().into_iter().filter(|k| k.family == family && k.what.starts_with("remote_")).collect();
         if family == "yealink" {
             assert_eq!(rows.len(), 5, "yealink's remote_* rows");
-            let store = &srv.running().store;
-            let domain = store.domain_by_name("default").await.unwrap().unwrap();
-            let h = store.handset(domain.id, ext).await.unwrap().unwrap().handset;
-            let (user, password) = (h.mac.unwrap().lower(), h.device_password.expose().to_string());
-            let file = format!("{}.cfg", user);
-            let (s, _, body) = crate::provisioning::http_get(&srv, &file, None).await;
+            let (user, password) = device_credentials(&srv, ext).await;
+            let (s, _, body) = crate::provisioning::http_get(&srv, &format!("{user}.cfg"), None).await;
             assert_eq!(s, StatusCode::OK, "{body}");
             let cfg = cfg_lines(&body);
             for row in &rows {
-                let want = row
-                    .value
-                    .replace("{user}", &user)
-                    .replace("{password}", &password)
-                    .replace("{server}", &got.peer.to_string());
+                let want = remote_value(&row.value, &user, &password, &got.peer.to_string());
                 assert_eq!(cfg.get(&row.key), Some(&want), "{family}: {} ({})\n{body}", row.key, row.what);
             }
             use base64::Engine;
@@ -425,7 +431,7 @@ async fn direct_call_control_asks_the_phones_own_api() {
         assert!(v["error"].as_str().unwrap().contains("callmonitor needs the platform"), "{v}");
     }
     // A family without a remote-control API.
-    handset(&srv, "2200", "polycom").await;
+    handset(&srv, "2200", "cisco").await;
     srv.put("/api/handsetstatus/2200", json!({"registrationaddress": "127.77.0.3:5060"})).await;
     let (s, v) = srv.put("/api/handset/2200", json!({"callcreate": "0409123456"})).await;
     assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{v}");
@@ -436,6 +442,111 @@ async fn direct_call_control_asks_the_phones_own_api() {
     let (s, v) = srv.put("/api/handset/2000", json!({"callcreate": "0409123456"})).await;
     assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{v}");
     assert!(v["error"].as_str().unwrap().contains("registrar relay is not supported"), "{v}");
+    srv.stop().await;
+}
+
+/// A Polycom's push server on `ip`:80 (Web Application Developer's Guide,
+/// Push Requests): every request without credentials is challenged with
+/// `401 WWW-Authenticate: Digest` (MD5, qop=auth, the nonce given); each
+/// request it got, with its Authorization, Content-Type and body.
+async fn polycom_push_server(ip: &str, nonce: &'static str) -> UnboundedReceiver<PushRequest> {
+    use axum::http::{header, HeaderMap, StatusCode as S};
+    use axum::response::IntoResponse;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method, uri: axum::http::Uri, headers: HeaderMap, body: String| {
+            let tx = tx.clone();
+            async move {
+                let get = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let authorization = get(header::AUTHORIZATION);
+                let _ = tx.send((format!("{method} {uri}"), authorization.clone(), get(header::CONTENT_TYPE), body));
+                if authorization.is_empty() {
+                    let challenge = format!("Digest realm=\"PolycomSPIP\", nonce=\"{nonce}\", qop=\"auth\", algorithm=MD5");
+                    (S::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)]).into_response()
+                } else {
+                    (S::OK, "").into_response()
+                }
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind((ip, 80)).await.expect("port 80 on a loopback address (tests run as root)");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    rx
+}
+
+type PushRequest = (String, String, String, String);
+
+async fn push_request(phone: &mut UnboundedReceiver<PushRequest>) -> PushRequest {
+    tokio::time::timeout(Duration::from_secs(5), phone.recv()).await.expect("a push request").unwrap()
+}
+
+/// The parameters of a `Digest …` Authorization.
+fn digest_params(value: &str) -> HashMap<String, String> {
+    let rest = value.strip_prefix("Digest ").expect("a Digest answer");
+    rest.split(", ")
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect()
+}
+
+async fn direct_call_control_pushes_to_a_polycom_with_digest() {
+    use md5::{Digest, Md5};
+    let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let (ext, ip, nonce) = ("2300", "127.77.0.4", "bm9uY2UtcG9seWNvbS0x");
+    let mut phone = polycom_push_server(ip, nonce).await;
+    handset(&srv, ext, "polycom").await;
+    let (s, v) = srv.put(&format!("/api/handsetstatus/{ext}"), json!({"registrationaddress": format!("{ip}:5060")})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (user, password) = device_credentials(&srv, ext).await;
+
+    // The phone is given the credentials the push server asks for.
+    let rows: Vec<_> =
+        crate::fixtures::vendor_keys().into_iter().filter(|k| k.family == "polycom" && k.what.starts_with("remote_")).collect();
+    assert_eq!(rows.len(), 3, "polycom's remote_* rows");
+    let (s, _, file) = crate::provisioning::http_get(&srv, &format!("{user}-autoprov.cfg"), None).await;
+    assert_eq!(s, StatusCode::OK, "{file}");
+    for row in &rows {
+        let want = format!("{}=\"{}\"", row.key, remote_value(&row.value, &user, &password, ""));
+        assert!(file.contains(&want), "{want} in\n{file}");
+    }
+
+    let id = queue(&srv, ext, "callcreate", "+61409123456").await;
+    let push_xml = "<PolycomIPPhone><Data priority=\"Critical\">tel:\\\\+61409123456</Data></PolycomIPPhone>";
+    // First without credentials: challenged.
+    let (line, authorization, content_type, body) = push_request(&mut phone).await;
+    assert_eq!((line.as_str(), authorization.as_str()), ("POST /push", ""));
+    // Then with the digest answer, which the phone's side recomputes.
+    let (line, authorization, content_type2, body2) = push_request(&mut phone).await;
+    assert_eq!(line, "POST /push");
+    for (ct, b) in [(&content_type, &body), (&content_type2, &body2)] {
+        assert_eq!(ct, "application/x-com-polycom-spipx");
+        assert_eq!(b, push_xml);
+    }
+    let p = digest_params(&authorization);
+    assert_eq!(
+        (
+            p["username"].as_str(),
+            p["realm"].as_str(),
+            p["nonce"].as_str(),
+            p["uri"].as_str(),
+            p["qop"].as_str(),
+            p["nc"].as_str()
+        ),
+        (user.as_str(), "PolycomSPIP", nonce, "/push", "auth", "00000001"),
+        "{authorization}"
+    );
+    let ha1 = md5(format!("{user}:PolycomSPIP:{password}"));
+    let ha2 = md5("POST:/push".to_string());
+    let expected = md5(format!("{ha1}:{nonce}:00000001:{}:auth:{ha2}", p["cnonce"]));
+    assert_eq!(p["response"], expected, "the digest of the device credentials");
+    assert_eq!(outcome(&srv, ext, &id).await["state"], "done");
+
+    // Transfers and supervision are not in the Push API.
+    on_call(&srv, ext).await;
+    let (s, v) = srv.put(&format!("/api/handset/{ext}"), json!({"calltransferblind": "0409123456"})).await;
+    assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("cannot name the number"), "{v}");
     srv.stop().await;
 }
 
