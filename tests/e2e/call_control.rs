@@ -230,6 +230,8 @@ async fn each_call_action_reaches_asterisk_as_its_manager_action() {
     let (s, d) = srv.put("/api/domain", json!({"amicontext": "autoprov-calls_2"})).await;
     assert_eq!((s, d["amicontext"].as_str()), (StatusCode::OK, Some("autoprov-calls_2")), "{d}");
     assert_eq!(srv.get("/api/domain").await.1["amicontext"], "autoprov-calls_2");
+    let (_, doc) = srv.get("/api/openapi.json").await;
+    assert!(doc["components"]["schemas"]["DomainJson"]["properties"]["amicontext"].is_object(), "OpenAPI documents amicontext");
     let id = queue(&srv, "2000", "callcreate", "0409123456").await;
     assert_eq!(
         fields(&next(&mut actions).await, &["Action", "Channel", "Exten", "Context"]),
@@ -446,25 +448,38 @@ async fn direct_call_control_asks_the_phones_own_api() {
 }
 
 /// A Polycom's push server on `ip`:80 (Web Application Developer's Guide,
-/// Push Requests): every request without credentials is challenged with
-/// `401 WWW-Authenticate: Digest` (MD5, qop=auth, the nonce given); each
-/// request it got, with its Authorization, Content-Type and body.
-async fn polycom_push_server(ip: &str, nonce: &'static str) -> UnboundedReceiver<PushRequest> {
+/// Push Requests): a request without credentials is challenged with
+/// `401 WWW-Authenticate: Digest` (MD5, qop=auth, the nonce given), one
+/// with credentials is checked against `login` (recomputing the MD5 answer)
+/// and answered 200 or 401; each request it got, with its Authorization,
+/// Content-Type and body.
+async fn polycom_push_server(
+    ip: &str,
+    nonce: &'static str,
+    login: Arc<std::sync::Mutex<(String, String)>>,
+) -> UnboundedReceiver<PushRequest> {
     use axum::http::{header, HeaderMap, StatusCode as S};
     use axum::response::IntoResponse;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let app = axum::Router::new().fallback(
         move |method: axum::http::Method, uri: axum::http::Uri, headers: HeaderMap, body: String| {
-            let tx = tx.clone();
+            let (tx, login) = (tx.clone(), login.clone());
             async move {
                 let get = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
                 let authorization = get(header::AUTHORIZATION);
                 let _ = tx.send((format!("{method} {uri}"), authorization.clone(), get(header::CONTENT_TYPE), body));
-                if authorization.is_empty() {
+                let (user, password) = login.lock().unwrap().clone();
+                let good = !authorization.is_empty() && {
+                    let p = digest_params(&authorization);
+                    p.get("username") == Some(&user)
+                        && p.get("nonce").map(String::as_str) == Some(nonce)
+                        && p.get("response") == Some(&digest_md5(&user, &password, method.as_str(), &uri.to_string(), nonce, &p))
+                };
+                if good {
+                    (S::OK, "").into_response()
+                } else {
                     let challenge = format!("Digest realm=\"PolycomSPIP\", nonce=\"{nonce}\", qop=\"auth\", algorithm=MD5");
                     (S::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)]).into_response()
-                } else {
-                    (S::OK, "").into_response()
                 }
             }
         },
@@ -472,6 +487,17 @@ async fn polycom_push_server(ip: &str, nonce: &'static str) -> UnboundedReceiver
     let listener = tokio::net::TcpListener::bind((ip, 80)).await.expect("port 80 on a loopback address (tests run as root)");
     tokio::spawn(async move { axum::serve(listener, app).await });
     rx
+}
+
+/// RFC 7616's MD5 answer with qop=auth, recomputed here: the `response`
+/// a client knowing `user`/`password` sends with the other parameters `p`.
+fn digest_md5(user: &str, password: &str, method: &str, uri: &str, nonce: &str, p: &HashMap<String, String>) -> String {
+    use md5::{Digest, Md5};
+    let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
+    let ha1 = md5(format!("{user}:PolycomSPIP:{password}"));
+    let ha2 = md5(format!("{method}:{uri}"));
+    let field = |k: &str| p.get(k).cloned().unwrap_or_default();
+    md5(format!("{ha1}:{nonce}:{}:{}:{}:{ha2}", field("nc"), field("cnonce"), field("qop")))
 }
 
 type PushRequest = (String, String, String, String);
@@ -490,15 +516,15 @@ fn digest_params(value: &str) -> HashMap<String, String> {
 }
 
 async fn direct_call_control_pushes_to_a_polycom_with_digest() {
-    use md5::{Digest, Md5};
-    let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
     let srv = TestServer::start(Backend::Sqlite).await;
     let (ext, ip, nonce) = ("2300", "127.77.0.4", "bm9uY2UtcG9seWNvbS0x");
-    let mut phone = polycom_push_server(ip, nonce).await;
+    let login = Arc::new(std::sync::Mutex::new((String::new(), String::new())));
+    let mut phone = polycom_push_server(ip, nonce, login.clone()).await;
     handset(&srv, ext, "polycom").await;
     let (s, v) = srv.put(&format!("/api/handsetstatus/{ext}"), json!({"registrationaddress": format!("{ip}:5060")})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (user, password) = device_credentials(&srv, ext).await;
+    *login.lock().unwrap() = (user.clone(), password.clone());
 
     // The phone is given the credentials the push server asks for.
     let rows: Vec<_> =
@@ -536,11 +562,18 @@ async fn direct_call_control_pushes_to_a_polycom_with_digest() {
         (user.as_str(), "PolycomSPIP", nonce, "/push", "auth", "00000001"),
         "{authorization}"
     );
-    let ha1 = md5(format!("{user}:PolycomSPIP:{password}"));
-    let ha2 = md5("POST:/push".to_string());
-    let expected = md5(format!("{ha1}:{nonce}:00000001:{}:auth:{ha2}", p["cnonce"]));
-    assert_eq!(p["response"], expected, "the digest of the device credentials");
+    assert_eq!(p["response"], digest_md5(&user, &password, "POST", "/push", nonce, &p), "the digest of the device credentials");
     assert_eq!(outcome(&srv, ext, &id).await["state"], "done");
+
+    // A phone that does not take the answer (other credentials): failed,
+    // after one answer, not a loop.
+    login.lock().unwrap().1 = "not-the-device-password".into();
+    let id = queue(&srv, ext, "callcreate", "0409123456").await;
+    assert_eq!(push_request(&mut phone).await.1, "", "challenged first");
+    assert!(push_request(&mut phone).await.1.starts_with("Digest "));
+    let v = outcome(&srv, ext, &id).await;
+    assert_eq!((v["state"].as_str(), v["error"].as_str()), (Some("failed"), Some("the phone answered HTTP 401")), "{v}");
+    assert!(tokio::time::timeout(Duration::from_millis(300), phone.recv()).await.is_err(), "no third request");
 
     // Transfers and supervision are not in the Push API.
     on_call(&srv, ext).await;
