@@ -1,9 +1,10 @@
 //! autoprov: a provisioning server for SIP desk phones.
 //!
 //! Layers, lowest first (ARCHITECTURE.md; `tidy` enforces that imports
-//! point down): records (`model`) < storage (`store`) < knowledge (`guard`,
-//! `sip`, `crypto`, `files`, `limits`, `render`, `profiles`, `push`) < operations
-//! (`auth`, `service`, `provision`, `bootstrap`) < front ends (`client`,
+//! point down): records (`model`, and the leaf tools `files`, `limits`,
+//! `crypto`) < storage (`store`) < knowledge (`guard`, `sip`, `render`,
+//! `profiles`, `push`) < operations (`auth`, `service`, `provision`,
+//! `bootstrap`) < front ends (`client`,
 //! `config`, `handset_csv`, `tls`, `http_listener`, `api`,
 //! `provision::http`, `tftp`, `admin`, `server`, `cli`).
 //!

@@ -13,13 +13,13 @@ const RANKS: &[(&str, u32)] = &[
     ("model", 0),
     ("files", 1),
     ("limits", 1),
+    ("crypto", 1),
     // Storage: SQL only.
     ("store", 10),
     // Knowledge: vendor data, templates, the SIP and push machinery, and
     // small tools under them.
     ("guard", 20),
     ("sip", 20),
-    ("crypto", 20),
     ("render", 21),
     ("profiles", 22),
     ("push", 23),

@@ -18,6 +18,12 @@ use crate::store::now_ms;
 /// The longest query string an event may carry (the phone's variables).
 pub const EVENT_QUERY_MAX: usize = 2048;
 
+/// The longest XML notification body a phone may POST (`/ev/<token>/xml`).
+pub const EVENT_XML_MAX: usize = 16 * 1024;
+
+/// The event name under which phones POST XML notifications.
+pub const XML_EVENT: &str = "xml";
+
 impl Provisioner {
     /// Applies the event `name` a phone reported under `token`, with the
     /// variables in `query` (`callid`, `remote`; others are ignored).
@@ -25,7 +31,63 @@ impl Provisioner {
     pub async fn phone_event(&self, peer: IpAddr, token: &str, name: &str, query: &str) -> Result<(), Refusal> {
         let started = Instant::now();
         let result = self.phone_event_inner(peer, token, name, query).await;
-        let outcome = match &result {
+        log_event(peer, name, &result, started);
+        result.map(|_| ())
+    }
+
+    /// Applies the XML notifications a phone POSTed under `token`
+    /// (`/ev/<token>/xml`): each element a profile's `[events.xml]` rules
+    /// name is one event, in document order. Elements no rule names are
+    /// ignored; a body that is no XML is refused.
+    pub async fn phone_xml_event(&self, peer: IpAddr, token: &str, body: &[u8]) -> Result<(), Refusal> {
+        let started = Instant::now();
+        let result = self.phone_xml_event_inner(peer, token, body).await;
+        log_event(peer, XML_EVENT, &result, started);
+        result.map(|_| ())
+    }
+
+    async fn phone_xml_event_inner(&self, peer: IpAddr, token: &str, body: &[u8]) -> Result<bool, Refusal> {
+        if body.len() > EVENT_XML_MAX {
+            return Err(Refusal::BadName("notification too long"));
+        }
+        let Some(events) = std::str::from_utf8(body).ok().and_then(|text| xml_events(self.profiles(), text)) else {
+            // The token first: garbage under guessed tokens is a scan too.
+            self.apply(peer, token, None, String::new(), String::new(), true).await?;
+            return Err(Refusal::BadName("notification is not XML"));
+        };
+        if events.is_empty() {
+            // Proves the token all the same (a scan is refused as one).
+            return self.apply(peer, token, None, String::new(), String::new(), true).await;
+        }
+        let mut changed = false;
+        for (event, remote) in events {
+            changed |= self.apply(peer, token, Some(event), String::new(), clean_remote(&remote), false).await?;
+        }
+        Ok(changed)
+    }
+}
+
+/// The events an XML notification carries, by the profiles' rules: each
+/// element under the root (and the root itself) that a rule names, with
+/// the other party. `None`: no XML.
+fn xml_events(profiles: &crate::profiles::Profiles, text: &str) -> Option<Vec<(PhoneEvent, String)>> {
+    let doc = roxmltree::Document::parse(text).ok()?;
+    let root = doc.root_element();
+    let rules: Vec<_> = profiles.iter().filter_map(|p| p.events.xml.as_ref()).flat_map(|x| x.rules.iter()).collect();
+    let mut out = Vec::new();
+    for node in std::iter::once(root).chain(root.children().filter(|c| c.is_element())) {
+        if let Some(rule) = rules.iter().find(|r| r.matches(node)) {
+            if let Some(event) = PhoneEvent::parse(&rule.event) {
+                out.push((event, rule.remote(node)));
+            }
+        }
+    }
+    Some(out)
+}
+
+fn log_event(peer: IpAddr, name: &str, result: &Result<bool, Refusal>, started: Instant) {
+    {
+        let outcome = match result {
             Ok(true) => "applied",
             Ok(false) => "ignored",
             Err(Refusal::Banned) => "banned",
@@ -40,15 +102,14 @@ impl Provisioner {
             result = outcome,
             us = started.elapsed().as_micros() as u64,
         );
-        result.map(|_| ())
     }
+}
 
+impl Provisioner {
     async fn phone_event_inner(&self, peer: IpAddr, token: &str, name: &str, query: &str) -> Result<bool, Refusal> {
-        let now = Instant::now();
         if query.len() > EVENT_QUERY_MAX {
             return Err(Refusal::BadName("query too long"));
         }
-        let plausible = !token.is_empty() && token.len() <= 64 && token.bytes().all(|b| b.is_ascii_alphanumeric());
         let (mut call_id, mut remote) = (String::new(), String::new());
         for (key, value) in pairs(query) {
             match key.as_str() {
@@ -57,9 +118,25 @@ impl Provisioner {
                 _ => {}
             }
         }
-        let event = PhoneEvent::parse(name);
+        self.apply(peer, token, PhoneEvent::parse(name), call_id, remote, false).await
+    }
+
+    /// Applies `event` (`None`: one we do not know) under `token`; with
+    /// `prove_only`, only checks the token.
+    async fn apply(
+        &self,
+        peer: IpAddr,
+        token: &str,
+        event: Option<PhoneEvent>,
+        call_id: String,
+        remote: String,
+        prove_only: bool,
+    ) -> Result<bool, Refusal> {
+        let now = Instant::now();
+        let plausible = !token.is_empty() && token.len() <= 64 && token.bytes().all(|b| b.is_ascii_alphanumeric());
         let found = match (plausible, event) {
             (false, _) => None,
+            (true, _) if prove_only => self.store.handset_by_event_token(token).await.map_err(internal)?.then_some(false),
             (true, Some(event)) => {
                 let report = |internal| PhoneReport { event, call_id, remote: remote.clone(), internal, at: now_ms() };
                 self.store.phone_event(token, &remote, report).await.map_err(internal)?.map(|(_, _, changed)| changed)

@@ -33,6 +33,7 @@ async fn serve_file(
     method: Method,
     headers: HeaderMap,
     uri: Uri,
+    body: Body,
 ) -> Response {
     let path = uri.path();
     let (raw, prefix) = match front.prefix.as_deref() {
@@ -40,6 +41,9 @@ async fn serve_file(
         _ => (path.strip_prefix('/').unwrap_or(path), ""),
     };
     if let Some(rest) = raw.strip_prefix("ev/") {
+        if method == Method::POST && rest.ends_with(&format!("/{}", super::events::XML_EVENT)) {
+            return phone_xml_event(&front.provisioner, &client, rest, body).await;
+        }
         return phone_event(&front.provisioner, &client, &method, rest, uri.query().unwrap_or("")).await;
     }
     if method != Method::GET && method != Method::HEAD {
@@ -87,14 +91,30 @@ async fn phone_event(provisioner: &Provisioner, client: &ClientInfo, method: &Me
     }
     // A missing token (`ev/ringing`, `ev//ringing`) is an empty one.
     let (token, event) = rest.split_once('/').unwrap_or(("", rest));
-    let status = match provisioner.phone_event(client.ip, token, event, query).await {
+    let status = event_status(provisioner.phone_event(client.ip, token, event, query).await);
+    (status, [(header::CACHE_CONTROL, "no-store")], Body::empty()).into_response()
+}
+
+/// A phone's XML notification: `POST` of `ev/<event_token>/xml` with the
+/// XML in the body (at most `EVENT_XML_MAX` bytes; longer is 413). Answered
+/// as `phone_event`.
+async fn phone_xml_event(provisioner: &Provisioner, client: &ClientInfo, rest: &str, body: Body) -> Response {
+    let token = rest.split_once('/').map_or("", |(t, _)| t);
+    let Ok(bytes) = axum::body::to_bytes(body, super::events::EVENT_XML_MAX).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, [(header::CACHE_CONTROL, "no-store")], Body::empty()).into_response();
+    };
+    let status = event_status(provisioner.phone_xml_event(client.ip, token, &bytes).await);
+    (status, [(header::CACHE_CONTROL, "no-store")], Body::empty()).into_response()
+}
+
+fn event_status(result: Result<(), Refusal>) -> StatusCode {
+    match result {
         Ok(()) => StatusCode::OK,
         Err(Refusal::BadName(_)) => StatusCode::BAD_REQUEST,
         Err(Refusal::NotFound(_)) => StatusCode::NOT_FOUND,
         Err(Refusal::Banned | Refusal::Forbidden(_)) => StatusCode::FORBIDDEN,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, [(header::CACHE_CONTROL, "no-store")], Body::empty()).into_response()
+    }
 }
 
 /// Where the phone reached us: the `Host` header (already checked to be an

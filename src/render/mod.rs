@@ -116,15 +116,84 @@ pub struct EventKeys {
     /// Our event name → the vendor's config key.
     #[serde(default)]
     pub keys: std::collections::BTreeMap<String, String>,
+    /// A family whose phones POST XML notifications to one URL instead
+    /// (Polycom's telephony event notification): the keys that set it up
+    /// and how its elements map to our events.
+    #[serde(default)]
+    pub xml: Option<XmlEvents>,
+}
+
+/// Phones that POST their events as XML to one URL (`<base>xml`).
+#[derive(Clone, Debug, Default, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct XmlEvents {
+    /// The config key that takes our URL.
+    pub url_key: String,
+    /// Config keys that switch notifications on (written `1`).
+    #[serde(default)]
+    pub enable_keys: Vec<String>,
+    /// The XML the phone posts, each rule tried in order on every element
+    /// under the root (and on the root itself).
+    pub rules: Vec<XmlRule>,
+}
+
+/// One kind of notification: an element (with, if given, an attribute of
+/// that value) is our `event`; the other party is the text of the first
+/// non-empty `remote` path (child element names joined by `/`).
+#[derive(Clone, Debug, Default, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct XmlRule {
+    pub element: String,
+    #[serde(default)]
+    pub attribute: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+    pub event: String,
+    #[serde(default)]
+    pub remote: Vec<String>,
+}
+
+impl XmlRule {
+    /// Whether `node` is this kind of notification.
+    pub fn matches(&self, node: roxmltree::Node<'_, '_>) -> bool {
+        node.is_element()
+            && node.tag_name().name() == self.element
+            && match (&self.attribute, &self.value) {
+                (Some(a), Some(v)) => node.attribute(a.as_str()) == Some(v.as_str()),
+                (Some(a), None) => node.attribute(a.as_str()).is_some(),
+                _ => true,
+            }
+    }
+
+    /// The other party named in `node`, or `""`.
+    pub fn remote(&self, node: roxmltree::Node<'_, '_>) -> String {
+        for path in &self.remote {
+            let mut at = Some(node);
+            for name in path.split('/') {
+                at = at.and_then(|n| n.children().find(|c| c.is_element() && c.tag_name().name() == name));
+            }
+            let text = at.and_then(|n| n.text()).unwrap_or("").trim();
+            if !text.is_empty() {
+                return text.to_string();
+            }
+        }
+        String::new()
+    }
 }
 
 impl EventKeys {
-    /// `(vendor key, URL)` for each event, under `base` (ending in `/`, as
+    /// `(vendor key, URL)` for each event (for an XML family: its URL key
+    /// with `<base>xml`, then each enabling key with `1`), under `base` (ending in `/`, as
     /// `https://prov.example.com/ev/<token>/`; `""`: none), in our event order. Call
     /// events carry the vendor's variables as `callid` and `remote`.
     pub fn urls(&self, base: &str) -> Vec<(String, String)> {
         if base.is_empty() {
             return Vec::new();
+        }
+        if let Some(xml) = &self.xml {
+            let mut out = vec![(xml.url_key.clone(), format!("{base}xml"))];
+            out.extend(xml.enable_keys.iter().map(|k| (k.clone(), "1".to_string())));
+            return out;
         }
         crate::model::PhoneEvent::ALL
             .iter()
@@ -147,10 +216,28 @@ impl EventKeys {
 
     /// What is wrong with the table, if anything (checked at profile load).
     pub fn check(&self) -> Result<(), String> {
-        match (&self.none, self.keys.is_empty()) {
-            (Some(_), false) => return Err("events: `none` and `keys` exclude each other".into()),
-            (None, true) => return Err("events: give `keys` (and `url_variables`), or `none` with the reason".into()),
+        match (&self.none, self.keys.is_empty(), &self.xml) {
+            (Some(_), false, _) | (Some(_), _, Some(_)) => return Err("events: `none` excludes `keys` and `xml`".into()),
+            (None, false, Some(_)) => return Err("events: `keys` and `xml` exclude each other".into()),
+            (None, true, None) => {
+                return Err("events: give `keys` (and `url_variables`), `xml`, or `none` with the reason".into())
+            }
             _ => {}
+        }
+        if let Some(xml) = &self.xml {
+            let plain = |k: &str| !k.trim().is_empty() && !k.contains(['\n', '\r', '<', '>', '&', '"', ' ']);
+            if !plain(&xml.url_key) || !xml.enable_keys.iter().all(|k| plain(k)) {
+                return Err("events: xml: keys must be plain config keys".into());
+            }
+            if xml.rules.is_empty() {
+                return Err("events: xml: no rules".into());
+            }
+            if let Some(r) = xml.rules.iter().find(|r| crate::model::PhoneEvent::parse(&r.event).is_none()) {
+                return Err(format!("events: xml: unknown event {:?}", r.event));
+            }
+            if xml.rules.iter().any(|r| r.value.is_some() && r.attribute.is_none()) {
+                return Err("events: xml: a rule's `value` needs its `attribute`".into());
+            }
         }
         if let Some(bad) = self.keys.keys().find(|k| crate::model::PhoneEvent::parse(k).is_none()) {
             return Err(format!("events: unknown event {bad:?}"));

@@ -23,6 +23,7 @@ both_backends!(
     every_family_reports_a_call_through_its_action_urls,
     late_events_are_ignored_and_forged_ones_refused,
     status_search_filters_by_state,
+    polycom_reports_a_call_through_xml_notifications,
 );
 
 /// The call id and other party a simulated phone substitutes.
@@ -111,7 +112,8 @@ async fn every_family_reports_a_call_through_its_action_urls(b: Backend) {
     for profile in Profiles::built_in().iter() {
         // Every family says: keys, or none with the reason.
         let has = profile.events.none.is_none();
-        assert_eq!(has, all.contains_key(&profile.family), "{}: profile [events] and event-keys.tsv disagree", profile.family);
+        let listed = all.contains_key(&profile.family) || event_xml().contains_key(&profile.family);
+        assert_eq!(has, listed, "{}: profile [events] and event-keys.tsv / event-xml.tsv disagree", profile.family);
     }
     for (family, keys) in &all {
         let p = phone(family);
@@ -286,5 +288,109 @@ async fn status_search_filters_by_state(b: Backend) {
             assert!(ev[method]["responses"][code].is_object(), "{method} {code}");
         }
     }
+    srv.stop().await;
+}
+
+/// event-xml.tsv: family → (role, config key) rows.
+fn event_xml() -> BTreeMap<String, Vec<(String, String)>> {
+    let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for (line, c) in crate::fixtures::tsv("event-xml.tsv") {
+        assert!(c.len() >= 4, "event-xml.tsv line {line}: a short row");
+        out.entry(c[0].clone()).or_default().push((c[1].clone(), c[2].clone()));
+    }
+    out
+}
+
+/// What a Polycom phone POSTs, as the Web Application Developer's Guide
+/// (UC Software 5.0.0, Tables 17, 19 and 24) and the SIP 3.1 Developer's
+/// Guide (the `<PolycomIPPhone>` wrapper, p. 2-24) show it.
+fn polycom_incoming(from: &str) -> String {
+    format!(
+        "<PolycomIPPhone>\n<IncomingCallEvent>\n<PhoneIP>172.24.132.135</PhoneIP>\n<MACAddress>0004f214b89e</MACAddress>\n\
+         <CallingPartyName>{from}</CallingPartyName>\n<CallingPartyNumber>{from}@172.18.186.94</CallingPartyNumber>\n\
+         <CalledPartyName>20300</CalledPartyName>\n<CalledPartyNumber>20300</CalledPartyNumber>\n\
+         <TimeStamp>2008-07-11T13:19:53-08:00</TimeStamp>\n</IncomingCallEvent>\n</PolycomIPPhone>\n"
+    )
+}
+
+fn polycom_outgoing(to: &str) -> String {
+    format!(
+        "<PolycomIPPhone>\n<OutgoingCallEvent>\n<PhoneIP>172.24.132.135</PhoneIP>\n<MACAddress>0004f214b89e</MACAddress>\n\
+         <CallingPartyName>20300</CallingPartyName>\n<CallingPartyNumber>20300</CallingPartyNumber>\n\
+         <CalledPartyName>{to}</CalledPartyName>\n<CalledPartyNumber>{to}@172.18.186.94</CalledPartyNumber>\n\
+         <TimeStamp>2008-07-11T13:20:01-08:00</TimeStamp>\n</OutgoingCallEvent>\n</PolycomIPPhone>\n"
+    )
+}
+
+fn polycom_state(state: &str, call_type: &str) -> String {
+    format!(
+        "<PolycomIPPhone>\n<CallStateChangeEvent CallReference=\"0\" CallState=\"{state}\">\n<PhoneIP>172.24.132.135</PhoneIP>\n\
+         <MACAddress>0004f214b89e</MACAddress>\n<LineNumber>1</LineNumber>\n<TimeStamp>2008-07-11T13:20:05-08:00</TimeStamp>\n\
+         <CallLineInfo>\n<LineKeyNum>1</LineKeyNum>\n<LineDirNum>20300</LineDirNum>\n<LineState>Active</LineState>\n<CallInfo>\n\
+         <CallState>{state}</CallState>\n<CallType>{call_type}</CallType>\n<UIAppearanceIndex>1*</UIAppearanceIndex>\n\
+         <CalledPartyName>20300</CalledPartyName>\n<CalledPartyDirNum>20300</CalledPartyDirNum>\n\
+         <CallingPartyName>{REMOTE}</CallingPartyName>\n<CallingPartyDirNum>{REMOTE}</CallingPartyDirNum>\n\
+         <CallReference>0</CallReference>\n<CallDuration>0</CallDuration>\n</CallInfo>\n</CallLineInfo>\n\
+         </CallStateChangeEvent>\n</PolycomIPPhone>\n"
+    )
+}
+
+async fn post(srv: &TestServer, url: &str, body: String) -> StatusCode {
+    srv.client.post(url).header("content-type", "application/xml").body(body).send().await.unwrap().status()
+}
+
+async fn polycom_reports_a_call_through_xml_notifications(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.scan_threshold = 5).await;
+    let rows = event_xml().remove("polycom").expect("polycom rows");
+    let p = phone("polycom");
+    let config = provision(&srv, p).await;
+    let ext = p.ext.as_str();
+    let mut url = String::new();
+    for (role, key) in &rows {
+        let value = config.get(key).unwrap_or_else(|| panic!("polycom: no {key:?} in its config"));
+        match role.as_str() {
+            "url" => url = value.clone(),
+            "enable" => assert_eq!(value, "1", "{key}"),
+            other => panic!("event-xml.tsv: role {other:?}"),
+        }
+    }
+    assert!(url.starts_with(&srv.url("/ev/")) && url.ends_with("/xml"), "{url}");
+    // An incoming call, answered, held, resumed, hung up.
+    assert_eq!(post(&srv, &url, polycom_incoming(REMOTE)).await, StatusCode::OK);
+    let v = expect(&srv, ext, "IncomingCallEvent", "Ringing", &format!("ringing from {REMOTE}")).await;
+    assert_eq!((v["calldirection"].as_str(), v["otherpartyphonenumber"].as_str()), (Some("Inbound"), Some(REMOTE)));
+    assert_eq!(post(&srv, &url, polycom_state("Connected", "Incoming")).await, StatusCode::OK);
+    expect(&srv, ext, "Connected", "OnCall", &format!("connected to {REMOTE}")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(status(&srv, ext).await["calldurationseconds"].as_i64().unwrap() >= 1, "the duration counts");
+    assert_eq!(post(&srv, &url, polycom_state("Hold", "Incoming")).await, StatusCode::OK);
+    expect(&srv, ext, "Hold", "OnHold", &format!("on hold with {REMOTE}")).await;
+    assert_eq!(post(&srv, &url, polycom_state("Connected", "Incoming")).await, StatusCode::OK);
+    expect(&srv, ext, "Connected after Hold", "OnCall", &format!("connected to {REMOTE}")).await;
+    assert_eq!(post(&srv, &url, polycom_state("Disconnected", "Incoming")).await, StatusCode::OK);
+    let v = expect(&srv, ext, "Disconnected", "Idle", "idle").await;
+    assert_eq!((v["calldurationseconds"].as_i64(), v["calldirection"].as_str()), (Some(0), Some("Unknown")));
+    // A state we do not map (Free follows Disconnected) changes nothing.
+    assert_eq!(post(&srv, &url, polycom_state("Free", "Incoming")).await, StatusCode::OK);
+    expect(&srv, ext, "Free", "Idle", "idle").await;
+    // An outgoing call: the same CallReference (0) again is a new call.
+    assert_eq!(post(&srv, &url, polycom_outgoing(REMOTE)).await, StatusCode::OK);
+    let v = expect(&srv, ext, "OutgoingCallEvent", "Calling", &format!("calling {REMOTE}")).await;
+    assert_eq!(v["calldirection"], "Outbound");
+    assert_eq!(post(&srv, &url, polycom_state("Connected", "Outgoing")).await, StatusCode::OK);
+    expect(&srv, ext, "outgoing Connected", "OnCall", &format!("connected to {REMOTE}")).await;
+    assert_eq!(post(&srv, &url, polycom_state("Disconnected", "Outgoing")).await, StatusCode::OK);
+    expect(&srv, ext, "outgoing Disconnected", "Idle", "idle").await;
+
+    // Broken and forged notifications change nothing.
+    assert_eq!(post(&srv, &url, "not <xml".into()).await, StatusCode::BAD_REQUEST, "no XML");
+    let big = format!("<PolycomIPPhone>{}</PolycomIPPhone>", " ".repeat(17 * 1024));
+    assert_eq!(post(&srv, &url, big).await, StatusCode::PAYLOAD_TOO_LARGE, "over 16 KiB");
+    let token = url.split("/ev/").nth(1).and_then(|r| r.split('/').next()).unwrap().to_string();
+    let wrong = url.replace(&token, "WrongToken0123456789abcd");
+    assert_eq!(post(&srv, &wrong, polycom_incoming("666")).await, StatusCode::NOT_FOUND, "a wrong token");
+    assert_eq!(post(&srv, &wrong, "garbage".into()).await, StatusCode::NOT_FOUND, "garbage under a wrong token");
+    assert_eq!(call(&srv, &url).await, StatusCode::BAD_REQUEST, "xml is no event to GET");
+    expect(&srv, ext, "after forgeries", "Idle", "idle").await;
     srv.stop().await;
 }
