@@ -241,7 +241,11 @@ pub fn same_but_server(body: &str, base: &str) -> String {
     // Action URLs (phone_events.rs) are HTTP(S): a phone told to come back
     // over TFTP, with no HTTPS listener of ours to name, is given none.
     let action_urls = regex::Regex::new(r"(?m)^.*BASEev/.*\n").unwrap();
-    action_urls.replace_all(&body, "").into_owned()
+    let body = action_urls.replace_all(&body, "").into_owned();
+    // Yealink's Action URI allow list names the server's address as the
+    // phone reached it: only where that was an address (call_control.rs).
+    let allow_list = regex::Regex::new(r"(?m)^features\.action_uri_limit_ip = .*\n").unwrap();
+    allow_list.replace_all(&body, "").into_owned()
 }
 
 /// `file` (a path as the phone asks for it) fetched with tftp-hpa's client.
