@@ -25,7 +25,7 @@ type Block = HashMap<String, String>;
 /// Asterisk 18+ lists them), and every other action with Success, or with
 /// an Error while `fail` is set.
 async fn asterisk(secret: &'static str, fail: Arc<AtomicBool>) -> (SocketAddr, UnboundedReceiver<Block>) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncWriteExt, BufReader};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -36,20 +36,7 @@ async fn asterisk(secret: &'static str, fail: Arc<AtomicBool>) -> (SocketAddr, U
                 let mut conn = BufReader::new(stream);
                 conn.get_mut().write_all(b"Asterisk Call Manager/7.0.3\r\n").await.unwrap();
                 loop {
-                    let mut block = Block::new();
-                    loop {
-                        let mut line = String::new();
-                        if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let line = line.trim_end();
-                        if line.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = line.split_once(':') {
-                            block.insert(k.trim().to_string(), v.trim().to_string());
-                        }
-                    }
+                    let Some(block) = crate::push::read_ami_block(&mut conn).await else { return };
                     if block.is_empty() {
                         continue;
                     }

@@ -307,11 +307,31 @@ async fn a_sipp_phone_gets_the_notify() {
     srv.stop().await;
 }
 
+/// One manager message (`Key: value` lines up to a blank line), as a map;
+/// `None` when the connection ends.
+pub async fn read_ami_block<R: tokio::io::AsyncBufRead + Unpin>(conn: &mut R) -> Option<HashMap<String, String>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut block = HashMap::new();
+    loop {
+        let mut line = String::new();
+        if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Some(block);
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            block.insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+}
+
 /// An Asterisk manager interface as far as autoprov uses it: banner, Login,
 /// PJSIPNotify. It closes the connection after each PJSIPNotify, so every
 /// second push has to reconnect.
 async fn ami_peer(secret: &'static str) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<HashMap<String, String>>) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncWriteExt, BufReader};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -322,20 +342,7 @@ async fn ami_peer(secret: &'static str) -> (SocketAddr, tokio::sync::mpsc::Unbou
                 let mut conn = BufReader::new(stream);
                 conn.get_mut().write_all(b"Asterisk Call Manager/5.0.1\r\n").await.unwrap();
                 loop {
-                    let mut block = HashMap::new();
-                    loop {
-                        let mut line = String::new();
-                        if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let line = line.trim_end();
-                        if line.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = line.split_once(':') {
-                            block.insert(k.trim().to_string(), v.trim().to_string());
-                        }
-                    }
+                    let Some(block) = read_ami_block(&mut conn).await else { return };
                     let id = block.get("ActionID").cloned().unwrap_or_default();
                     let reply = match block.get("Action").map(String::as_str) {
                         Some("Login") if block.get("Secret").map(String::as_str) == Some(secret) => {
