@@ -44,6 +44,12 @@ pub struct HandsetJson {
     pub settings: ExtraSettings,
     /// The phone's own IANA time zone; `""` for the domain's.
     pub timezone: String,
+    /// The phone's device password (`***` for read-only users): with its
+    /// MAC as the user name, what it fetches its files with and, on
+    /// families whose template sets it (snom, Yealink: see the profile's
+    /// `[remote_control]`), its web login, so an installer can still open
+    /// the phone's web page.
+    pub devicepassword: String,
     /// Whether the latest change has reached the phone.
     pub provisioning: ProvisioningJson,
 }
@@ -87,6 +93,7 @@ impl HandsetJson {
             firmware: v.last_fetch.as_ref().map(|f| f.firmware.clone()).unwrap_or_default(),
             settings: h.settings.clone(),
             timezone: h.timezone.clone(),
+            devicepassword: if caller.may_see_secrets() { h.device_password.expose() } else { MASKED }.to_string(),
             provisioning: ProvisioningJson {
                 revision: h.revision,
                 fetchedrevision: v.fetched_revision(),

@@ -335,12 +335,12 @@ fn cfg_lines(body: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// The handset's device credentials: its MAC (lower case) and device password.
+/// The handset's device credentials as an admin reads them in Handset
+/// Select: its MAC (lower case) and `devicepassword`.
 async fn device_credentials(srv: &TestServer, ext: &str) -> (String, String) {
-    let store = &srv.running().store;
-    let domain = store.domain_by_name("default").await.unwrap().unwrap();
-    let h = store.handset(domain.id, ext).await.unwrap().unwrap().handset;
-    (h.mac.unwrap().lower(), h.device_password.expose().to_string())
+    let (s, h) = srv.get(&format!("/api/handset/{ext}")).await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    (h["mac"].as_str().unwrap().to_string(), h["devicepassword"].as_str().unwrap().to_string())
 }
 
 /// A `remote_*` fixture value with its placeholders filled in.
@@ -350,11 +350,8 @@ fn remote_value(pattern: &str, user: &str, password: &str, server: &str) -> Stri
 
 async fn device_basic_auth(srv: &TestServer, ext: &str) -> String {
     use base64::Engine;
-    let store = &srv.running().store;
-    let domain = store.domain_by_name("default").await.unwrap().unwrap();
-    let h = store.handset(domain.id, ext).await.unwrap().unwrap().handset;
-    let pair = format!("{}:{}", h.mac.unwrap().lower(), h.device_password.expose());
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+    let (user, password) = device_credentials(srv, ext).await;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
 async fn direct_call_control_asks_the_phones_own_api() {

@@ -234,6 +234,11 @@ async fn readonly_users_see_sip_passwords_masked(b: Backend) {
     assert_eq!((s, one["password"].as_str(), all[0]["password"].as_str()), (StatusCode::OK, Some("***"), Some("***")));
     assert!(!one.to_string().contains("Real-Secret-123") && !all.to_string().contains("Real-Secret-123"));
     assert_eq!(srv.get("/api/handset/100").await.1["password"], "Real-Secret-123", "an admin sees it");
+    // The device password (the phone's fetch credential and, on some
+    // families, its web login) likewise.
+    assert_eq!(one["devicepassword"], "***");
+    let device = srv.get("/api/handset/100").await.1["devicepassword"].as_str().unwrap().to_string();
+    assert!(device.len() >= 16 && device != "***", "an admin sees it: {device}");
     srv.stop().await;
 }
 
