@@ -18,6 +18,19 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Creates `path` as a new, empty file only its owner can read (0600);
+/// an existing file is an error, never overwritten.
+pub fn create_private_new(path: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path).map(drop)
+}
+
 /// Creates `dir` (and its missing parents) only its owner may enter (0700);
 /// an existing one that others may read or enter is made so, with a
 /// warning: the data directory holds the database, keys and passwords.

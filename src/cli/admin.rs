@@ -20,6 +20,24 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn backup(settings: &Settings, file: &std::path::Path) -> anyhow::Result<()> {
+    let store = open(settings).await?;
+    let sqlite = store.backend() == crate::store::Backend::Sqlite;
+    if sqlite {
+        crate::files::create_private_new(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    }
+    let path = file.to_str().ok_or_else(|| anyhow::anyhow!("{}: not a UTF-8 path", file.display()))?;
+    let copied = store.backup_into(path).await;
+    store.close().await;
+    if copied.is_err() && sqlite {
+        // Leave no empty or half-written copy behind to be mistaken for a backup.
+        let _ = std::fs::remove_file(file);
+    }
+    copied?;
+    println!("Database copied to {}", file.display());
+    Ok(())
+}
+
 pub async fn domain(settings: &Settings, command: DomainCommand) -> anyhow::Result<()> {
     let store = open(settings).await?;
     match command {

@@ -7,6 +7,10 @@
 //! written, whatever field it came in: control characters, Unicode line
 //! and paragraph separators and bidi controls become `\n`, `\u{202e}` and
 //! the like. Colours are off: they are control characters too.
+//!
+//! `AUTOPROV_LOG_FORMAT=json` writes one JSON object per line instead, for
+//! log shippers: JSON escapes control characters itself (and a `\u{…}`
+//! escape of ours would not be JSON), so it goes out as serde_json writes it.
 
 use std::io::{self, Write};
 
@@ -16,11 +20,21 @@ pub fn init() {
     let filter = EnvFilter::try_from_env("AUTOPROV_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rustls=error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(|| EscapingWriter(io::stderr()))
-        .try_init();
+    let format = std::env::var("AUTOPROV_LOG_FORMAT").unwrap_or_default();
+    let json = match format.trim() {
+        "json" => true,
+        "" | "text" => false,
+        other => {
+            eprintln!("autoprov: AUTOPROV_LOG_FORMAT={:?}: must be text or json; logging as text", escape(other));
+            false
+        }
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    let _ = if json {
+        builder.json().with_writer(io::stderr).try_init()
+    } else {
+        builder.with_writer(|| EscapingWriter(io::stderr())).try_init()
+    };
 }
 
 /// Writes each event (the formatter hands over one whole event, its own

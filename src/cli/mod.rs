@@ -32,6 +32,10 @@ pub enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Copy the SQLite database to FILE (a new file, 0600) while the server
+    /// runs; restore by putting the copy in place of autoprov.db with the
+    /// server stopped. PostgreSQL: use pg_dump.
+    Backup { file: std::path::PathBuf },
     /// Domains (tenants).
     #[command(subcommand)]
     Domain(DomainCommand),
@@ -192,6 +196,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve::serve(settings).await,
         Command::Db(DbCommand::Migrate) => admin::migrate(&settings).await,
+        Command::Backup { file } => admin::backup(&settings, &file).await,
         Command::Domain(c) => admin::domain(&settings, c).await,
         Command::User(c) => admin::user(&settings, c).await,
         Command::Profiles => phones::profiles(&settings),

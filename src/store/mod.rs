@@ -133,6 +133,19 @@ impl Store {
         self.backend
     }
 
+    /// Copies the SQLite database into `path`, an empty file the caller
+    /// made private: `VACUUM INTO` reads one consistent snapshot while the
+    /// server goes on writing. PostgreSQL has its own tool (pg_dump).
+    pub async fn backup_into(&self, path: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            return Err(StoreError::Conflict(
+                "autoprov backup copies SQLite databases; for PostgreSQL use pg_dump (e.g. pg_dump -Fc DBNAME > FILE)".into(),
+            ));
+        }
+        sqlx::query("VACUUM INTO $1").bind(path).execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -299,4 +299,63 @@ crate::e2e!(
     a_queued_push_survives_sigkill,
     notify_queues_a_push_for_the_running_server,
     device_claim_assigns_a_phone_from_the_command_line,
+    a_backup_taken_while_serving_restores,
+    json_logs_are_one_object_per_line,
 );
+
+/// `autoprov backup FILE` copies the SQLite database while the server runs
+/// and writes to it; the copy, put in place of another data directory's
+/// database, holds every handset. An existing file is never overwritten.
+async fn a_backup_taken_while_serving_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve(&mut autoprov(dir.path()));
+    let mut csv = String::from("extensionnumber,name,mac\n");
+    for i in 0..200 {
+        csv.push_str(&format!("{},Desk {i},001565{:06x}\n", 5000 + i, 0xbb0000 + i));
+    }
+    let file = dir.path().join("site.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (ok, _, err) = run(autoprov(dir.path()).args(["import", file.to_str().unwrap()]), None);
+    assert!(ok, "{err}");
+
+    let backups = tempfile::tempdir().unwrap();
+    let copy = backups.path().join("autoprov-backup.db");
+    let (ok, out, err) = run(autoprov(dir.path()).args(["backup", copy.to_str().unwrap()]), None);
+    assert!(ok && out.contains("copied"), "{out}{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let (ok, _, err) = run(autoprov(dir.path()).args(["backup", copy.to_str().unwrap()]), None);
+    assert!(!ok && err.contains("exists"), "an existing file is not overwritten: {err}");
+    sigterm(&served.child);
+    assert!(served.exited_within(Duration::from_secs(10)).is_some());
+
+    // Restore: the copy becomes another server's database.
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::copy(&copy, restored.path().join("autoprov.db")).unwrap();
+    let (ok, out, err) = run(autoprov(restored.path()).args(["export"]), None);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with('5')).count(), 200, "{out}");
+    assert!(out.contains("5199,Desk 199"), "{out}");
+}
+
+/// `AUTOPROV_LOG_FORMAT=json`: every line of the log is one JSON object,
+/// whatever a client sent.
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve(autoprov(dir.path()).env("AUTOPROV_LOG_FORMAT", "json"));
+    let http = served.addr("HTTP  listening on ");
+    for path in ["/p/nosuchtoken/001565aabbcc.cfg", "/%0aforged%20line.cfg", "/x%1b%5b31m.cfg"] {
+        let _ = crate::harness::plain_client().get(format!("http://{http}{path}")).send().await;
+    }
+    sigterm(&served.child);
+    assert!(served.exited_within(Duration::from_secs(10)).is_some());
+    let log = served.log();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+}
