@@ -29,20 +29,43 @@ pub struct TlsMaterial {
 }
 
 pub fn load_or_create(settings: &Settings) -> Result<TlsMaterial, TlsError> {
-    let (cert_path, key_path, created) = match (&settings.tls_cert, &settings.tls_key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone(), false),
+    let (cert_path, key_path) = cert_and_key_paths(settings);
+    let created = if (settings.tls_cert.is_some() && settings.tls_key.is_some()) || (cert_path.exists() && key_path.exists()) {
+        false
+    } else {
+        create_self_signed(&settings.data_dir.join("tls"), &cert_path, &key_path)?;
+        true
+    };
+    build(settings, cert_path, key_path, created)
+}
+
+/// The certificate and key files: the operator's, else the self-signed
+/// pair in the data directory.
+fn cert_and_key_paths(settings: &Settings) -> (PathBuf, PathBuf) {
+    match (&settings.tls_cert, &settings.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
             let dir = settings.data_dir.join("tls");
-            let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-            let created = if c.exists() && k.exists() {
-                false
-            } else {
-                create_self_signed(&dir, &c, &k)?;
-                true
-            };
-            (c, k, created)
+            (dir.join("cert.pem"), dir.join("key.pem"))
         }
-    };
+    }
+}
+
+/// What `autoprov check-config` says of TLS: the certificate and key (and
+/// the device-certificate CAs) load and fit together, without making the
+/// self-signed pair when it is not there yet. The text names what was
+/// checked.
+pub fn check(settings: &Settings) -> Result<String, TlsError> {
+    let (cert_path, key_path) = cert_and_key_paths(settings);
+    let operators = settings.tls_cert.is_some() && settings.tls_key.is_some();
+    if !operators && !(cert_path.exists() && key_path.exists()) {
+        return Ok("TLS: a self-signed certificate will be made at first start".into());
+    }
+    let material = build(settings, cert_path, key_path, false)?;
+    Ok(format!("TLS: {} (SHA-256 {})", material.cert_path.display(), material.fingerprint))
+}
+
+fn build(settings: &Settings, cert_path: PathBuf, key_path: PathBuf, created: bool) -> Result<TlsMaterial, TlsError> {
     let certs = read_certs(&cert_path)?;
     let key = read_key(&key_path)?;
     let fingerprint = fingerprint(&certs[0]);

@@ -20,6 +20,21 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Settings were read and checked on the way here (a bad value stops the
+/// command line); what is left are the files they name.
+pub fn check_config(settings: &Settings) -> anyhow::Result<()> {
+    let profiles = crate::profiles::Profiles::load(settings.profiles_dir.as_deref())?;
+    println!("Profiles: {} families", profiles.iter().count());
+    println!("{}", crate::tls::check(settings)?);
+    if let Some(ca) = &settings.sip_tls_ca {
+        crate::sip::TlsClient::new(Some(ca))?;
+        println!("SIP TLS CAs: {}", ca.display());
+    }
+    println!("Database: {} (not opened)", crate::store::redact_url(&settings.database_url));
+    println!("Configuration OK");
+    Ok(())
+}
+
 pub async fn backup(settings: &Settings, file: &std::path::Path) -> anyhow::Result<()> {
     let store = open(settings).await?;
     let sqlite = store.backend() == crate::store::Backend::Sqlite;

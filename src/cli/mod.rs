@@ -32,6 +32,10 @@ pub enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Check the settings, the vendor profiles and the certificates (TLS,
+    /// device CAs, SIP TLS CAs) without starting: exits non-zero with the
+    /// reason. The database is not opened.
+    CheckConfig,
     /// Copy the SQLite database to FILE (a new file, 0600) while the server
     /// runs; restore by putting the copy in place of autoprov.db with the
     /// server stopped. PostgreSQL: use pg_dump.
@@ -197,6 +201,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Serve => serve::serve(settings).await,
         Command::Db(DbCommand::Migrate) => admin::migrate(&settings).await,
         Command::Backup { file } => admin::backup(&settings, &file).await,
+        Command::CheckConfig => admin::check_config(&settings),
         Command::Domain(c) => admin::domain(&settings, c).await,
         Command::User(c) => admin::user(&settings, c).await,
         Command::Profiles => phones::profiles(&settings),

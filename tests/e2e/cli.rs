@@ -301,7 +301,57 @@ crate::e2e!(
     device_claim_assigns_a_phone_from_the_command_line,
     a_backup_taken_while_serving_restores,
     json_logs_are_one_object_per_line,
+    check_config_names_what_is_wrong,
 );
+
+/// `autoprov check-config` checks without starting: the profiles, the TLS
+/// certificate and key (that they load and fit), the SIP TLS CAs; each
+/// fault is one line naming the file, with a failing exit code.
+async fn check_config_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(autoprov(dir.path()).arg("check-config"), None);
+    assert!(ok && out.contains("Configuration OK") && out.contains("self-signed"), "{out}{err}");
+    assert!(!dir.path().join("tls").exists(), "nothing is made by a check");
+
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (a, b) = (
+        rcgen::generate_simple_self_signed(vec!["prov.example.com".into()]).unwrap(),
+        rcgen::generate_simple_self_signed(vec!["other.example.com".into()]).unwrap(),
+    );
+    let (cert, key, other_key) = (
+        write("cert.pem", &a.cert.pem()),
+        write("key.pem", &a.key_pair.serialize_pem()),
+        write("other.pem", &b.key_pair.serialize_pem()),
+    );
+    let (ok, out, err) =
+        run(autoprov(dir.path()).env("AUTOPROV_TLS_CERT", &cert).env("AUTOPROV_TLS_KEY", &key).arg("check-config"), None);
+    assert!(ok && out.contains("cert.pem (SHA-256 "), "{out}{err}");
+
+    let profiles = files.path().join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(profiles.join("yealink.toml"), "family = \"yealink\"\nvendor = 5\n").unwrap();
+    let missing = files.path().join("missing.pem").display().to_string();
+    let no_pem = write("empty-ca.pem", "not a certificate\n");
+    for (env, word) in [
+        (vec![("AUTOPROV_TLS_CERT", cert.clone()), ("AUTOPROV_TLS_KEY", other_key.clone())], "other.pem"),
+        (vec![("AUTOPROV_TLS_CERT", missing.clone()), ("AUTOPROV_TLS_KEY", key.clone())], "missing.pem"),
+        (vec![("AUTOPROV_SIP_TLS_CA", no_pem.clone())], "empty-ca.pem"),
+        (vec![("AUTOPROV_PROFILES_DIR", profiles.display().to_string())], "yealink.toml"),
+    ] {
+        let mut cmd = autoprov(dir.path());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let (ok, _, err) = run(cmd.arg("check-config"), None);
+        assert!(!ok, "{env:?} should fail");
+        assert!(err.starts_with("autoprov: ") && err.trim().lines().count() == 1 && err.contains(word), "{env:?}: {err}");
+    }
+}
 
 /// `autoprov backup FILE` copies the SQLite database while the server runs
 /// and writes to it; the copy, put in place of another data directory's
