@@ -58,7 +58,7 @@ fn cert_and_key_paths(settings: &Settings) -> (PathBuf, PathBuf) {
 pub fn check(settings: &Settings) -> Result<String, TlsError> {
     let (cert_path, key_path) = cert_and_key_paths(settings);
     let operators = settings.tls_cert.is_some() && settings.tls_key.is_some();
-    if !operators && !(cert_path.exists() && key_path.exists()) {
+    if !(operators || (cert_path.exists() && key_path.exists())) {
         return Ok("TLS: a self-signed certificate will be made at first start".into());
     }
     let material = build(settings, cert_path, key_path, false)?;
