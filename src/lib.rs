@@ -24,8 +24,8 @@
 //!   operation with its domain, and the role rules.
 //! - [`service`]: the operations (handset changes, claims, unknown-device
 //!   scope, import and its queue, domain changes, registrars' reports of
-//!   registrations) with their rules and audit, for the API, the UI and the
-//!   CLI alike.
+//!   registrations, call-control actions) with their rules and audit, for
+//!   the API, the UI and the CLI alike.
 //! - [`api`]: the Jingl-compatible REST API (HTTPS only): its JSON wire
 //!   types, Basic auth, error mapping, and its OpenAPI document.
 //! - [`admin`]: the admin web UI at `/admin` (HTTPS only): askama pages
@@ -48,12 +48,15 @@
 //! - [`provision`]: serving phones: identify → who may have the file (device
 //!   certificate, device credentials, the tenant's token) → cached phone
 //!   record → render → record the fetch, behind the HTTP(S) front end
-//!   (`provision::http`).
+//!   (`provision::http`); and the phones' own reports of their calls
+//!   (`provision::events`: action URLs, XML notifications).
 //! - [`push`]: the push worker: outbox → SIP NOTIFY (direct, or relayed
 //!   through the phone's registrar, Asterisk AMI or a signed webhook) with
-//!   retries, pacing and outcomes.
+//!   retries, pacing and outcomes; call-control actions carried out the
+//!   same ways (`push::calls`).
 //! - [`sip`]: the small SIP we need (RFC 3261): build NOTIFY, parse
-//!   responses, answer digest challenges; UDP (one shared socket) and TCP.
+//!   responses, answer digest challenges; UDP (one shared socket), TCP, and
+//!   TLS to registrars.
 //! - [`tftp`]: the read-only TFTP front end (options, windows, netascii),
 //!   bounded against forged sources (one datagram per unacknowledged
 //!   request, transfers per source and in all).

@@ -16,7 +16,7 @@ use super::{audit, calls, devices, domain, handsets, status};
         calls::action, calls::not_ours,
         audit::list,
         devices::list, devices::claim,
-        phone_event, phone_event_post,
+        phone_event,
     ),
     modifiers(&BasicAuth),
     security(("basic" = []))
@@ -26,9 +26,10 @@ pub struct ApiDoc;
 /// Phones report their calls (served by the phones' front end,
 /// `provision::http`, on the HTTP and HTTPS listeners; described here so
 /// the document has all of it). Each handset's config names these URLs
-/// with its own event token and the vendor's variables in the query.
+/// with its own event token and the vendor's variables in the query; some
+/// phones POST them (the body is ignored).
 #[utoipa::path(
-    get,
+    method(get, post),
     path = "/ev/{eventtoken}/{event}",
     tag = "phone events",
     summary = "A phone reports an event of its own (its action URL)",
@@ -54,29 +55,6 @@ as a scan-guard miss (a source with too many distinct misses is banned: 403).",
 )]
 #[allow(dead_code)]
 fn phone_event() {}
-
-/// The same, for phones that POST their action URLs (the body is ignored).
-#[utoipa::path(
-    post,
-    path = "/ev/{eventtoken}/{event}",
-    tag = "phone events",
-    summary = "A phone reports an event of its own (POST; as GET)",
-    params(
-        ("eventtoken" = String, Path, description = "The handset's event token"),
-        ("event" = String, Path, description = "As for GET"),
-        ("callid" = Option<String>, Query, description = "As for GET"),
-        ("remote" = Option<String>, Query, description = "As for GET"),
-    ),
-    responses(
-        (status = 200, description = "Taken (or ignored as late); empty body"),
-        (status = 400, description = "Unknown event, or a query over 2 KiB"),
-        (status = 403, description = "Banned source"),
-        (status = 404, description = "Unknown or missing event token"),
-    ),
-    security(())
-)]
-#[allow(dead_code)]
-fn phone_event_post() {}
 
 struct BasicAuth;
 

@@ -24,6 +24,18 @@ pub use secret::Secret;
 pub use status::{CallDirection, CallState, HandsetStatus, PhoneEvent, PhoneReport, Transport};
 pub use user::{ApiUser, Role};
 
+/// The host of a `scheme://[user@]host[:port]/…` URL, an IPv6 address in
+/// its brackets; `None` without `://`.
+pub fn url_host(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(a, _)| &authority[..a.len() + 2]),
+        None => authority.split(':').next(),
+    }
+}
+
 /// Unix milliseconds (how times are stored) as `2026-11-26T20:43:58Z`.
 pub fn rfc3339(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);

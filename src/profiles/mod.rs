@@ -237,6 +237,9 @@ pub struct Profile {
     /// How the family's phones report their calls: the action-URL keys
     /// per event and the vendor's variables, or `none` with the reason.
     pub events: crate::render::EventKeys,
+    /// `events` as the config lines templates write (derived at load).
+    #[serde(skip)]
+    pub(crate) event_settings: Vec<crate::render::EventSetting>,
     #[serde(skip)]
     pub(crate) ua_matchers: Vec<Regex>,
     #[serde(skip)]
@@ -258,7 +261,7 @@ impl Profile {
     pub fn vendor(&self) -> crate::render::Vendor<'_> {
         crate::render::Vendor {
             format: self.format,
-            events: &self.events,
+            events: &self.event_settings,
             notify_event: &self.notify_event,
             time_zones: &self.time_zones,
         }
@@ -470,6 +473,7 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
         rc.check().map_err(err)?;
     }
     p.events.check().map_err(err)?;
+    p.event_settings = p.events.settings();
     for v in &mut p.variants {
         if let Some(pattern) = &v.firmware {
             v.firmware_matcher = Some(Regex::new(pattern).map_err(|e| err(format!("variants.{}: firmware: {e}", v.name)))?);

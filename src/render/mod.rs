@@ -182,34 +182,33 @@ impl XmlRule {
 }
 
 impl EventKeys {
-    /// `(vendor key, URL)` for each event (for an XML family: its URL key
-    /// with `<base>xml`, then each enabling key with `1`), under `base` (ending in `/`, as
-    /// `https://prov.example.com/ev/<token>/`; `""`: none), in our event order. Call
-    /// events carry the vendor's variables as `callid` and `remote`.
-    pub fn urls(&self, base: &str) -> Vec<(String, String)> {
-        if base.is_empty() {
-            return Vec::new();
-        }
+    /// The config lines the family's phones are given, derived once at
+    /// profile load (not on every phone file): for each event its key and
+    /// the URL's tail after the base (`ringing?callid=$call_id&remote=…`);
+    /// for an XML family its URL key (tail `xml`), then each enabling key
+    /// with `1`. In our event order; call events carry the vendor's
+    /// variables as `callid` and `remote`.
+    pub fn settings(&self) -> Vec<EventSetting> {
         if let Some(xml) = &self.xml {
-            let mut out = vec![(xml.url_key.clone(), format!("{base}xml"))];
-            out.extend(xml.enable_keys.iter().map(|k| (k.clone(), "1".to_string())));
+            let mut out = vec![EventSetting { key: xml.url_key.clone(), value: "xml".into(), under_base: true }];
+            out.extend(xml.enable_keys.iter().map(|k| EventSetting { key: k.clone(), value: "1".into(), under_base: false }));
             return out;
         }
         crate::model::PhoneEvent::ALL
             .iter()
             .filter_map(|e| {
                 let key = self.keys.get(e.as_str())?;
-                let mut url = format!("{base}{}", e.as_str());
+                let mut tail = e.as_str().to_string();
                 if e.is_call() {
                     let vars: Vec<String> = ["callid", "remote"]
                         .iter()
                         .filter_map(|name| self.url_variables.get(*name).map(|v| format!("{name}={v}")))
                         .collect();
                     if !vars.is_empty() {
-                        url = format!("{url}?{}", vars.join("&"));
+                        tail = format!("{tail}?{}", vars.join("&"));
                     }
                 }
-                Some((key.clone(), url))
+                Some(EventSetting { key: key.clone(), value: tail, under_base: true })
             })
             .collect()
     }
@@ -252,12 +251,31 @@ impl EventKeys {
     }
 }
 
+/// One config line of a family's event reporting (`EventKeys::settings`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSetting {
+    pub key: String,
+    /// The URL's tail after the phone's event base, or a literal value.
+    pub value: String,
+    pub under_base: bool,
+}
+
+/// `(vendor key, value)` of each event setting under `base` (ending in `/`,
+/// as `https://prov.example.com/ev/<token>/`; `""`: none at all).
+pub fn event_lines(settings: &[EventSetting], base: &str) -> Vec<(String, String)> {
+    if base.is_empty() {
+        return Vec::new();
+    }
+    settings.iter().map(|s| (s.key.clone(), if s.under_base { format!("{base}{}", s.value) } else { s.value.clone() })).collect()
+}
+
 /// What a template needs to know of its vendor family.
 #[derive(Clone, Copy, Debug)]
 pub struct Vendor<'a> {
     pub format: Format,
-    /// How its phones report their calls.
-    pub events: &'a EventKeys,
+    /// How its phones report their calls: the config lines of its
+    /// `[events]`, derived at profile load.
+    pub events: &'a [EventSetting],
     /// The resync NOTIFY event the family's phones accept.
     pub notify_event: &'a str,
     /// The family's own time-zone codes (profile `time_zones`).
@@ -295,7 +313,7 @@ pub fn render_phone(
     resync: ResyncPolicy,
     settings: &[(String, String)],
 ) -> Result<String, RenderError> {
-    let events = vendor.events.urls(events_base);
+    let events = event_lines(vendor.events, events_base);
     let mac = handset.mac.map(|m| (m.lower(), m.upper())).unwrap_or_default();
     // XML names cannot hold spaces: such keys (Fanvil's) are not for XML
     // vendors, and are skipped rather than written broken.
@@ -346,14 +364,8 @@ pub fn render_phone(
 
 /// The host of `url` when it is an IP address (IPv6 without brackets).
 fn server_ip(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    host.parse::<std::net::IpAddr>().map(|ip| ip.to_string()).unwrap_or_default()
+    let host = crate::model::url_host(url).unwrap_or_default();
+    host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().map(|ip| ip.to_string()).unwrap_or_default()
 }
 
 /// The local time of `zone`. A zone stored before zones were checked

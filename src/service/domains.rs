@@ -54,13 +54,7 @@ impl Service {
 
 /// The host of an `http(s)://` URL, IPv6 in brackets.
 fn url_host(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map(|(a, _)| &authority[..a.len() + 2]),
-        None => authority.split(':').next(),
-    }
+    (url.starts_with("https://") || url.starts_with("http://")).then(|| crate::model::url_host(url)).flatten()
 }
 
 /// Where phones reach this server, for the provisioning URLs shown to

@@ -90,7 +90,10 @@ fn phone<'a>(profile: &'a Profile, settings: &'a [(String, String)], time: &'a L
         notify_event: &profile.notify_event,
         settings,
         // The family's action URLs, as a phone's file has them.
-        events: Box::leak(profile.events.urls("https://prov.example.com/ev/EvTok3n0123456789abcdef/").into_boxed_slice()),
+        events: Box::leak(
+            autoprov::render::event_lines(&profile.events.settings(), "https://prov.example.com/ev/EvTok3n0123456789abcdef/")
+                .into_boxed_slice(),
+        ),
     }
 }
 
