@@ -135,6 +135,9 @@ pub enum PhoneEvent {
     Held,
     Resumed,
     Ended,
+    /// An incoming call ended unanswered: ends it as `Ended` does (for
+    /// phones that report a missed call instead of, or besides, its end).
+    Missed,
     DndOn,
     DndOff,
     ForwardOn,
@@ -151,6 +154,7 @@ impl PhoneEvent {
         PhoneEvent::Held,
         PhoneEvent::Resumed,
         PhoneEvent::Ended,
+        PhoneEvent::Missed,
         PhoneEvent::DndOn,
         PhoneEvent::DndOff,
         PhoneEvent::ForwardOn,
@@ -167,6 +171,7 @@ impl PhoneEvent {
             PhoneEvent::Held => "held",
             PhoneEvent::Resumed => "resumed",
             PhoneEvent::Ended => "ended",
+            PhoneEvent::Missed => "missed",
             PhoneEvent::DndOn => "dnd-on",
             PhoneEvent::DndOff => "dnd-off",
             PhoneEvent::ForwardOn => "forward-on",
@@ -190,7 +195,7 @@ impl PhoneEvent {
         match self {
             PhoneEvent::Ringing | PhoneEvent::Calling => Some(1),
             PhoneEvent::Established | PhoneEvent::Held | PhoneEvent::Resumed => Some(2),
-            PhoneEvent::Ended => Some(3),
+            PhoneEvent::Ended | PhoneEvent::Missed => Some(3),
             _ => None,
         }
     }
@@ -354,7 +359,7 @@ impl HandsetStatus {
             return (self, false);
         }
         self.call.event_at = r.at;
-        if r.event == PhoneEvent::Ended {
+        if matches!(r.event, PhoneEvent::Ended | PhoneEvent::Missed) {
             if current || self.call.stage == 0 || r.call_id.is_empty() {
                 self.end_call(Some(&r.call_id));
             } else {
@@ -570,6 +575,21 @@ mod tests {
         assert_eq!(s.state, CallState::Idle);
         let (s, _) = apply(s, "unregistered", "", 9_000);
         assert_eq!(s.state, CallState::Unavailable);
+    }
+
+    #[test]
+    fn a_missed_call_ends_as_an_ended_one() {
+        let idle = apply(HandsetStatus::default(), "registered", "", 1).0;
+        let (s, _) = apply(idle, "ringing", "m1", 2);
+        let (s, changed) = apply(s, "missed", "m1", 3);
+        assert!(changed);
+        assert_eq!((s.state, s.calldirection, s.summary().as_str()), (CallState::Idle, CallDirection::Unknown, "idle"));
+        // A phone that also reports the end: nothing more happens.
+        let (s, changed) = apply(s, "ended", "m1", 4);
+        assert!(!changed);
+        let (s, changed) = apply(s, "ringing", "m1", 5);
+        assert!(!changed, "a missed call stays over");
+        assert_eq!(s.state, CallState::Idle);
     }
 
     #[test]
