@@ -80,10 +80,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/audit", get(audit::list))
         .route("/api/device", get(devices::list))
         .route("/api/device/{mac}/claim", axum::routing::post(devices::claim))
-        .merge(
-            utoipa_swagger_ui::SwaggerUi::new("/api/docs")
-                .url("/api/openapi.json", <openapi::ApiDoc as utoipa::OpenApi>::openapi()),
-        )
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi::document()))
         .route("/api/{*rest}", axum::routing::any(not_found))
         .layer(middleware::from_fn(require_tls))
         .with_state(state)

@@ -135,6 +135,11 @@ pub struct XmlEvents {
     /// The XML the phone posts, each rule tried in order on every element
     /// under the root (and on the root itself).
     pub rules: Vec<XmlRule>,
+    /// A notification as the vendor documents it: the example of the
+    /// OpenAPI document's XML body (checked at load: XML in which the
+    /// rules find an event).
+    #[serde(default)]
+    pub example: Option<String>,
 }
 
 /// One kind of notification: an element (with, if given, an attribute of
@@ -236,6 +241,14 @@ impl EventKeys {
             }
             if xml.rules.iter().any(|r| r.value.is_some() && r.attribute.is_none()) {
                 return Err("events: xml: a rule's `value` needs its `attribute`".into());
+            }
+            if let Some(example) = &xml.example {
+                let doc = roxmltree::Document::parse(example).map_err(|e| format!("events: xml: example: {e}"))?;
+                let root = doc.root_element();
+                let mut nodes = std::iter::once(root).chain(root.children().filter(|c| c.is_element()));
+                if !nodes.any(|n| xml.rules.iter().any(|r| r.matches(n))) {
+                    return Err("events: xml: the example holds no event the rules name".into());
+                }
             }
         }
         if let Some(bad) = self.keys.keys().find(|k| crate::model::PhoneEvent::parse(k).is_none()) {
