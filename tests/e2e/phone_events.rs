@@ -158,6 +158,26 @@ async fn every_family_reports_a_call_through_its_action_urls(b: Backend) {
         assert_eq!(v["calldirection"], "Outbound", "{family}");
         assert_eq!(call(&srv, &url("ended", second).unwrap()).await, StatusCode::OK);
         expect(&srv, ext, &what("ended"), "Idle", "idle").await;
+        // An outgoing call answered, (held,) and hung up where it is.
+        let third = "e4f5@192.168.1.5";
+        assert_eq!(call(&srv, &url("calling", third).unwrap()).await, StatusCode::OK);
+        assert_eq!(call(&srv, &url("established", third).unwrap()).await, StatusCode::OK);
+        let v = expect(&srv, ext, &what("outgoing established"), "OnCall", &format!("connected to {REMOTE}")).await;
+        assert_eq!(v["calldirection"], "Outbound", "{family}: still the direction of the call");
+        if let Some(held) = url("held", third) {
+            assert_eq!(call(&srv, &held).await, StatusCode::OK);
+            expect(&srv, ext, &what("outgoing held"), "OnHold", &format!("on hold with {REMOTE}")).await;
+        }
+        assert_eq!(call(&srv, &url("ended", third).unwrap()).await, StatusCode::OK);
+        expect(&srv, ext, &what("ended from on hold"), "Idle", "idle").await;
+        // An incoming call nobody answers, reported as missed.
+        if let Some(missed) = url("missed", "g6h7@192.168.1.5") {
+            assert_eq!(call(&srv, &url("ringing", "g6h7@192.168.1.5").unwrap()).await, StatusCode::OK);
+            expect(&srv, ext, &what("ringing again"), "Ringing", &format!("ringing from {REMOTE}")).await;
+            assert_eq!(call(&srv, &missed).await, StatusCode::OK);
+            let v = expect(&srv, ext, &what("missed"), "Idle", "idle").await;
+            assert_eq!((v["calldirection"].as_str(), v["otherpartyphonenumber"].as_str()), (Some("Unknown"), Some("")));
+        }
         for (flag, field, on) in [
             ("dnd-on", "dnd", true),
             ("dnd-off", "dnd", false),
@@ -171,8 +191,11 @@ async fn every_family_reports_a_call_through_its_action_urls(b: Backend) {
             }
         }
         if let Some(u) = url("unregistered", "") {
+            // Un-registering in the middle of a call ends it.
+            assert_eq!(call(&srv, &url("ringing", "i8j9@192.168.1.5").unwrap()).await, StatusCode::OK);
             assert_eq!(call(&srv, &u).await, StatusCode::OK);
-            expect(&srv, ext, &what("unregistered"), "Unavailable", "unavailable").await;
+            let v = expect(&srv, ext, &what("unregistered"), "Unavailable", "unavailable").await;
+            assert_eq!(v["otherpartyphonenumber"], "", "{family}: the call is gone");
         }
     }
     srv.stop().await;
@@ -287,6 +310,14 @@ async fn status_search_filters_by_state(b: Backend) {
         for code in ["200", "400", "403", "404"] {
             assert!(ev[method]["responses"][code].is_object(), "{method} {code}");
         }
+    }
+    // …and the XML notifications' body.
+    let xml = &doc["paths"]["/ev/{eventtoken}/xml"]["post"];
+    let body = &xml["requestBody"]["content"]["application/xml"];
+    assert!(body["schema"].is_object(), "the XML body is described: {xml}");
+    assert!(body["example"].as_str().is_some_and(|e| e.contains("<IncomingCallEvent>")), "with an example: {xml}");
+    for code in ["200", "400", "403", "404", "413"] {
+        assert!(xml["responses"][code].is_object(), "xml {code}");
     }
     srv.stop().await;
 }
