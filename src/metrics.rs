@@ -272,11 +272,7 @@ impl Metrics {
             db_pool_idle_connections.clone(),
         );
         let db_pool_max_connections = Gauge::default();
-        registry.register(
-            "db_pool_max_connections",
-            "Database connections the pool may open",
-            db_pool_max_connections.clone(),
-        );
+        registry.register("db_pool_max_connections", "Database connections the pool may open", db_pool_max_connections.clone());
 
         Metrics {
             registry,

@@ -173,8 +173,7 @@ async fn fetches_pushes_and_bans_are_counted_with_their_labels(b: Backend) {
     let held = tokio::net::TcpStream::connect(srv.http()).await.unwrap();
     let (_, m) = eventually("the open connection and the ended transfer", Duration::from_secs(5), || async {
         let (_, m) = scrape(&srv).await;
-        (value(&m, "autoprov_http_connections_open", &[]) >= 1.0
-            && value(&m, "autoprov_tftp_transfers_in_flight", &[]) == 0.0)
+        (value(&m, "autoprov_http_connections_open", &[]) >= 1.0 && value(&m, "autoprov_tftp_transfers_in_flight", &[]) == 0.0)
             .then_some(((), m))
     })
     .await;
@@ -211,7 +210,7 @@ async fn promtool_reads_the_metrics() {
         assert_eq!(http_get(&srv, &p.file, Some(&p.ua)).await.0, StatusCode::OK);
     }
     let (text, _) = scrape(&srv).await;
-    assert!(text.contains("autoprov_fetch_duration_seconds_bucket{le=\"+Inf\",protocol=\"http\"} 3\n"), "{text}");
+    assert!(text.contains("autoprov_fetch_duration_seconds_bucket{protocol=\"http\",le=\"+Inf\"} 3\n"), "{text}");
     let mut child = std::process::Command::new(crate::peers::promtool().expect("promtool"))
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -232,7 +231,12 @@ async fn promtool_reads_the_metrics() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(text.replacen("# TYPE autoprov_fetches_total counter", "# TYPE x y", 1).as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.replacen("# TYPE autoprov_fetches_total counter", "# TYPE x y", 1).as_bytes())
+        .unwrap();
     assert!(!child.wait().unwrap().success(), "promtool accepts nonsense: the check above proves nothing");
     srv.stop().await;
 }
