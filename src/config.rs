@@ -117,6 +117,9 @@ settings! {
     /// The SIP socket pushes (NOTIFY) are sent from, or off to send none
     /// [default: 0.0.0.0:5070].
     sip_listen: Listen = Listen::On(([0, 0, 0, 0], 5070).into()), "AUTOPROV_SIP_LISTEN", "ADDR";
+    /// The monitoring listener: Prometheus metrics at /metrics, /healthz
+    /// and /readyz over plain HTTP, or off [default: 127.0.0.1:9464].
+    metrics_listen: Listen = Listen::On(([127, 0, 0, 1], 9464).into()), "AUTOPROV_METRICS_LISTEN", "ADDR";
     /// PEM CA certificates trusted for SIP over TLS to registrars, beside
     /// the public roots [default: none].
     sip_tls_ca: Option<PathBuf> = None, "AUTOPROV_SIP_TLS_CA", "FILE";
@@ -245,6 +248,7 @@ impl Settings {
             https_listen: Some(any),
             tftp_listen: Some(any),
             sip_listen: Some(any),
+            metrics_listen: Some(any),
             ..Default::default()
         };
         let mut s = layer.with_defaults(&|_| None);
@@ -495,6 +499,7 @@ mod tests {
         assert_eq!(s.database_url, "sqlite:///srv/prov/autoprov.db");
         assert_eq!(s.tftp_max_timeout.0, Duration::from_secs(3));
         assert_eq!((s.tftp_max_transfers, s.tftp_transfers_per_source), (4096, 64));
+        assert_eq!(s.metrics_listen, Listen::On(([127, 0, 0, 1], 9464).into()), "loopback unless the operator says");
         let with_env = Settings::resolve(&args, &|k| (k == "DATABASE_URL").then(|| "postgres://db/x".to_string())).unwrap();
         assert_eq!(with_env.database_url, "postgres://db/x");
     }

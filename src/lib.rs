@@ -2,11 +2,11 @@
 //!
 //! Layers, lowest first (ARCHITECTURE.md; `tidy` enforces that imports
 //! point down): records (`model`, and the leaf tools `files`, `limits`,
-//! `crypto`) < storage (`store`) < knowledge (`guard`, `sip`, `render`,
-//! `profiles`, `push`) < operations (`auth`, `service`, `provision`,
-//! `bootstrap`) < front ends (`client`,
+//! `crypto`, `metrics`) < storage (`store`) < knowledge (`guard`, `sip`,
+//! `render`, `profiles`, `push`) < operations (`auth`, `service`,
+//! `provision`, `bootstrap`) < front ends (`client`,
 //! `config`, `handset_csv`, `tls`, `http_listener`, `api`,
-//! `provision::http`, `tftp`, `admin`, `server`, `cli`).
+//! `provision::http`, `tftp`, `monitoring`, `admin`, `server`, `cli`).
 //!
 //! Module map (each module does one job):
 //!
@@ -69,6 +69,10 @@
 //!   per core) on hyper, with graceful shutdown.
 //! - [`limits`]: the open-file limit and how descriptors are shared out
 //!   between connections, TFTP transfers and the rest.
+//! - [`metrics`]: the Prometheus registry and every metric family
+//!   (`autoprov_*`), label sets made at start so recording is an atomic add.
+//! - [`monitoring`]: the monitoring listener (`metrics_listen`): `/metrics`,
+//!   `/healthz`, `/readyz`.
 //! - [`server`]: wiring of listeners and workers, and graceful shutdown.
 
 pub mod admin;
@@ -84,7 +88,9 @@ pub mod guard;
 pub mod handset_csv;
 pub mod http_listener;
 pub mod limits;
+pub mod metrics;
 pub mod model;
+pub mod monitoring;
 pub mod profiles;
 pub mod provision;
 pub mod push;

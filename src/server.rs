@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::api::{self, ApiState};
 use crate::bootstrap::{bootstrap_if_empty, Bootstrapped};
@@ -23,6 +23,8 @@ use crate::http_listener::connections::{ConnectionLimits, Registry};
 use crate::http_listener::timed_body::BodyTimeouts;
 use crate::http_listener::{self, HttpLimits};
 use crate::limits::{self, FdBudget};
+use crate::metrics::Metrics;
+use crate::monitoring::Monitored;
 use crate::profiles::Profiles;
 use crate::provision::{ComeBack, ProvisionPolicy, Provisioner};
 use crate::push::PushWorker;
@@ -60,6 +62,8 @@ pub struct RunningServer {
     pub https_addr: Option<SocketAddr>,
     pub tftp_addr: Option<SocketAddr>,
     pub sip_addr: Option<SocketAddr>,
+    /// The monitoring listener (`/metrics`, `/healthz`, `/readyz`).
+    pub metrics_addr: Option<SocketAddr>,
     pub tls_fingerprint: String,
     pub tls_cert_path: std::path::PathBuf,
     pub bootstrapped: Option<Bootstrapped>,
@@ -83,6 +87,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let https = settings.https_listen.addr().map(|a| bind_tcp("HTTPS", a, loops)).transpose()?;
     let tftp = settings.tftp_listen.addr().map(|a| bind_udp("TFTP", a)).transpose()?;
     let sip = settings.sip_listen.addr().map(|a| bind_udp("SIP", a)).transpose()?;
+    let monitor = settings.metrics_listen.addr().map(|a| bind_tcp("metrics", a, 1)).transpose()?;
     // The data directory holds the database, keys and passwords: the
     // owner's only, before anything is written into it.
     crate::files::private_dir(&settings.data_dir)
@@ -98,7 +103,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     };
     let policy = ProvisionPolicy { scan: settings.scan_policy(), resync_minutes: settings.resync_minutes, come_back };
     let digest_key = store.shared_key("device-digest-nonce").await?;
-    let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, policy, digest_key));
+    let metrics = Arc::new(Metrics::new(profiles.iter().map(|p| p.family.as_str())));
+    let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, policy, digest_key, metrics.clone()));
     let urls = crate::service::domains::ProvisioningUrls {
         public_url: settings.public_base(),
         http_port: http.as_ref().map(|(_, a)| a.port()),
@@ -125,6 +131,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         https_addr: https.as_ref().map(|(_, a)| *a),
         tftp_addr: tftp.as_ref().map(|(_, a)| *a),
         sip_addr: sip.as_ref().map(|(_, a)| *a),
+        metrics_addr: monitor.as_ref().map(|(_, a)| *a),
         tls_fingerprint: tls.fingerprint.clone(),
         tls_cert_path: tls.cert_path.clone(),
         bootstrapped,
@@ -153,31 +160,54 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         server.stop_workers.subscribe(),
     )));
     let limits = http_limits(&settings);
+    let connections = (http.is_some() || https.is_some()).then(|| limits.connections.clone());
+    // The loops that must be running for the server to be ready.
+    let mut loops: Vec<(&'static str, AbortHandle)> = Vec::new();
     for (bound, tls_config) in [(http, None), (https, Some(tls.config.clone()))] {
         let Some((sockets, addr)) = bound else { continue };
         let app = app.clone().layer(Extension(Listener { tls: tls_config.is_some(), trusted_proxies: proxies.clone() }));
         let what = if tls_config.is_some() { "HTTPS" } else { "HTTP" };
         let stop = server.stop_listeners.subscribe();
-        let loops = http_listener::serve(sockets, app, tls_config, limits.clone(), stop, SHUTDOWN_GRACE)
+        let accepting = http_listener::serve(sockets, app, tls_config, limits.clone(), stop, SHUTDOWN_GRACE)
             .map_err(|e| StartError::Bind { what, addr, reason: e.to_string() })?;
-        server.listeners.extend(loops);
+        loops.extend(accepting.iter().map(|t| (what, t.abort_handle())));
+        server.listeners.extend(accepting);
     }
     if let Some((socket, addr)) = sip {
         let err = |e: std::io::Error| StartError::Bind { what: "SIP", addr, reason: e.to_string() };
         let endpoint =
             Arc::new(crate::sip::UdpEndpoint::from_socket(UdpSocket::from_std(socket).map_err(err)?, None).map_err(err)?);
-        let worker =
-            Arc::new(PushWorker::new(server.store.clone(), provisioner.profiles().clone(), endpoint, settings.push_policy()));
+        let worker = Arc::new(PushWorker::new(
+            server.store.clone(),
+            provisioner.profiles().clone(),
+            endpoint,
+            settings.push_policy(),
+            metrics.clone(),
+        ));
         // Stopped with the listeners: it gives its leases back at once.
-        server.listeners.push(tokio::spawn(worker.run(server.stop_listeners.subscribe())));
+        let pushing = tokio::spawn(worker.run(server.stop_listeners.subscribe()));
+        loops.push(("SIP push worker", pushing.abort_handle()));
+        server.listeners.push(pushing);
     }
     if let Some((socket, addr)) = tftp {
         let socket = UdpSocket::from_std(socket).map_err(|e| StartError::Bind { what: "TFTP", addr, reason: e.to_string() })?;
         let tftp = TftpServer::new(socket, provisioner, tftp_limits(&settings));
         let mut stop = server.stop_listeners.subscribe();
-        server.listeners.push(tokio::spawn(tftp.run(async move {
+        let serving = tokio::spawn(tftp.run(async move {
             let _ = stop.changed().await;
-        })));
+        }));
+        loops.push(("TFTP", serving.abort_handle()));
+        server.listeners.push(serving);
+    }
+    if let Some((sockets, addr)) = monitor {
+        let monitored = Monitored { metrics, store: server.store.clone(), connections, loops: loops.into() };
+        // Stopped with the workers, after the listeners: while requests in
+        // flight finish, /readyz says the listeners are not serving.
+        let stop = server.stop_workers.subscribe();
+        let serving =
+            http_listener::serve(sockets, crate::monitoring::router(monitored), None, monitoring_limits(), stop, SHUTDOWN_GRACE)
+                .map_err(|e| StartError::Bind { what: "metrics", addr, reason: e.to_string() })?;
+        server.workers.extend(serving);
     }
     Ok(server)
 }
@@ -192,6 +222,16 @@ fn http_limits(settings: &Settings) -> HttpLimits {
         connections: Registry::new(ConnectionLimits { max, per_source }),
         header_timeout: settings.header_timeout.0,
         body: BodyTimeouts { initial: settings.body_timeout.0, min_rate: 500, max: Duration::from_secs(600) },
+    }
+}
+
+/// The monitoring listener's limits: a few scrapers and probes, on
+/// loopback or a management network.
+fn monitoring_limits() -> HttpLimits {
+    HttpLimits {
+        connections: Registry::new(ConnectionLimits { max: 64, per_source: 32 }),
+        header_timeout: Duration::from_secs(10),
+        body: BodyTimeouts { initial: Duration::from_secs(10), min_rate: 500, max: Duration::from_secs(60) },
     }
 }
 

@@ -9,11 +9,12 @@ use std::path::Path;
 /// Each module's rank, lowest first (see ARCHITECTURE.md, "Layers").
 const RANKS: &[(&str, u32)] = &[
     // Records: types and validation, no I/O; and tools that use nothing of
-    // the crate (secret files, descriptor limits).
+    // the crate (secret files, descriptor limits, the metrics registry).
     ("model", 0),
     ("files", 1),
     ("limits", 1),
     ("crypto", 1),
+    ("metrics", 1),
     // Storage: SQL only.
     ("store", 10),
     // Knowledge: vendor data, templates, the SIP and push machinery, and
@@ -38,6 +39,7 @@ const RANKS: &[(&str, u32)] = &[
     ("api", 42),
     ("provision::http", 42),
     ("tftp", 42),
+    ("monitoring", 42),
     ("admin", 43),
     ("server", 44),
     ("cli", 45),

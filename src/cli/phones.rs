@@ -41,7 +41,9 @@ pub async fn render(settings: &Settings, mac: &str, file: Option<&str>, url: Opt
     // A preview asks for no proof: no Digest nonce is ever checked.
     let policy =
         ProvisionPolicy { scan: settings.scan_policy(), resync_minutes: settings.resync_minutes, come_back: Default::default() };
-    let provisioner = Provisioner::new(store.clone(), profiles, policy, crate::model::Secret::generate(32));
+    // Nothing is counted: the metrics are the preview's own.
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(profiles.iter().map(|p| p.family.as_str())));
+    let provisioner = Provisioner::new(store.clone(), profiles, policy, crate::model::Secret::generate(32), metrics);
     let base = url.or_else(|| settings.public_base()).unwrap_or_else(|| match settings.http_listen {
         Listen::On(a) => format!("http://localhost:{}/", a.port()),
         Listen::Off => "https://localhost/".into(),

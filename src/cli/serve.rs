@@ -37,6 +37,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(a) = running.sip_addr {
         println!("SIP   pushes from {a}");
     }
+    if let Some(a) = running.metrics_addr {
+        println!("Metrics listening on {a}");
+    }
     println!("TLS certificate {} SHA-256 fingerprint {}", running.tls_cert_path.display(), running.tls_fingerprint);
     stop.await;
     tracing::info!("shutting down: no new connections, up to {:?} for requests in flight", server::SHUTDOWN_GRACE);

@@ -15,11 +15,12 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::strikes::Strike;
 use super::{StrikePolicy, StrikeTable};
+use crate::metrics::Metrics;
 use crate::model::Mac;
 
 /// Something a source failed to prove.
@@ -45,11 +46,24 @@ pub struct ScanGuard {
     proven: Mutex<HashMap<IpAddr, Instant>>,
     /// Keyed hashing of misses: fingerprints an attacker cannot collide.
     hasher: std::collections::hash_map::RandomState,
+    /// Where bans are counted, if anywhere.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ScanGuard {
     pub fn new(policy: StrikePolicy) -> Self {
-        ScanGuard { policy, misses: StrikeTable::new(policy), proven: Mutex::default(), hasher: Default::default() }
+        ScanGuard {
+            policy,
+            misses: StrikeTable::new(policy),
+            proven: Mutex::default(),
+            hasher: Default::default(),
+            metrics: None,
+        }
+    }
+
+    /// The same guard, counting its bans in `metrics`.
+    pub fn counting_bans(self, metrics: Arc<Metrics>) -> Self {
+        ScanGuard { metrics: Some(metrics), ..self }
     }
 
     pub fn policy(&self) -> StrikePolicy {
@@ -66,6 +80,9 @@ impl ScanGuard {
             return;
         }
         if self.misses.strike_distinct(&ip, self.hasher.hash_one(miss), now) == Strike::Banned {
+            if let Some(m) = &self.metrics {
+                m.scan_ban();
+            }
             // One fail2ban-friendly line per ban.
             tracing::warn!(
                 target: "autoprov::guard",

@@ -76,7 +76,11 @@ async fn serve_file(
             .map(|macs| Arc::new(DeviceCert { macs })),
     };
     match front.provisioner.fetch(&req).await {
-        Ok(served) => file_response(&method, &headers, served),
+        Ok(served) => {
+            let not_modified = not_modified(&headers, &served);
+            front.provisioner.answered(&served, not_modified);
+            file_response(&method, not_modified, served)
+        }
         Err(refusal) => refusal_response(&front.provisioner, refusal),
     }
 }
@@ -124,16 +128,21 @@ fn origin(h: &str, protocol: Protocol, prefix: &str) -> Option<Origin> {
     Some(Origin { host: h.host, port: h.port.unwrap_or(protocol.default_port()), prefix: prefix.to_string() })
 }
 
-fn file_response(method: &Method, request: &HeaderMap, served: Served) -> Response {
-    let last_modified = truncate_to_seconds(served.last_modified);
-    let not_modified = match request.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+/// Whether the phone has `served` already (`If-None-Match`, else
+/// `If-Modified-Since`): a 304.
+fn not_modified(request: &HeaderMap, served: &Served) -> bool {
+    match request.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         Some(tags) => tags.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == served.etag || t == "*"),
         None => request
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok())
-            .is_some_and(|since| last_modified <= since),
-    };
+            .is_some_and(|since| truncate_to_seconds(served.last_modified) <= since),
+    }
+}
+
+fn file_response(method: &Method, not_modified: bool, served: Served) -> Response {
+    let last_modified = truncate_to_seconds(served.last_modified);
     let mut builder = Response::builder()
         .header(header::ETAG, &served.etag)
         .header(header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified))

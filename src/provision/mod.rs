@@ -28,6 +28,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::guard::{Miss, ScanGuard, StrikePolicy};
+use crate::metrics::{FetchProtocol, FetchResult, FetchTally, Metrics};
 use crate::model::{settings, Mac, Secret};
 use crate::profiles::identify::IdentifyError;
 use crate::profiles::{Clues, Profiles};
@@ -51,6 +52,14 @@ impl Protocol {
             Protocol::Http => "http",
             Protocol::Https => "https",
             Protocol::Tftp => "tftp",
+        }
+    }
+
+    fn for_metrics(self) -> FetchProtocol {
+        match self {
+            Protocol::Http => FetchProtocol::Http,
+            Protocol::Https => FetchProtocol::Https,
+            Protocol::Tftp => FetchProtocol::Tftp,
         }
     }
 
@@ -109,6 +118,9 @@ pub struct Served {
     /// A strong validator: changes exactly when the bytes change.
     pub etag: String,
     pub last_modified: SystemTime,
+    /// Where the fetch is counted once the front end knows how it was
+    /// answered ([`Provisioner::answered`]: sent, or HTTP's 304).
+    pub tally: FetchTally,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -184,16 +196,18 @@ pub struct Provisioner {
     resync: ResyncPolicy,
     /// Common files depend only on the binary and the settings.
     started_at: SystemTime,
+    metrics: Arc<Metrics>,
 }
 
 impl Provisioner {
     /// `digest_key` signs Digest nonces (every node of one database must
-    /// have the same: `Store::shared_key`).
-    pub fn new(store: Store, profiles: Profiles, policy: ProvisionPolicy, digest_key: Secret) -> Self {
+    /// have the same: `Store::shared_key`). Fetches, bans and unknown
+    /// devices are counted in `metrics`.
+    pub fn new(store: Store, profiles: Profiles, policy: ProvisionPolicy, digest_key: Secret, metrics: Arc<Metrics>) -> Self {
         let ProvisionPolicy { scan, resync_minutes, come_back } = policy;
         Provisioner {
             profiles,
-            scan_guard: ScanGuard::new(scan),
+            scan_guard: ScanGuard::new(scan).counting_bans(metrics.clone()),
             device_auth: DeviceAuth::new(digest_key),
             recorder: Arc::new(FetchRecorder::default()),
             cache: Arc::new(PhoneCache::new(&store)),
@@ -202,7 +216,18 @@ impl Provisioner {
             // Spread over a tenth of the period, at most 10 minutes.
             resync: ResyncPolicy { minutes: resync_minutes, jitter_seconds: (resync_minutes * 6).clamp(1, 600) },
             started_at: SystemTime::now(),
+            metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A served file was answered: sent (`not_modified` false), or HTTP's
+    /// 304. Refusals are counted by [`Provisioner::fetch`] itself.
+    pub fn answered(&self, served: &Served, not_modified: bool) {
+        self.metrics.fetched(served.tally, if not_modified { FetchResult::NotModified } else { FetchResult::Ok });
     }
 
     pub fn profiles(&self) -> &Profiles {
@@ -218,20 +243,33 @@ impl Provisioner {
         self.device_auth.challenge(now_ms(), stale)
     }
 
-    /// Serves one request, logging one line for it.
+    /// Serves one request, logging one line for it. A refusal is counted
+    /// in the metrics here; a served file once the front end has answered
+    /// ([`Provisioner::answered`]).
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Served, Refusal> {
         let started = Instant::now();
+        let tally = self.metrics.fetch_started(req.protocol.for_metrics());
         let mut facts = Facts::default();
-        let result = self.fetch_inner(req, &mut facts).await;
-        let (outcome, bytes) = match &result {
-            Ok(s) => ("served", s.body.len()),
-            Err(Refusal::Banned) => ("banned", 0),
-            Err(Refusal::BadName(_)) => ("bad-name", 0),
-            Err(Refusal::Unauthorized { .. }) => ("unauthorized", 0),
-            Err(Refusal::NotFound(_)) => ("not-found", 0),
-            Err(Refusal::Forbidden(_)) => ("forbidden", 0),
-            Err(Refusal::Internal(_)) => ("error", 0),
+        let mut result = self.fetch_inner(req, &mut facts).await;
+        let tally = match facts.vendor {
+            Some(family) => tally.of_family(&self.metrics, family),
+            None => tally,
         };
+        let (outcome, bytes, counted) = match &mut result {
+            Ok(s) => {
+                s.tally = tally;
+                ("served", s.body.len(), None)
+            }
+            Err(Refusal::Banned) => ("banned", 0, Some(FetchResult::Banned)),
+            Err(Refusal::BadName(_)) => ("bad-name", 0, Some(FetchResult::BadName)),
+            Err(Refusal::Unauthorized { .. }) => ("unauthorized", 0, Some(FetchResult::Unauthorized)),
+            Err(Refusal::NotFound(_)) => ("not-found", 0, Some(FetchResult::NotFound)),
+            Err(Refusal::Forbidden(_)) => ("forbidden", 0, Some(FetchResult::Forbidden)),
+            Err(Refusal::Internal(_)) => ("error", 0, Some(FetchResult::Error)),
+        };
+        if let Some(counted) = counted {
+            self.metrics.fetched(tally, counted);
+        }
         tracing::info!(
             target: "autoprov::provision",
             peer = %req.peer,
@@ -298,7 +336,7 @@ impl Provisioner {
                 self.resync,
             )
             .map_err(|e| Refusal::Internal(e.to_string()))?;
-            return Ok(served(body, &id.profile.content_type, self.started_at));
+            return Ok(self.served(body, &id.profile.content_type, self.started_at));
         };
         facts.mac = Some(mac);
         let phone = self.cache.phone(&self.store, &mac).await.map_err(internal)?;
@@ -328,6 +366,7 @@ impl Provisioner {
             // record, which decides where its pushes go.
             if phone.is_none() && matches!(r, Refusal::NotFound(_) | Refusal::Unauthorized { .. }) {
                 self.recorder.record(&fetch);
+                self.metrics.unknown_device_request();
             }
         })?;
         facts.proof = Some(proof);
@@ -339,7 +378,8 @@ impl Provisioner {
         fetch.handset_id = Some(phone.handset.id);
         fetch.revision = Some(phone.handset.revision);
         self.recorder.record(&fetch);
-        Ok(served(body, &id.profile.content_type, last_modified(phone)))
+        self.metrics.phone_fetched(phone.handset.id, phone.handset.revision);
+        Ok(self.served(body, &id.profile.content_type, last_modified(phone)))
     }
 
     /// Whether the request may have `mac`'s file, and by what proof, and
@@ -517,7 +557,7 @@ impl Provisioner {
             .choose(candidates, None, known(phone.as_ref()))
             .map_err(|_| Refusal::NotFound("no vendor uses a file of this name"))?;
         let served = match (id.mac, phone) {
-            (None, _) => served(
+            (None, _) => self.served(
                 render::render_common(
                     id.profile.vendor(),
                     &id.file.template,
@@ -531,9 +571,11 @@ impl Provisioner {
                 self.started_at,
             ),
             (Some(_), None) => return Err(Refusal::NotFound("no handset has this MAC")),
-            (Some(_), Some(phone)) => {
-                served(self.render_phone(&phone, &id, root, mask_passwords)?, &id.profile.content_type, last_modified(&phone))
-            }
+            (Some(_), Some(phone)) => self.served(
+                self.render_phone(&phone, &id, root, mask_passwords)?,
+                &id.profile.content_type,
+                last_modified(&phone),
+            ),
         };
         Ok((file, served))
     }
@@ -575,13 +617,17 @@ fn identify_refusal(e: IdentifyError, req: &FetchRequest<'_>) -> Refusal {
     }
 }
 
-fn served(body: String, content_type: &str, last_modified: SystemTime) -> Served {
-    let digest = Sha256::digest(body.as_bytes());
-    Served {
-        etag: format!("\"{}\"", hex::encode(&digest[..16])),
-        body: Bytes::from(body),
-        content_type: content_type.to_string(),
-        last_modified,
+impl Provisioner {
+    fn served(&self, body: String, content_type: &str, last_modified: SystemTime) -> Served {
+        let digest = Sha256::digest(body.as_bytes());
+        Served {
+            etag: format!("\"{}\"", hex::encode(&digest[..16])),
+            body: Bytes::from(body),
+            content_type: content_type.to_string(),
+            last_modified,
+            // Set by `fetch`; a preview is never counted.
+            tally: self.metrics.fetch_started(FetchProtocol::Http),
+        }
     }
 }
 

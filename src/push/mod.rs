@@ -31,6 +31,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::metrics::{Metrics, PushResult};
 use crate::model::relay::PushRelay;
 use crate::model::Transport;
 use crate::profiles::Profiles;
@@ -155,10 +156,13 @@ pub struct PushWorker {
     /// (said at start).
     tls: Option<sip::TlsClient>,
     targets: Arc<target::TargetPolicy>,
+    metrics: Arc<Metrics>,
 }
 
 impl PushWorker {
-    pub fn new(store: Store, profiles: Profiles, endpoint: Arc<UdpEndpoint>, policy: PushPolicy) -> Self {
+    /// Outcomes, and the time from a push to its phone's fetch, are
+    /// counted in `metrics`.
+    pub fn new(store: Store, profiles: Profiles, endpoint: Arc<UdpEndpoint>, policy: PushPolicy, metrics: Arc<Metrics>) -> Self {
         let limiter = NonZeroU32::new(policy.rate_per_second).map(|r| RateLimiter::direct(Quota::per_second(r)));
         let targets = Arc::new(target::TargetPolicy::new(policy.allow_internal_targets));
         let webhook = webhook::WebhookRelay::new(targets.clone())
@@ -179,6 +183,7 @@ impl PushWorker {
             ami: ami::AmiRelays::new(targets.clone()),
             webhook,
             targets,
+            metrics,
         }
     }
 
@@ -252,7 +257,15 @@ impl PushWorker {
     }
 
     async fn deliver(&self, job: PushJob) {
+        self.metrics.push_attempt(job.handset_id, job.revision);
         let outcome = self.attempt(&job).await;
+        let result = match &outcome {
+            PushOutcome::Sent => PushResult::Sent,
+            PushOutcome::Retry { .. } => PushResult::Retry,
+            PushOutcome::Failed(_) => PushResult::Failed,
+            PushOutcome::NoTarget => PushResult::NoTarget,
+        };
+        self.metrics.push_result(job.handset_id, job.revision, result);
         match &outcome {
             PushOutcome::Sent => {
                 tracing::info!(handset = job.handset_id, ext = %job.extension, revision = job.revision, "push sent")

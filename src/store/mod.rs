@@ -150,6 +150,12 @@ impl Store {
         &self.pool
     }
 
+    /// Whether the database answers (`SELECT 1`), for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Waits for the connections in use and closes them all (on SQLite this
     /// also checkpoints the WAL).
     pub async fn close(&self) {

@@ -142,7 +142,9 @@ impl TftpServer {
         };
         let provisioner = self.provisioner.clone();
         let (local, timeouts) = (self.local, self.timeouts);
+        let in_flight = provisioner.metrics().tftp_transfer();
         tokio::spawn(async move {
+            let _in_flight = in_flight;
             let result = serve_read(&provisioner, peer, local, &key.1, mode, options, timeouts, ticket).await;
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "tftp transfer ended early");
@@ -197,7 +199,10 @@ async fn serve_read(
         }
     };
     let answer = match fetched {
-        Ok(served) => Ok(served.body),
+        Ok(served) => {
+            provisioner.answered(&served, false);
+            Ok(served.body)
+        }
         // A banned scanner gets nothing at all.
         Err(Refusal::Banned) => return Ok(()),
         Err(Refusal::Forbidden(_)) => Err((ErrorCode::AccessViolation, "access denied")),

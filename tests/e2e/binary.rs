@@ -7,9 +7,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// `autoprov` with a clean environment: `data` as its data directory, HTTP
-/// and HTTPS on loopback ephemeral ports, TFTP and SIP off, and relays and
-/// phones allowed on loopback (where the tests' peers live).
+/// `autoprov` with a clean environment: `data` as its data directory, HTTP,
+/// HTTPS and the monitoring listener on loopback ephemeral ports, TFTP and
+/// SIP off, and relays and phones allowed on loopback (where the tests'
+/// peers live).
 pub fn autoprov(data: &std::path::Path) -> Command {
     with_environment(Command::new(env!("CARGO_BIN_EXE_autoprov")), data)
 }
@@ -30,6 +31,7 @@ fn with_environment(mut c: Command, data: &std::path::Path) -> Command {
         .env("AUTOPROV_HTTPS_LISTEN", "127.0.0.1:0")
         .env("AUTOPROV_TFTP_LISTEN", "off")
         .env("AUTOPROV_SIP_LISTEN", "off")
+        .env("AUTOPROV_METRICS_LISTEN", "127.0.0.1:0")
         .env("AUTOPROV_ALLOW_INTERNAL_TARGETS", "true");
     c
 }

@@ -26,6 +26,7 @@ mod fixtures;
 mod formats;
 mod hostile;
 mod lifecycle;
+mod monitoring;
 mod nat_office;
 mod netns;
 mod phone_config;

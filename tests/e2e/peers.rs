@@ -1,9 +1,10 @@
 //! The outside programs some tests talk to (PostgreSQL, tftp-hpa, sipp,
-//! Chromium, Kamailio, and root's network namespaces), found where they are
-//! installed: a variable names one explicitly (`AUTOPROV_TEST_POSTGRES_URL`,
-//! `AUTOPROV_TEST_TFTP_CLIENT`, `AUTOPROV_TEST_SIPP`,
-//! `AUTOPROV_TEST_CHROMEDRIVER`, `AUTOPROV_TEST_CHROMIUM`,
-//! `AUTOPROV_TEST_KAMAILIO`), else `PATH` (and Debian's
+//! Chromium, Kamailio, Prometheus's promtool, and root's network
+//! namespaces), found where they are installed: a variable names one
+//! explicitly (`AUTOPROV_TEST_POSTGRES_URL`, `AUTOPROV_TEST_TFTP_CLIENT`,
+//! `AUTOPROV_TEST_SIPP`, `AUTOPROV_TEST_CHROMEDRIVER`,
+//! `AUTOPROV_TEST_CHROMIUM`, `AUTOPROV_TEST_KAMAILIO`,
+//! `AUTOPROV_TEST_PROMTOOL`), else `PATH` (and Debian's
 //! `/usr/lib/postgresql/*/bin`) is searched. PostgreSQL is started as a
 //! throw-away cluster of our own on first use and stopped at the end.
 //!
@@ -27,6 +28,8 @@ pub enum Peer {
     NetNs,
     /// Kamailio with the SQLite, PostgreSQL and HTTP client modules.
     Kamailio,
+    /// Prometheus's `promtool`, which checks the metrics' text format.
+    Promtool,
 }
 
 impl Peer {
@@ -38,6 +41,7 @@ impl Peer {
             Peer::Chromium => "Chromium and chromedriver",
             Peer::NetNs => "root with ip and nft (network namespaces)",
             Peer::Kamailio => "Kamailio",
+            Peer::Promtool => "Prometheus's promtool",
         }
     }
 
@@ -50,6 +54,7 @@ impl Peer {
             Peer::Chromium => chromedriver().is_some() && chromium().is_some(),
             Peer::NetNs => (unsafe { libc_geteuid() } == 0) && on_path("ip").is_some() && on_path("nft").is_some(),
             Peer::Kamailio => kamailio().is_some(),
+            Peer::Promtool => promtool().is_some(),
         };
         (!found).then(|| {
             let how = match self {
@@ -58,6 +63,7 @@ impl Peer {
                 Peer::Sipp => "install Debian's sip-tester, or set AUTOPROV_TEST_SIPP",
                 Peer::Chromium => "install Debian's chromium and chromium-driver, or set AUTOPROV_TEST_CHROMEDRIVER",
                 Peer::NetNs => "run the tests as root with Debian's iproute2 and nftables installed",
+                Peer::Promtool => "install Debian's prometheus (it ships promtool), or set AUTOPROV_TEST_PROMTOOL",
                 Peer::Kamailio => {
                     "install Debian's kamailio, kamailio-sqlite-modules, kamailio-postgres-modules and \
                      kamailio-utils-modules, or set AUTOPROV_TEST_KAMAILIO"
@@ -100,6 +106,11 @@ pub fn tftp_client() -> Option<PathBuf> {
             })
         })
         .clone()
+}
+
+/// Prometheus's `promtool` (`promtool check metrics` reads the text format).
+pub fn promtool() -> Option<PathBuf> {
+    from_env("AUTOPROV_TEST_PROMTOOL").or_else(|| on_path("promtool"))
 }
 
 pub fn sipp() -> Option<PathBuf> {
