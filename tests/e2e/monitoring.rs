@@ -211,34 +211,28 @@ async fn promtool_reads_the_metrics() {
     }
     let (text, _) = scrape(&srv).await;
     assert!(text.contains("autoprov_fetch_duration_seconds_bucket{protocol=\"http\",le=\"+Inf\"} 3\n"), "{text}");
-    let mut child = std::process::Command::new(crate::peers::promtool().expect("promtool"))
+    let (ok, said) = promtool_check(&text);
+    assert!(ok && said.trim().is_empty(), "promtool check metrics: {said}");
+    // And a broken exposition is caught (the check can fail).
+    let broken = text.replacen("# TYPE autoprov_fetches_total counter", "# TYPE x y", 1);
+    assert!(!promtool_check(&broken).0, "promtool accepts nonsense: the check above proves nothing");
+    srv.stop().await;
+}
+
+/// `promtool check metrics` on `text`: whether it passed, and what it said.
+fn promtool_check(text: &str) -> (bool, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(crate::peers::promtool().expect("promtool"))
         .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write;
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {}\n{said}", out.status);
-    // And a broken exposition is caught (the check can fail).
-    let mut child = std::process::Command::new(crate::peers::promtool().unwrap())
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.replacen("# TYPE autoprov_fetches_total counter", "# TYPE x y", 1).as_bytes())
-        .unwrap();
-    assert!(!child.wait().unwrap().success(), "promtool accepts nonsense: the check above proves nothing");
-    srv.stop().await;
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 /// With PostgreSQL the database can really go away: the server's database
