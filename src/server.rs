@@ -69,6 +69,9 @@ pub struct RunningServer {
     pub bootstrapped: Option<Bootstrapped>,
     pub store: Store,
     pub provisioner: Arc<Provisioner>,
+    /// What [`RunningServer::reload`] reads again.
+    live_cert: Arc<crate::tls::LiveCert>,
+    profiles_dir: Option<std::path::PathBuf>,
     /// Accept loops (HTTP, HTTPS, TFTP) and the push worker, stopped first.
     stop_listeners: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
@@ -119,7 +122,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         .allowing_internal_targets(settings.allow_internal_targets)
         .with_import_limits(settings.import_limits())
         .with_call_control(Arc::new(crate::push::calls::CallControl::new(
-            provisioner.profiles().clone(),
+            provisioner.live_profiles().clone(),
             settings.allow_internal_targets,
         )));
     let app = router(ApiState::new(store.clone(), service, urls, &spool_dir), provisioner.clone(), settings.prefix());
@@ -137,6 +140,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         bootstrapped,
         store: store.clone(),
         provisioner: provisioner.clone(),
+        live_cert: tls.live.clone(),
+        profiles_dir: settings.profiles_dir.clone(),
         stop_listeners,
         listeners: Vec::new(),
         stop_workers,
@@ -179,7 +184,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             Arc::new(crate::sip::UdpEndpoint::from_socket(UdpSocket::from_std(socket).map_err(err)?, None).map_err(err)?);
         let worker = Arc::new(PushWorker::new(
             server.store.clone(),
-            provisioner.profiles().clone(),
+            provisioner.live_profiles().clone(),
             endpoint,
             settings.push_policy(),
             metrics.clone(),
@@ -301,6 +306,34 @@ fn bind_udp(what: &'static str, addr: SocketAddr) -> Result<(std::net::UdpSocket
 }
 
 impl RunningServer {
+    /// Reads the TLS certificate and key and the profiles again (SIGHUP):
+    /// new handshakes present the new certificate and new requests are
+    /// identified with the new profiles; connections and requests in
+    /// flight are untouched. What fails to load is logged and the version
+    /// in use stays. True when everything was reloaded.
+    pub fn reload(&self) -> bool {
+        let mut all = true;
+        match self.live_cert.reload() {
+            Ok(fingerprint) => tracing::info!(%fingerprint, "reloaded the TLS certificate"),
+            Err(e) => {
+                tracing::warn!(error = %e, "kept the TLS certificate in use: the new one did not load");
+                all = false;
+            }
+        }
+        match Profiles::load(self.profiles_dir.as_deref()) {
+            Ok(profiles) => {
+                let families = profiles.iter().count();
+                self.provisioner.replace_profiles(profiles);
+                tracing::info!(families, "reloaded the vendor profiles");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "kept the vendor profiles in use: the new ones did not load");
+                all = false;
+            }
+        }
+        all
+    }
+
     /// Stops accepting and pushing at once (pushes in flight go back to the
     /// queue), gives requests in flight up to [`SHUTDOWN_GRACE`], stops the
     /// workers, then closes the database.

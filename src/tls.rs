@@ -1,11 +1,16 @@
 //! The HTTPS server's rustls configuration: the ring provider only, TLS 1.3
 //! and 1.2, HTTP/1.1. Without a configured certificate a self-signed one is
-//! made with rcgen on first start and reused afterwards.
+//! made with rcgen on first start and reused afterwards. The certificate
+//! is served through [`LiveCert`], so a reload (SIGHUP, for renewals)
+//! swaps it under running listeners.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use sha2::{Digest, Sha256};
 
@@ -21,6 +26,8 @@ pub enum TlsError {
 
 pub struct TlsMaterial {
     pub config: Arc<ServerConfig>,
+    /// The certificate `config` presents, replaced by [`LiveCert::reload`].
+    pub live: Arc<LiveCert>,
     /// SHA-256 of the leaf certificate, `AA:BB:…`, for installers to pin.
     pub fingerprint: String,
     pub cert_path: PathBuf,
@@ -66,9 +73,10 @@ pub fn check(settings: &Settings) -> Result<String, TlsError> {
 }
 
 fn build(settings: &Settings, cert_path: PathBuf, key_path: PathBuf, created: bool) -> Result<TlsMaterial, TlsError> {
-    let certs = read_certs(&cert_path)?;
-    let key = read_key(&key_path)?;
+    let (key, certs) = certified_key(&cert_path, &key_path)?;
     let fingerprint = fingerprint(&certs[0]);
+    let dns_name = first_dns_name(&certs[0]);
+    let live = Arc::new(LiveCert { current: ArcSwap::from_pointee(key), cert_path: cert_path.clone(), key_path });
     let builder = ServerConfig::builder_with_provider(crate::crypto::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Setup(e.to_string()))?;
@@ -76,23 +84,53 @@ fn build(settings: &Settings, cert_path: PathBuf, key_path: PathBuf, created: bo
         None => builder.with_no_client_auth(),
         Some(path) => builder.with_client_cert_verifier(device_cert_verifier(path)?),
     };
-    let mut config = builder
-        .with_single_cert(certs.clone(), key)
-        .map_err(|e| TlsError::File { path: key_path.clone(), reason: e.to_string() })?;
+    let mut config = builder.with_cert_resolver(live.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.ignore_client_order = true;
     // Phones open a connection per file: let them resume (stateless tickets,
     // and a session cache for TLS 1.2 clients without ticket support) rather
-    // than pay a full handshake each time.
+    // than pay a full handshake each time. Both outlive certificate reloads.
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Setup(e.to_string()))?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
-    Ok(TlsMaterial {
-        config: Arc::new(config),
-        fingerprint,
-        cert_path,
-        self_signed_created: created,
-        dns_name: first_dns_name(&certs[0]),
-    })
+    Ok(TlsMaterial { config: Arc::new(config), live, fingerprint, cert_path, self_signed_created: created, dns_name })
+}
+
+/// The server certificate and key, swapped whole by [`LiveCert::reload`]:
+/// handshakes after a reload present the new pair, connections already up
+/// keep theirs, and resumption keeps working across it.
+#[derive(Debug)]
+pub struct LiveCert {
+    current: ArcSwap<CertifiedKey>,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+}
+
+impl LiveCert {
+    /// Reads the certificate and key files again. On any error (unreadable,
+    /// not PEM, a key that does not match the certificate) the pair in use
+    /// stays. Returns the new leaf's fingerprint.
+    pub fn reload(&self) -> Result<String, TlsError> {
+        let (key, certs) = certified_key(&self.cert_path, &self.key_path)?;
+        self.current.store(Arc::new(key));
+        Ok(fingerprint(&certs[0]))
+    }
+}
+
+impl ResolvesServerCert for LiveCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// The chain and key of the files, checked to belong together.
+fn certified_key(cert_path: &Path, key_path: &Path) -> Result<(CertifiedKey, Vec<CertificateDer<'static>>), TlsError> {
+    let certs = read_certs(cert_path)?;
+    let key = read_key(key_path)?;
+    let key_err = |reason: String| TlsError::File { path: key_path.to_path_buf(), reason };
+    let signing = crate::crypto::provider().key_provider.load_private_key(key).map_err(|e| key_err(e.to_string()))?;
+    let certified = CertifiedKey::new(certs.clone(), signing);
+    certified.keys_match().map_err(|e| key_err(format!("does not match the certificate {}: {e}", cert_path.display())))?;
+    Ok((certified, certs))
 }
 
 /// Asks every HTTPS client for a certificate and verifies one against the
@@ -199,6 +237,31 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join("tls/key.pem")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_reload_swaps_the_pair_and_a_bad_one_keeps_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::for_data_dir(dir.path());
+        let tls = load_or_create(&settings).unwrap();
+        let (cert, key) = (dir.path().join("tls/cert.pem"), dir.path().join("tls/key.pem"));
+        let old_key = std::fs::read(&key).unwrap();
+        // A renewal: a new pair written over the old files.
+        let renewed = rcgen::generate_simple_self_signed(vec!["renewed.example".to_string()]).unwrap();
+        std::fs::write(&cert, renewed.cert.pem()).unwrap();
+        std::fs::write(&key, renewed.key_pair.serialize_pem()).unwrap();
+        let new_fp = tls.live.reload().unwrap();
+        assert_ne!(new_fp, tls.fingerprint);
+        assert_eq!(new_fp, fingerprint(&renewed.cert.der().clone()));
+        // Half a renewal: the old key beside the new certificate is refused,
+        // and the renewed pair stays in use.
+        std::fs::write(&key, &old_key).unwrap();
+        let err = tls.live.reload().unwrap_err().to_string();
+        assert!(err.contains("does not match"), "{err}");
+        std::fs::write(&cert, "garbage").unwrap();
+        assert!(tls.live.reload().unwrap_err().to_string().contains("CERTIFICATE"));
+        let served = tls.live.current.load_full();
+        assert_eq!(fingerprint(&served.cert[0]), new_fp);
     }
 
     #[test]

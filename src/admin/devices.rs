@@ -56,7 +56,7 @@ async fn page(state: &AdminState, session: &Session, error: Option<String>, refr
     };
     let rows = state.api.store.list_devices(scope, None, PAGE).await?;
     let devices = rows.into_iter().map(|d| (super::when(d.lastseen), d)).collect();
-    let page = DevicesPage { nav, error, devices, networks, refresh, models: state.models.clone() };
+    let page = DevicesPage { nav, error, devices, networks, refresh, models: state.models() };
     Ok(html(status, &page))
 }
 

@@ -220,7 +220,7 @@ async fn list_page(
         })
         .collect();
     let page =
-        ListPage { nav, message, error, q: q.q, provisioning: q.provisioning, rows, next, new, models: state.models.clone() };
+        ListPage { nav, message, error, q: q.q, provisioning: q.provisioning, rows, next, new, models: state.models() };
     Ok(html(status, &page))
 }
 
@@ -334,7 +334,7 @@ async fn handset_page(
         history,
         preview_file,
         preview,
-        models: state.models.clone(),
+        models: state.models(),
     };
     Ok(html(status, &page))
 }

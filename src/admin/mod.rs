@@ -38,15 +38,17 @@ pub use error::{PageError, PageResult};
 pub struct AdminState {
     pub api: ApiState,
     pub provisioner: Arc<Provisioner>,
-    /// Every model of every vendor profile, for the model fields'
-    /// suggestions (profiles are fixed once the server runs).
-    pub models: Arc<[String]>,
 }
 
 impl AdminState {
     pub fn new(api: ApiState, provisioner: Arc<Provisioner>) -> Self {
-        let models = provisioner.profiles().iter().flat_map(|p| p.models.keys().cloned()).collect();
-        AdminState { api, provisioner, models }
+        AdminState { api, provisioner }
+    }
+
+    /// Every model of every vendor profile in use, for the model fields'
+    /// suggestions (read per page: a reload may change them).
+    pub fn models(&self) -> Arc<[String]> {
+        self.provisioner.profiles().iter().flat_map(|p| p.models.keys().cloned()).collect()
     }
 }
 

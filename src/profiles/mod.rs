@@ -6,6 +6,8 @@
 //! named by `AUTOPROV_PROFILES_DIR` replaces any of them by family name (and
 //! may add families whose templates are built in). Every profile is
 //! validated at start-up: a bad one stops the server, naming file and fault.
+//! A reload (SIGHUP) loads them again into [`LiveProfiles`]; a bad one is
+//! then logged and the profiles in use stay.
 
 pub mod device_cert;
 pub mod identify;
@@ -15,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
@@ -308,6 +311,26 @@ pub struct Profiles {
     model_index: Arc<std::collections::HashMap<String, usize>>,
     /// Every family's quiet files, consulted only for names nothing serves.
     quiet_set: Arc<RegexSet>,
+}
+
+/// The profiles in use, shared by everything that identifies phones and
+/// replaced whole by a reload: each request works with the snapshot it
+/// started with, so a reload never mixes two versions in one answer.
+#[derive(Clone)]
+pub struct LiveProfiles(Arc<ArcSwap<Profiles>>);
+
+impl LiveProfiles {
+    pub fn new(profiles: Profiles) -> Self {
+        LiveProfiles(Arc::new(ArcSwap::from_pointee(profiles)))
+    }
+
+    pub fn current(&self) -> Arc<Profiles> {
+        self.0.load_full()
+    }
+
+    pub fn replace(&self, profiles: Profiles) {
+        self.0.store(Arc::new(profiles));
+    }
 }
 
 impl Profiles {

@@ -50,7 +50,7 @@ impl Provisioner {
         if body.len() > EVENT_XML_MAX {
             return Err(Refusal::BadName("notification too long"));
         }
-        let Some(events) = std::str::from_utf8(body).ok().and_then(|text| xml_events(self.profiles(), text)) else {
+        let Some(events) = std::str::from_utf8(body).ok().and_then(|text| xml_events(&self.profiles(), text)) else {
             // The token first: garbage under guessed tokens is a scan too.
             self.apply(peer, token, None, String::new(), String::new(), true).await?;
             return Err(Refusal::BadName("notification is not XML"));

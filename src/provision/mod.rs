@@ -31,7 +31,7 @@ use crate::guard::{Miss, ScanGuard, StrikePolicy};
 use crate::metrics::{FetchProtocol, FetchResult, FetchTally, Metrics};
 use crate::model::{settings, Mac, Secret};
 use crate::profiles::identify::IdentifyError;
-use crate::profiles::{Clues, Profiles};
+use crate::profiles::{Clues, LiveProfiles, Profiles};
 use crate::render::{self, ResyncPolicy};
 use crate::store::devices::PhoneRecord;
 use crate::store::{now_ms, Store};
@@ -187,7 +187,7 @@ pub struct ProvisionPolicy {
 
 pub struct Provisioner {
     store: Store,
-    profiles: Profiles,
+    profiles: LiveProfiles,
     scan_guard: ScanGuard,
     device_auth: DeviceAuth,
     pub recorder: Arc<FetchRecorder>,
@@ -206,7 +206,7 @@ impl Provisioner {
     pub fn new(store: Store, profiles: Profiles, policy: ProvisionPolicy, digest_key: Secret, metrics: Arc<Metrics>) -> Self {
         let ProvisionPolicy { scan, resync_minutes, come_back } = policy;
         Provisioner {
-            profiles,
+            profiles: LiveProfiles::new(profiles),
             scan_guard: ScanGuard::new(scan).counting_bans(metrics.clone()),
             device_auth: DeviceAuth::new(digest_key),
             recorder: Arc::new(FetchRecorder::default()),
@@ -230,8 +230,21 @@ impl Provisioner {
         self.metrics.fetched(served.tally, if not_modified { FetchResult::NotModified } else { FetchResult::Ok });
     }
 
-    pub fn profiles(&self) -> &Profiles {
+    /// The profiles in use now (a snapshot: a reload does not change it).
+    pub fn profiles(&self) -> Arc<Profiles> {
+        self.profiles.current()
+    }
+
+    /// The profiles to share with the push worker and call control, so a
+    /// reload reaches them too.
+    pub fn live_profiles(&self) -> &LiveProfiles {
         &self.profiles
+    }
+
+    /// Puts reloaded profiles in use: requests already identified finish
+    /// with the old ones.
+    pub fn replace_profiles(&self, profiles: Profiles) {
+        self.profiles.replace(profiles);
     }
 
     pub fn scan_guard(&self) -> &ScanGuard {
@@ -249,8 +262,9 @@ impl Provisioner {
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Served, Refusal> {
         let started = Instant::now();
         let tally = self.metrics.fetch_started(req.protocol.for_metrics());
+        let profiles = self.profiles.current();
         let mut facts = Facts::default();
-        let mut result = self.fetch_inner(req, &mut facts).await;
+        let mut result = self.fetch_inner(&profiles, req, &mut facts).await;
         let tally = match facts.vendor {
             Some(family) => tally.of_family(&self.metrics, family),
             None => tally,
@@ -285,7 +299,12 @@ impl Provisioner {
         result
     }
 
-    async fn fetch_inner<'s>(&'s self, req: &FetchRequest<'_>, facts: &mut Facts<'s>) -> Result<Served, Refusal> {
+    async fn fetch_inner<'s>(
+        &'s self,
+        profiles: &'s Profiles,
+        req: &FetchRequest<'_>,
+        facts: &mut Facts<'s>,
+    ) -> Result<Served, Refusal> {
         let now = Instant::now();
         let over_udp = req.protocol == Protocol::Tftp;
         let banned = self.scan_guard.banned(&req.peer, now);
@@ -307,11 +326,11 @@ impl Provisioner {
         let name = names::clean(req.file).inspect_err(|_| {
             self.scan_guard.miss(req.peer, Miss::Name(req.file), over_udp, now);
         })?;
-        let candidates = self.profiles.candidates(name);
+        let candidates = profiles.candidates(name);
         if candidates.is_empty() {
             // Files a family's phones ask for at every boot and we do not
             // serve (firmware, directories, licences) are no sign of a scan.
-            return Err(Refusal::NotFound(if self.profiles.is_quiet(name) {
+            return Err(Refusal::NotFound(if profiles.is_quiet(name) {
                 "a file this server does not serve"
             } else {
                 "no vendor uses a file of this name"
@@ -322,7 +341,7 @@ impl Provisioner {
             if banned && tenant.is_none() && req.device_cert.is_none() {
                 return Err(Refusal::Banned);
             }
-            let id = self.profiles.choose(candidates, req.user_agent, Clues::default()).map_err(|e| identify_refusal(e, req))?;
+            let id = profiles.choose(candidates, req.user_agent, Clues::default()).map_err(|e| identify_refusal(e, req))?;
             facts.vendor = Some(id.profile.family.as_str());
             let base_url = self.config_url(&self.come_back_root(req), tenant.as_ref().map(|t| &*t.token));
             let model = id.model.as_deref().unwrap_or("");
@@ -340,7 +359,7 @@ impl Provisioner {
         };
         facts.mac = Some(mac);
         let phone = self.cache.phone(&self.store, &mac).await.map_err(internal)?;
-        let id = self.profiles.choose(candidates, req.user_agent, known(phone.as_deref())).map_err(|e| {
+        let id = profiles.choose(candidates, req.user_agent, known(phone.as_deref())).map_err(|e| {
             self.scan_guard.miss(req.peer, Miss::Mac(mac), over_udp, now);
             identify_refusal(e, req)
         })?;
@@ -547,13 +566,13 @@ impl Provisioner {
             None => self.default_file(mac).await?,
         };
         let name = names::clean(&file)?;
-        let candidates = self.profiles.candidates(name);
+        let profiles = self.profiles.current();
+        let candidates = profiles.candidates(name);
         if candidates.iter().any(|c| c.mac.is_some_and(|m| m != *mac)) {
             return Err(Refusal::Forbidden(format!("{name} is another phone's file")));
         }
         let phone = self.store.handset_for_phone(mac).await.map_err(internal)?;
-        let id = self
-            .profiles
+        let id = profiles
             .choose(candidates, None, known(phone.as_ref()))
             .map_err(|_| Refusal::NotFound("no vendor uses a file of this name"))?;
         let served = match (id.mac, phone) {
@@ -586,8 +605,8 @@ impl Provisioner {
     async fn default_file(&self, mac: &Mac) -> Result<String, Refusal> {
         let phone = self.store.handset_for_phone(mac).await.map_err(internal)?;
         let phone = phone.ok_or(Refusal::NotFound("no handset has this MAC"))?;
-        let profile = self
-            .profiles
+        let profiles = self.profiles.current();
+        let profile = profiles
             .resolve(&Clues { mac: Some(*mac), ..known(Some(&phone)) })
             .ok_or(Refusal::NotFound("the handset has no model and its MAC's vendor is unknown: name the file"))?;
         let handset = phone.handset;

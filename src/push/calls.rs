@@ -22,7 +22,7 @@ use super::webhook::WebhookRelay;
 use crate::model::call::CallAction;
 use crate::model::relay::PushRelay;
 use crate::model::{Mac, Secret};
-use crate::profiles::{Clues, Profiles};
+use crate::profiles::{Clues, LiveProfiles};
 use crate::sip::digest::Challenge;
 
 /// What is known of the handset whose call is to be controlled.
@@ -87,11 +87,11 @@ pub struct CallControl {
     ami: AmiRelays,
     http: Option<WebhookRelay>,
     targets: Arc<TargetPolicy>,
-    profiles: Profiles,
+    profiles: LiveProfiles,
 }
 
 impl CallControl {
-    pub fn new(profiles: Profiles, allow_internal_targets: bool) -> Self {
+    pub fn new(profiles: LiveProfiles, allow_internal_targets: bool) -> Self {
         let targets = Arc::new(TargetPolicy::new(allow_internal_targets));
         let http = WebhookRelay::new(targets.clone())
             .map_err(|e| tracing::error!(error = %e, "call control over HTTP unavailable"))
@@ -139,7 +139,8 @@ impl CallControl {
                 "{name} needs the platform (a phone has no API to let another listen in): set pushbackend ami or webhook"
             )));
         }
-        let family = self.profiles.resolve(&Clues {
+        let profiles = self.profiles.current();
+        let family = profiles.resolve(&Clues {
             model: subject.model,
             last_vendor: subject.last_vendor,
             mac: subject.mac,

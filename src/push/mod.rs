@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 use crate::metrics::{Metrics, PushResult};
 use crate::model::relay::PushRelay;
 use crate::model::Transport;
-use crate::profiles::Profiles;
+use crate::profiles::{LiveProfiles, Profile, Profiles};
 use crate::sip::{self, Credentials, NotifyParams, UdpEndpoint};
 use crate::store::push::{PushJob, PushOutcome};
 use crate::store::{now_ms, Store};
@@ -143,7 +143,7 @@ const MAX_IN_FLIGHT: usize = 4096;
 
 pub struct PushWorker {
     store: Store,
-    profiles: Profiles,
+    profiles: LiveProfiles,
     endpoint: Arc<UdpEndpoint>,
     policy: PushPolicy,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -162,7 +162,7 @@ pub struct PushWorker {
 impl PushWorker {
     /// Outcomes, and the time from a push to its phone's fetch, are
     /// counted in `metrics`.
-    pub fn new(store: Store, profiles: Profiles, endpoint: Arc<UdpEndpoint>, policy: PushPolicy, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Store, profiles: LiveProfiles, endpoint: Arc<UdpEndpoint>, policy: PushPolicy, metrics: Arc<Metrics>) -> Self {
         let limiter = NonZeroU32::new(policy.rate_per_second).map(|r| RateLimiter::direct(Quota::per_second(r)));
         let targets = Arc::new(target::TargetPolicy::new(policy.allow_internal_targets));
         let webhook = webhook::WebhookRelay::new(targets.clone())
@@ -386,29 +386,29 @@ impl PushWorker {
             return Some(reg);
         }
         let ip = job.fetch_ip?;
-        let port = self.family(job).map(|p| p.sip_port).unwrap_or(5060);
+        let port = family(&self.profiles.current(), job).map(|p| p.sip_port).unwrap_or(5060);
         Some((SocketAddr::new(ip, port), Transport::Udp))
-    }
-
-    /// The phone's family by `Profiles::resolve` (no file or User-Agent
-    /// here: its handset's model, its last fetch's vendor, its OUI).
-    fn family(&self, job: &PushJob) -> Option<&crate::profiles::Profile> {
-        self.profiles.resolve(&crate::profiles::Clues {
-            model: job.model.as_deref(),
-            last_vendor: job.fetch_vendor.as_deref(),
-            mac: job.mac,
-            ..Default::default()
-        })
     }
 
     /// The family's resync event (or its rebooting variant).
     fn event(&self, job: &PushJob) -> String {
-        match self.family(job) {
+        match family(&self.profiles.current(), job) {
             Some(p) if job.reboot => p.notify_reboot_event.clone(),
             Some(p) => p.notify_event.clone(),
             None => "check-sync".into(),
         }
     }
+}
+
+/// The phone's family by `Profiles::resolve` (no file or User-Agent here:
+/// its handset's model, its last fetch's vendor, its OUI).
+fn family<'p>(profiles: &'p Profiles, job: &PushJob) -> Option<&'p Profile> {
+    profiles.resolve(&crate::profiles::Clues {
+        model: job.model.as_deref(),
+        last_vendor: job.fetch_vendor.as_deref(),
+        mac: job.mac,
+        ..Default::default()
+    })
 }
 
 /// The JSON event a webhook relay receives.

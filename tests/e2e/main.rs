@@ -33,6 +33,7 @@ mod phone_config;
 mod phone_events;
 mod provisioning;
 mod push;
+mod reload;
 mod sip_phone;
 mod tftp;
 mod tftp_client;
