@@ -219,8 +219,7 @@ async fn list_page(
             last_fetch: v.last_fetch.as_ref().map(|f| super::when(f.at)).unwrap_or_default(),
         })
         .collect();
-    let page =
-        ListPage { nav, message, error, q: q.q, provisioning: q.provisioning, rows, next, new, models: state.models() };
+    let page = ListPage { nav, message, error, q: q.q, provisioning: q.provisioning, rows, next, new, models: state.models() };
     Ok(html(status, &page))
 }
 

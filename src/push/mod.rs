@@ -162,7 +162,13 @@ pub struct PushWorker {
 impl PushWorker {
     /// Outcomes, and the time from a push to its phone's fetch, are
     /// counted in `metrics`.
-    pub fn new(store: Store, profiles: LiveProfiles, endpoint: Arc<UdpEndpoint>, policy: PushPolicy, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Store,
+        profiles: LiveProfiles,
+        endpoint: Arc<UdpEndpoint>,
+        policy: PushPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let limiter = NonZeroU32::new(policy.rate_per_second).map(|r| RateLimiter::direct(Quota::per_second(r)));
         let targets = Arc::new(target::TargetPolicy::new(policy.allow_internal_targets));
         let webhook = webhook::WebhookRelay::new(targets.clone())

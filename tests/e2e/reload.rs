@@ -16,7 +16,11 @@ use crate::binary::{autoprov, serve, Served};
 use crate::e2e;
 use crate::harness::{eventually, plain_client};
 
-e2e!(sighup_presents_a_renewed_certificate_and_keeps_connections_up, sighup_reloads_the_profiles_and_keeps_good_ones);
+e2e!(
+    sighup_presents_a_renewed_certificate_and_keeps_connections_up,
+    sighup_reloads_the_profiles_and_keeps_good_ones,
+    systemd_hears_ready_reloading_and_stopping
+);
 
 fn sighup(server: &Served) {
     let ok = Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap().success();
@@ -156,4 +160,37 @@ async fn sighup_reloads_the_profiles_and_keeps_good_ones() {
     .await;
     assert!(server.log().contains("yealink.toml"), "the log names the file: {}", server.log());
     assert_eq!(content_type().await, "text/x-reloaded; charset=utf-8");
+}
+
+/// The messages the server sends to `NOTIFY_SOCKET`, as systemd's
+/// `Type=notify` reads them: a datagram of `KEY=value` lines each.
+async fn systemd_hears_ready_reloading_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = socket.recv(&mut buf).expect("a notification within 20 s");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let mut server = serve(autoprov(&dir.path().join("data")).env("NOTIFY_SOCKET", &path));
+    // READY only once the listeners are up: the server has printed where.
+    let ready = next();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    let http = server.addr("HTTP  listening on ");
+    assert_eq!(plain_client().get(format!("http://{http}/api/handset")).send().await.unwrap().status(), 406);
+
+    sighup(&server);
+    let reloading = next();
+    assert!(reloading.lines().any(|l| l == "RELOADING=1"), "{reloading:?}");
+    let usec = reloading.lines().find_map(|l| l.strip_prefix("MONOTONIC_USEC=")).expect("MONOTONIC_USEC with RELOADING");
+    assert!(usec.parse::<u64>().unwrap() > 0);
+    let ready = next();
+    assert!(ready.lines().any(|l| l == "READY=1") && ready.contains("STATUS=serving"), "{ready:?}");
+
+    crate::binary::sigterm(&server.child);
+    let stopping = next();
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+    assert!(server.exited_within(Duration::from_secs(10)).is_some_and(|s| s.success()));
 }
