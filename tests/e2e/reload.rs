@@ -79,7 +79,7 @@ async fn sighup_presents_a_renewed_certificate_and_keeps_connections_up() {
     let server = serve(autoprov(&dir.path().join("data")).env("AUTOPROV_TLS_CERT", &cert).env("AUTOPROV_TLS_KEY", &key));
     let addr = server.addr("HTTPS listening on ");
 
-    let mut kept = connect(addr, &[old.clone()]).await;
+    let mut kept = connect(addr, std::slice::from_ref(&old)).await;
     assert_eq!(presented(&kept), old);
     assert!(head(&mut kept, "/admin/login").await.starts_with("HTTP/1.1 200"));
 
