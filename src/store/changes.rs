@@ -31,6 +31,21 @@ pub(crate) async fn record(tx: &mut Transaction<'_, Any>, change: &Change) -> Re
     Ok(())
 }
 
+/// The same as [`record`] for many phones, in one statement.
+pub(crate) async fn record_phones(tx: &mut Transaction<'_, Any>, macs: &[Mac]) -> Result<()> {
+    if macs.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..macs.len()).map(|i| format!("($1, ${}, NULL)", i + 2)).collect();
+    let sql = format!("INSERT INTO config_change (at, mac, domain_id) VALUES {}", rows.join(", "));
+    let mut q = sqlx::query(&sql).bind(now_ms());
+    for mac in macs {
+        q = q.bind(mac.lower());
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
 impl Store {
     /// Called after a commit that recorded changes.
     pub(crate) fn note_local_change(&self) {
