@@ -10,18 +10,19 @@
 #      sequence (common files, its own files, the files that 404) over HTTPS with
 #      a new connection per file, from 1,000 source addresses (127.10.x.y);
 #      per-kind p50/p99, total time; with --own-file-only, each phone only its
-#      own files (every handset's record read once);
+#      own files (every handset's record read once); with --http over plain HTTP
+#      (a million TLS handshakes take the machine a quarter of an hour);
 #   5. the server's resident memory after the storm.
 #
-# usage: benches/boot_storm.sh [--handsets N (100000)] [--own-file-only] [--concurrency N (256)]
+# usage: benches/boot_storm.sh [--handsets N (100000)] [--own-file-only] [--http] [--concurrency N (256)]
 #                              [--sources N (1000)] [--postgres URL]
 # Without --postgres a throw-away PostgreSQL cluster is made (as root: as .ci/run does).
 # needs: python3 (3.11: tomllib), curl, PostgreSQL's initdb/pg_ctl or a URL, a Rust toolchain.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-handsets=100000 own="" concurrency=256 sources=1000 db=""
+handsets=100000 own="" concurrency=256 sources=1000 db="" plain=""
 while [ $# -gt 0 ]; do case $1 in
-  --handsets) handsets=$2; shift;; --own-file-only) own=--own-file-only;;
+  --handsets) handsets=$2; shift;; --own-file-only) own=--own-file-only;; --http) plain=1;;
   --concurrency) concurrency=$2; shift;; --sources) sources=$2; shift;;
   --postgres) db=$2; shift;; *) echo "unknown option $1" >&2; exit 2;; esac; shift; done
 
@@ -116,9 +117,10 @@ for name, start in (("start", None), ("middle", str(1_000_000 + n // 2)), ("end"
     print(f"{name:>6}: {len(times)} pages ({rows} handsets): p50 {times[len(times)//2]:.1f} ms, max {times[-1]:.1f} ms")
 PY
 
-echo "== the storm: $handsets phones, HTTPS, a new connection per file, $sources sources, $concurrency at once"
+if [ -n "$plain" ]; then scheme=HTTP target_addr=127.0.0.1:$http tls=(); else scheme=HTTPS target_addr=127.0.0.1:$https tls=(--https "$work/data/tls/cert.pem"); fi
+echo "== the storm: $handsets phones, $scheme, a new connection per file, $sources sources, $concurrency at once"
 cpu0=$(awk '{print $14+$15}' "/proc/$(server_pid)/stat")
-"$client_target/release/boot-storm" "127.0.0.1:$https" "$work/out/plan.tsv" --https "$work/data/tls/cert.pem" \
+"$client_target/release/boot-storm" "$target_addr" "$work/out/plan.tsv" "${tls[@]}" \
   --sources "$sources" --concurrency "$concurrency" || storm_failed=1
 cpu1=$(awk '{print $14+$15}' "/proc/$(server_pid)/stat")
 echo "server CPU during the storm: $(( (cpu1 - cpu0) / $(getconf CLK_TCK) )) s"
