@@ -34,7 +34,9 @@ pub(crate) fn is_outage(e: &sqlx::Error) -> bool {
 }
 
 /// How a background worker waits while the database is unreachable:
-/// 250 ms doubling up to 4 s, logged once when it starts failing and once
+/// 125 ms doubling up to 1 s (on top of the `db_timeout` a failing
+/// attempt may take), so a worker is back within about a second of the
+/// database; logged once when it starts failing and once
 /// when it recovers.
 #[derive(Debug)]
 pub struct Backoff {
@@ -42,8 +44,8 @@ pub struct Backoff {
     failures: u32,
 }
 
-const FIRST: Duration = Duration::from_millis(250);
-const LONGEST: Duration = Duration::from_secs(4);
+const FIRST: Duration = Duration::from_millis(125);
+const LONGEST: Duration = Duration::from_secs(1);
 
 impl Backoff {
     /// `what` names the work in the log lines ("leasing pushes").
@@ -95,7 +97,7 @@ mod tests {
         let mut b = Backoff::new("test");
         let e = StoreError::Database(sqlx::Error::PoolTimedOut);
         let waits: Vec<u128> = (0..7).map(|_| b.failed(&e).as_millis()).collect();
-        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 4000, 4000]);
+        assert_eq!(waits, [125, 250, 500, 1000, 1000, 1000, 1000]);
         assert!(b.failing());
         b.succeeded();
         assert!(!b.failing());
