@@ -294,8 +294,9 @@ impl PushWorker {
             }
         }
         // The outcome is known: through an outage, keep trying to record it
-        // (the lease is renewed meanwhile, once the database is back).
-        let mut backoff = Backoff::new("recording push outcomes");
+        // (the lease is renewed meanwhile, once the database is back). The
+        // leasing loop says the database is gone; each push says nothing.
+        let mut wait = Duration::from_millis(125);
         loop {
             match self.store.finish_push(job.handset_id, job.revision, &outcome).await {
                 Ok(true) => {}
@@ -305,12 +306,13 @@ impl PushWorker {
                     "push outcome not recorded: a newer revision was queued, or another node took the lease over"
                 ),
                 Err(e) if e.is_outage() => {
-                    tokio::time::sleep(backoff.failed(&e)).await;
+                    tracing::debug!(error = %e, handset = job.handset_id, "push outcome waits for the database");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
                     continue;
                 }
                 Err(e) => tracing::error!(error = %e, handset = job.handset_id, "could not record a push outcome"),
             }
-            backoff.succeeded();
             break;
         }
         self.leased.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.handset_id);
