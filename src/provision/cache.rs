@@ -20,8 +20,8 @@ use tokio::sync::{watch, Mutex};
 
 use crate::model::{Domain, Mac};
 use crate::store::changes::Change;
-use crate::store::outage::Backoff;
 use crate::store::devices::PhoneRecord;
+use crate::store::outage::Backoff;
 use crate::store::{now_ms, Result, Store};
 
 const OVERLAP_MS: i64 = 5_000;

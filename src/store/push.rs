@@ -98,7 +98,8 @@ pub enum PushOutcome {
 }
 
 /// A leased push's row with what sending it needs, by handset.
-const SELECT_JOB: &str = "SELECT p.handset_id, p.revision, p.reboot, p.attempts, p.call_id, h.domain_id, h.extensionnumber, h.password, \
+const SELECT_JOB: &str =
+    "SELECT p.handset_id, p.revision, p.reboot, p.attempts, p.call_id, h.domain_id, h.extensionnumber, h.password, \
     h.mac, h.model, s.registration_address, s.registration_transport, dv.ip AS fetch_ip, dv.vendor AS fetch_vendor, \
     d.name AS domain, d.sip_server, d.sip_port, d.push_backend, d.ami_host, d.ami_port, d.ami_user, d.ami_secret, \
     d.webhook_url, d.webhook_secret, d.registrar_relay, d.registrar_transport \
@@ -151,13 +152,12 @@ impl Store {
     /// from now: a live node keeps what it holds however long a NOTIFY
     /// takes, and only a dead node's leases run out. Returns how many.
     pub async fn renew_push_leases(&self, lease_ms: i64) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE push SET claimed_until = $1 WHERE claimed_by = $2 AND claimed_until > 0 AND state = 'pending'",
-        )
-        .bind(now_ms() + lease_ms)
-        .bind(self.node_id())
-        .execute(self.pool())
-        .await?;
+        let done =
+            sqlx::query("UPDATE push SET claimed_until = $1 WHERE claimed_by = $2 AND claimed_until > 0 AND state = 'pending'")
+                .bind(now_ms() + lease_ms)
+                .bind(self.node_id())
+                .execute(self.pool())
+                .await?;
         Ok(done.rows_affected())
     }
 

@@ -189,7 +189,11 @@ async fn a_change_on_one_node_reaches_the_others_within_a_second() {
     }
     latencies.sort_unstable();
     let (p50, max) = (percentile(&latencies, 0.5), *latencies.last().unwrap());
-    eprintln!("convergence over {} fetches after 20 changes: p50 {p50} ms, p90 {} ms, max {max} ms", latencies.len(), percentile(&latencies, 0.9));
+    eprintln!(
+        "convergence over {} fetches after 20 changes: p50 {p50} ms, p90 {} ms, max {max} ms",
+        latencies.len(),
+        percentile(&latencies, 0.9)
+    );
     // The goal is 1 s. The feed poll alone (500 ms) would also meet it, so
     // the median says that notices did the work: a poll at a random phase
     // has a median of about 250 ms, a notice a few milliseconds.
@@ -255,8 +259,9 @@ async fn a_node_killed_mid_push_loses_no_push_and_sends_none_twice() {
     let (s, v, _) = a.call(Method::POST, "/api/handset", Some(Value::Array(handsets))).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     for ext in &exts {
-        let (s, v) =
-            a.put(&format!("/api/handsetstatus/{ext}"), json!({"state": "Idle", "registrationaddress": phone_addr.to_string()})).await;
+        let (s, v) = a
+            .put(&format!("/api/handsetstatus/{ext}"), json!({"state": "Idle", "registrationaddress": phone_addr.to_string()}))
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
     // The creations' pushes had no target yet: wait until no push is
@@ -319,7 +324,8 @@ async fn a_node_killed_mid_push_loses_no_push_and_sends_none_twice() {
         loop {
             let (s, list) = node.get(&format!("/api/handset?maxresults={PHONES}")).await;
             assert_eq!(s, StatusCode::OK);
-            let states: Vec<&str> = list.as_array().unwrap().iter().map(|h| h["provisioning"]["pushstate"].as_str().unwrap()).collect();
+            let states: Vec<&str> =
+                list.as_array().unwrap().iter().map(|h| h["provisioning"]["pushstate"].as_str().unwrap()).collect();
             assert_eq!(states.len(), PHONES);
             if states.iter().all(|s| *s == "sent") {
                 break;
@@ -356,7 +362,8 @@ async fn a_postgres_restart_is_survived_by_every_node() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, v) = nodes[0].put("/api/handsetstatus/2000", json!({"state": "Idle", "registrationaddress": phone_addr.to_string()})).await;
+    let (s, v) =
+        nodes[0].put("/api/handsetstatus/2000", json!({"state": "Idle", "registrationaddress": phone_addr.to_string()})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let tok = token(&nodes[0]).await;
     let path = format!("/p/{tok}/{}", phone.file);
@@ -374,17 +381,20 @@ async fn a_postgres_restart_is_survived_by_every_node() {
     assert_ne!(unknown_file, phone.file, "the file name carries the MAC");
     let unknown_path = format!("/p/{tok}/{unknown_file}");
     for node in &nodes {
-        for (method, what, body) in [
-            (Method::GET, "/api/handset/2000", None),
-            (Method::PUT, "/api/handset/2000", Some(json!({"name": "Desk-during"}))),
-        ] {
+        for (method, what, body) in
+            [(Method::GET, "/api/handset/2000", None), (Method::PUT, "/api/handset/2000", Some(json!({"name": "Desk-during"})))]
+        {
             let started = Instant::now();
             let (s, v, headers) = node.call(method.clone(), what, body).await;
             let took = started.elapsed();
             eprintln!("node {}: {method} {what} during the outage: {s} after {} ms", node.name, took.as_millis());
             assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "node {}: {method} {what}: {v}", node.name);
             assert!(headers.contains_key("retry-after"), "node {}: no Retry-After", node.name);
-            assert!(took < DB_TIMEOUT + Duration::from_millis(1500), "node {} took {took:?} to answer (db_timeout {DB_TIMEOUT:?})", node.name);
+            assert!(
+                took < DB_TIMEOUT + Duration::from_millis(1500),
+                "node {} took {took:?} to answer (db_timeout {DB_TIMEOUT:?})",
+                node.name
+            );
         }
         // A phone it never saw needs the database: 503 too.
         let started = Instant::now();
@@ -444,6 +454,11 @@ async fn a_postgres_restart_is_survived_by_every_node() {
         .await;
     }
     for node in &nodes {
-        assert!(log_lines(node, "database available again") >= 1, "node {}: no recovery logged:\n{}", node.name, node.served.log());
+        assert!(
+            log_lines(node, "database available again") >= 1,
+            "node {}: no recovery logged:\n{}",
+            node.name,
+            node.served.log()
+        );
     }
 }

@@ -185,7 +185,8 @@ pub fn postgres_url() -> String {
 fn start_cluster() -> Result<String, String> {
     let cluster = OwnedCluster::init()?;
     let url = cluster.admin_url();
-    *CLUSTER.lock().unwrap() = Some(Cluster { bin: cluster.bin.clone(), data: cluster.data.clone(), as_postgres: cluster.as_postgres });
+    *CLUSTER.lock().unwrap() =
+        Some(Cluster { bin: cluster.bin.clone(), data: cluster.data.clone(), as_postgres: cluster.as_postgres });
     // The run's shared cluster outlives this handle: `shutdown` stops it.
     std::mem::forget(cluster);
     Ok(url)
@@ -239,7 +240,16 @@ impl OwnedCluster {
             self.data.display()
         );
         let log = self.data.join("server.log");
-        run(self.pg("pg_ctl").args(["-D", self.data.to_str().unwrap(), "-w", "-l", log.to_str().unwrap(), "-o", &options, "start"]))
+        run(self.pg("pg_ctl").args([
+            "-D",
+            self.data.to_str().unwrap(),
+            "-w",
+            "-l",
+            log.to_str().unwrap(),
+            "-o",
+            &options,
+            "start",
+        ]))
     }
 
     /// `pg_ctl stop -m fast`: sessions are ended, the server goes down.
