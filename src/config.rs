@@ -127,6 +127,14 @@ settings! {
     push_rate: u32 = 200, "AUTOPROV_PUSH_RATE", "N";
     /// Attempts before a push is failed [default: 5].
     push_attempts: u32 = 5, "AUTOPROV_PUSH_ATTEMPTS", "N";
+    /// How long a push lease lasts unrenewed: a node renews its leases every
+    /// third of this while it lives, so this is how soon another node takes
+    /// over the pushes of one that died [default: 10s].
+    push_lease: HumanDuration = HumanDuration(Duration::from_secs(10)), "AUTOPROV_PUSH_LEASE", "DURATION";
+    /// The longest wait for a database connection: while the database is
+    /// down, requests that need it are answered 503 after this long, not
+    /// held [default: 2s].
+    db_timeout: HumanDuration = HumanDuration(crate::store::DEFAULT_DB_TIMEOUT), "AUTOPROV_DB_TIMEOUT", "DURATION";
     /// Hold all pushes: queue them but send nothing [default: false].
     push_hold: bool = false, "AUTOPROV_PUSH_HOLD", "BOOL";
     /// Distinct unknown MACs (or wrong tokens or credentials) one address
@@ -288,6 +296,7 @@ impl Settings {
             hold: self.push_hold,
             allow_internal_targets: self.allow_internal_targets,
             sip_tls_ca: self.sip_tls_ca.clone(),
+            lease: self.push_lease.0,
         }
     }
 

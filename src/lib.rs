@@ -19,7 +19,9 @@
 //!   secrets: types and validation, no I/O.
 //! - [`store`]: the sqlx pool over SQLite or PostgreSQL, migrations, and the
 //!   queries of each table; every write audits, feeds the config-change feed
-//!   and queues its push in its own transaction.
+//!   and queues its push in its own transaction. `store::notices` hears
+//!   other nodes' commits (PostgreSQL `LISTEN`); `store::outage` tells an
+//!   outage from a bad query and backs workers off while it lasts.
 //! - [`auth`]: API users' passwords and login limits, the caller of an
 //!   operation with its domain, and the role rules.
 //! - [`service`]: the operations (handset changes, claims, unknown-device

@@ -95,7 +95,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     // owner's only, before anything is written into it.
     crate::files::private_dir(&settings.data_dir)
         .map_err(|e| StartError::DataDir { path: settings.data_dir.clone(), reason: e.to_string() })?;
-    let store = Store::open(&settings.database_url).await?;
+    let store = Store::open_with(&settings.database_url, settings.db_timeout.0).await?;
     let bootstrapped = bootstrap_if_empty(&store, settings.admin_password.as_ref(), &settings.data_dir).await?;
     let tls = crate::tls::load_or_create(&settings)?;
     let upgrade = settings.sends_phones_to_https();
@@ -159,6 +159,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             tracing::warn!(error = %e, "could not warm the provisioning cache");
         }
     }));
+    // Other nodes' notices (PostgreSQL): feed reads and pushes at once.
+    server.workers.push(tokio::spawn(crate::store::notices::listen(server.store.clone(), server.stop_workers.subscribe())));
     server.workers.push(tokio::spawn(provisioner.cache.clone().run(
         server.store.clone(),
         settings.tuning.change_poll_interval,

@@ -36,11 +36,19 @@ impl IntoResponse for PageError {
             }
             other => other.to_string(),
         };
+        let retry_after = match &self.0 {
+            ApiError::Unavailable(_, after) => Some(after.as_secs().max(1)),
+            _ => None,
+        };
         let page = ErrorPage { status: status.as_u16(), message: &message };
-        match page.render() {
+        let mut response = match page.render() {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message).into_response(),
+        };
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
+        response
     }
 }
 

@@ -92,12 +92,18 @@ impl From<crate::handset_csv::SpoolError> for ApiError {
     }
 }
 
+pub const DATABASE_UNAVAILABLE: &str = "The database is unavailable; try again shortly";
+/// The `Retry-After` of answers during a database outage.
+pub const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(2);
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(what) => ApiError::Conflict(what),
             StoreError::Invalid(field) => field.into(),
+            // The database is down or restarting: say so, and when to retry.
+            other if other.is_outage() => ApiError::Unavailable(DATABASE_UNAVAILABLE, DATABASE_RETRY_AFTER),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -5,8 +5,9 @@
 //! handsets there are) and dropped when the change feed (`store::changes`)
 //! says they changed: at once for changes made by this process (the store
 //! counts its commits, and a lookup that sees a new count reads the feed
-//! first), within the poll interval for changes made by other processes or
-//! nodes. Each read of the feed overlaps the previous one by a few seconds,
+//! first), at once on another node's notice (PostgreSQL, `store::notices`)
+//! and within the poll interval regardless, for changes made by other
+//! processes or nodes. Each read of the feed overlaps the previous one by a few seconds,
 //! so a transaction that committed out of order is not missed; entries are
 //! also reloaded after `MAX_AGE` as a last resort.
 
@@ -20,6 +21,7 @@ use tokio::sync::{watch, Mutex};
 use crate::model::{Domain, Mac};
 use crate::store::changes::Change;
 use crate::store::devices::PhoneRecord;
+use crate::store::outage::Backoff;
 use crate::store::{now_ms, Result, Store};
 
 const OVERLAP_MS: i64 = 5_000;
@@ -216,19 +218,32 @@ impl PhoneCache {
         Ok(())
     }
 
-    /// Reads the feed every `interval` (changes from other processes) and
-    /// prunes it every minute, until `stop` turns true.
+    /// Reads the feed when another node's notice comes (PostgreSQL) and
+    /// every `interval` regardless (changes from other processes, notices
+    /// lost in an outage), and prunes it every minute, until `stop` turns
+    /// true. While the database is down it backs off, logging once.
     pub async fn run(self: Arc<Self>, store: Store, interval: Duration, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_prune = Instant::now();
+        let mut backoff = Backoff::new("reading the config change feed");
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = store.changes_noticed() => {}
                 _ = stop.changed() => return,
             }
-            if let Err(e) = self.read_feed(&store).await {
-                tracing::warn!(error = %e, "could not read the config change feed");
+            match self.read_feed(&store).await {
+                Ok(()) => backoff.succeeded(),
+                Err(e) if e.is_outage() => {
+                    let wait = backoff.failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read the config change feed"),
             }
             if last_prune.elapsed() > Duration::from_secs(60) {
                 last_prune = Instant::now();

@@ -117,6 +117,7 @@ fn event_status(result: Result<(), Refusal>) -> StatusCode {
         Err(Refusal::BadName(_)) => StatusCode::BAD_REQUEST,
         Err(Refusal::NotFound(_)) => StatusCode::NOT_FOUND,
         Err(Refusal::Banned | Refusal::Forbidden(_)) => StatusCode::FORBIDDEN,
+        Err(Refusal::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -164,6 +165,7 @@ fn refusal_response(provisioner: &Provisioner, refusal: Refusal) -> Response {
         Refusal::BadName(_) => StatusCode::BAD_REQUEST,
         Refusal::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
         Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+        Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     // Say little to an unidentified client: the status is the answer.
@@ -172,9 +174,13 @@ fn refusal_response(provisioner: &Provisioner, refusal: Refusal) -> Response {
         StatusCode::BAD_REQUEST => "Bad file name\n",
         StatusCode::UNAUTHORIZED => "Unauthorized\n",
         StatusCode::NOT_FOUND => "Not found\n",
+        StatusCode::SERVICE_UNAVAILABLE => "Service unavailable\n",
         _ => "Internal server error\n",
     };
     let mut response = (status, [(header::CACHE_CONTROL, "no-store")], text).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
     if let Refusal::Unauthorized { stale } = refusal {
         for challenge in provisioner.challenge(stale) {
             if let Ok(v) = HeaderValue::from_str(&challenge) {

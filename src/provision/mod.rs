@@ -137,6 +137,9 @@ pub enum Refusal {
     NotFound(&'static str),
     #[error("{0}")]
     Forbidden(String),
+    /// The database is down or restarting: try again shortly.
+    #[error("database unavailable")]
+    Unavailable,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -280,6 +283,7 @@ impl Provisioner {
             Err(Refusal::NotFound(_)) => ("not-found", 0, Some(FetchResult::NotFound)),
             Err(Refusal::Forbidden(_)) => ("forbidden", 0, Some(FetchResult::Forbidden)),
             Err(Refusal::Internal(_)) => ("error", 0, Some(FetchResult::Error)),
+            Err(Refusal::Unavailable) => ("unavailable", 0, Some(FetchResult::Error)),
         };
         if let Some(counted) = counted {
             self.metrics.fetched(tally, counted);
@@ -650,8 +654,13 @@ impl Provisioner {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Refusal {
-    Refusal::Internal(e.to_string())
+/// A store error as a refusal: an outage is `Unavailable` (503), anything
+/// else internal.
+fn internal(e: crate::store::StoreError) -> Refusal {
+    match e.is_outage() {
+        true => Refusal::Unavailable,
+        false => Refusal::Internal(e.to_string()),
+    }
 }
 
 /// When the handset or its domain last changed.

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 
 use crate::model::Mac;
 use crate::store::devices::FetchRecord;
-use crate::store::Store;
+use crate::store::outage::Backoff;
+use crate::store::{Store, StoreError};
 
 /// Pending records beyond this are dropped (and counted) until the next
 /// flush: memory stays bounded even if the database stalls.
@@ -129,8 +130,10 @@ impl FetchRecorder {
     }
 
     /// Writes what is due now: new information at once, quiet fetches'
-    /// counts once they are a minute old.
-    pub async fn flush(&self, store: &Store, unknown_cap: i64) {
+    /// counts once they are a minute old. A database outage is returned,
+    /// not logged (the caller backs off and says so once); what could not
+    /// be written is lost ("last seen" data only).
+    pub async fn flush(&self, store: &Store, unknown_cap: i64) -> Option<StoreError> {
         let pending: Vec<(FetchRecord, u64)> = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             // Take the map rather than drain it: a storm's worth of capacity
@@ -163,25 +166,33 @@ impl FetchRecorder {
             }
             (batch, counts)
         };
+        let mut outage = None;
         if !batch.is_empty() {
-            if let Err(e) = store.record_fetches(&batch, unknown_cap).await {
-                tracing::error!(error = %e, records = batch.len(), "could not record phone fetches");
+            match store.record_fetches(&batch, unknown_cap).await {
+                Err(e) if e.is_outage() => outage = Some(e),
+                Err(e) => tracing::error!(error = %e, records = batch.len(), "could not record phone fetches"),
+                Ok(_) => {}
             }
         }
-        if !counts.is_empty() {
-            if let Err(e) = store.add_fetch_counts(&counts).await {
-                tracing::error!(error = %e, records = counts.len(), "could not record phone fetch counts");
+        if !counts.is_empty() && outage.is_none() {
+            match store.add_fetch_counts(&counts).await {
+                Err(e) if e.is_outage() => outage = Some(e),
+                Err(e) => tracing::error!(error = %e, records = counts.len(), "could not record phone fetch counts"),
+                Ok(_) => {}
             }
         }
         let dropped = self.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
         if dropped > 0 {
             tracing::warn!(dropped, "fetch records dropped: the database did not keep up");
         }
+        outage
     }
 
     /// Writes every quiet count now (at shutdown).
     async fn flush_all(&self, store: &Store, unknown_cap: i64) {
-        self.flush(store, unknown_cap).await;
+        if let Some(e) = self.flush(store, unknown_cap).await {
+            tracing::error!(error = %e, "could not record phone fetches: the database is unavailable");
+        }
         let counts: Vec<(Mac, i64, i64)> = {
             let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
             written
@@ -199,10 +210,21 @@ impl FetchRecorder {
     pub async fn run(self: Arc<Self>, store: Store, interval: Duration, unknown_cap: i64, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Backoff::new("recording phone fetches");
         loop {
             tokio::select! {
-                _ = tick.tick() => self.flush(&store, unknown_cap).await,
+                _ = tick.tick() => {}
                 _ = stop.changed() => break,
+            }
+            match self.flush(&store, unknown_cap).await {
+                None => backoff.succeeded(),
+                Some(e) => {
+                    let wait = backoff.failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
             }
         }
         self.flush_all(&store, unknown_cap).await;

@@ -36,6 +36,7 @@ use crate::model::relay::PushRelay;
 use crate::model::Transport;
 use crate::profiles::{LiveProfiles, Profile, Profiles};
 use crate::sip::{self, Credentials, NotifyParams, UdpEndpoint};
+use crate::store::outage::Backoff;
 use crate::store::push::{PushJob, PushOutcome};
 use crate::store::{now_ms, Store};
 
@@ -60,6 +61,10 @@ pub struct PushPolicy {
     /// PEM CA certificates trusted for SIP over TLS to registrars, beside
     /// the public roots.
     pub sip_tls_ca: Option<std::path::PathBuf>,
+    /// How long a lease lasts unrenewed: the holder renews it every third
+    /// of this while it works, so this is how soon another node takes over
+    /// the pushes of a node that died.
+    pub lease: Duration,
 }
 
 impl Default for PushPolicy {
@@ -72,6 +77,7 @@ impl Default for PushPolicy {
             hold: false,
             allow_internal_targets: false,
             sip_tls_ca: None,
+            lease: Duration::from_secs(10),
         }
     }
 }
@@ -204,22 +210,34 @@ impl PushWorker {
             let _ = stop.changed().await;
             return;
         }
-        // A lease longer than a whole transaction: the row comes back to the
-        // queue only if this node died with it.
-        let lease_ms = (self.policy.timers.timer_f.as_millis() as i64) * 2 + 10_000;
+        // Short leases, renewed while this node lives (see `store::push`).
+        let lease_ms = (self.policy.lease.as_millis() as i64).max(300);
+        let renewing = tokio::spawn(renew_leases(self.store.clone(), lease_ms));
+        let mut backoff = Backoff::new("leasing pushes");
         let mut tasks = JoinSet::new();
         while !*stop.borrow() {
             let jobs = match self.store.claim_pushes(CLAIM_BATCH, lease_ms).await {
-                Ok(jobs) => jobs,
+                Ok(jobs) => {
+                    backoff.succeeded();
+                    jobs
+                }
+                Err(e) if e.is_outage() => {
+                    let wait = backoff.failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = stop.changed() => break,
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not lease pushes");
                     Vec::new()
                 }
             };
             if jobs.is_empty() {
-                // Idle: wake for this process's own changes at once, for the
-                // next retry when it falls due, and every second for what
-                // other nodes queue.
+                // Idle: wake for this process's own changes and other nodes'
+                // notices at once, for the next retry when it falls due, and
+                // every second for what other nodes queued (no notices on
+                // SQLite, or a notice lost in an outage).
                 let due = match self.store.next_push_due().await {
                     Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, IDLE_POLL_MS) as u64),
                     _ => Duration::from_millis(IDLE_POLL_MS as u64),
@@ -253,6 +271,7 @@ impl PushWorker {
         }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        renewing.abort();
         let unfinished: Vec<i64> = self.leased.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
         if !unfinished.is_empty() {
             tracing::info!(pushes = unfinished.len(), "stopping: unsent pushes are left for the next start");
@@ -280,8 +299,27 @@ impl PushWorker {
                 tracing::info!(handset = job.handset_id, ext = %job.extension, revision = job.revision, outcome = ?other, "push not sent")
             }
         }
-        if let Err(e) = self.store.finish_push(job.handset_id, job.revision, &outcome).await {
-            tracing::error!(error = %e, handset = job.handset_id, "could not record a push outcome");
+        // The outcome is known: through an outage, keep trying to record it
+        // (the lease is renewed meanwhile, once the database is back). The
+        // leasing loop says the database is gone; each push says nothing.
+        let mut wait = Duration::from_millis(125);
+        loop {
+            match self.store.finish_push(job.handset_id, job.revision, &outcome).await {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!(
+                    handset = job.handset_id,
+                    revision = job.revision,
+                    "push outcome not recorded: a newer revision was queued, or another node took the lease over"
+                ),
+                Err(e) if e.is_outage() => {
+                    tracing::debug!(error = %e, handset = job.handset_id, "push outcome waits for the database");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+                Err(e) => tracing::error!(error = %e, handset = job.handset_id, "could not record a push outcome"),
+            }
+            break;
         }
         self.leased.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.handset_id);
         // A retry was queued, or a newer revision waits: look again.
@@ -377,6 +415,7 @@ impl PushWorker {
             credentials: Some(Credentials { username: &job.extension, password: job.password.expose() }),
             address_of_record,
             tls,
+            call_id: Some(&job.call_id).filter(|id| !id.is_empty()).map(|id| id.as_str()),
         };
         match sip::send_notify(&self.endpoint, &params, &self.policy.timers).await {
             Ok(outcome) if outcome.is_success() => Ok(()),
@@ -417,6 +456,23 @@ fn family<'p>(profiles: &'p Profiles, job: &PushJob) -> Option<&'p Profile> {
     })
 }
 
+/// Renews this node's leases every third of a lease, for as long as the
+/// worker runs (it aborts this task when it stops).
+async fn renew_leases(store: Store, lease_ms: i64) {
+    let mut tick = tokio::time::interval(Duration::from_millis((lease_ms / 3).max(100) as u64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = Backoff::new("renewing push leases");
+    loop {
+        tick.tick().await;
+        match store.renew_push_leases(lease_ms).await {
+            Ok(_) => backoff.succeeded(),
+            Err(e) => {
+                tokio::time::sleep(backoff.failed(&e)).await;
+            }
+        }
+    }
+}
+
 /// The JSON event a webhook relay receives.
 fn webhook_event(job: &PushJob, event: &str) -> serde_json::Value {
     serde_json::json!({
@@ -425,6 +481,9 @@ fn webhook_event(job: &PushJob, event: &str) -> serde_json::Value {
         "extensionnumber": job.extension,
         "mac": job.mac.map(|m| m.lower()).unwrap_or_default(),
         "revision": job.revision,
+        // The same for a repeat of this attempt (by another node after a
+        // crash): the receiver's key to take it once.
+        "pushid": job.call_id,
         "event": event,
         "registrationaddress": job.registration.map(|(a, _)| a.to_string()).unwrap_or_default(),
     })

@@ -128,6 +128,17 @@ pub struct NotifyRequest {
     /// The host of the phone's address of record, when the request goes to
     /// its registrar rather than to the phone.
     aor_host: Option<String>,
+    /// Identifiers derived from a given Call-ID ([`NotifyRequest::with_call_id`])
+    /// rather than drawn: branches then follow from it and the CSeq.
+    stable: bool,
+}
+
+/// A branch (or tag) derived from a given Call-ID and what tells the
+/// requests of one exchange apart: the same on every node.
+fn derived(call_id: &str, what: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{call_id}\n{what}").as_bytes());
+    hex::encode(&digest[..12])
 }
 
 impl NotifyRequest {
@@ -154,7 +165,26 @@ impl NotifyRequest {
             branch: new_branch(),
             authorization: None,
             aor_host: None,
+            stable: false,
         })
+    }
+
+    /// The same request under a given Call-ID, with its From tag and
+    /// branches derived from it: sent again (by this node or another, after
+    /// a crash), it is the same request, which the phone's transaction
+    /// layer answers as a retransmission. `call_id` is a Call-ID `word`
+    /// (RFC 3261 §25.1) of at most 128 characters.
+    pub fn with_call_id(mut self, call_id: &str) -> Result<Self, SipError> {
+        let ok = (1..=128).contains(&call_id.len())
+            && call_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~@:".contains(&b));
+        if !ok {
+            return Err(SipError::InvalidInput { field: "call-id", reason: "must be 1-128 Call-ID characters" });
+        }
+        self.call_id = call_id.to_owned();
+        self.from_tag = derived(call_id, "from-tag");
+        self.branch = format!("{BRANCH_COOKIE}{}", derived(call_id, &self.cseq.to_string()));
+        self.stable = true;
+        Ok(self)
     }
 
     /// The same request addressed to the phone's address of record
@@ -185,7 +215,10 @@ impl NotifyRequest {
         }
         let mut next = self.clone();
         next.cseq = self.cseq.wrapping_add(1);
-        next.branch = new_branch();
+        next.branch = match self.stable {
+            true => format!("{BRANCH_COOKIE}{}", derived(&self.call_id, &next.cseq.to_string())),
+            false => new_branch(),
+        };
         next.authorization = Some(header);
         Ok(next)
     }
@@ -609,6 +642,28 @@ hello";
         let req = NotifyRequest::new("201", "check-sync", t, l, Transport::Udp).expect("valid");
         let bad = AuthorizationHeader { proxy: false, value: "Digest x\r\nEvil: 1".into() };
         assert!(req.authorized(bad).is_err());
+    }
+
+    #[test]
+    fn a_given_call_id_makes_the_same_request_on_every_node() {
+        let t = addr("192.0.2.10:5060");
+        let made = |local| {
+            NotifyRequest::new("201", "check-sync", t, addr(local), Transport::Udp).unwrap().with_call_id("abc-17").unwrap()
+        };
+        let (a, b) = (made("192.0.2.1:5070"), made("192.0.2.2:5070"));
+        assert_eq!(a.call_id(), "abc-17");
+        assert_eq!((a.branch(), a.from_tag()), (b.branch(), b.from_tag()));
+        assert!(a.branch().starts_with("z9hG4bK") && a.branch().len() == 31);
+        let header = || AuthorizationHeader { proxy: false, value: "Digest x".into() };
+        let (a2, b2) = (a.authorized(header()).unwrap(), b.authorized(header()).unwrap());
+        assert_eq!(a2.branch(), b2.branch());
+        assert_ne!(a2.branch(), a.branch());
+        let other = NotifyRequest::new("201", "check-sync", t, addr("192.0.2.1:5070"), Transport::Udp).unwrap();
+        assert_ne!(other.with_call_id("abc-18").unwrap().branch(), a.branch());
+        for bad in ["", "a b", "x\r\nVia: y", &"a".repeat(129)] {
+            let req = NotifyRequest::new("201", "check-sync", t, addr("192.0.2.1:5070"), Transport::Udp).unwrap();
+            assert!(req.with_call_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

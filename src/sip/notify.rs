@@ -47,6 +47,9 @@ pub struct NotifyParams<'a> {
     /// For [`Transport::Tls`]: the client, and the name the peer's
     /// certificate must carry.
     pub tls: Option<(&'a super::TlsClient, &'a str)>,
+    /// The Call-ID to send under (branches and From tag derived from it),
+    /// so that the request can be repeated as itself; `None` draws one.
+    pub call_id: Option<&'a str>,
 }
 
 /// How the NOTIFY ended.
@@ -121,6 +124,10 @@ async fn send_over_udp(endpoint: &UdpEndpoint, params: &NotifyParams<'_>, timers
 /// The NOTIFY of `params`, sent from `local`.
 fn new_request(params: &NotifyParams<'_>, local: SocketAddr, transport: Transport) -> Result<NotifyRequest, SipError> {
     let request = NotifyRequest::new(params.extension, params.event, params.target, local, transport)?;
+    let request = match params.call_id {
+        Some(id) => request.with_call_id(id)?,
+        None => request,
+    };
     match params.address_of_record {
         Some(host) => request.to_address_of_record(host),
         None => Ok(request),
@@ -234,6 +241,7 @@ mod tests {
             credentials: None,
             address_of_record: None,
             tls: None,
+            call_id: None,
         }
     }
 

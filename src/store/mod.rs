@@ -13,6 +13,8 @@ pub mod devices;
 pub mod domains;
 pub mod handsets;
 pub mod keys;
+pub mod notices;
+pub mod outage;
 pub mod push;
 pub mod sessions;
 pub mod status;
@@ -59,10 +61,24 @@ pub struct Store {
     backend: Backend,
     /// Commits of this process that changed phone configs (see `changes`).
     local_changes: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// Woken by this process's commits that queue pushes, so the push
-    /// worker need not poll for them.
+    /// Woken by this process's commits that queue pushes, and by other
+    /// nodes' (`notices`), so the push worker need not poll for them.
     pushes_queued: std::sync::Arc<tokio::sync::Notify>,
+    /// Woken when another node recorded config changes (`notices`).
+    changes_noticed: std::sync::Arc<tokio::sync::Notify>,
+    /// This process's name in push leases (`push.claimed_by`): random,
+    /// drawn at each open, so a restarted node never mistakes a dead
+    /// predecessor's lease for its own.
+    node: std::sync::Arc<str>,
+    /// The URL, for the notice listener's own connection (holds the
+    /// password: never logged; `redact_url` for messages).
+    url: std::sync::Arc<str>,
+    db_timeout: Duration,
 }
+
+/// How long a request waits for a database connection before it is
+/// answered "unavailable" (the `db_timeout` setting's default).
+pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Unix time in milliseconds, the one time format in the database.
 pub fn now_ms() -> i64 {
@@ -74,6 +90,14 @@ impl Store {
     /// one-line reason fit for the start-up message (the URL's password is
     /// never in it).
     pub async fn open(url: &str) -> Result<Store> {
+        Store::open_with(url, DEFAULT_DB_TIMEOUT).await
+    }
+
+    /// [`Store::open`] with `db_timeout` as the longest wait for a pooled
+    /// connection: while the database is down, a query fails with an
+    /// outage error (`StoreError::is_outage`) after that long instead of
+    /// hanging, and front ends answer 503.
+    pub async fn open_with(url: &str, db_timeout: Duration) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -100,7 +124,7 @@ impl Store {
                 Backend::Sqlite => 4,
                 Backend::Postgres => 16,
             })
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(db_timeout.max(Duration::from_millis(100)))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -115,7 +139,16 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| unreachable(&e))?;
-        let store = Store { pool, backend, local_changes: Default::default(), pushes_queued: Default::default() };
+        let store = Store {
+            pool,
+            backend,
+            local_changes: Default::default(),
+            pushes_queued: Default::default(),
+            changes_noticed: Default::default(),
+            node: hex::encode(rand::random::<[u8; 8]>()).into(),
+            url: url.as_str().into(),
+            db_timeout,
+        };
         store.migrate().await?;
         store.fill_missing_tokens().await?;
         Ok(store)
@@ -148,6 +181,16 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// This process's node id in push leases.
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// The longest wait for a database connection.
+    pub fn db_timeout(&self) -> Duration {
+        self.db_timeout
     }
 
     /// Whether the database answers (`SELECT 1`), for readiness checks.

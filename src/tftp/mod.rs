@@ -207,6 +207,7 @@ async fn serve_read(
         Err(Refusal::Banned) => return Ok(()),
         Err(Refusal::Forbidden(_)) => Err((ErrorCode::AccessViolation, "access denied")),
         Err(Refusal::Internal(_)) => Err((ErrorCode::NotDefined, "internal error")),
+        Err(Refusal::Unavailable) => Err((ErrorCode::NotDefined, "service unavailable, try again")),
         // TFTP has no challenge: a phone that proves nothing is told what
         // an unknown MAC is told.
         Err(Refusal::NotFound(_) | Refusal::BadName(_) | Refusal::Unauthorized { .. }) => {

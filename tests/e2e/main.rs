@@ -29,6 +29,7 @@ mod lifecycle;
 mod monitoring;
 mod nat_office;
 mod netns;
+mod nodes;
 mod phone_config;
 mod phone_events;
 mod provisioning;

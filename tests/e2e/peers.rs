@@ -6,7 +6,10 @@
 //! `AUTOPROV_TEST_CHROMIUM`, `AUTOPROV_TEST_KAMAILIO`,
 //! `AUTOPROV_TEST_PROMTOOL`), else `PATH` (and Debian's
 //! `/usr/lib/postgresql/*/bin`) is searched. PostgreSQL is started as a
-//! throw-away cluster of our own on first use and stopped at the end.
+//! throw-away cluster of our own on first use and stopped at the end. A
+//! test that must stop and start PostgreSQL itself owns a cluster of its
+//! own ([`OwnedCluster`], peer [`Peer::PgCluster`]): that needs `initdb`
+//! and `pg_ctl`, whatever `AUTOPROV_TEST_POSTGRES_URL` says.
 //!
 //! A test whose peer is missing is reported as not run (ignored, with the
 //! reason in the list `main` prints last); under `AUTOPROV_TEST_REQUIRE_ALL=1`
@@ -30,6 +33,9 @@ pub enum Peer {
     Kamailio,
     /// Prometheus's `promtool`, which checks the metrics' text format.
     Promtool,
+    /// PostgreSQL's `initdb` and `pg_ctl`: a cluster the test owns, stops
+    /// and starts again ([`OwnedCluster`]).
+    PgCluster,
 }
 
 impl Peer {
@@ -42,6 +48,7 @@ impl Peer {
             Peer::NetNs => "root with ip and nft (network namespaces)",
             Peer::Kamailio => "Kamailio",
             Peer::Promtool => "Prometheus's promtool",
+            Peer::PgCluster => "PostgreSQL's initdb and pg_ctl",
         }
     }
 
@@ -55,6 +62,7 @@ impl Peer {
             Peer::NetNs => (unsafe { libc_geteuid() } == 0) && on_path("ip").is_some() && on_path("nft").is_some(),
             Peer::Kamailio => kamailio().is_some(),
             Peer::Promtool => promtool().is_some(),
+            Peer::PgCluster => pg_bin().is_some(),
         };
         (!found).then(|| {
             let how = match self {
@@ -64,6 +72,7 @@ impl Peer {
                 Peer::Chromium => "install Debian's chromium and chromium-driver, or set AUTOPROV_TEST_CHROMEDRIVER",
                 Peer::NetNs => "run the tests as root with Debian's iproute2 and nftables installed",
                 Peer::Promtool => "install Debian's prometheus (it ships promtool), or set AUTOPROV_TEST_PROMTOOL",
+                Peer::PgCluster => "install Debian's postgresql (the test starts and stops a cluster of its own)",
                 Peer::Kamailio => {
                     "install Debian's kamailio, kamailio-sqlite-modules, kamailio-postgres-modules and \
                      kamailio-utils-modules, or set AUTOPROV_TEST_KAMAILIO"
@@ -174,31 +183,100 @@ pub fn postgres_url() -> String {
 }
 
 fn start_cluster() -> Result<String, String> {
-    let bin = pg_bin().ok_or("initdb and pg_ctl not found")?;
-    let data = tempfile::Builder::new().prefix("autoprov-test-pg.").tempdir().map_err(|e| e.to_string())?.keep();
-    // initdb refuses to run as root: run the cluster as the postgres user.
-    let as_postgres = unsafe { libc_geteuid() } == 0;
-    if as_postgres {
-        run(Command::new("chown").args(["postgres:", data.to_str().unwrap()]))?;
+    let cluster = OwnedCluster::init()?;
+    let url = cluster.admin_url();
+    *CLUSTER.lock().unwrap() =
+        Some(Cluster { bin: cluster.bin.clone(), data: cluster.data.clone(), as_postgres: cluster.as_postgres });
+    // The run's shared cluster outlives this handle: `shutdown` stops it.
+    std::mem::forget(cluster);
+    Ok(url)
+}
+
+/// A throw-away PostgreSQL cluster one test owns: it may stop it (an
+/// outage) and start it again on the same port and data. Stopped and
+/// removed when dropped.
+pub struct OwnedCluster {
+    bin: PathBuf,
+    data: PathBuf,
+    as_postgres: bool,
+    pub port: u16,
+}
+
+impl OwnedCluster {
+    /// `initdb` and `pg_ctl start` on a free loopback port (trust
+    /// authentication, no fsync, 400 connections).
+    pub fn init() -> Result<OwnedCluster, String> {
+        let bin = pg_bin().ok_or("initdb and pg_ctl not found")?;
+        let data = tempfile::Builder::new().prefix("autoprov-test-pg.").tempdir().map_err(|e| e.to_string())?.keep();
+        // initdb refuses to run as root: run the cluster as the postgres user.
+        let as_postgres = unsafe { libc_geteuid() } == 0;
+        if as_postgres {
+            run(Command::new("chown").args(["postgres:", data.to_str().unwrap()]))?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let cluster = OwnedCluster { bin, data, as_postgres, port };
+        run(cluster.pg("initdb").args(["-D", cluster.data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "-E", "UTF8"]))?;
+        cluster.start()?;
+        Ok(cluster)
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let pg = |tool: &str| {
-        let mut c = if as_postgres {
+
+    fn pg(&self, tool: &str) -> Command {
+        let mut c = if self.as_postgres {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
             c
         } else {
-            Command::new(bin.join(tool))
+            Command::new(self.bin.join(tool))
         };
         c.env_remove("PGDATA");
         c
-    };
-    run(pg("initdb").args(["-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "-E", "UTF8"]))?;
-    let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off", data.display());
-    let log = data.join("server.log");
-    run(pg("pg_ctl").args(["-D", data.to_str().unwrap(), "-w", "-l", log.to_str().unwrap(), "-o", &options, "start"]))?;
-    *CLUSTER.lock().unwrap() = Some(Cluster { bin, data, as_postgres });
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off",
+            self.port,
+            self.data.display()
+        );
+        let log = self.data.join("server.log");
+        run(self.pg("pg_ctl").args([
+            "-D",
+            self.data.to_str().unwrap(),
+            "-w",
+            "-l",
+            log.to_str().unwrap(),
+            "-o",
+            &options,
+            "start",
+        ]))
+    }
+
+    /// `pg_ctl stop -m fast`: sessions are ended, the server goes down.
+    pub fn stop(&self) -> Result<(), String> {
+        run(self.pg("pg_ctl").args(["-D", self.data.to_str().unwrap(), "-w", "-m", "fast", "stop"]))
+    }
+
+    /// The superuser's URL of database `postgres`.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Makes database `name` and gives its URL.
+    pub async fn database(&self, name: &str) -> String {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin_url()).await.expect("connect to the owned cluster");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+        conn.close().await.ok();
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for OwnedCluster {
+    fn drop(&mut self) {
+        let _ = self.stop();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
 }
 
 fn run(c: &mut Command) -> Result<(), String> {
