@@ -10,6 +10,10 @@
 //! processes or nodes. Each read of the feed overlaps the previous one by a few seconds,
 //! so a transaction that committed out of order is not missed; entries are
 //! also reloaded after `MAX_AGE` as a last resort.
+//!
+//! Each entry also holds the files rendered from its record
+//! ([`super::rendered`]), so whatever drops or reloads the phone drops them
+//! too; common files are kept beside, under the same memory budget.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Mutex};
 
+use super::rendered::{CommonBodies, PhoneBodies, RenderedBudget};
 use crate::model::{Domain, Mac};
 use crate::store::changes::Change;
 use crate::store::devices::PhoneRecord;
@@ -33,7 +38,18 @@ const MAX_ENTRIES: usize = 250_000;
 
 struct Entry {
     phone: Arc<PhoneRecord>,
+    bodies: Arc<PhoneBodies>,
     loaded: Instant,
+}
+
+/// A phone as the cache has it: its record and, while the record is the
+/// cache's current one, the files rendered from it.
+#[derive(Clone, Debug)]
+pub struct CachedPhone {
+    pub record: Arc<PhoneRecord>,
+    /// `None` when the record was read past an invalidation (it serves this
+    /// request only, and nothing rendered from it is kept).
+    pub bodies: Option<Arc<PhoneBodies>>,
 }
 
 /// The domain a provisioning token belongs to.
@@ -64,11 +80,24 @@ pub struct PhoneCache {
     /// Loaded on first use and dropped with any domain change: domains are
     /// few and their tokens small, so a token lookup never queries.
     tokens: RwLock<Option<Arc<TokenMap>>>,
+    /// The memory budget of every rendered body, and the profiles'
+    /// generation they were rendered under.
+    budget: Arc<RenderedBudget>,
+    /// Common files as rendered.
+    pub common: CommonBodies,
 }
 
 impl PhoneCache {
     pub fn new(store: &Store) -> Self {
+        Self::with_rendered_budget(store, super::rendered::DEFAULT_BUDGET_BYTES)
+    }
+
+    /// A cache whose rendered files may hold `budget_bytes` in all.
+    pub fn with_rendered_budget(store: &Store, budget_bytes: usize) -> Self {
+        let budget = RenderedBudget::new(budget_bytes);
         PhoneCache {
+            common: CommonBodies::new(&budget),
+            budget,
             phones: RwLock::default(),
             domains: RwLock::default(),
             generation: AtomicU64::new(0),
@@ -115,26 +144,61 @@ impl PhoneCache {
 
     /// The handset that owns `mac`, with its domain.
     pub async fn phone(&self, store: &Store, mac: &Mac) -> Result<Option<Arc<PhoneRecord>>> {
+        Ok(self.cached_phone(store, mac).await?.map(|c| c.record))
+    }
+
+    /// The handset that owns `mac`, with its domain, and the files kept
+    /// rendered from that record.
+    pub async fn cached_phone(&self, store: &Store, mac: &Mac) -> Result<Option<CachedPhone>> {
         if store.local_change_count() != self.synced_local.load(Ordering::Acquire) {
             self.read_feed(store).await?;
         }
         {
             let phones = self.phones.read().unwrap_or_else(|p| p.into_inner());
             if let Some(e) = phones.get(mac).filter(|e| e.loaded.elapsed() < MAX_AGE) {
-                return Ok(Some(e.phone.clone()));
+                return Ok(Some(CachedPhone { record: e.phone.clone(), bodies: Some(e.bodies.clone()) }));
             }
         }
         let generation = self.generation.load(Ordering::Acquire);
         let Some(record) = store.handset_for_phone(mac).await? else { return Ok(None) };
         let record = Arc::new(self.slim(record));
         let mut phones = self.phones.write().unwrap_or_else(|p| p.into_inner());
+        let mut bodies = None;
         if self.generation.load(Ordering::Acquire) == generation {
             if phones.len() >= MAX_ENTRIES {
                 phones.clear();
             }
-            phones.insert(*mac, Entry { phone: record.clone(), loaded: Instant::now() });
+            let kept = Arc::new(PhoneBodies::new(&self.budget));
+            phones.insert(*mac, Entry { phone: record.clone(), bodies: kept.clone(), loaded: Instant::now() });
+            bodies = Some(kept);
         }
-        Ok(Some(record))
+        Ok(Some(CachedPhone { record, bodies }))
+    }
+
+    /// The rendered files' memory budget (bytes used, limit).
+    pub fn rendered_budget(&self) -> &Arc<RenderedBudget> {
+        &self.budget
+    }
+
+    /// Drops every rendered file, per-phone and common: what they were
+    /// rendered from beyond the phones' records changed (a profiles reload
+    /// calls this). Phones' records stay.
+    pub fn clear_rendered(&self) {
+        self.budget.clear_rendered();
+        for e in self.phones.read().unwrap_or_else(|p| p.into_inner()).values() {
+            e.bodies.clear();
+        }
+        self.common.clear();
+    }
+
+    /// Drops the rendered files of entries older than the reload age (a
+    /// phone that stopped asking gives its share of the budget back).
+    fn sweep_rendered(&self) {
+        for e in self.phones.read().unwrap_or_else(|p| p.into_inner()).values() {
+            if e.loaded.elapsed() >= MAX_AGE && !e.bodies.is_empty() {
+                e.bodies.clear();
+            }
+        }
     }
 
     /// Loads every phone, page by page, so that a boot storm right after a
@@ -157,7 +221,11 @@ impl PhoneCache {
                 let now = Instant::now();
                 loaded += page.len();
                 for (mac, phone) in page {
-                    phones.entry(mac).or_insert(Entry { phone, loaded: now });
+                    phones.entry(mac).or_insert_with(|| Entry {
+                        phone,
+                        bodies: Arc::new(PhoneBodies::new(&self.budget)),
+                        loaded: now,
+                    });
                 }
             }
             drop(phones);
@@ -247,6 +315,7 @@ impl PhoneCache {
             }
             if last_prune.elapsed() > Duration::from_secs(60) {
                 last_prune = Instant::now();
+                self.sweep_rendered();
                 if let Err(e) = store.prune_changes(now_ms() - FEED_KEEP_MS).await {
                     tracing::warn!(error = %e, "could not prune the config change feed");
                 }
