@@ -104,7 +104,12 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         https_port: https.as_ref().map(|(_, a)| a.port()).filter(|_| upgrade),
         https_host: tls.dns_name.clone(),
     };
-    let policy = ProvisionPolicy { scan: settings.scan_policy(), resync_minutes: settings.resync_minutes, come_back };
+    let policy = ProvisionPolicy {
+        scan: settings.scan_policy(),
+        resync_minutes: settings.resync_minutes,
+        come_back,
+        rendered_budget_bytes: settings.rendered_cache_mib as usize * 1024 * 1024,
+    };
     let digest_key = store.shared_key("device-digest-nonce").await?;
     let metrics = Arc::new(Metrics::new(profiles.iter().map(|p| p.family.as_str())));
     let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, policy, digest_key, metrics.clone()));

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Mutex};
@@ -38,8 +38,26 @@ const MAX_ENTRIES: usize = 250_000;
 
 struct Entry {
     phone: Arc<PhoneRecord>,
-    bodies: Arc<PhoneBodies>,
+    /// Made on the phone's first fetch (a warmed phone that never asks
+    /// costs nothing here).
+    bodies: OnceLock<Arc<PhoneBodies>>,
     loaded: Instant,
+}
+
+impl Entry {
+    fn new(phone: Arc<PhoneRecord>, loaded: Instant) -> Entry {
+        Entry { phone, bodies: OnceLock::new(), loaded }
+    }
+
+    fn bodies(&self, budget: &Arc<RenderedBudget>) -> Arc<PhoneBodies> {
+        self.bodies.get_or_init(|| Arc::new(PhoneBodies::new(budget))).clone()
+    }
+
+    fn clear_bodies(&self) {
+        if let Some(b) = self.bodies.get() {
+            b.clear();
+        }
+    }
 }
 
 /// A phone as the cache has it: its record and, while the record is the
@@ -156,7 +174,7 @@ impl PhoneCache {
         {
             let phones = self.phones.read().unwrap_or_else(|p| p.into_inner());
             if let Some(e) = phones.get(mac).filter(|e| e.loaded.elapsed() < MAX_AGE) {
-                return Ok(Some(CachedPhone { record: e.phone.clone(), bodies: Some(e.bodies.clone()) }));
+                return Ok(Some(CachedPhone { record: e.phone.clone(), bodies: Some(e.bodies(&self.budget)) }));
             }
         }
         let generation = self.generation.load(Ordering::Acquire);
@@ -168,9 +186,9 @@ impl PhoneCache {
             if phones.len() >= MAX_ENTRIES {
                 phones.clear();
             }
-            let kept = Arc::new(PhoneBodies::new(&self.budget));
-            phones.insert(*mac, Entry { phone: record.clone(), bodies: kept.clone(), loaded: Instant::now() });
-            bodies = Some(kept);
+            let entry = Entry::new(record.clone(), Instant::now());
+            bodies = Some(entry.bodies(&self.budget));
+            phones.insert(*mac, entry);
         }
         Ok(Some(CachedPhone { record, bodies }))
     }
@@ -186,7 +204,7 @@ impl PhoneCache {
     pub fn clear_rendered(&self) {
         self.budget.clear_rendered();
         for e in self.phones.read().unwrap_or_else(|p| p.into_inner()).values() {
-            e.bodies.clear();
+            e.clear_bodies();
         }
         self.common.clear();
     }
@@ -195,8 +213,8 @@ impl PhoneCache {
     /// phone that stopped asking gives its share of the budget back).
     fn sweep_rendered(&self) {
         for e in self.phones.read().unwrap_or_else(|p| p.into_inner()).values() {
-            if e.loaded.elapsed() >= MAX_AGE && !e.bodies.is_empty() {
-                e.bodies.clear();
+            if e.loaded.elapsed() >= MAX_AGE {
+                e.clear_bodies();
             }
         }
     }
@@ -221,11 +239,7 @@ impl PhoneCache {
                 let now = Instant::now();
                 loaded += page.len();
                 for (mac, phone) in page {
-                    phones.entry(mac).or_insert_with(|| Entry {
-                        phone,
-                        bodies: Arc::new(PhoneBodies::new(&self.budget)),
-                        loaded: now,
-                    });
+                    phones.entry(mac).or_insert_with(|| Entry::new(phone, now));
                 }
             }
             drop(phones);

@@ -187,6 +187,8 @@ pub struct ProvisionPolicy {
     /// Minutes between a phone's own config checks.
     pub resync_minutes: u32,
     pub come_back: ComeBack,
+    /// Memory for rendered files kept (`rendered`), in bytes.
+    pub rendered_budget_bytes: usize,
 }
 
 pub struct Provisioner {
@@ -208,13 +210,13 @@ impl Provisioner {
     /// have the same: `Store::shared_key`). Fetches, bans and unknown
     /// devices are counted in `metrics`.
     pub fn new(store: Store, profiles: Profiles, policy: ProvisionPolicy, digest_key: Secret, metrics: Arc<Metrics>) -> Self {
-        let ProvisionPolicy { scan, resync_minutes, come_back } = policy;
+        let ProvisionPolicy { scan, resync_minutes, come_back, rendered_budget_bytes } = policy;
         Provisioner {
             profiles: LiveProfiles::new(profiles),
             scan_guard: ScanGuard::new(scan).counting_bans(metrics.clone()),
             device_auth: DeviceAuth::new(digest_key),
             recorder: Arc::new(FetchRecorder::default()),
-            cache: Arc::new(PhoneCache::new(&store)),
+            cache: Arc::new(PhoneCache::with_rendered_budget(&store, rendered_budget_bytes)),
             store,
             come_back,
             // Spread over a tenth of the period, at most 10 minutes.
@@ -373,7 +375,7 @@ impl Provisioner {
                         self.resync,
                     )
                     .map_err(|e| Refusal::Internal(e.to_string()))?;
-                    let body = Arc::new(Body::new(text, Arc::from(id.profile.content_type.as_str())));
+                    let body = Arc::new(Body::new(text, rendered::content_type(&id.profile.content_type)));
                     self.cache.common.put(key, &body);
                     body
                 }
@@ -446,7 +448,7 @@ impl Provisioner {
             return Ok(body);
         }
         let (text, until) = self.render_phone(phone, id, root, false)?;
-        let body = Arc::new(Body::new(text, Arc::from(id.profile.content_type.as_str())));
+        let body = Arc::new(Body::new(text, rendered::content_type(&id.profile.content_type)));
         if let Some(bodies) = bodies {
             bodies.put(&key, &body, until);
         }
@@ -617,7 +619,7 @@ impl Provisioner {
         let id = profiles
             .choose(candidates, None, known(phone.as_ref()))
             .map_err(|_| Refusal::NotFound("no vendor uses a file of this name"))?;
-        let content_type = || Arc::from(id.profile.content_type.as_str());
+        let content_type = || rendered::content_type(&id.profile.content_type);
         let served = match (id.mac, phone) {
             (None, _) => self.served(
                 &Body::new(

@@ -37,9 +37,11 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_BUDGET_BYTES: usize = 96 * 1024 * 1024;
 /// Common files kept at most (they are few: per family and model).
 const MAX_COMMON: usize = 4096;
-/// What one kept body costs beyond its bytes and key strings (the entry,
-/// the `Arc`s, the vector slot), counted so that tiny bodies are not free.
+/// What one kept body costs beyond its bytes and ETag: the `Arc<Body>`,
+/// the `Bytes` and ETag allocations (rounded up by the allocator).
 const OVERHEAD: usize = 160;
+/// And beyond its key's strings: their five allocations, the slot.
+const KEY_OVERHEAD: usize = 128;
 
 /// A rendered file: its bytes, its strong ETag (quoted) and content type.
 #[derive(Debug)]
@@ -57,8 +59,33 @@ impl Body {
         etag.push('"');
         etag.push_str(&hex::encode(&digest[..16]));
         etag.push('"');
-        Body { bytes: Bytes::from(text), etag: Arc::from(etag), content_type }
+        // A rendered `String` has grown by doubling: keep exactly its bytes
+        // (a kept body would otherwise hold up to twice its size).
+        let bytes = if text.capacity() == text.len() { Bytes::from(text) } else { Bytes::copy_from_slice(text.as_bytes()) };
+        Body { bytes, etag: Arc::from(etag), content_type }
     }
+
+    /// What keeping it costs beyond its key: the bytes, the ETag and the
+    /// allocations around them.
+    fn cost(&self) -> usize {
+        self.bytes.len() + self.etag.len() + OVERHEAD
+    }
+}
+
+/// One shared copy of each content type (a handful: one per family), so
+/// a kept body does not carry its own.
+pub fn content_type(name: &str) -> Arc<str> {
+    static KNOWN: Mutex<Vec<Arc<str>>> = Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(k) = known.iter().find(|k| ***k == *name) {
+        return k.clone();
+    }
+    let k: Arc<str> = Arc::from(name);
+    // Content types come from the profiles: bounded, but never trust it.
+    if known.len() < 64 {
+        known.push(k.clone());
+    }
+    k
 }
 
 /// What a per-phone body depends on besides the phone's record.
@@ -208,7 +235,7 @@ impl PhoneBodies {
             kept.clear();
         }
         let owned = Key::of(key);
-        let Some(charge) = self.budget.charge(body.bytes.len() + body.etag.len() + owned.len() + OVERHEAD) else { return };
+        let Some(charge) = self.budget.charge(body.cost() + owned.len() + KEY_OVERHEAD) else { return };
         kept.push(Kept { key: owned, body: body.clone(), generation, until, _charge: charge });
     }
 
@@ -270,7 +297,7 @@ impl CommonBodies {
         if kept.len() >= MAX_COMMON {
             kept.clear();
         }
-        let Some(charge) = self.budget.charge(body.bytes.len() + body.etag.len() + key.len() + OVERHEAD) else { return };
+        let Some(charge) = self.budget.charge(body.cost() + key.len() + KEY_OVERHEAD) else { return };
         kept.insert(key, (body.clone(), generation, charge));
     }
 
