@@ -438,7 +438,7 @@ impl Provisioner {
         id: &crate::profiles::Identified<'_>,
         root: &str,
         bodies: Option<&PhoneBodies>,
-    ) -> Result<Arc<Body>, Refusal> {
+    ) -> Result<Body, Refusal> {
         let (model, variant) = phone_model(phone, id);
         // The record is the entry's; the rest of what the file depends on is
         // here (the local time's period is checked by `get`).
@@ -448,7 +448,7 @@ impl Provisioner {
             return Ok(body);
         }
         let (text, until) = self.render_phone(phone, id, root, false)?;
-        let body = Arc::new(Body::new(text, rendered::content_type(&id.profile.content_type)));
+        let body = Body::new(text, rendered::content_type(&id.profile.content_type));
         if let Some(bodies) = bodies {
             bodies.put(&key, &body, until);
         }
