@@ -48,8 +48,9 @@ const MAX_COMMON: usize = 4096;
 /// What one kept body costs beyond its bytes and ETag: the `Arc<Body>`,
 /// the `Bytes` and ETag allocations (rounded up by the allocator).
 const OVERHEAD: usize = 160;
-/// And beyond its key's strings: their five allocations, the slot.
-const KEY_OVERHEAD: usize = 128;
+/// And beyond its key's strings and its slot: their allocations, the
+/// ETag's and the runs' (each rounded up by the allocator).
+const KEY_OVERHEAD: usize = 192;
 
 /// A rendered file: its bytes, its strong ETag (quoted) and content type.
 #[derive(Debug)]
@@ -395,9 +396,12 @@ impl PhoneBodies {
             kept.clear();
         }
         let owned = Key::of(key);
-        let cost = stored.cost() + body.etag.len() + OVERHEAD + owned.len() + KEY_OVERHEAD;
+        // Its slot in the list (grown one at a time: a phone has a few), its
+        // key's strings, the ETag, and the allocations' rounding.
+        let cost = stored.cost() + body.etag.len() + owned.len() + std::mem::size_of::<Kept>() + KEY_OVERHEAD;
         let Some(charge) = self.budget.charge(cost) else { return };
         let (etag, content_type) = (body.etag.clone(), body.content_type.clone());
+        kept.reserve_exact(1);
         kept.push(Kept { key: owned, stored, etag, content_type, generation, until, _charge: charge });
     }
 
