@@ -438,11 +438,14 @@ impl CommonKey {
     }
 }
 
+/// A kept common file, the generation it was rendered under, its charge.
+type KeptCommon = (Arc<Body>, u64, Charge);
+
 /// Common files as rendered, bounded by count and by the budget.
 #[derive(Debug)]
 pub struct CommonBodies {
     budget: Arc<RenderedBudget>,
-    kept: Mutex<std::collections::HashMap<CommonKey, (Arc<Body>, u64, Charge)>>,
+    kept: Mutex<HashMap<CommonKey, KeptCommon>>,
 }
 
 impl CommonBodies {
