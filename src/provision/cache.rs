@@ -199,8 +199,10 @@ impl PhoneCache {
     }
 
     /// Drops every rendered file, per-phone and common: what they were
-    /// rendered from beyond the phones' records changed (a profiles reload
-    /// calls this). Phones' records stay.
+    /// rendered from beyond the phones' records changed. A profiles reload
+    /// calls this after it has replaced the profiles (a fetch reads the
+    /// generation before the profiles, so nothing rendered with the old
+    /// ones is kept under the new generation). Phones' records stay.
     pub fn clear_rendered(&self) {
         self.budget.clear_rendered();
         for e in self.phones.read().unwrap_or_else(|p| p.into_inner()).values() {

@@ -313,6 +313,9 @@ impl Provisioner {
         facts: &mut Facts<'s>,
     ) -> Result<Served, Refusal> {
         let now = Instant::now();
+        // Read before the profiles are: what is rendered with them is kept
+        // under it (see `PhoneCache::clear_rendered`).
+        let generation = self.cache.rendered_budget().generation();
         let over_udp = req.protocol == Protocol::Tftp;
         let banned = self.scan_guard.banned(&req.peer, now);
         // A banned source is still served what it proves it may have.
@@ -376,7 +379,7 @@ impl Provisioner {
                     )
                     .map_err(|e| Refusal::Internal(e.to_string()))?;
                     let body = Arc::new(Body::new(text, rendered::content_type(&id.profile.content_type)));
-                    self.cache.common.put(key, &body);
+                    self.cache.common.put(key, &body, generation);
                     body
                 }
             };
@@ -421,7 +424,7 @@ impl Provisioner {
             // The challenge that asked for them was counted; take it back.
             self.scan_guard.forgive(req.peer, Miss::Mac(mac));
         }
-        let body = self.phone_body(phone, &id, &self.come_back_root(req), bodies.as_deref())?;
+        let body = self.phone_body(phone, &id, &self.come_back_root(req), bodies.as_deref(), generation)?;
         fetch.handset_id = Some(phone.handset.id);
         fetch.revision = Some(phone.handset.revision);
         self.recorder.record(&fetch);
@@ -438,6 +441,7 @@ impl Provisioner {
         id: &crate::profiles::Identified<'_>,
         root: &str,
         bodies: Option<&PhoneBodies>,
+        generation: u64,
     ) -> Result<Body, Refusal> {
         let (model, variant) = phone_model(phone, id);
         // The record is the entry's; the rest of what the file depends on is
@@ -450,7 +454,7 @@ impl Provisioner {
         let (text, until) = self.render_phone(phone, id, root, false)?;
         let body = Body::new(text, rendered::content_type(&id.profile.content_type));
         if let Some(bodies) = bodies {
-            bodies.put(&key, &body, until);
+            bodies.put(&key, &body, until, generation);
         }
         Ok(body)
     }

@@ -162,8 +162,7 @@ impl RenderedBudget {
 
     /// The reference body of `family`'s `template`: the first one kept
     /// (`text`, when there is none yet and the budget has room for it).
-    fn reference(self: &Arc<Self>, family: &str, template: &str, text: &Bytes) -> Option<Arc<Reference>> {
-        let generation = self.generation();
+    fn reference(self: &Arc<Self>, family: &str, template: &str, text: &Bytes, generation: u64) -> Option<Arc<Reference>> {
         let name = format!("{family}/{template}");
         let mut references = self.references.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((g, r)) = references.get(&name) {
@@ -385,10 +384,11 @@ impl PhoneBodies {
     }
 
     /// Keeps `body` for `key` until `until` (Unix seconds), in place of a
-    /// stale one, if the budget has room.
-    pub fn put(&self, key: &KeyRef<'_>, body: &Body, until: i64) {
-        let generation = self.budget.generation();
-        let reference = self.budget.reference(key.family, key.template, &body.bytes);
+    /// stale one, if the budget has room. `generation` is the one read
+    /// before the profiles that rendered it were (a reload replaces the
+    /// profiles, then bumps it: a body rendered across a reload is stale).
+    pub fn put(&self, key: &KeyRef<'_>, body: &Body, until: i64, generation: u64) {
+        let reference = self.budget.reference(key.family, key.template, &body.bytes, generation);
         let stored = Stored::of(&body.bytes, reference.as_ref());
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.retain(|k| !k.key.is(key) && k.generation == generation);
@@ -459,8 +459,8 @@ impl CommonBodies {
         kept.get(key).filter(|(_, g, _)| *g == generation).map(|(b, _, _)| b.clone())
     }
 
-    pub fn put(&self, key: CommonKey, body: &Arc<Body>) {
-        let generation = self.budget.generation();
+    /// Keeps `body` for `key`; `generation` as for [`PhoneBodies::put`].
+    pub fn put(&self, key: CommonKey, body: &Arc<Body>, generation: u64) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.remove(&key);
         if kept.len() >= MAX_COMMON {
@@ -491,7 +491,7 @@ mod tests {
     fn a_body_is_found_by_its_whole_key_and_only_while_it_holds() {
         let budget = RenderedBudget::new(1 << 20);
         let bodies = PhoneBodies::new(&budget);
-        bodies.put(&key("http://a/", "T46S"), &body("one"), 100);
+        bodies.put(&key("http://a/", "T46S"), &body("one"), 100, 0);
         assert_eq!(&bodies.get(&key("http://a/", "T46S"), 99).unwrap().bytes[..], b"one");
         assert!(bodies.get(&key("http://a/", "T46S"), 100).is_none(), "the local time may have changed");
         assert!(bodies.get(&key("https://a/", "T46S"), 0).is_none(), "another scheme");
@@ -501,6 +501,10 @@ mod tests {
         assert!(bodies.get(&KeyRef { template: "fam/other.cfg", ..key("http://a/", "T46S") }, 0).is_none());
         budget.clear_rendered();
         assert!(bodies.get(&key("http://a/", "T46S"), 0).is_none(), "the profiles were reloaded");
+        bodies.put(&key("http://a/", "T46S"), &body("rendered across the reload"), 100, 0);
+        assert!(bodies.get(&key("http://a/", "T46S"), 0).is_none(), "rendered with the old profiles");
+        bodies.put(&key("http://a/", "T46S"), &body("two"), 100, budget.generation());
+        assert_eq!(&bodies.get(&key("http://a/", "T46S"), 0).unwrap().bytes[..], b"two");
     }
 
     #[test]
@@ -509,16 +513,16 @@ mod tests {
         let (a, b) = (PhoneBodies::new(&budget), PhoneBodies::new(&budget));
         // The template's first body is its reference (counted once) and is
         // kept as one run of it.
-        a.put(&key("http://a/", ""), &body(&"x".repeat(1500)), i64::MAX);
+        a.put(&key("http://a/", ""), &body(&"x".repeat(1500)), i64::MAX, 0);
         let with_reference = budget.used();
         assert!(with_reference > 1500 && with_reference < 2 * 1500, "{with_reference}");
         // One line each: nothing shared with the reference.
-        b.put(&key("http://a/", ""), &body(&"y".repeat(1500)), i64::MAX);
+        b.put(&key("http://a/", ""), &body(&"y".repeat(1500)), i64::MAX, 0);
         let with_b = budget.used();
         assert!(with_b > with_reference + 1500 + 34, "{with_b}");
-        b.put(&key("http://a/", ""), &body(&"z".repeat(1500)), i64::MAX);
+        b.put(&key("http://a/", ""), &body(&"z".repeat(1500)), i64::MAX, 0);
         assert_eq!(budget.used(), with_b, "a body for the same key replaces the old one");
-        b.put(&key("http://b/", ""), &body(&"w".repeat(1500)), i64::MAX);
+        b.put(&key("http://b/", ""), &body(&"w".repeat(1500)), i64::MAX, 0);
         assert_eq!(b.len(), 1, "over the budget: not kept");
         assert!(budget.used() <= 5000);
         drop(b);
@@ -543,7 +547,7 @@ mod tests {
             f + tail
         };
         let (first, second) = (PhoneBodies::new(&budget), PhoneBodies::new(&budget));
-        first.put(&key("http://a/", ""), &body(&file("100", "")), i64::MAX);
+        first.put(&key("http://a/", ""), &body(&file("100", "")), i64::MAX, 0);
         let before = budget.used();
         for (text, label) in [
             (file("200", ""), "one line differs"),
@@ -552,12 +556,12 @@ mod tests {
             ("account.1.user_name = 100\n".repeat(3), "the reference's lines, out of order"),
             (String::new(), "empty"),
         ] {
-            second.put(&key("http://a/", ""), &body(&text), i64::MAX);
+            second.put(&key("http://a/", ""), &body(&text), i64::MAX, 0);
             let got = second.get(&key("http://a/", ""), 0).unwrap();
             assert_eq!(std::str::from_utf8(&got.bytes).unwrap(), text, "{label}");
             assert_eq!(got.etag, body(&text).etag, "{label}");
         }
-        second.put(&key("http://a/", ""), &body(&file("200", "")), i64::MAX);
+        second.put(&key("http://a/", ""), &body(&file("200", "")), i64::MAX, 0);
         let cost = budget.used() - before;
         assert!(cost < 600, "a 6 KB file differing in one line costs {cost} bytes");
         assert_eq!(&first.get(&key("http://a/", ""), 0).unwrap().bytes[..], file("100", "").as_bytes());
@@ -583,7 +587,7 @@ mod tests {
             code: "".into(),
             base_url: "http://a/p/tok/".into(),
         };
-        common.put(k.clone(), &body("common"));
+        common.put(k.clone(), &body("common"), 0);
         assert!(common.get(&k).is_some());
         assert!(common.get(&CommonKey { base_url: "http://a/p/other/".into(), ..k.clone() }).is_none());
         budget.clear_rendered();
