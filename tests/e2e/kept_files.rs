@@ -29,6 +29,14 @@ fn sibling(mac: &str, last: &str) -> String {
     format!("{}{last}", &mac[..10])
 }
 
+/// The value of an unlabelled sample on the monitoring listener.
+async fn metric(srv: &TestServer, name: &str) -> f64 {
+    let addr = srv.running().metrics_addr.expect("metrics listener");
+    let text = plain_client().get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| panic!("no {name} in {text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 async fn tftp_file(srv: &TestServer, file: &str) -> String {
     let path = srv.phone_path(file).await;
     let tftp = srv.running().tftp_addr.expect("the test server has TFTP");
@@ -84,6 +92,27 @@ async fn a_change_is_served_on_the_next_fetch(b: Backend) {
     let (s, _, body) = http_get(&srv, &p.file, Some(&p.ua)).await;
     assert_ne!(s, StatusCode::OK, "{body}");
     assert!(!body.contains("Second-pw-4100"));
+    srv.stop().await;
+}
+
+async fn kept_bytes_are_counted_within_the_budget(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.rendered_cache_mib = 1).await;
+    assert_eq!(metric(&srv, "autoprov_rendered_cache_limit_bytes").await, 1024.0 * 1024.0);
+    assert_eq!(metric(&srv, "autoprov_rendered_cache_bytes").await, 0.0);
+    let p = phone("yealink");
+    srv.create_handset(json!({"extensionnumber": "4500", "mac": p.mac, "model": p.model})).await;
+    let (s, _, body) = http_get(&srv, &p.file, Some(&p.ua)).await;
+    assert_eq!(s, StatusCode::OK);
+    let kept = metric(&srv, "autoprov_rendered_cache_bytes").await;
+    assert!(kept > body.len() as f64 && kept <= 1024.0 * 1024.0, "{kept} bytes kept for a {}-byte file", body.len());
+    // A change drops the phone's file (and gives its bytes back) before
+    // the next answer; the template's reference stays.
+    let (s, _) = srv.put("/api/handset/4500", json!({"name": "Moved"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, _, moved) = http_get(&srv, &p.file, Some(&p.ua)).await;
+    assert!(moved.contains("Moved"));
+    let after = metric(&srv, "autoprov_rendered_cache_bytes").await;
+    assert!(after > 0.0 && after < kept + 1024.0, "{after} after the change, {kept} before");
     srv.stop().await;
 }
 
@@ -196,4 +225,5 @@ both_backends!(
     two_phones_never_get_each_others_file,
     a_domain_change_reaches_every_kept_file,
     what_the_request_decides_is_never_another_requests,
+    kept_bytes_are_counted_within_the_budget,
 );
