@@ -248,9 +248,11 @@ impl Provisioner {
     }
 
     /// Puts reloaded profiles in use: requests already identified finish
-    /// with the old ones.
+    /// with the old ones. Files kept as rendered with the old ones are
+    /// dropped (after the swap: see `PhoneCache::clear_rendered`).
     pub fn replace_profiles(&self, profiles: Profiles) {
         self.profiles.replace(profiles);
+        self.cache.clear_rendered();
     }
 
     pub fn scan_guard(&self) -> &ScanGuard {
@@ -268,9 +270,12 @@ impl Provisioner {
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Served, Refusal> {
         let started = Instant::now();
         let tally = self.metrics.fetch_started(req.protocol.for_metrics());
+        // Read before the profiles are: what is rendered with them is kept
+        // under it (a reload swaps the profiles, then bumps it).
+        let generation = self.cache.rendered_budget().generation();
         let profiles = self.profiles.current();
         let mut facts = Facts::default();
-        let mut result = self.fetch_inner(&profiles, req, &mut facts).await;
+        let mut result = self.fetch_inner(&profiles, generation, req, &mut facts).await;
         let tally = match facts.vendor {
             Some(family) => tally.of_family(&self.metrics, family),
             None => tally,
@@ -309,13 +314,11 @@ impl Provisioner {
     async fn fetch_inner<'s>(
         &'s self,
         profiles: &'s Profiles,
+        generation: u64,
         req: &FetchRequest<'_>,
         facts: &mut Facts<'s>,
     ) -> Result<Served, Refusal> {
         let now = Instant::now();
-        // Read before the profiles are: what is rendered with them is kept
-        // under it (see `PhoneCache::clear_rendered`).
-        let generation = self.cache.rendered_budget().generation();
         let over_udp = req.protocol == Protocol::Tftp;
         let banned = self.scan_guard.banned(&req.peer, now);
         // A banned source is still served what it proves it may have.

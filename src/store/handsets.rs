@@ -544,7 +544,8 @@ impl ImportWriter<'_> {
             return Ok(());
         }
         const COLUMNS: usize = 17;
-        let rows: Vec<String> = (0..self.pending.len()).map(|i| format!("({})", placeholders(i * COLUMNS + 1, COLUMNS))).collect();
+        let rows: Vec<String> =
+            (0..self.pending.len()).map(|i| format!("({})", placeholders(i * COLUMNS + 1, COLUMNS))).collect();
         let sql = format!(
             "INSERT INTO handset (name, password, location, outgoingcli, recording, notes, mac, model, revision, settings, \
              prov_password, timezone, event_token, domain_id, extensionnumber, created_at, updated_at) VALUES {}",
