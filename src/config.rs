@@ -114,6 +114,10 @@ settings! {
     /// Minutes between a phone's own periodic config checks (1-44640)
     /// [default: 1440].
     resync_minutes: u32 = 1440, "AUTOPROV_RESYNC_MINUTES", "MIN";
+    /// Memory for phones' files kept as rendered (with their ETags), in
+    /// MiB; 0 keeps none. Phones beyond it are rendered on every fetch
+    /// [default: 64].
+    rendered_cache_mib: u32 = 64, "AUTOPROV_RENDERED_CACHE_MIB", "MIB";
     /// The SIP socket pushes (NOTIFY) are sent from, or off to send none
     /// [default: 0.0.0.0:5070].
     sip_listen: Listen = Listen::On(([0, 0, 0, 0], 5070).into()), "AUTOPROV_SIP_LISTEN", "ADDR";

@@ -49,7 +49,8 @@
 //!   database, in vendors' shapes).
 //! - [`provision`]: serving phones: identify → who may have the file (device
 //!   certificate, device credentials, the tenant's token) → cached phone
-//!   record → render → record the fetch, behind the HTTP(S) front end
+//!   record → its kept file (`provision::rendered`: bodies with their ETags,
+//!   dropped with the record) or render → record the fetch, behind the HTTP(S) front end
 //!   (`provision::http`); and the phones' own reports of their calls
 //!   (`provision::events`: action URLs, XML notifications).
 //! - [`push`]: the push worker: outbox → SIP NOTIFY (direct, or relayed

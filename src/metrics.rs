@@ -185,6 +185,8 @@ pub struct Metrics {
     pub db_pool_connections: Gauge,
     pub db_pool_idle_connections: Gauge,
     pub db_pool_max_connections: Gauge,
+    pub rendered_cache_bytes: Gauge,
+    pub rendered_cache_limit_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -273,6 +275,18 @@ impl Metrics {
         );
         let db_pool_max_connections = Gauge::default();
         registry.register("db_pool_max_connections", "Database connections the pool may open", db_pool_max_connections.clone());
+        let rendered_cache_bytes = Gauge::default();
+        registry.register(
+            "rendered_cache_bytes",
+            "Bytes held by phones' files kept as rendered, with their ETags",
+            rendered_cache_bytes.clone(),
+        );
+        let rendered_cache_limit_bytes = Gauge::default();
+        registry.register(
+            "rendered_cache_limit_bytes",
+            "The budget of files kept as rendered (rendered_cache_mib)",
+            rendered_cache_limit_bytes.clone(),
+        );
 
         Metrics {
             registry,
@@ -291,6 +305,8 @@ impl Metrics {
             db_pool_connections,
             db_pool_idle_connections,
             db_pool_max_connections,
+            rendered_cache_bytes,
+            rendered_cache_limit_bytes,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Monitored {
     /// The loops that must run for the server to be ready, by what they
     /// serve ("HTTP", "TFTP", …).
     pub loops: Arc<[(&'static str, AbortHandle)]>,
+    /// The budget of the phones' files kept as rendered.
+    pub rendered: Arc<crate::provision::rendered::RenderedBudget>,
 }
 
 pub fn router(monitored: Monitored) -> Router {
@@ -60,6 +62,8 @@ async fn metrics(State(m): State<Monitored>) -> Response {
     m.metrics.db_pool_connections.set(i64::from(pool.size()));
     m.metrics.db_pool_idle_connections.set(pool.num_idle() as i64);
     m.metrics.db_pool_max_connections.set(i64::from(pool.options().get_max_connections()));
+    m.metrics.rendered_cache_bytes.set(m.rendered.used() as i64);
+    m.metrics.rendered_cache_limit_bytes.set(m.rendered.limit() as i64);
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE), (header::CACHE_CONTROL, "no-store")], m.metrics.encode())
         .into_response()
 }

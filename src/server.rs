@@ -104,10 +104,16 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         https_port: https.as_ref().map(|(_, a)| a.port()).filter(|_| upgrade),
         https_host: tls.dns_name.clone(),
     };
-    let policy = ProvisionPolicy { scan: settings.scan_policy(), resync_minutes: settings.resync_minutes, come_back };
+    let policy = ProvisionPolicy {
+        scan: settings.scan_policy(),
+        resync_minutes: settings.resync_minutes,
+        come_back,
+        rendered_budget_bytes: settings.rendered_cache_mib as usize * 1024 * 1024,
+    };
     let digest_key = store.shared_key("device-digest-nonce").await?;
     let metrics = Arc::new(Metrics::new(profiles.iter().map(|p| p.family.as_str())));
     let provisioner = Arc::new(Provisioner::new(store.clone(), profiles, policy, digest_key, metrics.clone()));
+    let rendered = provisioner.cache.rendered_budget().clone();
     let urls = crate::service::domains::ProvisioningUrls {
         public_url: settings.public_base(),
         http_port: http.as_ref().map(|(_, a)| a.port()),
@@ -207,7 +213,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         server.listeners.push(serving);
     }
     if let Some((sockets, addr)) = monitor {
-        let monitored = Monitored { metrics, store: server.store.clone(), connections, loops: loops.into() };
+        let monitored = Monitored { metrics, store: server.store.clone(), connections, loops: loops.into(), rendered };
         // Stopped with the workers, after the listeners: while requests in
         // flight finish, /readyz says the listeners are not serving.
         let stop = server.stop_workers.subscribe();

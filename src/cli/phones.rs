@@ -39,8 +39,13 @@ pub async fn render(settings: &Settings, mac: &str, file: Option<&str>, url: Opt
     let profiles = Profiles::load(settings.profiles_dir.as_deref())?;
     let store = Store::open(&settings.database_url).await?;
     // A preview asks for no proof: no Digest nonce is ever checked.
-    let policy =
-        ProvisionPolicy { scan: settings.scan_policy(), resync_minutes: settings.resync_minutes, come_back: Default::default() };
+    let policy = ProvisionPolicy {
+        scan: settings.scan_policy(),
+        resync_minutes: settings.resync_minutes,
+        come_back: Default::default(),
+        // A preview keeps nothing.
+        rendered_budget_bytes: 0,
+    };
     // Nothing is counted: the metrics are the preview's own.
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(profiles.iter().map(|p| p.family.as_str())));
     let provisioner = Provisioner::new(store.clone(), profiles, policy, crate::model::Secret::generate(32), metrics);

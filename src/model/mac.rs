@@ -20,6 +20,11 @@ pub enum MacError {
 }
 
 impl Mac {
+    /// The six octets.
+    pub fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+
     /// `001565aabbcc`: the stored form and the vendors' `<mac>`.
     pub fn lower(&self) -> String {
         hex::encode(self.0)

@@ -74,10 +74,21 @@ impl Profiles {
             return Vec::new();
         }
         let mut out = Vec::new();
+        // Several families serve the same name pattern (`{mac}.cfg`): its
+        // capture pass runs once, not once per family.
+        let mut captured: Vec<(&str, Option<regex::Captures<'_>>)> = Vec::new();
         for i in self.file_set.matches(name).into_iter() {
             let (pi, fi) = self.file_index[i];
             let (p, f) = (&self.families[pi], &self.families[pi].files[fi]);
-            let Some(c) = f.matcher.as_ref().and_then(|m| m.captures(name)) else { continue };
+            let Some(m) = f.matcher.as_ref() else { continue };
+            let at = match captured.iter().position(|(pattern, _)| *pattern == m.as_str()) {
+                Some(at) => at,
+                None => {
+                    captured.push((m.as_str(), m.captures(name)));
+                    captured.len() - 1
+                }
+            };
+            let Some(c) = captured[at].1.as_ref() else { continue };
             let mac = match c.name("mac").map(|m| m.as_str().parse::<Mac>()) {
                 Some(Ok(mac)) => Some(mac),
                 // A zero or multicast "MAC" in the name is no phone's file.

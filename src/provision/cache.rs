@@ -10,14 +10,19 @@
 //! processes or nodes. Each read of the feed overlaps the previous one by a few seconds,
 //! so a transaction that committed out of order is not missed; entries are
 //! also reloaded after `MAX_AGE` as a last resort.
+//!
+//! Each entry also holds the files rendered from its record
+//! ([`super::rendered`]), so whatever drops or reloads the phone drops them
+//! too; common files are kept beside, under the same memory budget.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Mutex};
 
+use super::rendered::{CommonBodies, PhoneBodies, RenderedBudget};
 use crate::model::{Domain, Mac};
 use crate::store::changes::Change;
 use crate::store::devices::PhoneRecord;
@@ -33,7 +38,36 @@ const MAX_ENTRIES: usize = 250_000;
 
 struct Entry {
     phone: Arc<PhoneRecord>,
+    /// Made on the phone's first fetch (a warmed phone that never asks
+    /// costs nothing here).
+    bodies: OnceLock<Arc<PhoneBodies>>,
     loaded: Instant,
+}
+
+impl Entry {
+    fn new(phone: Arc<PhoneRecord>, loaded: Instant) -> Entry {
+        Entry { phone, bodies: OnceLock::new(), loaded }
+    }
+
+    fn bodies(&self, budget: &Arc<RenderedBudget>) -> Arc<PhoneBodies> {
+        self.bodies.get_or_init(|| Arc::new(PhoneBodies::new(budget))).clone()
+    }
+
+    fn clear_bodies(&self) {
+        if let Some(b) = self.bodies.get() {
+            b.clear();
+        }
+    }
+}
+
+/// A phone as the cache has it: its record and, while the record is the
+/// cache's current one, the files rendered from it.
+#[derive(Clone, Debug)]
+pub struct CachedPhone {
+    pub record: Arc<PhoneRecord>,
+    /// `None` when the record was read past an invalidation (it serves this
+    /// request only, and nothing rendered from it is kept).
+    pub bodies: Option<Arc<PhoneBodies>>,
 }
 
 /// The domain a provisioning token belongs to.
@@ -64,11 +98,24 @@ pub struct PhoneCache {
     /// Loaded on first use and dropped with any domain change: domains are
     /// few and their tokens small, so a token lookup never queries.
     tokens: RwLock<Option<Arc<TokenMap>>>,
+    /// The memory budget of every rendered body, and the profiles'
+    /// generation they were rendered under.
+    budget: Arc<RenderedBudget>,
+    /// Common files as rendered.
+    pub common: CommonBodies,
 }
 
 impl PhoneCache {
     pub fn new(store: &Store) -> Self {
+        Self::with_rendered_budget(store, super::rendered::DEFAULT_BUDGET_BYTES)
+    }
+
+    /// A cache whose rendered files may hold `budget_bytes` in all.
+    pub fn with_rendered_budget(store: &Store, budget_bytes: usize) -> Self {
+        let budget = RenderedBudget::new(budget_bytes);
         PhoneCache {
+            common: CommonBodies::new(&budget),
+            budget,
             phones: RwLock::default(),
             domains: RwLock::default(),
             generation: AtomicU64::new(0),
@@ -115,26 +162,63 @@ impl PhoneCache {
 
     /// The handset that owns `mac`, with its domain.
     pub async fn phone(&self, store: &Store, mac: &Mac) -> Result<Option<Arc<PhoneRecord>>> {
+        Ok(self.cached_phone(store, mac).await?.map(|c| c.record))
+    }
+
+    /// The handset that owns `mac`, with its domain, and the files kept
+    /// rendered from that record.
+    pub async fn cached_phone(&self, store: &Store, mac: &Mac) -> Result<Option<CachedPhone>> {
         if store.local_change_count() != self.synced_local.load(Ordering::Acquire) {
             self.read_feed(store).await?;
         }
         {
             let phones = self.phones.read().unwrap_or_else(|p| p.into_inner());
             if let Some(e) = phones.get(mac).filter(|e| e.loaded.elapsed() < MAX_AGE) {
-                return Ok(Some(e.phone.clone()));
+                return Ok(Some(CachedPhone { record: e.phone.clone(), bodies: Some(e.bodies(&self.budget)) }));
             }
         }
         let generation = self.generation.load(Ordering::Acquire);
         let Some(record) = store.handset_for_phone(mac).await? else { return Ok(None) };
         let record = Arc::new(self.slim(record));
         let mut phones = self.phones.write().unwrap_or_else(|p| p.into_inner());
+        let mut bodies = None;
         if self.generation.load(Ordering::Acquire) == generation {
             if phones.len() >= MAX_ENTRIES {
                 phones.clear();
             }
-            phones.insert(*mac, Entry { phone: record.clone(), loaded: Instant::now() });
+            let entry = Entry::new(record.clone(), Instant::now());
+            bodies = Some(entry.bodies(&self.budget));
+            phones.insert(*mac, entry);
         }
-        Ok(Some(record))
+        Ok(Some(CachedPhone { record, bodies }))
+    }
+
+    /// The rendered files' memory budget (bytes used, limit).
+    pub fn rendered_budget(&self) -> &Arc<RenderedBudget> {
+        &self.budget
+    }
+
+    /// Drops every rendered file, per-phone and common: what they were
+    /// rendered from beyond the phones' records changed. A profiles reload
+    /// calls this after it has replaced the profiles (a fetch reads the
+    /// generation before the profiles, so nothing rendered with the old
+    /// ones is kept under the new generation). Phones' records stay.
+    pub fn clear_rendered(&self) {
+        self.budget.clear_rendered();
+        for e in self.phones.read().unwrap_or_else(|p| p.into_inner()).values() {
+            e.clear_bodies();
+        }
+        self.common.clear();
+    }
+
+    /// Drops the rendered files of entries older than the reload age (a
+    /// phone that stopped asking gives its share of the budget back).
+    fn sweep_rendered(&self) {
+        for e in self.phones.read().unwrap_or_else(|p| p.into_inner()).values() {
+            if e.loaded.elapsed() >= MAX_AGE {
+                e.clear_bodies();
+            }
+        }
     }
 
     /// Loads every phone, page by page, so that a boot storm right after a
@@ -157,7 +241,7 @@ impl PhoneCache {
                 let now = Instant::now();
                 loaded += page.len();
                 for (mac, phone) in page {
-                    phones.entry(mac).or_insert(Entry { phone, loaded: now });
+                    phones.entry(mac).or_insert_with(|| Entry::new(phone, now));
                 }
             }
             drop(phones);
@@ -247,6 +331,7 @@ impl PhoneCache {
             }
             if last_prune.elapsed() > Duration::from_secs(60) {
                 last_prune = Instant::now();
+                self.sweep_rendered();
                 if let Err(e) = store.prune_changes(now_ms() - FEED_KEEP_MS).await {
                     tracing::warn!(error = %e, "could not prune the config change feed");
                 }

@@ -133,7 +133,7 @@ fn origin(h: &str, protocol: Protocol, prefix: &str) -> Option<Origin> {
 /// `If-Modified-Since`): a 304.
 fn not_modified(request: &HeaderMap, served: &Served) -> bool {
     match request.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        Some(tags) => tags.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == served.etag || t == "*"),
+        Some(tags) => tags.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == &*served.etag || t == "*"),
         None => request
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|v| v.to_str().ok())
@@ -145,7 +145,7 @@ fn not_modified(request: &HeaderMap, served: &Served) -> bool {
 fn file_response(method: &Method, not_modified: bool, served: Served) -> Response {
     let last_modified = truncate_to_seconds(served.last_modified);
     let mut builder = Response::builder()
-        .header(header::ETAG, &served.etag)
+        .header(header::ETAG, &*served.etag)
         .header(header::LAST_MODIFIED, httpdate::fmt_http_date(last_modified))
         // The file carries a SIP password: no shared caches, always revalidate.
         .header(header::CACHE_CONTROL, "private, no-cache");

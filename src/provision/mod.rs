@@ -19,13 +19,13 @@ pub mod events;
 pub mod http;
 pub mod names;
 pub mod recorder;
+pub mod rendered;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use crate::guard::{Miss, ScanGuard, StrikePolicy};
 use crate::metrics::{FetchProtocol, FetchResult, FetchTally, Metrics};
@@ -38,6 +38,7 @@ use crate::store::{now_ms, Store};
 use cache::PhoneCache;
 use device_auth::{Credentials, DeviceAuth, Verdict};
 use recorder::{Fetch, FetchRecorder};
+use rendered::{Body, CommonKey, KeyRef, PhoneBodies};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -114,9 +115,9 @@ pub struct DeviceCert {
 #[derive(Clone, Debug)]
 pub struct Served {
     pub body: Bytes,
-    pub content_type: String,
+    pub content_type: Arc<str>,
     /// A strong validator: changes exactly when the bytes change.
-    pub etag: String,
+    pub etag: Arc<str>,
     pub last_modified: SystemTime,
     /// Where the fetch is counted once the front end knows how it was
     /// answered ([`Provisioner::answered`]: sent, or HTTP's 304).
@@ -186,6 +187,8 @@ pub struct ProvisionPolicy {
     /// Minutes between a phone's own config checks.
     pub resync_minutes: u32,
     pub come_back: ComeBack,
+    /// Memory for rendered files kept (`rendered`), in bytes.
+    pub rendered_budget_bytes: usize,
 }
 
 pub struct Provisioner {
@@ -207,13 +210,13 @@ impl Provisioner {
     /// have the same: `Store::shared_key`). Fetches, bans and unknown
     /// devices are counted in `metrics`.
     pub fn new(store: Store, profiles: Profiles, policy: ProvisionPolicy, digest_key: Secret, metrics: Arc<Metrics>) -> Self {
-        let ProvisionPolicy { scan, resync_minutes, come_back } = policy;
+        let ProvisionPolicy { scan, resync_minutes, come_back, rendered_budget_bytes } = policy;
         Provisioner {
             profiles: LiveProfiles::new(profiles),
             scan_guard: ScanGuard::new(scan).counting_bans(metrics.clone()),
             device_auth: DeviceAuth::new(digest_key),
             recorder: Arc::new(FetchRecorder::default()),
-            cache: Arc::new(PhoneCache::new(&store)),
+            cache: Arc::new(PhoneCache::with_rendered_budget(&store, rendered_budget_bytes)),
             store,
             come_back,
             // Spread over a tenth of the period, at most 10 minutes.
@@ -245,9 +248,11 @@ impl Provisioner {
     }
 
     /// Puts reloaded profiles in use: requests already identified finish
-    /// with the old ones.
+    /// with the old ones. Files kept as rendered with the old ones are
+    /// dropped (after the swap: see `PhoneCache::clear_rendered`).
     pub fn replace_profiles(&self, profiles: Profiles) {
         self.profiles.replace(profiles);
+        self.cache.clear_rendered();
     }
 
     pub fn scan_guard(&self) -> &ScanGuard {
@@ -265,9 +270,12 @@ impl Provisioner {
     pub async fn fetch(&self, req: &FetchRequest<'_>) -> Result<Served, Refusal> {
         let started = Instant::now();
         let tally = self.metrics.fetch_started(req.protocol.for_metrics());
+        // Read before the profiles are: what is rendered with them is kept
+        // under it (a reload swaps the profiles, then bumps it).
+        let generation = self.cache.rendered_budget().generation();
         let profiles = self.profiles.current();
         let mut facts = Facts::default();
-        let mut result = self.fetch_inner(&profiles, req, &mut facts).await;
+        let mut result = self.fetch_inner(&profiles, generation, req, &mut facts).await;
         let tally = match facts.vendor {
             Some(family) => tally.of_family(&self.metrics, family),
             None => tally,
@@ -306,6 +314,7 @@ impl Provisioner {
     async fn fetch_inner<'s>(
         &'s self,
         profiles: &'s Profiles,
+        generation: u64,
         req: &FetchRequest<'_>,
         facts: &mut Facts<'s>,
     ) -> Result<Served, Refusal> {
@@ -350,19 +359,40 @@ impl Provisioner {
             let base_url = self.config_url(&self.come_back_root(req), tenant.as_ref().map(|t| &*t.token));
             let model = id.model.as_deref().unwrap_or("");
             let variant = id.profile.variant(id.user_agent.as_ref().map(|u| u.firmware.as_str()), model);
-            let body = render::render_common(
-                id.profile.vendor(),
-                &id.file.template,
-                (model, variant),
-                id.code.as_deref().unwrap_or(""),
-                &base_url,
-                self.resync,
-            )
-            .map_err(|e| Refusal::Internal(e.to_string()))?;
-            return Ok(self.served(body, &id.profile.content_type, self.started_at));
+            // Everything a common file depends on (besides the profiles and
+            // the settings of this process): kept rendered.
+            let key = CommonKey {
+                family: id.profile.family.clone(),
+                template: id.file.template.clone(),
+                model: model.to_string(),
+                variant: variant.to_string(),
+                code: id.code.clone().unwrap_or_default(),
+                base_url,
+            };
+            let body = match self.cache.common.get(&key) {
+                Some(body) => body,
+                None => {
+                    let text = render::render_common(
+                        id.profile.vendor(),
+                        &id.file.template,
+                        (model, variant),
+                        &key.code,
+                        &key.base_url,
+                        self.resync,
+                    )
+                    .map_err(|e| Refusal::Internal(e.to_string()))?;
+                    let body = Arc::new(Body::new(text, rendered::content_type(&id.profile.content_type)));
+                    self.cache.common.put(key, &body, generation);
+                    body
+                }
+            };
+            return Ok(self.served(&body, self.started_at));
         };
         facts.mac = Some(mac);
-        let phone = self.cache.phone(&self.store, &mac).await.map_err(internal)?;
+        let (phone, bodies) = match self.cache.cached_phone(&self.store, &mac).await.map_err(internal)? {
+            Some(cached) => (Some(cached.record), cached.bodies),
+            None => (None, None),
+        };
         let id = profiles.choose(candidates, req.user_agent, known(phone.as_deref())).map_err(|e| {
             self.scan_guard.miss(req.peer, Miss::Mac(mac), over_udp, now);
             identify_refusal(e, req)
@@ -397,12 +427,39 @@ impl Provisioner {
             // The challenge that asked for them was counted; take it back.
             self.scan_guard.forgive(req.peer, Miss::Mac(mac));
         }
-        let body = self.render_phone(phone, &id, &self.come_back_root(req), false)?;
+        let body = self.phone_body(phone, &id, &self.come_back_root(req), bodies.as_deref(), generation)?;
         fetch.handset_id = Some(phone.handset.id);
         fetch.revision = Some(phone.handset.revision);
         self.recorder.record(&fetch);
         self.metrics.phone_fetched(phone.handset.id, phone.handset.revision);
-        Ok(self.served(body, &id.profile.content_type, last_modified(phone)))
+        Ok(self.served(&body, last_modified(phone)))
+    }
+
+    /// `id`'s file for `phone` (coming back to `root`): as kept in `bodies`
+    /// (the phone's entry of the cache, dropped with its record), else
+    /// rendered, and kept there.
+    fn phone_body(
+        &self,
+        phone: &PhoneRecord,
+        id: &crate::profiles::Identified<'_>,
+        root: &str,
+        bodies: Option<&PhoneBodies>,
+        generation: u64,
+    ) -> Result<Body, Refusal> {
+        let (model, variant) = phone_model(phone, id);
+        // The record is the entry's; the rest of what the file depends on is
+        // here (the local time's period is checked by `get`).
+        let key = KeyRef { family: &id.profile.family, template: &id.file.template, model, variant, root };
+        let now = now_ms() / 1000;
+        if let Some(body) = bodies.and_then(|b| b.get(&key, now)) {
+            return Ok(body);
+        }
+        let (text, until) = self.render_phone(phone, id, root, false)?;
+        let body = Body::new(text, rendered::content_type(&id.profile.content_type));
+        if let Some(bodies) = bodies {
+            bodies.put(&key, &body, until, generation);
+        }
+        Ok(body)
     }
 
     /// Whether the request may have `mac`'s file, and by what proof, and
@@ -462,26 +519,18 @@ impl Provisioner {
     }
 
     /// Renders `id`'s file for `phone`, telling it to come back to `root`
-    /// under its domain's token.
+    /// under its domain's token; and until when (Unix seconds) it holds.
     fn render_phone(
         &self,
         phone: &PhoneRecord,
         id: &crate::profiles::Identified<'_>,
         root: &str,
         mask_passwords: bool,
-    ) -> Result<String, Refusal> {
-        let PhoneRecord { handset, domain, reported_model, reported_firmware, .. } = phone;
-        // The model an admin set, else what the phone says now, else what it
-        // said before (so a TFTP fetch gets the same file as an HTTP one).
-        let model = handset
-            .model
-            .as_deref()
-            .map(|m| m.rsplit('/').next().unwrap_or(m).to_string())
-            .or(id.model.clone())
-            .or(reported_model.clone())
-            .unwrap_or_default();
+    ) -> Result<(String, i64), Refusal> {
+        let PhoneRecord { handset, domain, .. } = phone;
+        let (model, variant) = phone_model(phone, id);
         let no_settings = Default::default();
-        let model_settings = domain.model_settings.get(&model).unwrap_or(&no_settings);
+        let model_settings = domain.model_settings.get(model).unwrap_or(&no_settings);
         let settings = settings::layered(&[&domain.settings, model_settings, &handset.settings]);
         let masked;
         let handset = if mask_passwords {
@@ -502,14 +551,12 @@ impl Provisioner {
             true => String::new(),
             false => format!("{root}ev/{}/", handset.event_token.expose()),
         };
-        let firmware = id.user_agent.as_ref().map(|u| u.firmware.as_str()).or(reported_firmware.as_deref());
-        let variant = id.profile.variant(firmware, &model);
-        render::render_phone(
+        render::render_phone_until(
             id.profile.vendor(),
             &id.file.template,
             handset,
             domain,
-            (&model, variant),
+            (model, variant),
             &base_url,
             &events_base,
             self.resync,
@@ -579,24 +626,26 @@ impl Provisioner {
         let id = profiles
             .choose(candidates, None, known(phone.as_ref()))
             .map_err(|_| Refusal::NotFound("no vendor uses a file of this name"))?;
+        let content_type = || rendered::content_type(&id.profile.content_type);
         let served = match (id.mac, phone) {
             (None, _) => self.served(
-                render::render_common(
-                    id.profile.vendor(),
-                    &id.file.template,
-                    (id.model.as_deref().unwrap_or(""), id.profile.variant(None, id.model.as_deref().unwrap_or(""))),
-                    id.code.as_deref().unwrap_or(""),
-                    root,
-                    self.resync,
-                )
-                .map_err(|e| Refusal::Internal(e.to_string()))?,
-                &id.profile.content_type,
+                &Body::new(
+                    render::render_common(
+                        id.profile.vendor(),
+                        &id.file.template,
+                        (id.model.as_deref().unwrap_or(""), id.profile.variant(None, id.model.as_deref().unwrap_or(""))),
+                        id.code.as_deref().unwrap_or(""),
+                        root,
+                        self.resync,
+                    )
+                    .map_err(|e| Refusal::Internal(e.to_string()))?,
+                    content_type(),
+                ),
                 self.started_at,
             ),
             (Some(_), None) => return Err(Refusal::NotFound("no handset has this MAC")),
             (Some(_), Some(phone)) => self.served(
-                self.render_phone(&phone, &id, root, mask_passwords)?,
-                &id.profile.content_type,
+                &Body::new(self.render_phone(&phone, &id, root, mask_passwords)?.0, content_type()),
                 last_modified(&phone),
             ),
         };
@@ -640,13 +689,29 @@ fn identify_refusal(e: IdentifyError, req: &FetchRequest<'_>) -> Refusal {
     }
 }
 
+/// The model `phone` is rendered for (the model an admin set, else what
+/// the phone says now, else what it said before, so a TFTP fetch gets the
+/// same file as an HTTP one) and its key-set variant (by the firmware the
+/// phone says now, else said before).
+fn phone_model<'a>(phone: &'a PhoneRecord, id: &'a crate::profiles::Identified<'_>) -> (&'a str, &'a str) {
+    let PhoneRecord { handset, reported_model, reported_firmware, .. } = phone;
+    let model = handset
+        .model
+        .as_deref()
+        .map(|m| m.rsplit('/').next().unwrap_or(m))
+        .or(id.model.as_deref())
+        .or(reported_model.as_deref())
+        .unwrap_or("");
+    let firmware = id.user_agent.as_ref().map(|u| u.firmware.as_str()).or(reported_firmware.as_deref());
+    (model, id.profile.variant(firmware, model))
+}
+
 impl Provisioner {
-    fn served(&self, body: String, content_type: &str, last_modified: SystemTime) -> Served {
-        let digest = Sha256::digest(body.as_bytes());
+    fn served(&self, body: &Body, last_modified: SystemTime) -> Served {
         Served {
-            etag: format!("\"{}\"", hex::encode(&digest[..16])),
-            body: Bytes::from(body),
-            content_type: content_type.to_string(),
+            etag: body.etag.clone(),
+            body: body.bytes.clone(),
+            content_type: body.content_type.clone(),
             last_modified,
             // Set by `fetch`; a preview is never counted.
             tally: self.metrics.fetch_started(FetchProtocol::Http),

@@ -32,6 +32,14 @@ const QUIET_WRITE_DELAY: Duration = Duration::from_secs(60);
 /// over (everything is then written once more).
 const MAX_REMEMBERED: usize = 250_000;
 
+const SHARDS: usize = 16;
+
+/// The shard of `written` that remembers `mac`.
+fn shard(mac: &Mac) -> usize {
+    let h = mac.octets().iter().fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(b as usize));
+    h % SHARDS
+}
+
 /// What was last written for one MAC.
 struct Written {
     fingerprint: u64,
@@ -63,7 +71,9 @@ pub struct Fetch<'a> {
 pub struct FetchRecorder {
     /// Fetches with news, coalesced per MAC, with their fingerprint.
     pending: Mutex<HashMap<Mac, (FetchRecord, u64)>>,
-    written: Mutex<HashMap<Mac, Written>>,
+    /// Sharded by MAC: a quiet fetch (most of a storm's) locks one shard,
+    /// and a flush walking them never holds up every request at once.
+    written: [Mutex<HashMap<Mac, Written>>; SHARDS],
     dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -80,7 +90,7 @@ impl FetchRecorder {
         let fp = fingerprint(f);
         let now_ms = crate::store::now_ms();
         {
-            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            let mut written = self.written[shard(&f.mac)].lock().unwrap_or_else(|p| p.into_inner());
             if let Some(w) = written.get_mut(&f.mac) {
                 if w.fingerprint == fp && w.at.elapsed() < QUIET_WRITE_DELAY {
                     w.unwritten += 1;
@@ -141,27 +151,33 @@ impl FetchRecorder {
             std::mem::take(&mut *pending).into_values().collect()
         };
         let (batch, counts) = {
-            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-            if written.len() > MAX_REMEMBERED {
-                written.clear();
-            }
             let now = Instant::now();
-            let mut batch = Vec::new();
-            // Quiet fetches never reach `pending` (see `record`): all of
-            // these are news, with any quiet count since the last write.
-            for (mut rec, fp) in pending {
-                if let Some(w) = written.get(&rec.mac) {
-                    rec.count += w.unwritten;
-                }
-                written.insert(rec.mac, Written { fingerprint: fp, at: now, unwritten: 0, last_seen: rec.last_seen });
-                batch.push(rec);
-            }
+            let mut batch = Vec::with_capacity(pending.len());
             let mut counts = Vec::new();
-            for (mac, w) in written.iter_mut() {
-                if w.unwritten > 0 && now.duration_since(w.at) >= QUIET_WRITE_DELAY {
-                    counts.push((*mac, w.unwritten, w.last_seen));
-                    w.unwritten = 0;
-                    w.at = now;
+            let mut by_shard: Vec<Vec<(FetchRecord, u64)>> = (0..SHARDS).map(|_| Vec::new()).collect();
+            for (rec, fp) in pending {
+                by_shard[shard(&rec.mac)].push((rec, fp));
+            }
+            for (shard, pending) in self.written.iter().zip(by_shard) {
+                let mut written = shard.lock().unwrap_or_else(|p| p.into_inner());
+                if written.len() > MAX_REMEMBERED / SHARDS {
+                    written.clear();
+                }
+                // Quiet fetches never reach `pending` (see `record`): all of
+                // these are news, with any quiet count since the last write.
+                for (mut rec, fp) in pending {
+                    if let Some(w) = written.get(&rec.mac) {
+                        rec.count += w.unwritten;
+                    }
+                    written.insert(rec.mac, Written { fingerprint: fp, at: now, unwritten: 0, last_seen: rec.last_seen });
+                    batch.push(rec);
+                }
+                for (mac, w) in written.iter_mut() {
+                    if w.unwritten > 0 && now.duration_since(w.at) >= QUIET_WRITE_DELAY {
+                        counts.push((*mac, w.unwritten, w.last_seen));
+                        w.unwritten = 0;
+                        w.at = now;
+                    }
                 }
             }
             (batch, counts)
@@ -193,14 +209,16 @@ impl FetchRecorder {
         if let Some(e) = self.flush(store, unknown_cap).await {
             tracing::error!(error = %e, "could not record phone fetches: the database is unavailable");
         }
-        let counts: Vec<(Mac, i64, i64)> = {
-            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-            written
-                .iter_mut()
-                .filter(|(_, w)| w.unwritten > 0)
-                .map(|(mac, w)| (*mac, std::mem::take(&mut w.unwritten), w.last_seen))
-                .collect()
-        };
+        let mut counts: Vec<(Mac, i64, i64)> = Vec::new();
+        for shard in &self.written {
+            let mut written = shard.lock().unwrap_or_else(|p| p.into_inner());
+            counts.extend(
+                written
+                    .iter_mut()
+                    .filter(|(_, w)| w.unwritten > 0)
+                    .map(|(mac, w)| (*mac, std::mem::take(&mut w.unwritten), w.last_seen)),
+            );
+        }
         if let Err(e) = store.add_fetch_counts(&counts).await {
             tracing::error!(error = %e, "could not record phone fetch counts");
         }

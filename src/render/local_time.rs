@@ -92,22 +92,29 @@ impl LocalTime {
     /// and kept until its next transition (or a day): the rule can only
     /// change there.
     pub fn new(zone: &str, vendor_zones: &BTreeMap<String, String>) -> Result<LocalTime, UnknownZone> {
+        LocalTime::new_until(zone, vendor_zones).map(|(t, _)| t)
+    }
+
+    /// [`LocalTime::new`], and until when (Unix seconds) it holds: the
+    /// zone's next transition, or a day. What is rendered from it may be
+    /// kept until then.
+    pub fn new_until(zone: &str, vendor_zones: &BTreeMap<String, String>) -> Result<(LocalTime, i64), UnknownZone> {
         static KEPT: std::sync::OnceLock<RwLock<HashMap<String, (i64, LocalTime)>>> = std::sync::OnceLock::new();
         let kept = KEPT.get_or_init(Default::default);
         let now = Timestamp::now();
         let fresh = |(until, _): &(i64, LocalTime)| now.as_second() < *until;
-        let known = kept.read().unwrap_or_else(|p| p.into_inner()).get(zone).filter(|k| fresh(k)).map(|(_, t)| t.clone());
-        let mut time = match known {
+        let known = kept.read().unwrap_or_else(|p| p.into_inner()).get(zone).filter(|k| fresh(k)).map(|(u, t)| (t.clone(), *u));
+        let (mut time, until) = match known {
             Some(t) => t,
             None => {
                 // Only zones of the database are kept, so the map is bounded by it.
                 let (t, until) = LocalTime::derive(zone, now)?;
                 kept.write().unwrap_or_else(|p| p.into_inner()).insert(zone.to_string(), (until, t.clone()));
-                t
+                (t, until)
             }
         };
         time.vendor_zone = vendor_zone(&time.zone, vendor_zones);
-        Ok(time)
+        Ok((time, until))
     }
 
     /// The local time of `zone` with the DST rule in force at `now`.

@@ -326,6 +326,25 @@ pub fn render_phone(
     resync: ResyncPolicy,
     settings: &[(String, String)],
 ) -> Result<String, RenderError> {
+    render_phone_until(vendor, template, handset, domain, (model, variant), base_url, events_base, resync, settings)
+        .map(|(text, _)| text)
+}
+
+/// [`render_phone`], and until when (Unix seconds) the file holds as
+/// rendered: the phone's local time (the only input read from the clock)
+/// holds until its zone's next transition, or a day.
+#[allow(clippy::too_many_arguments)]
+pub fn render_phone_until(
+    vendor: Vendor<'_>,
+    template: &str,
+    handset: &Handset,
+    domain: &Domain,
+    (model, variant): (&str, &str),
+    base_url: &str,
+    events_base: &str,
+    resync: ResyncPolicy,
+    settings: &[(String, String)],
+) -> Result<(String, i64), RenderError> {
     let events = event_lines(vendor.events, events_base);
     let mac = handset.mac.map(|m| (m.lower(), m.upper())).unwrap_or_default();
     // XML names cannot hold spaces: such keys (Fanvil's) are not for XML
@@ -339,7 +358,7 @@ pub fn render_phone(
     };
     // The handset's own zone, else its domain's.
     let zone = if handset.timezone.is_empty() { &domain.timezone } else { &handset.timezone };
-    let time = local_time(vendor, zone);
+    let (time, until) = local_time(vendor, zone);
     let display_name = if handset.name.is_empty() { handset.extensionnumber.as_str() } else { handset.name.as_str() };
     let c = PhoneContext {
         mac: &mac.0,
@@ -370,7 +389,9 @@ pub fn render_phone(
         events: &events,
     };
     match templates::render_phone(template, &c) {
-        Some(r) => r.map_err(|e| RenderError::Template { name: template.into(), reason: e.to_string() }),
+        Some(r) => {
+            r.map(|text| (text, until)).map_err(|e| RenderError::Template { name: template.into(), reason: e.to_string() })
+        }
         None => Err(RenderError::NotPerPhone(template.into())),
     }
 }
@@ -384,10 +405,10 @@ fn server_ip(url: &str) -> String {
 /// The local time of `zone`. A zone stored before zones were checked
 /// against the IANA database may be unknown: the phone then gets UTC
 /// rather than no file, and the log says why.
-fn local_time(vendor: Vendor<'_>, zone: &str) -> LocalTime {
-    LocalTime::new(zone, vendor.time_zones).unwrap_or_else(|e| {
+fn local_time(vendor: Vendor<'_>, zone: &str) -> (LocalTime, i64) {
+    LocalTime::new_until(zone, vendor.time_zones).unwrap_or_else(|e| {
         tracing::warn!(zone, "time zone: {e}; the phone is given UTC");
-        LocalTime::new("UTC", vendor.time_zones).expect("UTC is in the bundled IANA database")
+        LocalTime::new_until("UTC", vendor.time_zones).expect("UTC is in the bundled IANA database")
     })
 }
 

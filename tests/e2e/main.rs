@@ -25,6 +25,7 @@ mod csv;
 mod fixtures;
 mod formats;
 mod hostile;
+mod kept_files;
 mod lifecycle;
 mod monitoring;
 mod nat_office;
