@@ -116,8 +116,8 @@ settings! {
     resync_minutes: u32 = 1440, "AUTOPROV_RESYNC_MINUTES", "MIN";
     /// Memory for phones' files kept as rendered (with their ETags), in
     /// MiB; 0 keeps none. Phones beyond it are rendered on every fetch
-    /// [default: 64].
-    rendered_cache_mib: u32 = 64, "AUTOPROV_RENDERED_CACHE_MIB", "MIB";
+    /// [default: 32].
+    rendered_cache_mib: u32 = 32, "AUTOPROV_RENDERED_CACHE_MIB", "MIB";
     /// The SIP socket pushes (NOTIFY) are sent from, or off to send none
     /// [default: 0.0.0.0:5070].
     sip_listen: Listen = Listen::On(([0, 0, 0, 0], 5070).into()), "AUTOPROV_SIP_LISTEN", "ADDR";

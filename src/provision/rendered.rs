@@ -42,7 +42,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 /// The default budget for every kept body together.
-pub const DEFAULT_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// Common files kept at most (they are few: per family and model).
 const MAX_COMMON: usize = 4096;
 /// What one kept body costs beyond its bytes and ETag: the `Arc<Body>`,

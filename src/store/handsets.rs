@@ -581,9 +581,24 @@ impl ImportWriter<'_> {
         if self.any_config_change || self.report.created > 0 {
             self.store.note_local_change();
         }
+        // A bulk load leaves PostgreSQL's planner with the table's old
+        // statistics (none after a first import), and it then sorts the
+        // whole table for one page of Handset Search: 97 ms at 100,000
+        // handsets, 0.2 ms with statistics. Refresh them now rather than at
+        // autovacuum's next turn. The import has committed: a failure here
+        // is only logged.
+        if self.store.backend() == Backend::Postgres && self.report.created >= ANALYZE_AFTER_CREATING {
+            if let Err(e) = sqlx::query("ANALYZE handset").execute(self.store.pool()).await {
+                tracing::warn!(error = %e, "could not refresh the handset table's statistics after an import");
+            }
+        }
         Ok(self.report)
     }
 }
+
+/// Imports creating at least this many handsets refresh the planner's
+/// statistics (PostgreSQL).
+const ANALYZE_AFTER_CREATING: usize = 1000;
 
 /// `$first, $first+1, …`: `n` placeholders.
 fn placeholders(first: usize, n: usize) -> String {
