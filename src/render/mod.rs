@@ -313,25 +313,8 @@ pub enum RenderError {
     Template { name: String, reason: String },
 }
 
-/// Renders a per-phone file for `handset` in `domain`.
-#[allow(clippy::too_many_arguments)]
-pub fn render_phone(
-    vendor: Vendor<'_>,
-    template: &str,
-    handset: &Handset,
-    domain: &Domain,
-    (model, variant): (&str, &str),
-    base_url: &str,
-    events_base: &str,
-    resync: ResyncPolicy,
-    settings: &[(String, String)],
-) -> Result<String, RenderError> {
-    render_phone_until(vendor, template, handset, domain, (model, variant), base_url, events_base, resync, settings)
-        .map(|(text, _)| text)
-}
-
-/// [`render_phone`], and until when (Unix seconds) the file holds as
-/// rendered: the phone's local time (the only input read from the clock)
+/// Renders a per-phone file for `handset` in `domain`, and until when (Unix
+/// seconds) the file holds as rendered: the phone's local time (the only input read from the clock)
 /// holds until its zone's next transition, or a day.
 #[allow(clippy::too_many_arguments)]
 pub fn render_phone_until(
