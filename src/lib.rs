@@ -41,8 +41,9 @@
 //!   `X-Forwarded-*` only from trusted proxies.
 //! - [`profiles`]: vendor profiles (`vendor-profiles/*.toml`, built in by
 //!   `build.rs`), request identification from file name and User-Agent, the
-//!   one resolution of a phone's family (`Profiles::resolve`), and the MACs
-//!   a device certificate names.
+//!   one resolution of a phone's family (`Profiles::resolve`), the MACs
+//!   a device certificate names, and the profiles in use, which a reload
+//!   replaces whole (`profiles::LiveProfiles`).
 //! - [`render`]: the askama templates of each vendor (`templates/<family>/`,
 //!   registered by `build.rs`) and their contexts, and the phone's local
 //!   time (`render::local_time`: offset and DST rule from the bundled IANA
@@ -64,7 +65,8 @@
 //!   bounded against forged sources (one datagram per unacknowledged
 //!   request, transfers per source and in all).
 //! - [`tls`]: rustls server config, self-signed bootstrap,
-//!   device-certificate verification against the vendors' CAs.
+//!   device-certificate verification against the vendors' CAs, and the
+//!   certificate a reload swaps under running listeners (`tls::LiveCert`).
 //! - [`crypto`]: the one rustls crypto provider (ring) and its cipher order.
 //! - [`files`]: files that hold secrets (0600 from the start).
 //! - [`bootstrap`]: the default domain and superuser of a fresh database.

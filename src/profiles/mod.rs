@@ -191,7 +191,8 @@ pub struct Profile {
     pub vendor: String,
     /// The administrator guide(s) the key names come from.
     pub guide: String,
-    pub content_type: String,
+    /// Shared by every file served from the profile (no copy per body).
+    pub content_type: Arc<str>,
     pub format: Format,
     pub recording: Recording,
     /// OUIs (first 6 hex digits of the MAC) the vendor ships with.
@@ -445,7 +446,7 @@ fn parse(file: &str, source: &str, text: &str) -> Result<Profile, ProfileError> 
         }
     }
     for (what, v) in
-        [("notify_event", &p.notify_event), ("notify_reboot_event", &p.notify_reboot_event), ("content_type", &p.content_type)]
+        [("notify_event", &*p.notify_event), ("notify_reboot_event", &*p.notify_reboot_event), ("content_type", &*p.content_type)]
     {
         if v.is_empty() || v.chars().any(|c| c.is_control()) {
             return Err(err(format!("{what} must be a non-empty single line")));

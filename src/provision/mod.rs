@@ -381,7 +381,7 @@ impl Provisioner {
                         self.resync,
                     )
                     .map_err(|e| Refusal::Internal(e.to_string()))?;
-                    let body = Arc::new(Body::new(text, rendered::content_type(&id.profile.content_type)));
+                    let body = Arc::new(Body::new(text, id.profile.content_type.clone()));
                     self.cache.common.put(key, &body, generation);
                     body
                 }
@@ -454,8 +454,8 @@ impl Provisioner {
         if let Some(body) = bodies.and_then(|b| b.get(&key, now)) {
             return Ok(body);
         }
-        let (text, until) = self.render_phone(phone, id, root, false)?;
-        let body = Body::new(text, rendered::content_type(&id.profile.content_type));
+        let (text, until) = self.render_phone(phone, id, (model, variant), root, false)?;
+        let body = Body::new(text, id.profile.content_type.clone());
         if let Some(bodies) = bodies {
             bodies.put(&key, &body, until, generation);
         }
@@ -519,16 +519,17 @@ impl Provisioner {
     }
 
     /// Renders `id`'s file for `phone`, telling it to come back to `root`
-    /// under its domain's token; and until when (Unix seconds) it holds.
+    /// under its domain's token, for `(model, variant)` ([`phone_model`]);
+    /// and until when (Unix seconds) it holds.
     fn render_phone(
         &self,
         phone: &PhoneRecord,
         id: &crate::profiles::Identified<'_>,
+        (model, variant): (&str, &str),
         root: &str,
         mask_passwords: bool,
     ) -> Result<(String, i64), Refusal> {
         let PhoneRecord { handset, domain, .. } = phone;
-        let (model, variant) = phone_model(phone, id);
         let no_settings = Default::default();
         let model_settings = domain.model_settings.get(model).unwrap_or(&no_settings);
         let settings = settings::layered(&[&domain.settings, model_settings, &handset.settings]);
@@ -626,7 +627,7 @@ impl Provisioner {
         let id = profiles
             .choose(candidates, None, known(phone.as_ref()))
             .map_err(|_| Refusal::NotFound("no vendor uses a file of this name"))?;
-        let content_type = || rendered::content_type(&id.profile.content_type);
+        let content_type = || id.profile.content_type.clone();
         let served = match (id.mac, phone) {
             (None, _) => self.served(
                 &Body::new(
@@ -645,7 +646,7 @@ impl Provisioner {
             ),
             (Some(_), None) => return Err(Refusal::NotFound("no handset has this MAC")),
             (Some(_), Some(phone)) => self.served(
-                &Body::new(self.render_phone(&phone, &id, root, mask_passwords)?.0, content_type()),
+                &Body::new(self.render_phone(&phone, &id, phone_model(&phone, &id), root, mask_passwords)?.0, content_type()),
                 last_modified(&phone),
             ),
         };

@@ -81,22 +81,6 @@ impl Body {
     }
 }
 
-/// One shared copy of each content type (a handful: one per family), so
-/// a kept body does not carry its own.
-pub fn content_type(name: &str) -> Arc<str> {
-    static KNOWN: Mutex<Vec<Arc<str>>> = Mutex::new(Vec::new());
-    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(k) = known.iter().find(|k| ***k == *name) {
-        return k.clone();
-    }
-    let k: Arc<str> = Arc::from(name);
-    // Content types come from the profiles: bounded, but never trust it.
-    if known.len() < 64 {
-        known.push(k.clone());
-    }
-    k
-}
-
 /// What a per-phone body depends on besides the phone's record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyRef<'a> {

@@ -178,7 +178,7 @@ async fn every_family_over_http_https_and_tftp(b: Backend) {
             let what = format!("{} {file}", p.family);
             let (s, headers, body) = http_get(&srv, file, Some(&p.ua)).await;
             assert_eq!(s, StatusCode::OK, "{what}: {body}");
-            assert_eq!(headers["content-type"], profile.content_type.as_str(), "{what}");
+            assert_eq!(headers["content-type"], &*profile.content_type, "{what}");
 
             // The same file over HTTPS and TFTP: only the server address
             // differs (with the port TFTP really listens on).
