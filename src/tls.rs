@@ -92,6 +92,10 @@ fn build(settings: &Settings, cert_path: PathBuf, key_path: PathBuf, created: bo
     // than pay a full handshake each time. Both outlive certificate reloads.
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Setup(e.to_string()))?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
+    // One ticket a handshake, not rustls's default two: a phone resumes with
+    // one, and fetches its next file over a new connection that brings a
+    // fresh one. Each ticket costs both ends an encryption and a record.
+    config.send_tls13_tickets = 1;
     Ok(TlsMaterial { config: Arc::new(config), live, fingerprint, cert_path, self_signed_created: created, dns_name })
 }
 
