@@ -58,11 +58,9 @@ pub struct LastFetch {
     pub firmware: String,
 }
 
-/// Rows per upsert statement. Not more: SQLite looks parameters up by name
-/// in a list, so binding costs grow with the square of a statement's
-/// parameter count (250 rows took a third of the server's CPU in a boot
-/// storm; 32 rows make it vanish).
-const UPSERT_ROWS: usize = 32;
+/// Rows per upsert statement (15 parameters each; see `values_rows` for
+/// why SQLite's are anonymous).
+const UPSERT_ROWS: usize = 128;
 
 impl Store {
     /// The handset that owns `mac`, with its domain: everything a per-phone
@@ -95,12 +93,6 @@ impl Store {
         // of fetches a second, and one statement per row would cost more
         // than serving them. Rows are unique by MAC within a batch.
         for chunk in batch.chunks(UPSERT_ROWS) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let params: Vec<String> = (1..=15).map(|c| format!("${}", r * 15 + c)).collect();
-                    format!("({})", params.join(", "))
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO device (mac, handset_id, ip, user_agent, vendor, model, firmware, last_file, protocol, revision, \
                  token_domain_id, first_seen, last_seen, fetch_count, source) VALUES {} \
@@ -110,7 +102,7 @@ impl Store {
                  firmware = CASE WHEN excluded.firmware = '' THEN device.firmware ELSE excluded.firmware END, \
                  last_file = excluded.last_file, protocol = excluded.protocol, revision = excluded.revision, \
                  token_domain_id = COALESCE(excluded.token_domain_id, device.token_domain_id), last_seen = excluded.last_seen, fetch_count = device.fetch_count + excluded.fetch_count",
-                rows.join(", ")
+                super::values_rows(self.backend(), chunk.len(), 15)
             );
             let mut q = sqlx::query(&sql);
             for f in chunk {

@@ -470,7 +470,7 @@ impl Store {
             tx: self.pool().begin().await?,
             report: ImportReport::default(),
             any_config_change: false,
-            pending: Vec::with_capacity(import_insert_rows(self.backend())),
+            pending: Vec::with_capacity(IMPORT_INSERT_ROWS),
         })
     }
 
@@ -500,17 +500,10 @@ pub struct ImportWriter<'a> {
     pending: Vec<Handset>,
 }
 
-/// New handsets per `INSERT` of an import, 17 parameters each. PostgreSQL
-/// (65,535 parameters at most) gains from fewer round trips; SQLite has no
-/// round trip to save, and sqlx looks its parameters up by name at a cost
-/// that grows with the square of their number (250 rows there spent 85% of
-/// an import in `sqlite3_bind_parameter_name`).
-fn import_insert_rows(backend: Backend) -> usize {
-    match backend {
-        Backend::Postgres => 250,
-        Backend::Sqlite => 16,
-    }
-}
+/// New handsets per `INSERT` of an import, 17 parameters each: fewer round
+/// trips on PostgreSQL (65,535 parameters at most), fewer statements on
+/// SQLite (its parameters are anonymous: see `values_rows`).
+const IMPORT_INSERT_ROWS: usize = 250;
 
 impl ImportWriter<'_> {
     /// Writes one row; `existed` is what the check found. A new extension
@@ -521,7 +514,7 @@ impl ImportWriter<'_> {
         if !existed {
             self.pending.push(row.into_handset(self.domain_id)?);
             self.report.created += 1;
-            if self.pending.len() == import_insert_rows(self.store.backend()) {
+            if self.pending.len() == IMPORT_INSERT_ROWS {
                 self.insert_pending().await?;
             }
             return Ok(());
@@ -552,12 +545,10 @@ impl ImportWriter<'_> {
             return Ok(());
         }
         const COLUMNS: usize = 17;
-        let rows: Vec<String> =
-            (0..self.pending.len()).map(|i| format!("({})", placeholders(i * COLUMNS + 1, COLUMNS))).collect();
         let sql = format!(
             "INSERT INTO handset (name, password, location, outgoingcli, recording, notes, mac, model, revision, settings, \
              prov_password, timezone, event_token, domain_id, extensionnumber, created_at, updated_at) VALUES {}",
-            rows.join(", ")
+            super::values_rows(self.store.backend(), self.pending.len(), COLUMNS)
         );
         let now = now_ms();
         let mut q = sqlx::query(&sql);
