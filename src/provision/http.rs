@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
@@ -26,15 +26,10 @@ pub fn router(provisioner: Arc<Provisioner>, prefix: Option<String>) -> Router {
     Router::new().fallback(serve_file).with_state(HttpFront { provisioner, prefix: prefix.map(Arc::from) })
 }
 
-async fn serve_file(
-    State(front): State<HttpFront>,
-    client: ClientInfo,
-    client_cert: Option<axum::Extension<ClientCertificate>>,
-    method: Method,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Body,
-) -> Response {
+/// Takes the request whole: separate extractors would copy its header map.
+async fn serve_file(State(front): State<HttpFront>, client: ClientInfo, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let axum::http::request::Parts { method, uri, headers, extensions, .. } = parts;
     let path = uri.path();
     let (raw, prefix) = match front.prefix.as_deref() {
         Some(p) if path.starts_with(p) && path[p.len()..].starts_with('/') => (&path[p.len() + 1..], p),
@@ -70,8 +65,9 @@ async fn serve_file(
         credentials,
         // A verified certificate that names no MAC we know how to read is no
         // device certificate: the request proves itself otherwise or not.
-        device_cert: client_cert
-            .map(|c| front.provisioner.profiles().macs_in_certificate(&c.0 .0))
+        device_cert: extensions
+            .get::<ClientCertificate>()
+            .map(|c| front.provisioner.profiles().macs_in_certificate(&c.0))
             .filter(|macs| !macs.is_empty())
             .map(|macs| Arc::new(DeviceCert { macs })),
     };
