@@ -3,6 +3,9 @@
 # 100,000 handsets (SQLite by default), requests rotating over all their
 # per-MAC files with matching User-Agents.
 #   - HTTP keep-alive, HTTP --close, HTTPS --close: ../shared/bench/http_vs_nginx.sh
+#   - the keep-alive floor: benches/floor (a bare axum handler serving the same
+#     paths from memory) against nginx the same way, the most a server can
+#     reach with that client on this machine
 #   - TFTP: ../shared/bench/tftp-load against in.tftpd (tftpd-hpa) serving the same files
 #   - resident memory after those runs; start-up time with 100,000 handsets
 #
@@ -18,11 +21,17 @@ while [ $# -gt 0 ]; do case $1 in
 for t in wrk nginx curl openssl in.tftpd python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 2; }; done
 
 work=$(mktemp -d /tmp/autoprov-bench.XXXXXX)
-cleanup() { pkill -f "autoprov-bench-serve-$$" 2>/dev/null || true; [ -n "${tftpd:-}" ] && kill "$tftpd" 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+  pkill -f "autoprov-bench-serve-$$" 2>/dev/null || true
+  for p in "${tftpd:-}" "${floor:-}"; do if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 target=${CARGO_TARGET_DIR:-$here/target}
 (cd "$here" && cargo build --release -q)
 CARGO_TARGET_DIR=$work/tftp-load-target cargo build --release -q --manifest-path "$shared/bench/tftp-load/Cargo.toml"
+floor_target=${FLOOR_TARGET:-/tmp/floor-target}
+CARGO_TARGET_DIR=$floor_target cargo build --release -q --manifest-path "$here/benches/floor/Cargo.toml"
 
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 http=$(port) https=$(port) tftp=$(port) pw=bench-password-$$
@@ -47,6 +56,15 @@ t0=$(date +%s%N); start; t1=$(date +%s%N)
 echo "start-up with $handsets handsets: $(( (t1 - t0) / 1000000 )) ms until the first answer"
 sleep 2
 echo "== HTTP keep-alive";  bash "$shared/bench/http_vs_nginx.sh" "http://127.0.0.1:$http" "$work/out/requests.tsv" --seconds "$secs" --rounds "$rounds" | tail -n $((rounds + 1))
+# The floor: the same paths, the same client and nginx, served by a handler
+# that only looks a body up (benches/floor).
+first=$(head -n1 "$work/out/requests.tsv")
+curl -s -f -A "${first#*$'\t'}" "http://127.0.0.1:$http${first%%$'\t'*}" -o "$work/floor-body"
+fport=$(port)
+"$floor_target/release/floor" "127.0.0.1:$fport" "$work/out/requests.tsv" "$work/floor-body" & floor=$!
+until curl -s -o /dev/null "http://127.0.0.1:$fport/"; do sleep 0.01; done
+echo "== HTTP keep-alive, the floor (benches/floor)"; bash "$shared/bench/http_vs_nginx.sh" "http://127.0.0.1:$fport" "$work/out/requests.tsv" --seconds "$secs" --rounds "$rounds" | tail -n $((rounds + 1))
+kill "$floor"; floor=""
 echo "== HTTP --close";     bash "$shared/bench/http_vs_nginx.sh" "http://127.0.0.1:$http" "$work/out/requests.tsv" --close --seconds "$secs" --rounds "$rounds" | tail -n $((rounds + 1))
 echo "== HTTPS --close";    bash "$shared/bench/http_vs_nginx.sh" "https://127.0.0.1:$https" "$work/out/requests.tsv" --close --seconds "$secs" --rounds "$rounds" | tail -n $((rounds + 1))
 
