@@ -97,7 +97,7 @@ t1=$(date +%s%N)
 echo "start-up with $handsets handsets: $(( (t1 - t0) / 1000000 )) ms until a phone's first answer; RSS $(rss_mb "$(server_pid)") MB"
 
 # Handset Search right after the start, while the server warms its phone
-# cache (reading handsets in pages of 5,000), then once it is warm.
+# cache (reading handsets in pages of 1,000), then once it is warm.
 paging() {
 python3 - "$https" "$pw" "$handsets" <<'PY'
 import base64, http.client, json, ssl, sys, time
