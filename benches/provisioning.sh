@@ -68,20 +68,32 @@ kill "$floor"; floor=""
 echo "== HTTP --close";     bash "$shared/bench/http_vs_nginx.sh" "http://127.0.0.1:$http" "$work/out/requests.tsv" --close --seconds "$secs" --rounds "$rounds" | tail -n $((rounds + 1))
 echo "== HTTPS --close";    bash "$shared/bench/http_vs_nginx.sh" "https://127.0.0.1:$https" "$work/out/requests.tsv" --close --seconds "$secs" --rounds "$rounds" | tail -n $((rounds + 1))
 
-# tftpd-hpa serves the same files, fetched from us over HTTP.
+# tftpd-hpa serves the same files, fetched from us over TFTP: a phone that
+# comes by TFTP gets its own file (no action URLs: 3.4 KB where HTTP's is 4.7),
+# and both servers must send the same bytes. This is also each phone's first
+# TFTP fetch (what the recorder writes), before the rounds.
 mkdir -p "$work/tftproot"
-python3 - "$work" "$http" <<'PY'
-import http.client, os, sys, concurrent.futures
+python3 - "$work" "$tftp" <<'PY'
+import os, socket, struct, sys, concurrent.futures
 work, port = sys.argv[1], int(sys.argv[2])
-lines = [l.rstrip("\n").split("\t") for l in open(f"{work}/out/requests.tsv")]
-def fetch(chunk):
-    c = http.client.HTTPConnection("127.0.0.1", port)
-    for path, ua in chunk:
-        c.request("GET", path, headers={"User-Agent": ua}); r = c.getresponse(); body = r.read()
-        assert r.status == 200, (path, r.status)
-        os.makedirs(os.path.dirname(f"{work}/tftproot{path}"), exist_ok=True)
-        open(f"{work}/tftproot{path}", "wb").write(body)
-with concurrent.futures.ThreadPoolExecutor(4) as ex: list(ex.map(fetch, [lines[i::4] for i in range(4)]))
+names = [l.strip() for l in open(f"{work}/out/files.txt") if l.strip()]
+def get(name):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+    s.sendto(b"\x00\x01" + name.encode() + b"\x00octet\x00", ("127.0.0.1", port))
+    data, block = bytearray(), 1
+    while True:
+        pkt, peer = s.recvfrom(1024)
+        op, n = struct.unpack("!HH", pkt[:4])
+        assert op == 3, (name, pkt[:80])
+        s.sendto(struct.pack("!HH", 4, n), peer)
+        if n == block:
+            data += pkt[4:]; block += 1
+            if len(pkt) - 4 < 512: break
+    s.close()
+    os.makedirs(os.path.dirname(f"{work}/tftproot/{name}"), exist_ok=True)
+    open(f"{work}/tftproot/{name}", "wb").write(data)
+with concurrent.futures.ThreadPoolExecutor(8) as ex: list(ex.map(get, names))
+print(f"fetched {len(names)} files over TFTP for tftpd-hpa, {os.path.getsize(f'{work}/tftproot/{names[0]}')} bytes each")
 PY
 tport=$(port)
 in.tftpd -L -s -a "127.0.0.1:$tport" "$work/tftproot" & tftpd=$!

@@ -301,6 +301,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn multi_row_values_number_postgres_parameters_and_leave_sqlite_ones_anonymous() {
+        assert_eq!(values_rows(Backend::Postgres, 2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_rows(Backend::Sqlite, 2, 3), "(?, ?, ?), (?, ?, ?)");
+    }
+
+    #[test]
     fn passwords_are_redacted_from_urls() {
         assert_eq!(redact_url("postgres://app:s3cret@db:5432/prov"), "postgres://app:***@db:5432/prov");
         assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
