@@ -120,6 +120,7 @@ both_backends!(
     layered_settings_reach_the_file,
     a_change_on_another_node_reaches_this_nodes_phones,
 );
+crate::e2e!(a_phone_resumes_its_tls_session_with_the_one_ticket_each_handshake_brings);
 
 /// A phone of the default domain asking for `file` over plain HTTP, under
 /// the domain's provisioning URL.
@@ -569,3 +570,86 @@ async fn hostile_names_are_refused_cleanly() {
 }
 
 crate::e2e!(the_scan_guard_bans_and_lifts, files_are_served_under_the_prefix_too, hostile_names_are_refused_cleanly,);
+
+/// A client's TLS 1.3 tickets, counted as the server sends them.
+#[derive(Debug)]
+struct CountedTickets {
+    store: rustls::client::ClientSessionMemoryCache,
+    tickets: std::sync::atomic::AtomicUsize,
+}
+
+impl CountedTickets {
+    fn new() -> Self {
+        CountedTickets { store: rustls::client::ClientSessionMemoryCache::new(16), tickets: Default::default() }
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountedTickets {
+    fn set_kx_hint(&self, server: rustls::pki_types::ServerName<'static>, group: rustls::NamedGroup) {
+        self.store.set_kx_hint(server, group)
+    }
+    fn kx_hint(&self, server: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.store.kx_hint(server)
+    }
+    fn set_tls12_session(&self, server: rustls::pki_types::ServerName<'static>, value: rustls::client::Tls12ClientSessionValue) {
+        self.store.set_tls12_session(server, value)
+    }
+    fn tls12_session(&self, server: &rustls::pki_types::ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.store.tls12_session(server)
+    }
+    fn remove_tls12_session(&self, server: &rustls::pki_types::ServerName<'static>) {
+        self.store.remove_tls12_session(server)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        server: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tickets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.store.insert_tls13_ticket(server, value)
+    }
+    fn take_tls13_ticket(
+        &self,
+        server: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.store.take_tls13_ticket(server)
+    }
+}
+
+/// A phone opens a connection per file: every connection after its first
+/// resumes the session (no certificate, no signature), and each handshake
+/// brings it exactly one ticket for the next (rustls would send two).
+async fn a_phone_resumes_its_tls_session_with_the_one_ticket_each_handshake_brings() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let pem = std::fs::read(&srv.running().tls_cert_path).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tickets = std::sync::Arc::new(CountedTickets::new());
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::store(tickets.clone());
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let tcp = tokio::net::TcpStream::connect(srv.https()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        kinds.push(tls.get_ref().1.handshake_kind());
+        // The file request a phone makes, to the end of the answer: the
+        // ticket comes before it.
+        tls.write_all(b"GET /001565000001.cfg HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(answer.starts_with(b"HTTP/1.1 "), "{}", String::from_utf8_lossy(&answer));
+    }
+    use rustls::HandshakeKind::{Full, Resumed};
+    assert_eq!(kinds, [Some(Full), Some(Resumed), Some(Resumed)]);
+    assert_eq!(tickets.tickets.load(std::sync::atomic::Ordering::Relaxed), 3, "one ticket a handshake");
+    srv.stop().await;
+}
