@@ -61,6 +61,7 @@ pub enum Backend {
 /// grow with the square of their number (a 32-row upsert of phones'
 /// fetches was a sixth of a TFTP storm's CPU) while `?` has none to scan.
 pub(crate) fn values_rows(backend: Backend, rows: usize, columns: usize) -> String {
+    use std::fmt::Write;
     let mut out = String::with_capacity(rows * columns * 5);
     for r in 0..rows {
         out.push_str(if r == 0 { "(" } else { ", (" });
@@ -70,7 +71,9 @@ pub(crate) fn values_rows(backend: Backend, rows: usize, columns: usize) -> Stri
             }
             match backend {
                 Backend::Sqlite => out.push('?'),
-                Backend::Postgres => out.push_str(&format!("${}", r * columns + c + 1)),
+                Backend::Postgres => {
+                    let _ = write!(out, "${}", r * columns + c + 1);
+                }
             }
         }
         out.push(')');

@@ -297,16 +297,23 @@ pub fn https_client_from(
     b.build().unwrap()
 }
 
-/// A client builder that trusts exactly the server's certificate.
-pub fn https_client_builder(
-    cert: &std::path::Path,
-    versions: Option<&[&'static rustls::SupportedProtocolVersion]>,
-) -> reqwest::ClientBuilder {
+/// Roots holding exactly the certificates of the PEM file `cert` (the
+/// server's).
+pub fn trusting(cert: &std::path::Path) -> rustls::RootCertStore {
     let pem = std::fs::read(cert).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(c.unwrap()).unwrap();
     }
+    roots
+}
+
+/// A client builder that trusts exactly the server's certificate.
+pub fn https_client_builder(
+    cert: &std::path::Path,
+    versions: Option<&[&'static rustls::SupportedProtocolVersion]>,
+) -> reqwest::ClientBuilder {
+    let roots = trusting(cert);
     let versions = versions.unwrap_or(rustls::ALL_VERSIONS);
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(versions)
@@ -346,11 +353,7 @@ pub async fn wait_for_unknown_device(srv: &TestServer, mac: &str) -> Value {
 
 /// A TLS connection to the server's HTTPS port from `source`.
 pub async fn tls_from(srv: &TestServer, source: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let pem = std::fs::read(&srv.running().tls_cert_path).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
+    let roots = trusting(&srv.running().tls_cert_path);
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -622,11 +622,7 @@ impl rustls::client::ClientSessionStore for CountedTickets {
 async fn a_phone_resumes_its_tls_session_with_the_one_ticket_each_handshake_brings() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let srv = TestServer::start(Backend::Sqlite).await;
-    let pem = std::fs::read(&srv.running().tls_cert_path).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
+    let roots = crate::harness::trusting(&srv.running().tls_cert_path);
     let tickets = std::sync::Arc::new(CountedTickets::new());
     let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -379,11 +379,7 @@ fn https_with_cert(
     srv: &TestServer,
     identity: (rustls::pki_types::CertificateDer<'static>, rustls::pki_types::PrivateKeyDer<'static>),
 ) -> reqwest::Client {
-    let pem = std::fs::read(&srv.running().tls_cert_path).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
+    let roots = crate::harness::trusting(&srv.running().tls_cert_path);
     let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
