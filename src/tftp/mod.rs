@@ -5,7 +5,8 @@
 //! every request it refuses with an error packet, while a banned scanner
 //! must get no answer at all; and it opens files under one global mutex and
 //! runs every transfer on one executor thread. Here each transfer is its own
-//! tokio task with its own socket (a new TID, as RFC 1350 asks).
+//! tokio task with its own socket (its own TID, as RFC 1350 asks; kept for
+//! a later transfer to another peer: [`sockets`]).
 //!
 //! UDP sources can be forged, so until a peer has acknowledged something
 //! it is sent exactly one datagram per request it sent (no retransmission
@@ -17,6 +18,7 @@
 
 pub mod packet;
 mod slots;
+mod sockets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use tokio::sync::mpsc;
 use crate::provision::{names, FetchRequest, Origin, Protocol, Provisioner, Refusal};
 use packet::{ErrorCode, Mode, Packet, RequestedOptions};
 use slots::{Admission, SlotLimits, Slots, Ticket};
+use sockets::TransferSockets;
 
 /// Retransmissions of a window to a peer that has acknowledged before.
 const MAX_RETRIES: u32 = 5;
@@ -59,17 +62,20 @@ pub struct TftpServer {
     /// Transfers in flight (see [`slots`]): a request that repeats one is
     /// the client retransmitting it, or a forger.
     slots: Arc<Slots>,
+    sockets: Arc<TransferSockets>,
     timeouts: Timeouts,
 }
 
 impl TftpServer {
     pub fn new(socket: UdpSocket, provisioner: Arc<Provisioner>, limits: TftpLimits) -> Self {
         let local = socket.local_addr().unwrap_or((std::net::Ipv4Addr::UNSPECIFIED, 0).into());
+        let slots = Slots::new(SlotLimits { max: limits.max_transfers, per_source: limits.per_source });
         TftpServer {
             socket: Arc::new(socket),
             local,
             provisioner,
-            slots: Slots::new(SlotLimits { max: limits.max_transfers, per_source: limits.per_source }),
+            sockets: Arc::new(TransferSockets::new(local.ip(), slots.clone(), limits.max_transfers)),
+            slots,
             timeouts: Timeouts { max_secs: limits.max_timeout.as_secs(), default: limits.default_timeout },
         }
     }
@@ -140,12 +146,12 @@ impl TftpServer {
                 return;
             }
         };
-        let provisioner = self.provisioner.clone();
+        let (provisioner, sockets) = (self.provisioner.clone(), self.sockets.clone());
         let (local, timeouts) = (self.local, self.timeouts);
         let in_flight = provisioner.metrics().tftp_transfer();
         tokio::spawn(async move {
             let _in_flight = in_flight;
-            let result = serve_read(&provisioner, peer, local, &key.1, mode, options, timeouts, ticket).await;
+            let result = serve_read(&provisioner, &sockets, peer, local, &key.1, mode, options, timeouts, ticket).await;
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "tftp transfer ended early");
             }
@@ -156,6 +162,7 @@ impl TftpServer {
 #[allow(clippy::too_many_arguments)]
 async fn serve_read(
     provisioner: &Provisioner,
+    sockets: &TransferSockets,
     peer: SocketAddr,
     listening: SocketAddr,
     path: &str,
@@ -164,11 +171,10 @@ async fn serve_read(
     timeouts: Timeouts,
     mut ticket: Ticket,
 ) -> std::io::Result<()> {
-    // The transfer's own socket: a new TID, and (once connected) the source
+    // The transfer's own socket: its TID, and (connected) the source
     // address the phone reaches us on, which goes into its config with the
     // port we listen on.
-    let socket = UdpSocket::bind(SocketAddr::new(listening.ip(), 0)).await?;
-    socket.connect(peer).await?;
+    let socket = sockets.take(peer).await?;
     let host = match socket.local_addr() {
         Ok(SocketAddr::V6(a)) => format!("[{}]", a.ip()),
         Ok(a) => a.ip().to_string(),
@@ -228,7 +234,7 @@ async fn serve_read(
         Mode::Octet => body,
         Mode::Netascii => Bytes::from(packet::to_netascii(&body)),
     };
-    let transfer = Transfer::negotiate(socket, body, &options, timeouts);
+    let transfer = Transfer::negotiate(&socket, body, &options, timeouts);
     // Once the peer acknowledges our first answer, its address is really
     // its own: from then on its misses count (at once, not when this
     // transfer ends: its next request may come before our last ACK is read).
@@ -241,8 +247,8 @@ async fn send_error(socket: &UdpSocket, code: ErrorCode, message: &str) -> std::
 }
 
 /// One read transfer, after the file is known.
-struct Transfer {
-    socket: UdpSocket,
+struct Transfer<'a> {
+    socket: &'a UdpSocket,
     body: Bytes,
     blksize: usize,
     window: u16,
@@ -251,8 +257,8 @@ struct Transfer {
     oack: Vec<(&'static str, u64)>,
 }
 
-impl Transfer {
-    fn negotiate(socket: UdpSocket, body: Bytes, asked: &RequestedOptions, timeouts: Timeouts) -> Transfer {
+impl<'a> Transfer<'a> {
+    fn negotiate(socket: &'a UdpSocket, body: Bytes, asked: &RequestedOptions, timeouts: Timeouts) -> Self {
         let n = packet::negotiate(asked, body.len() as u64, timeouts.max_secs);
         let timeout = n.timeout.map_or(timeouts.default, Duration::from_secs);
         Transfer { socket, body, blksize: n.blksize, window: n.window, timeout, oack: n.oack }

@@ -159,6 +159,11 @@ impl Slots {
         Arc::new(Slots { limits, table: Mutex::default() })
     }
 
+    /// Transfers holding a slot now.
+    pub fn in_flight(&self) -> usize {
+        self.lock().transfers.len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
