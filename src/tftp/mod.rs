@@ -290,10 +290,15 @@ impl<'a> Transfer<'a> {
         proven();
         // `next` is the first block not yet acknowledged (absolute number).
         let mut next: u64 = first_block + 1;
+        // One send buffer and one timer for the whole transfer: a block
+        // costs no allocation, and moving a timer's deadline later takes no
+        // lock, where a new timer per window took two.
+        let mut out = Vec::with_capacity(4 + self.blksize);
+        let timer = tokio::time::sleep(self.timeout);
+        tokio::pin!(timer);
         while next <= blocks {
             let last = (next + u64::from(self.window) - 1).min(blocks);
-            let datagrams: Vec<Bytes> = (next..=last).map(|n| packet::data(n as u16, self.block(n))).collect();
-            match self.send_window(&datagrams, next).await? {
+            match self.send_window(next..=last, &mut out, timer.as_mut()).await? {
                 Some(acked) => next = acked + 1,
                 None => break,
             }
@@ -335,29 +340,35 @@ impl<'a> Transfer<'a> {
         }
     }
 
-    /// Sends `datagrams` (blocks `first…`) until an ACK moves the window,
-    /// resending them on each timeout, at most [`MAX_RETRIES`] times:
-    /// returns the highest block acknowledged, or `None` when the client gave
-    /// up or went silent.
-    async fn send_window(&self, datagrams: &[Bytes], first: u64) -> std::io::Result<Option<u64>> {
-        let last = first + datagrams.len() as u64 - 1;
+    /// Sends blocks `window` until an ACK moves the window, resending them
+    /// on each timeout, at most [`MAX_RETRIES`] times: returns the highest
+    /// block acknowledged, or `None` when the client gave up or went silent.
+    async fn send_window(
+        &self,
+        window: std::ops::RangeInclusive<u64>,
+        out: &mut Vec<u8>,
+        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> std::io::Result<Option<u64>> {
         let mut buf = [0u8; 1024];
         for _ in 0..=MAX_RETRIES {
-            for d in datagrams {
-                self.socket.send(d).await?;
+            for n in window.clone() {
+                packet::write_data(out, n as u16, self.block(n));
+                self.socket.send(out).await?;
             }
-            let deadline = tokio::time::Instant::now() + self.timeout;
+            timer.as_mut().reset(tokio::time::Instant::now() + self.timeout);
             loop {
-                let len = match tokio::time::timeout_at(deadline, self.socket.recv(&mut buf)).await {
-                    Err(_) => break, // timeout: resend the window
-                    Ok(Err(_)) => return Ok(None),
-                    Ok(Ok(len)) => len,
+                let len = tokio::select! {
+                    r = self.socket.recv(&mut buf) => match r {
+                        Ok(len) => len,
+                        Err(_) => return Ok(None),
+                    },
+                    () = timer.as_mut() => break, // timeout: resend the window
                 };
                 match Packet::parse(&buf[..len]) {
                     Some(Packet::Ack(n)) => {
                         // Block numbers are 16 bits and wrap; find the
                         // acknowledged block within this window.
-                        if let Some(acked) = (first..=last).rev().find(|b| *b as u16 == n) {
+                        if let Some(acked) = window.clone().rev().find(|b| *b as u16 == n) {
                             return Ok(Some(acked));
                         }
                         // An ACK of an older block (duplicate): ignore it, so

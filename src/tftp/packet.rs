@@ -141,11 +141,17 @@ impl Packet {
 }
 
 pub fn data(block: u16, payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(4 + payload.len());
-    b.put_u16(DATA);
-    b.put_u16(block);
-    b.put_slice(payload);
-    b.freeze()
+    let mut b = Vec::with_capacity(4 + payload.len());
+    write_data(&mut b, block, payload);
+    b.into()
+}
+
+/// A DATA packet written over `out` (a transfer's one send buffer).
+pub fn write_data(out: &mut Vec<u8>, block: u16, payload: &[u8]) {
+    out.clear();
+    out.extend_from_slice(&DATA.to_be_bytes());
+    out.extend_from_slice(&block.to_be_bytes());
+    out.extend_from_slice(payload);
 }
 
 pub fn error(code: ErrorCode, message: &str) -> Bytes {

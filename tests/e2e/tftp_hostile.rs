@@ -198,7 +198,39 @@ async fn full_of_acknowledging_clients_is_busy() {
     srv.stop().await;
 }
 
+async fn a_lost_block_comes_again_after_the_timeout_and_the_file_ends_whole() {
+    let timeout = Duration::from_millis(300);
+    let (srv, tftp, file) = server(|s| s.tuning.tftp_timeout = timeout).await;
+    let whole = get(tftp, &file).await.unwrap();
+    assert!(whole.len() > 1024, "at least three blocks: {}", whole.len());
+    let socket = requester(loopback(5), tftp, &rrq(&file, "octet", &[])).await;
+    let (first, from) = recv(&socket, Duration::from_secs(3)).await.unwrap();
+    assert_eq!((opcode(&first), &first[2..4]), (DATA, &[0, 1][..]));
+    socket.send_to(&ack(1), from).await.unwrap();
+    // Block 2 "is lost": not acknowledged. RFC 1350: the sender resends
+    // it after its timeout, and nothing else meanwhile.
+    let (second, _) = recv(&socket, Duration::from_secs(3)).await.unwrap();
+    let sent = std::time::Instant::now();
+    let (again, _) = recv(&socket, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(again, second, "block 2 again");
+    assert!(sent.elapsed() >= timeout / 2, "resent after {:?}, before the timeout", sent.elapsed());
+    let mut data = first[4..].to_vec();
+    let mut block = again;
+    loop {
+        data.extend_from_slice(&block[4..]);
+        socket.send_to(&[0, 4, block[2], block[3]], from).await.unwrap();
+        if block.len() < 4 + 512 {
+            break;
+        }
+        block = recv(&socket, Duration::from_secs(3)).await.unwrap().0;
+        assert_eq!(opcode(&block), DATA);
+    }
+    assert_eq!(data, whole);
+    srv.stop().await;
+}
+
 crate::e2e!(
+    a_lost_block_comes_again_after_the_timeout_and_the_file_ends_whole,
     an_unacknowledging_requester_gets_one_datagram,
     the_negotiated_timeout_is_capped,
     a_lost_first_answer_comes_again_for_the_repeated_request,
