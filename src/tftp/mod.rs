@@ -175,11 +175,7 @@ async fn serve_read(
     // address the phone reaches us on, which goes into its config with the
     // port we listen on.
     let socket = sockets.take(peer).await?;
-    let host = match socket.local_addr() {
-        Ok(SocketAddr::V6(a)) => format!("[{}]", a.ip()),
-        Ok(a) => a.ip().to_string(),
-        Err(_) => "localhost".into(),
-    };
+    let host = socket.host();
     let (token, file) = names::split_token(path);
     let req = FetchRequest {
         peer: peer.ip(),
@@ -276,12 +272,23 @@ impl<'a> Transfer<'a> {
     async fn run(self, ticket: &mut Ticket, proven: impl FnOnce()) -> std::io::Result<bool> {
         // A body of exactly k blocks ends with an empty block k+1.
         let blocks = self.body.len() as u64 / self.blksize as u64 + 1;
+        // One send buffer and one timer for the whole transfer: a block
+        // costs no allocation, and moving a timer's deadline later takes no
+        // lock, where a new timer per window took two.
+        let mut out = Vec::with_capacity(4 + self.blksize);
+        let timer = tokio::time::sleep(self.timeout * (MAX_RETRIES + 1));
+        tokio::pin!(timer);
         // The first answer is the OACK (acknowledged by ACK 0), or DATA 1
         // when no option is acknowledged: one datagram either way, since a
         // window of more than one block is only ever granted by an OACK.
-        let (first, first_block) =
-            if self.oack.is_empty() { (packet::data(1, self.block(1)), 1) } else { (packet::oack(&self.oack), 0) };
-        if !self.first_answer(&first, first_block, &mut ticket.signals).await? {
+        let first_block = if self.oack.is_empty() {
+            packet::write_data(&mut out, 1, self.block(1));
+            1
+        } else {
+            out = packet::oack(&self.oack).into();
+            0
+        };
+        if !self.first_answer(&out, first_block, &mut ticket.signals, timer.as_mut()).await? {
             return Ok(false);
         }
         // The peer receives at its address: from now on it is a real
@@ -290,12 +297,6 @@ impl<'a> Transfer<'a> {
         proven();
         // `next` is the first block not yet acknowledged (absolute number).
         let mut next: u64 = first_block + 1;
-        // One send buffer and one timer for the whole transfer: a block
-        // costs no allocation, and moving a timer's deadline later takes no
-        // lock, where a new timer per window took two.
-        let mut out = Vec::with_capacity(4 + self.blksize);
-        let timer = tokio::time::sleep(self.timeout);
-        tokio::pin!(timer);
         while next <= blocks {
             let last = (next + u64::from(self.window) - 1).min(blocks);
             match self.send_window(next..=last, &mut out, timer.as_mut()).await? {
@@ -313,11 +314,16 @@ impl<'a> Transfer<'a> {
     /// request (`signals`: one datagram out per request in), which is what
     /// an RFC 1350 client whose answer was lost does. Waits for its ACK as
     /// long as retransmissions would have lasted, timeout × (retries + 1);
-    /// says whether it came. An evicted transfer (its signals ended) stops.
-    async fn first_answer(&self, datagram: &Bytes, block: u64, signals: &mut mpsc::Receiver<()>) -> std::io::Result<bool> {
+    /// says whether it came (`deadline` is set to that). An evicted
+    /// transfer (its signals ended) stops.
+    async fn first_answer(
+        &self,
+        datagram: &[u8],
+        block: u64,
+        signals: &mut mpsc::Receiver<()>,
+        mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> std::io::Result<bool> {
         self.socket.send(datagram).await?;
-        let deadline = tokio::time::sleep(self.timeout * (MAX_RETRIES + 1));
-        tokio::pin!(deadline);
         let mut buf = [0u8; 1024];
         loop {
             tokio::select! {
@@ -335,7 +341,7 @@ impl<'a> Transfer<'a> {
                     }
                     None => return Ok(false),
                 },
-                _ = &mut deadline => return Ok(false),
+                () = deadline.as_mut() => return Ok(false),
             }
         }
     }

@@ -13,10 +13,12 @@
 //! - it is never given to the peer (address and port) it served last: a
 //!   late duplicate from that same pair of TIDs could not be told apart.
 //!
-//! A socket is bound to a port of its own choosing, so that disconnecting
-//! it keeps the port but forgets the source address (when it is bound to
-//! the unspecified address): the next peer may be reached by another
-//! route, and its config carries the address it reached us on.
+//! A socket is bound to a port of its own choosing. Bound to the
+//! unspecified address, it is disconnected before its next connect, which
+//! keeps such a port but forgets the source address the last route chose:
+//! the next peer may be reached by another route, and its config carries
+//! the address it reached us on. Bound to one address, connecting it anew
+//! is enough.
 //!
 //! Kept sockets count against the TFTP descriptor budget: a socket is kept
 //! only while the transfers in flight and the kept sockets together are
@@ -46,6 +48,8 @@ const DRAIN_MAX: usize = 64;
 pub struct TransferSockets {
     /// The address the server listens on: each socket is bound to it.
     ip: IpAddr,
+    /// It, as a config names it, when it is one address (not "any").
+    host: Option<Arc<str>>,
     kept: Mutex<Vec<Kept>>,
     slots: Arc<Slots>,
     max_transfers: usize,
@@ -68,7 +72,8 @@ pub struct Lease<'a> {
 
 impl TransferSockets {
     pub fn new(ip: IpAddr, slots: Arc<Slots>, max_transfers: usize) -> Self {
-        TransferSockets { ip, kept: Mutex::new(Vec::new()), slots, max_transfers }
+        let host = (!ip.is_unspecified()).then(|| host_of(ip).into());
+        TransferSockets { ip, host, kept: Mutex::new(Vec::new()), slots, max_transfers }
     }
 
     /// A socket connected to `peer`, kept or new.
@@ -81,9 +86,12 @@ impl TransferSockets {
         };
         let (socket, keepable) = match kept {
             Some(socket) => {
-                // Forget the last peer and, when bound to the unspecified
-                // address, the source address its route chose.
-                rustix::net::connect_unspec(&socket)?;
+                // Bound to the unspecified address, it must forget the
+                // source address the last peer's route chose; bound to one
+                // address, connecting it anew is enough.
+                if self.host.is_none() {
+                    rustix::net::connect_unspec(&socket)?;
+                }
                 (socket, true)
             }
             None => self.open()?,
@@ -144,6 +152,25 @@ fn drain(socket: &UdpSocket) {
             // A datagram (or an error it left) is dropped: read on.
             _ => {}
         }
+    }
+}
+
+impl Lease<'_> {
+    /// The address the peer reaches us on, as its config names it: the
+    /// listening address, or the one the route to the peer chose.
+    pub fn host(&self) -> String {
+        if let Some(host) = &self.pool.host {
+            return host.to_string();
+        }
+        self.local_addr().map_or_else(|_| "localhost".into(), |a| host_of(a.ip()))
+    }
+}
+
+/// An address as a URL's host: IPv6 in brackets.
+fn host_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
     }
 }
 
@@ -212,6 +239,21 @@ mod tests {
         let kept = pool.kept.lock().unwrap().pop().unwrap().socket;
         rustix::net::connect_unspec(&kept).unwrap();
         assert_eq!(kept.local_addr().unwrap(), SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), used.port()));
+    }
+
+    #[tokio::test]
+    async fn bound_to_any_address_a_kept_socket_serves_the_next_peer_from_its_route() {
+        let slots = Slots::new(SlotLimits { max: 4, per_source: 4 });
+        let pool = TransferSockets::new(Ipv4Addr::UNSPECIFIED.into(), slots, 4);
+        let (a, b) = (peer().await, peer().await);
+        let first = pool.take(a.local_addr().unwrap()).await.unwrap().local_addr().unwrap();
+        let lease = pool.take(b.local_addr().unwrap()).await.unwrap();
+        assert_eq!(lease.local_addr().unwrap(), first, "the kept socket, connected from its route's address");
+        assert_eq!(lease.host(), "127.0.0.1");
+        b.send_to(b"ack", first).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), lease.recv(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(&buf[..n], b"ack");
     }
 
     #[tokio::test]
