@@ -140,12 +140,6 @@ impl Packet {
     }
 }
 
-pub fn data(block: u16, payload: &[u8]) -> Bytes {
-    let mut b = Vec::with_capacity(4 + payload.len());
-    write_data(&mut b, block, payload);
-    b.into()
-}
-
 /// A DATA packet written over `out` (a transfer's one send buffer).
 pub fn write_data(out: &mut Vec<u8>, block: u16, payload: &[u8]) {
     out.clear();
