@@ -24,12 +24,11 @@ use tokio::sync::{watch, Mutex};
 
 use super::rendered::{CommonBodies, PhoneBodies, RenderedBudget};
 use crate::model::{Domain, Mac};
-use crate::store::changes::Change;
+use crate::store::changes::{Change, FEED_OVERLAP_MS};
 use crate::store::devices::PhoneRecord;
 use crate::store::outage::Backoff;
 use crate::store::{now_ms, Result, Store};
 
-const OVERLAP_MS: i64 = 5_000;
 const MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// Feed rows older than this are pruned.
 const FEED_KEEP_MS: i64 = 10 * 60 * 1000;
@@ -289,7 +288,7 @@ impl PhoneCache {
         let _one_reader = self.reading.lock().await;
         let local = store.local_change_count();
         let started = now_ms();
-        let since = self.last_read_ms.load(Ordering::Acquire) - OVERLAP_MS;
+        let since = self.last_read_ms.load(Ordering::Acquire) - FEED_OVERLAP_MS;
         let changes = store.changes_since(since).await?;
         if !changes.is_empty() {
             self.generation.fetch_add(1, Ordering::AcqRel);

@@ -10,6 +10,13 @@ use sqlx::{Any, Row, Transaction};
 use super::{now_ms, Result, Store};
 use crate::model::Mac;
 
+/// How far back each read of the feed reaches before the previous read:
+/// a row is written with its transaction's clock and seen only once that
+/// transaction commits, so rows up to this much older than the commit are
+/// still read. A transaction that ran longer (a large import) adds a row at
+/// its end that covers what it changed ([`Store::import_writer`]).
+pub const FEED_OVERLAP_MS: i64 = 5_000;
+
 /// What became stale.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {

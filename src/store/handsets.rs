@@ -468,6 +468,7 @@ impl Store {
             actor,
             domain_id,
             tx: self.pool().begin().await?,
+            began_ms: now_ms(),
             report: ImportReport::default(),
             any_config_change: false,
             pending: Vec::with_capacity(IMPORT_INSERT_ROWS),
@@ -492,6 +493,8 @@ pub struct ImportWriter<'a> {
     actor: &'a Actor,
     domain_id: i64,
     tx: Transaction<'static, Any>,
+    /// When the transaction began: its first change rows are that old.
+    began_ms: i64,
     report: ImportReport,
     any_config_change: bool,
     /// New handsets not inserted yet: written [`import_insert_rows`] to a
@@ -568,8 +571,16 @@ impl ImportWriter<'_> {
             let count = format!("created:{}", self.report.created);
             audit::record(&mut self.tx, self.actor, self.domain_id, "handset.import", None, &[count.as_str()]).await?;
         }
+        let changed = self.any_config_change || self.report.created > 0;
+        // A long import's first change rows are older than the feed reads
+        // back (FEED_OVERLAP_MS) by the time they become visible: caches
+        // would keep those phones as they were until their entries
+        // expire. One row for the whole domain, written now, covers them.
+        if changed && now_ms() - self.began_ms > changes::FEED_OVERLAP_MS / 2 {
+            changes::record(&mut self.tx, &Change::Domain(self.domain_id)).await?;
+        }
         self.tx.commit().await?;
-        if self.any_config_change || self.report.created > 0 {
+        if changed {
             self.store.note_local_change();
         }
         // A bulk load leaves PostgreSQL's planner with the table's old

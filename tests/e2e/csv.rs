@@ -411,7 +411,40 @@ async fn an_upload_that_stalls_is_refused() {
     srv.stop().await;
 }
 
+/// An import that runs longer than the change feed reads back still
+/// reaches the phones it changed: its first change rows are older than the
+/// feed's overlap by the time they become visible. The import is written
+/// through the store (as `/api/handset/import` writes it) so that it can be
+/// held open past the overlap; the server learns of it as another node's.
+async fn a_long_import_reaches_the_phones_it_changed() {
+    use autoprov::model::{HandsetInput, NewHandset};
+    use autoprov::store::changes::FEED_OVERLAP_MS;
+    let srv = TestServer::start(Backend::Postgres).await;
+    let p = crate::provisioning::phone("yealink");
+    srv.create_handset(json!({"extensionnumber": "100", "name": "Before the import", "mac": p.mac, "model": p.model})).await;
+    let store = autoprov::store::Store::open(&srv.settings.database_url).await.unwrap();
+    let domain = store.domain_by_name("default").await.unwrap().expect("the default domain").id;
+    let actor = autoprov::store::Actor::cli();
+    let mut import = store.import_writer(&actor, domain).await.unwrap();
+    let fields = HandsetInput { name: Some("After the import".into()), ..Default::default() };
+    import.write(NewHandset { extensionnumber: "100".into(), fields }, true).await.unwrap();
+    // Past the overlap, the handset's creation has left the feed's reach
+    // too: the phone's next fetch is cached, as it was before the import.
+    tokio::time::sleep(Duration::from_millis(FEED_OVERLAP_MS as u64 + 1500)).await;
+    let (status, _, body) = crate::provisioning::http_get(&srv, &p.file, Some(&p.ua)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Before the import"));
+    import.commit().await.unwrap();
+    eventually("the phone's file after the import", Duration::from_secs(3), || async {
+        let (_, _, body) = crate::provisioning::http_get(&srv, &p.file, Some(&p.ua)).await;
+        body.contains("After the import").then_some(())
+    })
+    .await;
+    srv.stop().await;
+}
+
 crate::e2e!(
+    a_long_import_reaches_the_phones_it_changed needs [Postgres],
     export_import_export_is_byte_identical,
     formula_cells_are_quoted_and_round_trip,
     a_full_queue_answers_503_and_spools_are_removed,
