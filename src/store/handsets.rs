@@ -539,10 +539,8 @@ impl ImportWriter<'_> {
         self.report.created + self.report.updated + self.report.unchanged
     }
 
-    /// Audits the creations and commits.
-    /// Inserts the pending new handsets in one statement, and feeds their
-    /// MACs to the caches (a phone asked for before it was imported is
-    /// cached as unknown) in another.
+    /// Inserts the pending new handsets in one statement, and records
+    /// their MACs in the change feed in another.
     async fn insert_pending(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -565,6 +563,7 @@ impl ImportWriter<'_> {
         Ok(())
     }
 
+    /// Audits the creations and commits.
     pub async fn commit(mut self) -> Result<ImportReport> {
         self.insert_pending().await?;
         if self.report.created > 0 {
