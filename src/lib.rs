@@ -63,7 +63,8 @@
 //!   TLS to registrars.
 //! - [`tftp`]: the read-only TFTP front end (options, windows, netascii),
 //!   bounded against forged sources (one datagram per unacknowledged
-//!   request, transfers per source and in all).
+//!   request, transfers per source and in all); each transfer on a socket
+//!   of its own, kept for a later transfer to another peer.
 //! - [`tls`]: rustls server config, self-signed bootstrap,
 //!   device-certificate verification against the vendors' CAs, and the
 //!   certificate a reload swaps under running listeners (`tls::LiveCert`).

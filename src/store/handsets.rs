@@ -497,7 +497,7 @@ pub struct ImportWriter<'a> {
     began_ms: i64,
     report: ImportReport,
     any_config_change: bool,
-    /// New handsets not inserted yet: written [`import_insert_rows`] to a
+    /// New handsets not inserted yet: written [`IMPORT_INSERT_ROWS`] to a
     /// statement (a round trip per row made a million-row import on
     /// PostgreSQL take minutes).
     pending: Vec<Handset>,
